@@ -1,0 +1,267 @@
+//! Explicit little-endian encoding and the bounds-checked decoder every on-disk format uses.
+//!
+//! Nothing is ever written as a raw struct: encoders append fields one by one, and decoders read
+//! them through [`Decoder`], which turns every short read into a structured
+//! [`CorruptionKind::Truncated`] naming the file and absolute offset instead of panicking.
+
+use std::path::Path;
+
+use crate::error::{CorruptionKind, Error, Result};
+
+/// CRC32C (Castagnoli) of `bytes`: the one checksum every vellum format uses.
+pub fn crc32c(bytes: &[u8]) -> u32 {
+    crc32c::crc32c(bytes)
+}
+
+/// Continues a CRC32C over more bytes.
+pub fn crc32c_append(crc: u32, bytes: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc, bytes)
+}
+
+/// The CRC32C of `a ++ b` from the CRC32Cs of `a` and `b` and the length of `b`.
+pub fn crc32c_combine(crc_a: u32, crc_b: u32, len_b: usize) -> u32 {
+    crc32c::crc32c_combine(crc_a, crc_b, len_b)
+}
+
+/// Appends little-endian fields to a byte vector.
+#[derive(Debug, Default)]
+pub struct Encoder {
+    buf: Vec<u8>,
+}
+
+impl Encoder {
+    /// An encoder with room for `bytes` bytes.
+    pub fn with_capacity(bytes: usize) -> Self {
+        Encoder {
+            buf: Vec::with_capacity(bytes),
+        }
+    }
+
+    /// Appends one byte.
+    pub fn u8(&mut self, v: u8) -> &mut Self {
+        self.buf.push(v);
+        self
+    }
+
+    /// Appends a little-endian u16.
+    pub fn u16(&mut self, v: u16) -> &mut Self {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+
+    /// Appends a little-endian u32.
+    pub fn u32(&mut self, v: u32) -> &mut Self {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+
+    /// Appends a little-endian u64.
+    pub fn u64(&mut self, v: u64) -> &mut Self {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+
+    /// Appends raw bytes.
+    pub fn bytes(&mut self, v: &[u8]) -> &mut Self {
+        self.buf.extend_from_slice(v);
+        self
+    }
+
+    /// Appends `n` zero bytes.
+    pub fn zeros(&mut self, n: usize) -> &mut Self {
+        self.buf.resize(self.buf.len() + n, 0);
+        self
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// True when nothing has been written.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// The encoded bytes.
+    pub fn finish(self) -> Vec<u8> {
+        self.buf
+    }
+}
+
+/// Reads little-endian fields from bytes that came from `file` at `base_offset`.
+///
+/// Every method returns a structured corruption error on a short read, with the absolute offset of
+/// the field that could not be read.
+#[derive(Debug)]
+pub struct Decoder<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    file: &'a Path,
+    base_offset: u64,
+}
+
+impl<'a> Decoder<'a> {
+    /// Decodes `buf`, which was read from `file` starting at `base_offset`.
+    pub fn new(buf: &'a [u8], file: &'a Path, base_offset: u64) -> Self {
+        Decoder {
+            buf,
+            pos: 0,
+            file,
+            base_offset,
+        }
+    }
+
+    /// Position within `buf` of the next field.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Absolute file offset of the next field.
+    pub fn offset(&self) -> u64 {
+        self.base_offset + self.pos as u64
+    }
+
+    /// Bytes not yet read.
+    pub fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// A corruption error at the current position.
+    pub fn error(&self, kind: CorruptionKind) -> Error {
+        Error::corruption(self.file, self.offset(), kind)
+    }
+
+    /// A corruption error at an absolute offset within this decoder's file.
+    pub fn error_at(&self, pos: usize, kind: CorruptionKind) -> Error {
+        Error::corruption(self.file, self.base_offset + pos as u64, kind)
+    }
+
+    /// Takes the next `n` bytes.
+    pub fn bytes(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.remaining() < n {
+            return Err(self.error(CorruptionKind::Truncated {
+                needed: n as u64,
+                available: self.remaining() as u64,
+            }));
+        }
+        let out = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(out)
+    }
+
+    /// Takes the next `N` bytes as an array.
+    pub fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.bytes(N)?);
+        Ok(out)
+    }
+
+    /// Reads one byte.
+    pub fn u8(&mut self) -> Result<u8> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    /// Reads a little-endian u16.
+    pub fn u16(&mut self) -> Result<u16> {
+        Ok(u16::from_le_bytes(self.array()?))
+    }
+
+    /// Reads a little-endian u32.
+    pub fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    /// Reads a little-endian u64.
+    pub fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    /// Reads `n` bytes that the format requires to be zero, reporting the first non-zero one.
+    pub fn zeros(&mut self, n: usize, field: &'static str) -> Result<()> {
+        let start = self.pos;
+        let bytes = self.bytes(n)?;
+        if let Some(i) = bytes.iter().position(|&b| b != 0) {
+            return Err(self.error_at(
+                start + i,
+                CorruptionKind::InvalidField {
+                    field,
+                    value: u64::from(bytes[i]),
+                },
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Rounds `n` up to a multiple of `align`, which must be a power of two.
+pub const fn align_up(n: u64, align: u64) -> u64 {
+    (n + align - 1) & !(align - 1)
+}
+
+/// Rounds `n` down to a multiple of `align`, which must be a power of two.
+pub const fn align_down(n: u64, align: u64) -> u64 {
+    n & !(align - 1)
+}
+
+/// Interprets the first eight bytes of `bytes` as a little-endian u64 (zero-padded), for reporting
+/// a bad magic value.
+pub fn magic_value(bytes: &[u8]) -> u64 {
+    let mut m = [0u8; 8];
+    let n = bytes.len().min(8);
+    m[..n].copy_from_slice(&bytes[..n]);
+    u64::from_le_bytes(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoder_writes_little_endian() {
+        let mut e = Encoder::default();
+        e.u8(1)
+            .u16(0x0302)
+            .u32(0x0706_0504)
+            .u64(0x0f0e_0d0c_0b0a_0908);
+        assert_eq!(e.finish(), (1u8..=15).collect::<Vec<u8>>());
+    }
+
+    #[test]
+    fn decoder_reports_truncation_with_absolute_offset() {
+        let path = Path::new("f");
+        let mut d = Decoder::new(&[1, 2, 3], path, 100);
+        assert_eq!(d.u16().ok(), Some(0x0201));
+        let err = d.u32().err().and_then(|e| e.as_corruption().cloned());
+        assert_eq!(
+            err,
+            Some(crate::error::Corruption {
+                file: path.into(),
+                offset: 102,
+                kind: CorruptionKind::Truncated {
+                    needed: 4,
+                    available: 1
+                },
+            })
+        );
+    }
+
+    #[test]
+    fn crc_combine_matches_concatenation() {
+        let a = b"hello ";
+        let b = b"world";
+        let whole = crc32c(b"hello world");
+        assert_eq!(crc32c_combine(crc32c(a), crc32c(b), b.len()), whole);
+        assert_eq!(crc32c_append(crc32c(a), b), whole);
+        // The published CRC32C check value.
+        assert_eq!(crc32c(b"123456789"), 0xe306_9283);
+    }
+
+    #[test]
+    fn alignment() {
+        assert_eq!(align_up(0, 8), 0);
+        assert_eq!(align_up(1, 8), 8);
+        assert_eq!(align_up(8, 8), 8);
+        assert_eq!(align_down(4097, 4096), 4096);
+    }
+}

@@ -1,0 +1,167 @@
+//! The storage layer: one trait for every file operation the runtime performs.
+//!
+//! Two implementations exist: [`OsStorage`] on the real filesystem (`rustix` system calls and
+//! `memmap2` windows) and [`FaultStorage`], an in-memory filesystem that keeps what was *written*
+//! apart from what is *durable*, so a test can crash it at any operation and observe exactly what a
+//! power loss would leave behind.
+//!
+//! Invariants every implementation keeps (and `design/DURABILITY.md` relies on):
+//! 1. `write_at` bytes survive a crash only once a later `sync_data`/`sync_all` of the same file
+//!    returned `Ok`; before that any 512-byte sector of them may or may not survive.
+//! 2. Bytes written through a [`Mapping`] survive only once `Mapping::flush` over them returned
+//!    `Ok` (or the file was synced); before that any 4 KiB page of them may or may not survive.
+//! 3. `create`, `rename` and `remove` survive only once `sync_dir` of the parent directory returned
+//!    `Ok`; before that, a prefix (in call order) of them may survive.
+//! 4. A file's length survives with its data (`sync_data` persists the length needed to read it).
+//! 5. `allocate` never changes bytes that are already in the file; it may grow the length with
+//!    zeros.
+
+mod fault;
+mod mapping;
+mod os;
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+pub use fault::{CrashMode, FaultConfig, FaultStorage};
+pub use mapping::Mapping;
+pub use os::OsStorage;
+
+use crate::error::Result;
+
+/// The size of a sector: the unit a device writes atomically.
+pub const SECTOR_BYTES: u64 = 512;
+
+/// The size of a memory page: the unit in which mapped writes reach the file.
+pub const PAGE_BYTES: u64 = 4096;
+
+/// Every directory-level operation the runtime performs.
+///
+/// Paths are passed through as given; the runtime joins file names onto its store directory.
+pub trait Storage: Send + Sync + fmt::Debug {
+    /// Creates a new, empty file opened for reading and writing. Fails if it exists.
+    fn create(&self, path: &Path) -> Result<Arc<dyn StorageFile>>;
+
+    /// Opens an existing file for reading and writing.
+    fn open(&self, path: &Path) -> Result<Arc<dyn StorageFile>>;
+
+    /// Opens an existing file for reading only (`fsck` and `dump` never write).
+    fn open_read_only(&self, path: &Path) -> Result<Arc<dyn StorageFile>>;
+
+    /// True if a file or directory exists at `path`.
+    fn exists(&self, path: &Path) -> Result<bool>;
+
+    /// Renames `from` to `to`, atomically replacing `to` if it exists.
+    fn rename(&self, from: &Path, to: &Path) -> Result<()>;
+
+    /// Removes a file.
+    fn remove(&self, path: &Path) -> Result<()>;
+
+    /// Creates a directory and any missing parents.
+    fn create_dir_all(&self, dir: &Path) -> Result<()>;
+
+    /// Makes the creates, renames and removes of entries in `dir` durable.
+    fn sync_dir(&self, dir: &Path) -> Result<()>;
+
+    /// The names of the files in `dir`, sorted.
+    fn list(&self, dir: &Path) -> Result<Vec<String>>;
+
+    /// Takes an exclusive lock on the file at `path` (created if missing), held until the guard
+    /// drops. Fails at once with [`crate::Error::Locked`] if another holder has it.
+    fn lock(&self, path: &Path) -> Result<LockGuard>;
+}
+
+/// Every file-level operation the runtime performs. Offsets and lengths are in bytes.
+pub trait StorageFile: Send + Sync + fmt::Debug {
+    /// The path the file was opened at (for error reports).
+    fn path(&self) -> &Path;
+
+    /// The file's current length.
+    fn len(&self) -> Result<u64>;
+
+    /// True when the file holds no bytes.
+    fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Reads into `buf` from `offset`, stopping early only at end of file; returns the bytes read.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<usize>;
+
+    /// Writes all of `buf` at `offset`, growing the file if needed.
+    fn write_at(&self, buf: &[u8], offset: u64) -> Result<()>;
+
+    /// Sets the file's length, truncating or extending with zeros.
+    fn set_len(&self, len: u64) -> Result<()>;
+
+    /// Reserves disk blocks for `[offset, offset + len)`, extending the length with zeros if the
+    /// range ends past it. Existing bytes are unchanged.
+    fn allocate(&self, offset: u64, len: u64) -> Result<()>;
+
+    /// Zeroes `[offset, offset + len)` and returns its blocks to the filesystem. The length does not
+    /// change.
+    fn punch_hole(&self, offset: u64, len: u64) -> Result<()>;
+
+    /// Makes written data (and the length) durable: `fdatasync`.
+    fn sync_data(&self) -> Result<()>;
+
+    /// Makes written data and all metadata durable: `fsync`.
+    fn sync_all(&self) -> Result<()>;
+
+    /// Maps `[offset, offset + len)` for reading and writing. The range must lie within the file;
+    /// `offset` must be a multiple of [`PAGE_BYTES`]. The file must not be shortened below the end
+    /// of a live mapping.
+    fn map(&self, offset: u64, len: usize) -> Result<Mapping>;
+
+    /// Bytes of disk the file occupies (`st_blocks * 512`), which hole punching reduces.
+    fn allocated_bytes(&self) -> Result<u64>;
+}
+
+impl dyn StorageFile {
+    /// Reads exactly `buf.len()` bytes at `offset`; a short read is an `UnexpectedEof` I/O error.
+    pub fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        let n = self.read_at(buf, offset)?;
+        if n < buf.len() {
+            return Err(crate::Error::io(
+                crate::error::IoOp::Read,
+                self.path(),
+                std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("read {n} of {} bytes at offset {offset}", buf.len()),
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads the whole file.
+    pub fn read_all(&self) -> Result<Vec<u8>> {
+        let len = usize::try_from(self.len()?).map_err(|_| {
+            crate::Error::InvalidArgument(format!(
+                "{} is too large to read into memory",
+                self.path().display()
+            ))
+        })?;
+        let mut buf = vec![0u8; len];
+        let n = self.read_at(&mut buf, 0)?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+}
+
+/// Holds an exclusive lock until dropped.
+pub struct LockGuard {
+    _held: Box<dyn Send + Sync>,
+}
+
+impl LockGuard {
+    pub(crate) fn new(held: Box<dyn Send + Sync>) -> Self {
+        LockGuard { _held: held }
+    }
+}
+
+impl fmt::Debug for LockGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LockGuard")
+    }
+}

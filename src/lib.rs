@@ -1,0 +1,22 @@
+//! vellum: a copy-on-write persistence substrate.
+//!
+//! This crate holds the durable runtime's layers. The ones that exist so far:
+//! - [`io`]: the storage trait every file operation goes through, with a real implementation and a
+//!   fault-injecting one for crash tests;
+//! - [`codec`]: explicit little-endian encoding and CRC32C;
+//! - [`meta`]: the double-buffered superblock with its root catalog, and the JSON manifest;
+//! - [`log`]: the CRC32C-framed delta log with group commit.
+//!
+//! Formats are specified byte by byte in `design/FORMAT.md`; the order in which bytes become
+//! durable is specified in `design/DURABILITY.md`.
+
+#![deny(unsafe_code)]
+
+pub mod codec;
+pub mod error;
+pub mod io;
+pub mod log;
+pub mod meta;
+pub mod poison;
+
+pub use error::{Corruption, CorruptionKind, Error, IoOp, Result};

@@ -1,0 +1,1 @@
+//! The delta log (see design/FORMAT.md).

@@ -1,0 +1,1 @@
+//! The superblock and the manifest (see design/FORMAT.md).

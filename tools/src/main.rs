@@ -1,0 +1,3 @@
+//! The `vellum` command-line tool.
+
+fn main() {}
