@@ -41,6 +41,15 @@ pub enum Error {
         /// The lock file.
         path: PathBuf,
     },
+    /// The id does not name a node the operation can use: never issued, stale (its handle was
+    /// freed, so the tag no longer matches), not committed yet, or retired.
+    #[error("node {id}: {reason}")]
+    NodeNotFound {
+        /// The id given.
+        id: crate::object_table::NodeId,
+        /// Why it was refused.
+        reason: &'static str,
+    },
     /// A caller passed an argument vellum cannot accept.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -21,11 +21,13 @@
 )]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod alloc;
 pub mod codec;
 pub mod error;
 pub mod io;
 pub mod log;
 pub mod meta;
+pub mod object_table;
 pub mod poison;
 
 pub use error::{Corruption, CorruptionKind, Error, IoOp, Result};
