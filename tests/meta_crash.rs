@@ -393,3 +393,73 @@ fn no_space_for_the_manifest_fails_cleanly() {
         "no space, then retry",
     );
 }
+
+/// Simulates a process that died after `k` operations of a publish while the machine kept
+/// running: its writes stay in the page cache, where the next process reads them.
+fn process_dies_after(fs: &FaultStorage, k: u64, publish: impl FnOnce()) {
+    fs.crash_after(k);
+    publish();
+    // The next process starts: operations succeed again.
+    fs.crash_after(u64::MAX);
+}
+
+#[test]
+fn process_crash_then_reopen_then_power_loss_keeps_what_open_saw() {
+    // A reopened store must not rely on writes that are visible but not yet durable: open makes
+    // what it loaded durable before removing anything or publishing over the other slot.
+    for plan in PLANS {
+        let states = expected_states(&plan);
+        for upto in 0..plan.len() {
+            let (old, new) = (&states[upto], &states[upto + 1]);
+            let (ops, _) = measure_publish(&plan, upto);
+            for k in 0..=ops {
+                let (fs, store) = build(&plan, upto);
+                process_dies_after(&fs, k, || {
+                    let _ = store.publish(update_for(upto as u64 + 1, plan[upto]));
+                });
+                drop(store);
+                let ctx = format!(
+                    "plan {plan:?}, publish {}, process died after op {k}",
+                    upto + 1
+                );
+                let reopened = MetaStore::open(storage(&fs), dir())
+                    .unwrap_or_else(|e| panic!("{ctx}: reopen: {e}"));
+                let seen = state_of(&reopened);
+                assert!(seen == *old || seen == *new, "{ctx}: {seen:#?}");
+                drop(reopened);
+                for mode in modes() {
+                    let ctx = format!("{ctx}, then power loss {mode:?}");
+                    check_recovery(&fs.crash_with(mode), &seen, &seen, true, &ctx);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn process_crash_during_create_then_retry_then_power_loss() {
+    let probe = fresh(7);
+    MetaStore::create(storage(&probe), dir(), manifest_for(0)).unwrap();
+    let ops = probe.op_count() - 1;
+    let empty = expected_states(&[])[0].clone();
+    for k in 0..=ops {
+        let fs = fresh(7);
+        process_dies_after(&fs, k, || {
+            let _ = MetaStore::create(storage(&fs), dir(), manifest_for(0));
+        });
+        // The next process opens the store if it sees one, and creates it otherwise.
+        let ctx = format!("create, process died after op {k} of {ops}");
+        let store = if MetaStore::exists(&fs, dir()).unwrap() {
+            MetaStore::open(storage(&fs), dir())
+        } else {
+            MetaStore::create(storage(&fs), dir(), manifest_for(0))
+        };
+        let store = store.unwrap_or_else(|e| panic!("{ctx}: {e}"));
+        assert_eq!(state_of(&store), empty, "{ctx}");
+        drop(store);
+        for mode in modes() {
+            let ctx = format!("{ctx}, then power loss {mode:?}");
+            check_recovery(&fs.crash_with(mode), &empty, &empty, true, &ctx);
+        }
+    }
+}

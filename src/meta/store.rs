@@ -15,6 +15,9 @@
 //!    published state. A failure before anything could have reached the superblock file leaves the
 //!    old state fully in force and does not poison.
 //! 6. One writer at a time: publishes are serialised by a mutex; readers take no lock.
+//! 7. Open makes the state it loaded durable (superblock file and directory synced) before it
+//!    removes any file or allows a publish: what it read may have been visible only in the page
+//!    cache, left there by a process that died mid-publish or mid-create.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -145,19 +148,26 @@ impl MetaStore {
         ))
     }
 
-    /// Opens the store in `dir`: loads the superblock slot in force and its manifest, then removes
-    /// the files recovery must not trust (see [`LoadedMeta::leftovers`]) and syncs the directory.
+    /// Opens the store in `dir`: loads the superblock slot in force and its manifest, syncs the
+    /// superblock file, removes the files recovery must not trust (see [`LoadedMeta::leftovers`])
+    /// and syncs the directory.
     pub fn open(storage: Arc<dyn Storage>, dir: &Path) -> Result<MetaStore> {
         let span = tracing::info_span!("meta.open", dir = %dir.display());
         let _enter = span.enter();
         let (superblock_file, loaded, manifest) = Self::load(&*storage, dir, true)?;
+        // What was just read may be visible without being durable: a process that died between
+        // writing a slot and syncing it leaves the slot in the page cache, and one that died
+        // before `sync_dir` leaves a rename that a power loss would undo. Make the loaded state
+        // durable before removing the files that the other slot may need, and before a publish
+        // overwrites that slot.
+        superblock_file.sync_data()?;
         let active_seq = loaded.active.manifest.seq;
         let removed = leftovers(storage.list(dir)?, active_seq);
         for name in &removed {
             storage.remove(&dir.join(name))?;
         }
+        storage.sync_dir(dir)?;
         if !removed.is_empty() {
-            storage.sync_dir(dir)?;
             tracing::info!(?removed, "removed leftover metadata files");
         }
         tracing::info!(
