@@ -2,7 +2,7 @@
 //! only complete, and how a manifest is read back and proven to be the one a superblock names.
 //!
 //! Invariants:
-//! 1. A file written by [`write_durably`] appears under its final name only with all its bytes
+//! 1. A file written by `write_durably` appears under its final name only with all its bytes
 //!    durable: it is written as `<name>.tmp`, synced, renamed, and the directory is synced.
 //! 2. A `*.tmp` file is never read by recovery; it is either being written (only while a
 //!    [`super::MetaStore`] writer holds its lock) or a leftover of a crash or a failed write.

@@ -124,8 +124,8 @@ impl Superblock {
         Ok(out)
     }
 
-    /// Decodes the slot at index `slot` of the superblock file `file` from `bytes` (which should be
-    /// the slot's 4096 bytes). Errors report absolute offsets within the file.
+    /// Decodes the slot at index `slot` of the superblock file `file` from the first 4096 bytes of
+    /// `bytes` (fewer is `Truncated`). Errors report absolute offsets within the file.
     pub fn decode(bytes: &[u8], file: &Path, slot: usize) -> Result<Superblock> {
         let base = slot_offset(slot);
         let mut d = Decoder::new(bytes, file, base);
@@ -298,7 +298,8 @@ impl LoadedSuperblock {
         let slot_bytes = |i: usize| bytes.get(i * SLOT_BYTES..).unwrap_or(&[]);
         let decode = |i: usize| {
             let b = slot_bytes(i);
-            Superblock::decode(&b[..b.len().min(SLOT_BYTES)], path, i).map_err(into_corruption)
+            Superblock::decode(&b[..b.len().min(SLOT_BYTES)], path, i)
+                .map_err(|e| into_corruption(e, path))
         };
         let slots = [decode(0), decode(1)];
         let active_slot = match (&slots[0], &slots[1]) {
@@ -336,11 +337,11 @@ impl LoadedSuperblock {
 
 /// Unwraps the corruption report of a decoding error. Decoding only ever fails with corruption;
 /// should that change, the error is kept as an `InvalidDocument` report rather than lost.
-fn into_corruption(e: Error) -> Corruption {
+fn into_corruption(e: Error, path: &Path) -> Corruption {
     match e {
         Error::Corruption(c) => *c,
         other => Corruption {
-            file: Default::default(),
+            file: path.to_path_buf(),
             offset: 0,
             kind: CorruptionKind::InvalidDocument {
                 reason: other.to_string(),
