@@ -24,8 +24,9 @@ use crate::error::{Error, Result};
 const CHUNK0_SHIFT: u32 = 12;
 const CHUNK0_SLOTS: u64 = 1 << CHUNK0_SHIFT;
 /// Chunks per shard: enough for every handle the id can name.
-const CHUNKS: usize = 30;
-const _: () = assert!(CHUNK0_SLOTS * ((1 << CHUNKS) - 1) > HANDLE_MAX - (1 << 13));
+const CHUNKS: usize = 31;
+// The chunks together hold every handle up to HANDLE_MAX.
+const _: () = assert!(CHUNK0_SLOTS * ((1 << CHUNKS) - 1) > HANDLE_MAX);
 
 /// Chunk number and index within it of a handle.
 fn chunk_of(handle: u64) -> (usize, usize) {
