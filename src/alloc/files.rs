@@ -111,6 +111,9 @@ pub struct DataFiles {
     options: DataFileOptions,
     /// Per class, the files by number; replaced (copy on write) when a file is added.
     classes: Box<[Atomic<Vec<Arc<DataFile>>>]>,
+    /// Per class, log2 of the window size (windows are powers of two; shifts keep divisions off
+    /// the read path).
+    window_shift: [u32; CLASS_COUNT],
     /// Serialises file creation and growth.
     grow: Mutex<()>,
     account: Arc<MapAccount>,
@@ -147,6 +150,9 @@ impl DataFiles {
             dir: dir.to_path_buf(),
             options,
             classes: (0..CLASS_COUNT).map(|_| Atomic::new(Vec::new())).collect(),
+            window_shift: std::array::from_fn(|c| {
+                options.class_window_bytes(c as u8).trailing_zeros()
+            }),
             grow: Mutex::new(()),
             account: Arc::new(MapAccount::default()),
             created_unsynced: AtomicBool::new(false),
@@ -243,10 +249,12 @@ impl DataFiles {
 
     /// The window holding `loc`, mapping it (and evicting others) if needed, with the offset of
     /// `loc` inside it.
+    #[inline]
     pub fn window<'g>(&'g self, loc: Location, guard: &'g Guard) -> Result<(WindowPin<'g>, usize)> {
-        let window_bytes = self.options.class_window_bytes(loc.class);
-        let index = (loc.offset / window_bytes) as usize;
-        let within = (loc.offset % window_bytes) as usize;
+        let shift = self.window_shift[usize::from(loc.class) % CLASS_COUNT];
+        let window_bytes = 1u64 << shift;
+        let index = (loc.offset >> shift) as usize;
+        let within = (loc.offset & (window_bytes - 1)) as usize;
         let missing = || Error::InvalidArgument(format!("{loc:?} lies outside the data files"));
         let f = self
             .list(loc.class, guard)

@@ -85,8 +85,9 @@ pub struct EntryView {
     pub retire_epoch: Option<u64>,
 }
 
-/// One entry of the object table.
+/// One entry of the object table, one cache line, so a lookup touches a single line.
 #[derive(Debug, Default)]
+#[repr(align(64))]
 pub(super) struct Slot {
     meta: AtomicU64,
     location: AtomicU64,
@@ -148,6 +149,37 @@ impl Slot {
             tag: raw.meta as u16,
             current,
             retire_epoch: (state == EntryState::Retired).then_some(raw.retire),
+        }
+    }
+
+    /// The current version if the entry is LIVE with `tag`: the lookup fast path, which reads only
+    /// the fields it returns.
+    #[inline]
+    pub(super) fn live_version(&self, tag: u16) -> Option<Version> {
+        let want = fields(tag, 0, EntryState::Live);
+        const TAG_STATE: u64 = 0xffff | (3 << STATE_SHIFT);
+        loop {
+            let m1 = self.meta.load(Ordering::Acquire);
+            if (m1 >> SEQ_SHIFT) & 1 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            if m1 & TAG_STATE != want {
+                return None;
+            }
+            let location = self.location.load(Ordering::Relaxed);
+            let len_crc = self.len_crc.load(Ordering::Relaxed);
+            let birth = self.birth.load(Ordering::Relaxed);
+            fence(Ordering::Acquire);
+            if self.meta.load(Ordering::Relaxed) == m1 {
+                return Location::unpack(location).map(|location| Version {
+                    location,
+                    len: (len_crc >> 32) as u32,
+                    crc32c: len_crc as u32,
+                    kind: (m1 >> KIND_SHIFT) as u8,
+                    birth,
+                });
+            }
         }
     }
 

@@ -1,9 +1,10 @@
 //! The sharded object table: NodeId → entry, with lock-free reads.
 //!
 //! Invariants:
-//! 1. Entries never move: a shard's entries live in chunks of 4096, 8192, 16384, … entries
-//!    (chunk k holds `4096 << k`), each allocated once and kept until the table drops, so a
-//!    reader's reference to an entry stays valid while entries are added.
+//! 1. Entries never move: a shard's entries live in chunks of 64, 128, 256, … entries (chunk k
+//!    holds `64 << k`), each allocated once and kept until the table drops, so a reader's
+//!    reference to an entry stays valid while entries are added. The first chunks are small so a
+//!    small table's entries sit on few pages across all 64 shards.
 //! 2. A handle is on its shard's free list only while its entry is FREE; a free-list pop is
 //!    followed by a successful `reserve` of that entry (nothing else reserves FREE entries).
 //! 3. Allocation takes only the chosen shard's free-list lock; each thread walks the shards
@@ -21,10 +22,10 @@ use super::slot::{EntryState, EntryView, Slot};
 use super::version::Version;
 use crate::error::{Error, Result};
 
-const CHUNK0_SHIFT: u32 = 12;
+const CHUNK0_SHIFT: u32 = 6;
 const CHUNK0_SLOTS: u64 = 1 << CHUNK0_SHIFT;
 /// Chunks per shard: enough for every handle the id can name.
-const CHUNKS: usize = 31;
+const CHUNKS: usize = 37;
 // The chunks together hold every handle up to HANDLE_MAX.
 const _: () = assert!(CHUNK0_SLOTS * ((1 << CHUNKS) - 1) > HANDLE_MAX);
 
@@ -202,10 +203,10 @@ impl ObjectTable {
 
     /// The current version of a LIVE node.
     pub fn get(&self, id: NodeId, guard: &Guard) -> Result<Version> {
-        let view = self.slot(id)?.view(guard);
-        match (view.tag == id.tag(), view.state, view.current) {
-            (true, EntryState::Live, Some(v)) => Ok(v),
-            _ => Err(refusal(id, &view)),
+        let slot = self.slot(id)?;
+        match slot.live_version(id.tag()) {
+            Some(v) => Ok(v),
+            None => Err(refusal(id, &slot.view(guard))),
         }
     }
 
@@ -290,10 +291,10 @@ mod tests {
     #[test]
     fn chunk_math() {
         assert_eq!(chunk_of(0), (0, 0));
-        assert_eq!(chunk_of(4095), (0, 4095));
-        assert_eq!(chunk_of(4096), (1, 0));
-        assert_eq!(chunk_of(4096 + 8191), (1, 8191));
-        assert_eq!(chunk_of(4096 * 3), (2, 0));
+        assert_eq!(chunk_of(63), (0, 63));
+        assert_eq!(chunk_of(64), (1, 0));
+        assert_eq!(chunk_of(64 + 127), (1, 127));
+        assert_eq!(chunk_of(64 * 3), (2, 0));
         let (k, i) = chunk_of(HANDLE_MAX);
         assert!(k < CHUNKS);
         assert!((i as u64) < CHUNK0_SLOTS << k);
