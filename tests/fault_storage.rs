@@ -362,5 +362,8 @@ fn clear_faults_models_a_process_crash_without_power_loss() {
         f.sync_data().unwrap();
     }
     // A later power loss keeps what was synced.
-    assert_eq!(contents(&fs.crash_with(CrashMode::DropUnsynced), "a").unwrap(), b"x12");
+    assert_eq!(
+        contents(&fs.crash_with(CrashMode::DropUnsynced), "a").unwrap(),
+        b"x12"
+    );
 }

@@ -9,7 +9,9 @@ use vellum::io::{FaultStorage, OsStorage, Storage};
 fn run(storage: Arc<dyn Storage>, dir: &std::path::Path) {
     storage.create_dir_all(dir).unwrap();
     let options = DataFileOptions {
-        alloc: AllocOptions { file_bytes_max: 64 << 20 },
+        alloc: AllocOptions {
+            file_bytes_max: 64 << 20,
+        },
         window_bytes: 1 << 20,
         mapped_bytes_max: 8 << 20,
     };
@@ -17,7 +19,9 @@ fn run(storage: Arc<dyn Storage>, dir: &std::path::Path) {
     let alloc = SegmentAllocator::new(options.alloc).unwrap();
     let class = class_for_len(64 << 10).unwrap();
     // 32 segments of 1 MiB, 16 slots each, every byte written.
-    let locs: Vec<_> = (0..32 * 16).map(|_| alloc.allocate(class).unwrap()).collect();
+    let locs: Vec<_> = (0..32 * 16)
+        .map(|_| alloc.allocate(class).unwrap())
+        .collect();
     for l in &locs {
         files.write(*l, &[0xab; 64 << 10]).unwrap();
     }
@@ -36,12 +40,21 @@ fn run(storage: Arc<dyn Storage>, dir: &std::path::Path) {
         files.punch(seg).unwrap();
     }
     let after = files.allocated_bytes().unwrap();
-    assert!(after <= (4 << 20) + (256 << 10), "allocated {after} bytes for 4 live segments");
+    assert!(
+        after <= (4 << 20) + (256 << 10),
+        "allocated {after} bytes for 4 live segments"
+    );
     assert_eq!(alloc.space(class).returned_segments, 28);
     // The live slots still read back exactly.
     let guard = crossbeam_epoch::pin();
     for l in locs.iter().step_by(16).take(4) {
-        assert!(files.read(*l, 64 << 10, &guard).unwrap().iter().all(|&b| b == 0xab));
+        assert!(
+            files
+                .read(*l, 64 << 10, &guard)
+                .unwrap()
+                .iter()
+                .all(|&b| b == 0xab)
+        );
     }
 }
 
