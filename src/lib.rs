@@ -29,5 +29,6 @@ pub mod log;
 pub mod meta;
 pub mod object_table;
 pub mod poison;
+pub mod runtime;
 
 pub use error::{Corruption, CorruptionKind, Error, IoOp, Result};
