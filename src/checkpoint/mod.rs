@@ -6,8 +6,8 @@
 //!    it is written as `ot-{seq:016x}.ckpt.tmp`, synced, renamed, and the directory is synced
 //!    (`design/DURABILITY-checkpoint.md`). Only after [`CheckpointWriter::finish`] returned may a
 //!    manifest name it, with the length and CRC32C `finish` returned.
-//! 2. A `.tmp` file is never read. After an error or a crash it stays where it is; the store
-//!    removes it when it next opens, and a new writer for the same seq removes it first.
+//! 2. A `.tmp` file is never read. After an error or a crash it stays where it is, for the store's
+//!    open to remove (with every `*.tmp`); a new writer for the same seq also removes it first.
 //! 3. The writer never produces a file the reader rejects: it checks each entry with the reader's
 //!    own entry decoder (ids strictly increasing, location, length, birth) before buffering it.
 //! 4. Every byte of a checkpoint is checked when it is read: the header and footer by their

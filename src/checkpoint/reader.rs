@@ -88,9 +88,10 @@ pub fn read_checkpoint(
 
 /// Checks the checkpoint at `path` like [`read_checkpoint`], but records every problem instead of
 /// stopping at the first (for `fsck`). It goes past a block whose CRC fails (skipping its
-/// entries), a wrong `first_entry_index` (counting on from the blocks before), a bad entry (skipping it), and
-/// footer and expectation mismatches. It stops where the layout is lost: a bad header, a block
-/// count out of range, or a truncation. Only entries that pass every check are visited.
+/// entries), a wrong `first_entry_index` (counting on from the blocks before), a bad entry
+/// (skipping it), and footer and expectation mismatches. It stops where the layout is lost: a bad
+/// header, a block count out of range, or a truncation. Only entries that pass every check are
+/// visited.
 ///
 /// Returns `Err` only for an I/O error or an error from `visit`.
 pub fn scan_checkpoint(

@@ -149,7 +149,7 @@ pub(super) const GOLDEN: &str = "
     12040000000c0700 4000000000020018    entry 1: node_id 3:1042:7, location c3/f2@4096
     00020000 efbeadde 0900000000000000   len 512, crc32c 0xdeadbeef, birth 9
     07 00000000000000                    kind 7, reserved
-    ffffffffffffffff ffffffffffffffa7    entry 2: node_id 63:2^42-1:65535, location c20/f(2^19-1)@max
+    ffffffffffffffff ffffffffffffffa7    entry 2: node_id 63:2^42-1:65535, location c20/f2^19-1@max
     00000004 04030201 0500000000000000   len 64 MiB, crc32c 0x01020304, birth 5
     ff 00000000000000                    kind 255, reserved
     56454c434b454e44 0300000000000000    footer: magic, entry_count 3

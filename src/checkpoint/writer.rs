@@ -19,9 +19,9 @@ use crate::object_table::NodeId;
 /// Writes one checkpoint file. Entries must be pushed in strictly increasing id order.
 ///
 /// At most one block is held in memory. On any error (and if the writer is dropped without
-/// `finish`), the `.tmp` file is left in place: it is never read, and it is removed when the store
-/// next opens or when a writer for the same seq is created. After an I/O error the writer refuses
-/// further calls; start a new one.
+/// `finish`), the `.tmp` file is left in place for the store's open to remove: it is never read,
+/// and a writer for the same seq removes it first. After an I/O error the writer refuses further
+/// calls; start a new one.
 pub struct CheckpointWriter<'s> {
     storage: &'s dyn Storage,
     dir: PathBuf,
