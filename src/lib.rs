@@ -22,6 +22,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod alloc;
+pub mod checkpoint;
 pub mod codec;
 pub mod error;
 pub mod io;
