@@ -14,7 +14,7 @@ fn alloc_free(c: &mut Criterion) {
     let class = class_for_len(256).expect("class");
     // A realistic, partly used allocator rather than an empty one.
     let keep: Vec<_> = (0..100_000)
-        .map(|_| a.allocate(class).expect("allocate"))
+        .map(|_| a.allocate(class).expect("allocate").location)
         .collect();
     for loc in keep.iter().step_by(3) {
         a.free(*loc).expect("free");
@@ -22,7 +22,7 @@ fn alloc_free(c: &mut Criterion) {
     let mut group = c.benchmark_group("alloc");
     group.bench_function("allocate_free_256B", |b| {
         b.iter(|| {
-            let loc = a.allocate(class).expect("allocate");
+            let loc = a.allocate(class).expect("allocate").location;
             a.free(black_box(loc)).expect("free");
         })
     });

@@ -26,8 +26,8 @@ fn lookup(c: &mut Criterion) {
     for i in 0..NODES {
         let bytes = vec![i as u8; 100];
         let id = table.reserve().expect("reserve");
-        let loc = alloc
-            .allocate(class_for_len(100).expect("class"))
+        let loc = files
+            .allocate_slot(&alloc, class_for_len(100).expect("class"))
             .expect("allocate");
         files.write(loc, &bytes).expect("write");
         let v = Version {

@@ -42,7 +42,7 @@ proptest! {
         for op in ops {
             match op {
                 Op::Alloc(class) => {
-                    let loc = a.allocate(class).unwrap();
+                    let loc = a.allocate(class).unwrap().location;
                     prop_assert_eq!(loc.class, class);
                     prop_assert!(loc.offset.is_multiple_of(class_slot_bytes(class)));
                     prop_assert!(!live.iter().any(|l| overlaps(l, &loc)), "{:?} handed out twice", loc);
@@ -110,7 +110,7 @@ fn freed_slots_are_distinct_from_live_ones_under_churn() {
             live.remove(&first);
             a.free(first).unwrap();
         } else {
-            assert!(live.insert(a.allocate(2).unwrap()));
+            assert!(live.insert(a.allocate(2).unwrap().location));
         }
     }
     assert_eq!(a.space(2).used_slots, live.len() as u64);

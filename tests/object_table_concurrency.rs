@@ -44,8 +44,8 @@ impl Store {
     fn write_version(&self, id: NodeId, round: u64, len: usize) -> Version {
         let bytes = content(id, round, len);
         let loc = self
-            .alloc
-            .allocate(class_for_len(len as u64).unwrap())
+            .files
+            .allocate_slot(&self.alloc, class_for_len(len as u64).unwrap())
             .unwrap();
         self.files.write(loc, &bytes).unwrap();
         Version {

@@ -74,7 +74,9 @@ fn many_nodes_with_bounded_descriptors_and_mappings() {
         };
         let id = table.reserve().unwrap();
         fill(id.raw(), &mut buf, len);
-        let loc = alloc.allocate(class_for_len(len as u64).unwrap()).unwrap();
+        let loc = files
+            .allocate_slot(&alloc, class_for_len(len as u64).unwrap())
+            .unwrap();
         files.write(loc, &buf).unwrap();
         table
             .publish(

@@ -20,7 +20,7 @@ fn run(storage: Arc<dyn Storage>, dir: &std::path::Path) {
     let class = class_for_len(64 << 10).unwrap();
     // 32 segments of 1 MiB, 16 slots each, every byte written.
     let locs: Vec<_> = (0..32 * 16)
-        .map(|_| alloc.allocate(class).unwrap())
+        .map(|_| files.allocate_slot(&alloc, class).unwrap())
         .collect();
     for l in &locs {
         files.write(*l, &[0xab; 64 << 10]).unwrap();
@@ -67,4 +67,48 @@ fn empty_segments_are_returned_on_a_real_filesystem() {
 #[test]
 fn empty_segments_are_returned_on_the_fault_storage() {
     run(Arc::new(FaultStorage::new(1)), std::path::Path::new("/db"));
+}
+
+#[test]
+fn a_full_disk_fails_allocation_cleanly_instead_of_a_mapped_write() {
+    let fs = FaultStorage::new(2);
+    let dir = std::path::Path::new("/db");
+    fs.create_dir_all(dir).unwrap();
+    let options = DataFileOptions {
+        alloc: AllocOptions {
+            file_bytes_max: 64 << 20,
+        },
+        window_bytes: 1 << 20,
+        mapped_bytes_max: 8 << 20,
+    };
+    let files = DataFiles::open(Arc::new(fs.clone()), dir, options, &[]).unwrap();
+    let alloc = SegmentAllocator::new(options.alloc).unwrap();
+    let class = class_for_len(64 << 10).unwrap();
+    // Room for two 1 MiB segments.
+    fs.set_space_bytes_max(Some(2 << 20));
+    let mut got = Vec::new();
+    let err = loop {
+        match files.allocate_slot(&alloc, class) {
+            Ok(l) => got.push(l),
+            Err(e) => break e,
+        }
+    };
+    assert!(err.is_no_space(), "{err}");
+    assert_eq!(
+        got.len(),
+        32,
+        "exactly two segments of 16 slots were usable"
+    );
+    assert_eq!(
+        alloc.space(class).used_slots,
+        32,
+        "the failed slot was given back"
+    );
+    for l in &got {
+        files.write(*l, &[7; 64 << 10]).unwrap();
+    }
+    // Space comes back: the next allocation reserves the third segment and succeeds.
+    fs.set_space_bytes_max(None);
+    let l = files.allocate_slot(&alloc, class).unwrap();
+    files.write(l, &[8; 16]).unwrap();
 }

@@ -19,7 +19,7 @@ use crossbeam_epoch::{Atomic, Guard, Owned};
 use parking_lot::Mutex;
 
 use super::location::{CLASS_COUNT, Location, class_slot_bytes};
-use super::segments::{AllocOptions, EmptySegment, segment_bytes};
+use super::segments::{AllocOptions, EmptySegment, SegmentAllocator, segment_bytes};
 use super::windows::{MapAccount, WindowPin, WindowSlots};
 use crate::error::{Error, Result};
 use crate::io::{Storage, StorageFile};
@@ -372,6 +372,38 @@ impl DataFiles {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// Allocates a slot of `class` from `alloc` whose blocks are reserved on disk, ready to write.
+    /// If reserving fails (a full disk), the slot is given back and the error returned.
+    pub fn allocate_slot(&self, alloc: &SegmentAllocator, class: u8) -> Result<Location> {
+        let a = alloc.allocate(class)?;
+        if let Some(seg) = a.back
+            && let Err(e) = self.back(&seg)
+        {
+            alloc.unback(a.location);
+            alloc.free(a.location)?;
+            return Err(e);
+        }
+        Ok(a.location)
+    }
+
+    /// Reserves the blocks of a segment (`fallocate`), so writes through a window into it cannot
+    /// hit a full disk. Grows the file first if needed.
+    pub fn back(&self, seg: &EmptySegment) -> Result<()> {
+        let start = Location {
+            class: seg.class,
+            file: seg.file,
+            offset: seg.offset,
+        };
+        self.ensure(start)?;
+        let guard = crossbeam_epoch::pin();
+        match self.list(seg.class, &guard).get(seg.file as usize) {
+            Some(f) => f.file.allocate(seg.offset, seg.len),
+            None => Err(Error::InvalidArgument(format!(
+                "no data file for {start:?}"
+            ))),
+        }
     }
 
     /// Returns a wholly free segment's blocks to the filesystem.

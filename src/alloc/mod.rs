@@ -10,7 +10,8 @@ pub use location::{
 mod segments;
 
 pub use segments::{
-    AllocOptions, ClassSpace, EmptySegment, SEGMENT_BYTES_MIN, SegmentAllocator, segment_bytes,
+    AllocOptions, Allocation, ClassSpace, EmptySegment, SEGMENT_BYTES_MIN, SegmentAllocator,
+    segment_bytes,
 };
 
 mod files;

@@ -12,7 +12,12 @@
 //!    moving cursor makes the bit search amortised O(1).
 //! 3. `empty` holds segments whose slots are all free and whose disk blocks are still allocated;
 //!    `take_empty` hands them out for hole punching and marks them returned.
-//! 4. The state is a function of the set of used slots (plus the segment count): `rebuild` from
+//! 4. A slot is written only inside a segment whose blocks are reserved (`backed`): `allocate`
+//!    hands out the segment's range with the first slot of a segment that is new or was
+//!    returned, and the caller reserves it (`fallocate`) before writing. Writing through a mapping
+//!    into a hole on a full disk would raise SIGBUS instead of an error; this keeps a full disk a
+//!    clean error at allocation time.
+//! 5. The state is a function of the set of used slots (plus the segment count): `rebuild` from
 //!    the live locations gives the same free map.
 
 use bitvec::vec::BitVec;
@@ -80,6 +85,8 @@ struct Segment {
     in_empty: bool,
     /// Its blocks were returned to the filesystem (set by `take_empty`, cleared on allocation).
     returned: bool,
+    /// Its blocks are reserved on disk (invariant 4).
+    backed: bool,
 }
 
 impl Segment {
@@ -91,6 +98,7 @@ impl Segment {
             in_partial: false,
             in_empty: false,
             returned: false,
+            backed: false,
         }
     }
 
@@ -134,7 +142,19 @@ pub struct ClassSpace {
     pub returned_segments: u64,
 }
 
-/// A wholly free segment whose blocks can be returned to the filesystem.
+/// A slot handed out by [`SegmentAllocator::allocate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allocation {
+    /// The slot.
+    pub location: Location,
+    /// When set, the slot's segment has no reserved blocks: reserve this range (`fallocate`)
+    /// before writing the slot, or call [`SegmentAllocator::unback`] and free the slot if that
+    /// fails.
+    pub back: Option<EmptySegment>,
+}
+
+/// A segment's byte range in its data file: wholly free ones can be returned to the filesystem,
+/// new ones need their blocks reserved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EmptySegment {
     /// Size class.
@@ -206,7 +226,7 @@ impl SegmentAllocator {
     }
 
     /// Hands out a free slot of `class`, adding a segment if every one is full.
-    pub fn allocate(&self, class: u8) -> Result<Location> {
+    pub fn allocate(&self, class: u8) -> Result<Allocation> {
         let mut c = self.class(class)?.lock();
         loop {
             let Some(&seg_no) = c.partial.last() else {
@@ -231,12 +251,34 @@ impl SegmentAllocator {
                 continue;
             };
             seg.returned = false;
+            let needs_backing = !seg.backed;
+            seg.backed = true;
             if seg.free_count == 0 {
                 seg.in_partial = false;
                 c.partial.pop();
             }
             c.used_slots += 1;
-            return Ok(self.location(class, seg_no, slot));
+            let location = self.location(class, seg_no, slot);
+            let back = needs_backing.then(|| {
+                let start = self.location(class, seg_no, 0);
+                EmptySegment {
+                    class,
+                    file: start.file,
+                    offset: start.offset,
+                    len: segment_bytes(class),
+                }
+            });
+            return Ok(Allocation { location, back });
+        }
+    }
+
+    /// Marks the segment of `loc` as having no reserved blocks (after reserving them failed), so
+    /// the next allocation in it asks again.
+    pub fn unback(&self, loc: Location) {
+        if let (Some((seg_no, _)), Ok(c)) = (self.index(loc), self.class(loc.class))
+            && let Some(seg) = c.lock().segments.get_mut(seg_no as usize)
+        {
+            seg.backed = false;
         }
     }
 
@@ -295,6 +337,7 @@ impl SegmentAllocator {
                     continue;
                 }
                 seg.returned = true;
+                seg.backed = false;
                 let start = self.location(class, seg_no, 0);
                 out.push(EmptySegment {
                     class,
@@ -365,6 +408,7 @@ impl SegmentAllocator {
             }
             seg.free.set(slot as usize, false);
             seg.free_count -= 1;
+            seg.backed = true;
             c.used_slots += 1;
         }
         for class in 0..CLASS_COUNT {
@@ -416,13 +460,25 @@ mod tests {
     fn slots_are_distinct_and_reused() {
         let a = small();
         let x = a.allocate(0).unwrap();
+        assert_eq!(
+            x.back,
+            Some(EmptySegment {
+                class: 0,
+                file: 0,
+                offset: 0,
+                len: 1 << 20
+            }),
+            "the first slot of a new segment asks for its blocks"
+        );
         let y = a.allocate(0).unwrap();
+        assert_eq!(y.back, None);
+        let (x, y) = (x.location, y.location);
         assert_ne!(x, y);
         a.free(x).unwrap();
         assert!(a.free(x).is_err(), "double free is refused");
         assert!(!a.is_allocated(x));
         // The freed slot's segment is the only partial one, so space is reused.
-        let z = a.allocate(0).unwrap();
+        let z = a.allocate(0).unwrap().location;
         assert_eq!(a.space(0).segments, 1);
         assert!(a.is_allocated(z));
     }
@@ -431,8 +487,8 @@ mod tests {
     fn segments_roll_into_new_files() {
         let a = small();
         // Class 20 (64 MiB slots): one slot per segment, one segment per 64 MiB file.
-        let l0 = a.allocate(20).unwrap();
-        let l1 = a.allocate(20).unwrap();
+        let l0 = a.allocate(20).unwrap().location;
+        let l1 = a.allocate(20).unwrap().location;
         assert_eq!((l0.file, l0.offset), (0, 0));
         assert_eq!((l1.file, l1.offset), (1, 0));
     }
@@ -440,7 +496,7 @@ mod tests {
     #[test]
     fn empty_segments_are_offered_once() {
         let a = small();
-        let locs: Vec<_> = (0..4).map(|_| a.allocate(12).unwrap()).collect();
+        let locs: Vec<_> = (0..4).map(|_| a.allocate(12).unwrap().location).collect();
         // Class 12 (256 KiB) has 4 slots per 1 MiB segment.
         assert_eq!(a.space(12).segments, 1);
         for l in &locs {
@@ -458,7 +514,17 @@ mod tests {
         );
         assert!(a.take_empty(10).is_empty());
         assert_eq!(a.space(12).returned_segments, 1);
-        a.allocate(12).unwrap();
+        let again = a.allocate(12).unwrap();
+        assert!(
+            again.back.is_some(),
+            "a returned segment needs its blocks reserved again"
+        );
         assert_eq!(a.space(12).returned_segments, 0);
+        a.unback(again.location);
+        let next = a.allocate(12).unwrap();
+        assert!(
+            next.back.is_some(),
+            "unback makes the next allocation ask again"
+        );
     }
 }
