@@ -11,6 +11,15 @@
 //! durable is specified in `design/DURABILITY.md`.
 
 #![deny(unsafe_code)]
+// Library code never unwraps (bytes come from disk or callers) and never prints (it uses
+// `tracing`); unit tests may unwrap.
+#![warn(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod codec;
 pub mod error;
