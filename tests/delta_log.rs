@@ -1,11 +1,6 @@
 //! Delta log tests on the real filesystem: torn tails at every offset, mid-log damage, tail cuts on
 //! reopen, group commit under concurrency, and rotation.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "a test that cannot set up or read back its files should fail right there"
-)]
-
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

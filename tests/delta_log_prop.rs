@@ -1,11 +1,6 @@
 //! Property tests: the log reader never panics, whatever the file holds, and what it replays from a
 //! damaged log is always a prefix of what was written.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "a test that cannot set up or read back its files should fail right there"
-)]
-
 use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;

@@ -367,7 +367,6 @@ pub fn check_frame(frame: &[u8], expected_index: u64) -> Result<&[u8], Corruptio
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
 mod tests {
     use super::*;
 
