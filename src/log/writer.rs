@@ -1,18 +1,27 @@
 //! [`DeltaLog`]: the appender, with group commit and rotation.
 //!
-//! Three locks, always taken in this order, keep the writer correct:
+//! Two locks, always taken in this order, keep the writer correct:
 //! - the *append lock* (`tail`) places a frame and writes it, so frames reach the file in index
 //!   order with no gap before any of them;
-//! - the *sync lock* is held by the one thread (the leader) that is running `sync_data`; the others
-//!   queue on it and, when they get it, usually find their position already covered;
-//! - the *shared state* lock (`shared`) guards the published written and durable positions and is
-//!   only ever held for a few instructions, never across I/O.
+//! - the *shared state* lock (`shared`) guards the published written and durable positions and the
+//!   *leader role* (`syncing`), and is never held across I/O.
+//!
+//! Group commit is leader/follower: a caller of `sync_to` whose position is not yet durable either
+//! takes the leader role (if no sync is in flight), reads the written end, runs one `sync_data`
+//! without any lock held and publishes the new durable position, or waits on a condition variable
+//! until the sync in flight is published. Every waiter wakes at once and those it covered return
+//! without taking any role; one that is still not covered leads the next sync.
+//!
+//! The leader role is a flag plus a condition variable rather than a mutex the followers queue on
+//! (measured on ext4: with a plain sync mutex, followers that were already covered had to acquire
+//! it one at a time and so queued behind the *next* leader's whole `fdatasync`; 16 committing
+//! threads then shared one `fdatasync` only 1.8 at a time).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use super::format::{
     FRAME_BODY_BYTES_MAX, FrameBuf, HEADER_LOG_SEQ_OFFSET, LOG_HEADER_BYTES, LogHeader,
@@ -106,6 +115,8 @@ struct Shared {
     written: LogPosition,
     /// Everything up to here is durable.
     durable: LogPosition,
+    /// True while a leader (a `sync_to` caller or `rotate`) is running `sync_data`.
+    syncing: bool,
 }
 
 /// The delta log's writer. Thread-safe: every method takes `&self`.
@@ -115,8 +126,9 @@ pub struct DeltaLog {
     dir: PathBuf,
     options: LogOptions,
     tail: Mutex<Tail>,
-    sync_lock: Mutex<()>,
     shared: Mutex<Shared>,
+    /// Signalled whenever a leader finishes a sync (successfully or not).
+    synced: Condvar,
     poison: Poison,
     frames_appended: AtomicU64,
     bytes_appended: AtomicU64,
@@ -235,12 +247,13 @@ impl DeltaLog {
                 end,
                 allocated_end: end,
             }),
-            sync_lock: Mutex::new(()),
             shared: Mutex::new(Shared {
                 file,
                 written: position,
                 durable: position,
+                syncing: false,
             }),
+            synced: Condvar::new(),
             poison: Poison::new(),
             frames_appended: AtomicU64::new(0),
             bytes_appended: AtomicU64::new(0),
@@ -319,14 +332,14 @@ impl DeltaLog {
 
     /// Returns once everything up to `pos` (a position `append` returned) is durable.
     ///
-    /// Group commit: the caller that finds no sync covering `pos` becomes the leader, syncs
-    /// everything written so far with one `sync_data`, and publishes the new durable position;
-    /// callers queued behind it then find their positions covered and return without syncing.
-    /// A failed sync poisons the log.
+    /// Group commit: a caller that finds no sync covering `pos` and none in flight becomes the
+    /// leader, syncs everything written so far with one `sync_data`, and publishes the new durable
+    /// position; callers arriving meanwhile wait for that sync and return at once if it covered
+    /// them. A failed sync poisons the log.
     pub fn sync_to(&self, pos: LogPosition) -> Result<()> {
-        self.poison.check()?;
-        {
-            let shared = self.shared.lock();
+        let mut shared = self.shared.lock();
+        loop {
+            self.poison.check()?;
             if pos <= shared.durable {
                 return Ok(());
             }
@@ -336,17 +349,16 @@ impl DeltaLog {
                     shared.written
                 )));
             }
-        }
-        let _leader = self.sync_lock.lock();
-        let (file, target) = {
-            let shared = self.shared.lock();
-            self.poison.check()?;
-            if pos <= shared.durable {
-                return Ok(());
+            if shared.syncing {
+                self.synced.wait(&mut shared);
+                continue;
             }
-            (Arc::clone(&shared.file), shared.written)
-        };
-        self.sync_file(file.as_ref(), target)
+            // `written` covers only frames whose write has returned, so a sync that starts after
+            // this read makes all of them durable.
+            let target = shared.written;
+            let file = Arc::clone(&shared.file);
+            self.lead_sync(&mut shared, file.as_ref(), target)?;
+        }
     }
 
     /// Makes everything appended so far durable and returns the position it covered.
@@ -356,21 +368,35 @@ impl DeltaLog {
         Ok(pos)
     }
 
-    /// Syncs `file` and publishes `target` as durable. The caller holds the sync lock and read
-    /// `target` before the sync, so the sync covers it.
-    fn sync_file(&self, file: &dyn StorageFile, target: LogPosition) -> Result<()> {
-        if let Err(e) = file.sync_data() {
-            return Err(self.poison_with(e));
+    /// Runs one sync as the leader: syncs `file` with the shared lock released, then publishes
+    /// `target` as durable and wakes every waiter. The caller holds the shared lock, has seen no
+    /// sync in flight, and read `target` from `written` before calling.
+    fn lead_sync(
+        &self,
+        shared: &mut MutexGuard<'_, Shared>,
+        file: &dyn StorageFile,
+        target: LogPosition,
+    ) -> Result<()> {
+        shared.syncing = true;
+        let result = MutexGuard::unlocked(shared, || file.sync_data());
+        shared.syncing = false;
+        self.synced.notify_all();
+        match result {
+            Ok(()) => {
+                self.syncs.fetch_add(1, Ordering::Relaxed);
+                // Checked under the shared lock, which poisoning also holds: once the flag is
+                // set, no sync that finishes later can advance the durable position.
+                self.poison.check()?;
+                if target > shared.durable {
+                    shared.durable = target;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.poison.poison(&e);
+                Err(e)
+            }
         }
-        self.syncs.fetch_add(1, Ordering::Relaxed);
-        let mut shared = self.shared.lock();
-        // Checked under the shared lock, which poisoning also takes: once the flag is set, no
-        // sync that finishes later can advance the durable position.
-        self.poison.check()?;
-        if target > shared.durable {
-            shared.durable = target;
-        }
-        Ok(())
     }
 
     /// Poisons the log with `cause` and returns `cause` for the caller that hit it.
@@ -395,19 +421,23 @@ impl DeltaLog {
                 tail.seq
             )));
         }
+        if tail.allocated_end > tail.end {
+            // Only preallocated zeros lie past `end`; returning them keeps closed logs small.
+            tail.file.set_len(tail.end)?;
+            tail.allocated_end = tail.end;
+        }
         {
-            let _leader = self.sync_lock.lock();
-            self.poison.check()?;
-            if tail.allocated_end > tail.end {
-                // Only preallocated zeros lie past `end`; returning them keeps closed logs small.
-                tail.file.set_len(tail.end)?;
-                tail.allocated_end = tail.end;
+            // Take the leader role (waiting out a sync in flight) and sync the whole file.
+            let mut shared = self.shared.lock();
+            while shared.syncing {
+                self.synced.wait(&mut shared);
             }
+            self.poison.check()?;
             let end = LogPosition {
                 seq: tail.seq,
                 offset: tail.end,
             };
-            self.sync_file(tail.file.as_ref(), end)?;
+            self.lead_sync(&mut shared, tail.file.as_ref(), end)?;
         }
         let (file, created) = create_file(self.storage.as_ref(), &self.dir, new_seq, start_epoch);
         let file = match file {
