@@ -1,0 +1,588 @@
+//! Delta log tests on the real filesystem: torn tails at every offset, mid-log damage, tail cuts on
+//! reopen, group commit under concurrency, and rotation.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use vellum::io::{OsStorage, Storage};
+use vellum::log::{
+    DeltaLog, Frame, LOG_HEADER_BYTES, LogOptions, LogPosition, LogReader, ReplaySummary,
+    TailState, frame_bytes, log_file_name, replay,
+};
+use vellum::{CorruptionKind, Error};
+
+/// Small preallocation keeps test files small while still exercising the preallocation path.
+fn options() -> LogOptions {
+    LogOptions {
+        preallocate_bytes: 4096,
+        ..LogOptions::default()
+    }
+}
+
+fn os() -> Arc<dyn Storage> {
+    Arc::new(OsStorage::new())
+}
+
+/// A body of `len` bytes that differs for every `tag`.
+fn body(tag: u64, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (tag.wrapping_mul(131).wrapping_add(i as u64 * 7) % 251) as u8 + 1)
+        .collect()
+}
+
+/// The start offset of every frame when `bodies` are appended in order, plus the end.
+fn layout(bodies: &[Vec<u8>]) -> (Vec<u64>, u64) {
+    let mut offsets = Vec::new();
+    let mut at = LOG_HEADER_BYTES as u64;
+    for b in bodies {
+        offsets.push(at);
+        at += frame_bytes(b.len() as u32);
+    }
+    (offsets, at)
+}
+
+/// Writes `bodies` as log `seq` in `dir` and syncs them; checks the positions `append` returned.
+fn write_log(dir: &Path, seq: u64, bodies: &[Vec<u8>]) -> PathBuf {
+    let log = DeltaLog::create(os(), dir, seq, 100, options()).unwrap();
+    let (offsets, end) = layout(bodies);
+    for (i, b) in bodies.iter().enumerate() {
+        let pos = log.append(b).unwrap();
+        let expected_end = offsets.get(i + 1).copied().unwrap_or(end);
+        assert_eq!(
+            pos,
+            LogPosition {
+                seq,
+                offset: expected_end
+            }
+        );
+    }
+    log.sync().unwrap();
+    dir.join(log_file_name(seq))
+}
+
+fn replay_all(path: &Path) -> (Vec<Frame>, ReplaySummary) {
+    let mut frames = Vec::new();
+    let summary = replay(&OsStorage::new(), path, |f| {
+        frames.push(f.clone());
+        Ok(())
+    })
+    .unwrap();
+    (frames, summary)
+}
+
+/// Asserts `frames` are exactly the first `n` of `bodies`, at their offsets.
+fn assert_prefix(frames: &[Frame], bodies: &[Vec<u8>], n: usize) {
+    let (offsets, _) = layout(bodies);
+    assert_eq!(frames.len(), n);
+    for (i, f) in frames.iter().enumerate() {
+        assert_eq!(f.index, i as u64);
+        assert_eq!(f.offset, offsets[i]);
+        assert_eq!(f.body, bodies[i]);
+    }
+}
+
+fn varied_bodies() -> Vec<Vec<u8>> {
+    // Lengths cover every padding amount, a body larger than a sector, and a last body of 37
+    // bytes (several bits set in its length, so no single bit flip turns it into zero).
+    [1usize, 7, 8, 9, 100, 3000, 17, 255, 37]
+        .iter()
+        .enumerate()
+        .map(|(i, &len)| body(i as u64, len))
+        .collect()
+}
+
+#[test]
+fn torn_tail_at_every_offset_of_the_last_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let bodies = varied_bodies();
+    let path = write_log(dir.path(), 1, &bodies);
+    let bytes = std::fs::read(&path).unwrap();
+    let (offsets, end) = layout(&bodies);
+    let last_start = *offsets.last().unwrap();
+    let n = bodies.len();
+    let copy = dir.path().join("copy.vlog");
+
+    // The whole file (preallocated zeros after the end included) replays completely.
+    let (frames, summary) = replay_all(&path);
+    assert_prefix(&frames, &bodies, n);
+    assert_eq!(summary.valid_end, end);
+    assert_eq!(summary.tail, TailState::Clean);
+
+    for cut in last_start..end {
+        std::fs::write(&copy, &bytes[..cut as usize]).unwrap();
+        let (frames, summary) = replay_all(&copy);
+        assert_prefix(&frames, &bodies, n - 1);
+        assert_eq!(summary.frames, n as u64 - 1);
+        assert_eq!(summary.valid_end, last_start, "cut at {cut}");
+        if cut == last_start {
+            assert_eq!(summary.tail, TailState::Clean);
+        } else {
+            let available = cut - last_start;
+            let needed = if available < 4 { 16 } else { frame_bytes(37) };
+            assert_eq!(
+                summary.tail,
+                TailState::Torn {
+                    offset: last_start,
+                    kind: CorruptionKind::Truncated { needed, available },
+                    valid_frame_follows: false,
+                },
+                "cut at {cut}"
+            );
+        }
+    }
+    // Cut exactly at the end: every frame, clean.
+    std::fs::write(&copy, &bytes[..end as usize]).unwrap();
+    let (frames, summary) = replay_all(&copy);
+    assert_prefix(&frames, &bodies, n);
+    assert_eq!(summary.tail, TailState::Clean);
+}
+
+#[test]
+fn zeroed_last_frame_header_is_a_clean_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let bodies = varied_bodies();
+    let path = write_log(dir.path(), 1, &bodies);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let (offsets, _) = layout(&bodies);
+    let last = *offsets.last().unwrap() as usize;
+    bytes[last..last + 16].fill(0);
+    std::fs::write(&path, &bytes).unwrap();
+    let (frames, summary) = replay_all(&path);
+    assert_prefix(&frames, &bodies, bodies.len() - 1);
+    assert_eq!(summary.valid_end, last as u64);
+    assert_eq!(summary.tail, TailState::Clean);
+}
+
+#[test]
+fn bit_flip_anywhere_in_the_last_frame_is_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let bodies = varied_bodies();
+    let path = write_log(dir.path(), 1, &bodies);
+    let clean = std::fs::read(&path).unwrap();
+    let (offsets, end) = layout(&bodies);
+    let last = *offsets.last().unwrap();
+    let copy = dir.path().join("copy.vlog");
+    for at in last..end {
+        let mut bytes = clean.clone();
+        bytes[at as usize] ^= 1 << (at % 8);
+        std::fs::write(&copy, &bytes).unwrap();
+        let (frames, summary) = replay_all(&copy);
+        assert_prefix(&frames, &bodies, bodies.len() - 1);
+        assert_eq!(summary.valid_end, last);
+        let TailState::Torn {
+            offset,
+            kind,
+            valid_frame_follows,
+        } = summary.tail
+        else {
+            panic!("flip at {at}: expected a torn tail, got {:?}", summary.tail);
+        };
+        assert_eq!(offset, last);
+        assert!(!valid_frame_follows, "flip at {at}");
+        if at - last < 4 {
+            // A flipped length either exceeds the maximum, points past the end of the file, or
+            // declares a different size whose CRC cannot match.
+            assert!(
+                matches!(
+                    kind,
+                    CorruptionKind::ChecksumMismatch { .. }
+                        | CorruptionKind::InvalidField {
+                            field: "frame.body_bytes",
+                            ..
+                        }
+                        | CorruptionKind::Truncated { .. }
+                ),
+                "flip at {at}: {kind:?}"
+            );
+        } else {
+            assert!(
+                matches!(kind, CorruptionKind::ChecksumMismatch { .. }),
+                "flip at {at}: {kind:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn damage_in_the_middle_reports_that_a_valid_frame_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let bodies: Vec<Vec<u8>> = (0..5).map(|i| body(i, 50 + i as usize * 10)).collect();
+    let path = write_log(dir.path(), 3, &bodies);
+    let clean = std::fs::read(&path).unwrap();
+    let (offsets, _) = layout(&bodies);
+
+    // A body byte of frame 2 of 5.
+    let mut bytes = clean.clone();
+    bytes[offsets[2] as usize + 20] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+    let (frames, summary) = replay_all(&path);
+    assert_prefix(&frames, &bodies, 2);
+    assert_eq!(summary.valid_end, offsets[2]);
+    assert!(matches!(
+        summary.tail,
+        TailState::Torn {
+            offset,
+            kind: CorruptionKind::ChecksumMismatch { .. },
+            valid_frame_follows: true,
+        } if offset == offsets[2]
+    ));
+
+    // Frame 3's index rewritten (CRC fixed up): the index check catches it, and frame 4 follows.
+    let mut bytes = clean.clone();
+    let f3 = offsets[3] as usize;
+    bytes[f3 + 8] = 9;
+    let mut covered = bytes[f3..f3 + 4].to_vec();
+    covered.extend_from_slice(&bytes[f3 + 8..offsets[4] as usize]);
+    let crc = vellum::codec::crc32c(&covered);
+    bytes[f3 + 4..f3 + 8].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let (frames, summary) = replay_all(&path);
+    assert_prefix(&frames, &bodies, 3);
+    assert_eq!(
+        summary.tail,
+        TailState::Torn {
+            offset: offsets[3],
+            kind: CorruptionKind::Mismatch {
+                what: "frame.frame_index",
+                expected: 3,
+                actual: 9
+            },
+            valid_frame_follows: true,
+        }
+    );
+
+    // Damage in the last frame: nothing valid follows.
+    let mut bytes = clean.clone();
+    bytes[offsets[4] as usize + 20] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+    let (_, summary) = replay_all(&path);
+    assert!(matches!(
+        summary.tail,
+        TailState::Torn {
+            valid_frame_follows: false,
+            ..
+        }
+    ));
+
+    // An impossible length: not plausible, so the frame after it is not looked for.
+    let mut bytes = clean;
+    bytes[offsets[2] as usize + 3] = 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    let (_, summary) = replay_all(&path);
+    assert!(matches!(
+        summary.tail,
+        TailState::Torn {
+            kind: CorruptionKind::InvalidField {
+                field: "frame.body_bytes",
+                ..
+            },
+            valid_frame_follows: false,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn header_damage_is_an_error_not_a_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_log(dir.path(), 1, &varied_bodies());
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[20] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let err = replay(&OsStorage::new(), &path, |_| Ok(())).unwrap_err();
+    let c = err.as_corruption().expect("a corruption error");
+    assert_eq!(c.file, path);
+    assert_eq!(c.offset, 60);
+    assert!(matches!(c.kind, CorruptionKind::ChecksumMismatch { .. }));
+}
+
+#[test]
+fn small_read_buffers_give_the_same_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let bodies = varied_bodies();
+    let path = write_log(dir.path(), 1, &bodies);
+    let file = OsStorage::new().open_read_only(&path).unwrap();
+    // 16 bytes (one frame header) up to sizes around the frames': frames straddle buffer refills
+    // and some frames are larger than the buffer.
+    for buffer in [16, 17, 24, 40, 64, 100, 1000, 5000] {
+        let reader = LogReader::with_buffer_bytes(file.as_ref(), buffer).unwrap();
+        let frames: Vec<Frame> = reader.map(Result::unwrap).collect();
+        assert_prefix(&frames, &bodies, bodies.len());
+    }
+    let mut reader = LogReader::new(file.as_ref()).unwrap();
+    assert!(reader.summary().is_none());
+    while reader.next_frame().unwrap().is_some() {}
+    let summary = reader.summary().unwrap();
+    assert_eq!(summary.frames, bodies.len() as u64);
+    assert_eq!(summary.tail, TailState::Clean);
+    assert_eq!(summary.header.log_seq, 1);
+    assert_eq!(summary.header.start_epoch, 100);
+}
+
+#[test]
+fn open_cuts_the_tail_so_stale_frames_are_never_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let bodies: Vec<Vec<u8>> = (0..5).map(|i| body(i, 40)).collect();
+    let path = write_log(dir.path(), 1, &bodies);
+    let (offsets, end) = layout(&bodies);
+    // Tear frame 3 (a crash lost one of its sectors) while frame 4 survived intact.
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[offsets[3] as usize + 30] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+
+    let mut seen = Vec::new();
+    let (log, summary) = DeltaLog::open(os(), dir.path(), 1, options(), |f| {
+        seen.push(f.body.clone());
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(seen, bodies[..3]);
+    assert_eq!(summary.frames, 3);
+    assert_eq!(summary.valid_end, offsets[3]);
+    assert!(matches!(
+        summary.tail,
+        TailState::Torn {
+            valid_frame_follows: true,
+            ..
+        }
+    ));
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), offsets[3]);
+    assert_eq!(
+        log.durable_position(),
+        LogPosition {
+            seq: 1,
+            offset: offsets[3]
+        }
+    );
+
+    // A new frame 3 of the old frame 3's size lands exactly where the old one was; without the
+    // cut, the stale frame 4 right after it would replay as frame 4.
+    let new3 = body(99, 40);
+    let pos = log.append(&new3).unwrap();
+    assert_eq!(pos.offset, offsets[4]);
+    log.sync_to(pos).unwrap();
+    let (frames, summary) = replay_all(&path);
+    let mut expected = bodies[..3].to_vec();
+    expected.push(new3);
+    assert_prefix(&frames, &expected, 4);
+    assert_eq!(summary.tail, TailState::Clean);
+    assert!(summary.valid_end < end);
+}
+
+#[test]
+fn reopen_continues_the_index_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let bodies = varied_bodies();
+    write_log(dir.path(), 5, &bodies);
+    let (log, summary) = DeltaLog::open(os(), dir.path(), 5, options(), |_| Ok(())).unwrap();
+    assert_eq!(summary.frames, bodies.len() as u64);
+    let more: Vec<Vec<u8>> = (0..3).map(|i| body(1000 + i, 10)).collect();
+    for b in &more {
+        log.append(b).unwrap();
+    }
+    log.sync().unwrap();
+    assert_eq!(log.stats().frames_appended, 3);
+    drop(log);
+    let (frames, _) = replay_all(&dir.path().join(log_file_name(5)));
+    let all: Vec<Vec<u8>> = bodies.iter().chain(&more).cloned().collect();
+    assert_prefix(&frames, &all, all.len());
+
+    // A file whose header names another sequence number is refused before any frame is visited.
+    std::fs::rename(
+        dir.path().join(log_file_name(5)),
+        dir.path().join(log_file_name(6)),
+    )
+    .unwrap();
+    let mut visited = 0;
+    let err = DeltaLog::open(os(), dir.path(), 6, options(), |_| {
+        visited += 1;
+        Ok(())
+    })
+    .unwrap_err();
+    assert_eq!(visited, 0);
+    assert!(matches!(
+        err.as_corruption().map(|c| &c.kind),
+        Some(CorruptionKind::Mismatch {
+            what: "log_header.log_seq",
+            expected: 6,
+            actual: 5
+        })
+    ));
+}
+
+#[test]
+fn arguments_are_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = LogOptions {
+        frame_body_bytes_max: 100,
+        ..options()
+    };
+    for bad in [
+        LogOptions {
+            frame_body_bytes_max: 0,
+            ..options()
+        },
+        LogOptions {
+            frame_body_bytes_max: (64 << 20) + 1,
+            ..options()
+        },
+        LogOptions {
+            preallocate_bytes: (1 << 30) + 1,
+            ..options()
+        },
+    ] {
+        assert!(matches!(
+            DeltaLog::create(os(), dir.path(), 1, 0, bad),
+            Err(Error::InvalidArgument(_))
+        ));
+    }
+    assert!(!dir.path().join(log_file_name(1)).exists());
+    let log = DeltaLog::create(os(), dir.path(), 1, 0, small).unwrap();
+    assert!(matches!(log.append(&[]), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        log.append(&[1; 101]),
+        Err(Error::InvalidArgument(_))
+    ));
+    let pos = log.append(&[1; 100]).unwrap();
+    let beyond = LogPosition {
+        seq: 1,
+        offset: pos.offset + 8,
+    };
+    assert!(matches!(
+        log.sync_to(beyond),
+        Err(Error::InvalidArgument(_))
+    ));
+    log.sync_to(pos).unwrap();
+    assert_eq!(log.stats().frames_appended, 1);
+    assert_eq!(log.stats().bytes_appended, 100);
+    // A log that exists cannot be created again.
+    assert!(DeltaLog::create(os(), dir.path(), 1, 0, small).is_err());
+}
+
+#[test]
+fn group_commit_under_eight_threads() {
+    const THREADS: u64 = 8;
+    const PER_THREAD: u64 = 500;
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(DeltaLog::create(os(), dir.path(), 1, 0, LogOptions::default()).unwrap());
+    std::thread::scope(|s| {
+        for t in 0..THREADS {
+            let log = Arc::clone(&log);
+            s.spawn(move || {
+                let mut last = None;
+                for i in 0..PER_THREAD {
+                    // Lengths vary with (t, i) so frames have every padding amount.
+                    let mut b = format!("{t}:{i}:").into_bytes();
+                    b.resize(b.len() + ((t * 7 + i) % 13) as usize, b'x');
+                    let pos = log.append(&b).unwrap();
+                    if let Some(prev) = last {
+                        assert!(pos > prev);
+                    }
+                    last = Some(pos);
+                    log.sync_to(pos).unwrap();
+                    assert!(log.durable_position() >= pos);
+                }
+            });
+        }
+    });
+    let stats = log.stats();
+    assert_eq!(stats.frames_appended, THREADS * PER_THREAD);
+    assert!(stats.syncs >= 1);
+    assert!(
+        stats.syncs < THREADS * PER_THREAD,
+        "no group commit: {} syncs for {} commits",
+        stats.syncs,
+        THREADS * PER_THREAD
+    );
+    assert_eq!(log.durable_position(), log.written_position());
+    drop(log);
+
+    let (frames, summary) = replay_all(&dir.path().join(log_file_name(1)));
+    assert_eq!(summary.tail, TailState::Clean);
+    assert_eq!(frames.len() as u64, THREADS * PER_THREAD);
+    let mut next_per_thread = vec![0u64; THREADS as usize];
+    let mut seen = HashSet::new();
+    for (i, f) in frames.iter().enumerate() {
+        assert_eq!(f.index, i as u64);
+        let text = String::from_utf8(f.body.clone()).unwrap();
+        let mut parts = text.split(':');
+        let t: usize = parts.next().unwrap().parse().unwrap();
+        let seq: u64 = parts.next().unwrap().parse().unwrap();
+        assert!(seen.insert((t, seq)), "duplicate body {text}");
+        assert_eq!(seq, next_per_thread[t], "thread {t} out of order");
+        next_per_thread[t] += 1;
+    }
+    assert!(next_per_thread.iter().all(|&n| n == PER_THREAD));
+}
+
+#[test]
+fn rotation_keeps_both_files_replayable() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = DeltaLog::create(os(), dir.path(), 1, 10, options()).unwrap();
+    let first: Vec<Vec<u8>> = (0..4).map(|i| body(i, 30 + i as usize)).collect();
+    let second: Vec<Vec<u8>> = (0..3).map(|i| body(50 + i, 500)).collect();
+    let mut old_positions = Vec::new();
+    for b in &first {
+        old_positions.push(log.append(b).unwrap());
+    }
+    log.sync_to(old_positions[0]).unwrap();
+    assert!(matches!(log.rotate(1, 0), Err(Error::InvalidArgument(_))));
+    assert!(matches!(log.rotate(0, 0), Err(Error::InvalidArgument(_))));
+
+    log.rotate(2, 20).unwrap();
+    assert_eq!(log.seq(), 2);
+    // Rotation synced all of log 1: syncing any of its positions costs nothing more.
+    let syncs = log.stats().syncs;
+    for &pos in &old_positions {
+        log.sync_to(pos).unwrap();
+    }
+    assert_eq!(log.stats().syncs, syncs);
+    assert!(log.durable_position() >= *old_positions.last().unwrap());
+
+    let mut new_positions = Vec::new();
+    for b in &second {
+        new_positions.push(log.append(b).unwrap());
+    }
+    assert_eq!(
+        new_positions[0],
+        LogPosition {
+            seq: 2,
+            offset: LOG_HEADER_BYTES as u64 + frame_bytes(500)
+        }
+    );
+    assert!(new_positions[0] > *old_positions.last().unwrap());
+    log.sync_to(*new_positions.last().unwrap()).unwrap();
+    // The old file position is still durable, with no further sync.
+    let syncs = log.stats().syncs;
+    log.sync_to(old_positions[3]).unwrap();
+    assert_eq!(log.stats().syncs, syncs);
+    drop(log);
+
+    let path1 = dir.path().join(log_file_name(1));
+    let (frames, summary) = replay_all(&path1);
+    assert_prefix(&frames, &first, first.len());
+    assert_eq!(summary.header.start_epoch, 10);
+    assert_eq!(summary.tail, TailState::Clean);
+    // The closed file was trimmed to its last frame.
+    assert_eq!(std::fs::metadata(&path1).unwrap().len(), layout(&first).1);
+    let (frames, summary) = replay_all(&dir.path().join(log_file_name(2)));
+    assert_prefix(&frames, &second, second.len());
+    assert_eq!(summary.header.start_epoch, 20);
+    assert_eq!(summary.header.log_seq, 2);
+}
+
+#[test]
+fn frames_larger_than_the_read_buffer_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = vec![
+        body(1, 10),
+        body(2, (1 << 20) + 3),
+        body(3, 10),
+        body(4, 3 << 20),
+    ];
+    let path = write_log(dir.path(), 1, &big);
+    let (frames, summary) = replay_all(&path);
+    assert_prefix(&frames, &big, big.len());
+    assert_eq!(summary.tail, TailState::Clean);
+}
