@@ -50,6 +50,13 @@ pub enum Error {
         /// Why it was refused.
         reason: &'static str,
     },
+    /// Another transaction committed a write to (or retired) the same node first; nothing of this
+    /// transaction was applied.
+    #[error("conflict on node {id}: another transaction committed it first")]
+    Conflict {
+        /// The node both transactions wrote.
+        id: crate::object_table::NodeId,
+    },
     /// A caller passed an argument vellum cannot accept.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -1,16 +1,27 @@
-//! The durable runtime: transactions, commit, recovery.
+//! The durable runtime: transactions, commit policies, snapshots, checkpoints and recovery.
 //!
-//! What exists so far:
-//! - `record.rs`: [`CommitRecord`], the body of the delta-log frame that one committed transaction
-//!   writes, and the only thing recovery replays. Its format is specified byte by byte in
-//!   `design/FORMAT-record.md`.
-//!
-//! A record lists a transaction's effects as ops: new node versions, updated versions, retired
-//! nodes, and root catalog changes. All of them take effect at the record's epoch, which is also
-//! the birth of every version it carries. Recovery trusts a record only after
-//! [`CommitRecord::decode`] (or [`CommitRecordRef::decode`], which borrows payloads from the frame
-//! instead of copying them) has checked every field.
+//! - [`DurableRuntime`] (`durable.rs`): open or create a store, begin transactions, take
+//!   snapshots, sync, checkpoint, read counters;
+//! - [`WriteTxn`] (`txn.rs`): copy-on-write node versions, retirements and root changes,
+//!   committed as a unit under a [`CommitPolicy`];
+//! - `engine.rs`: commit ordering, group durability, visibility and reclamation;
+//! - `recovery.rs` and `checkpointing.rs`: the protocols of `design/DURABILITY.md` §6;
+//! - `record.rs`: [`CommitRecord`], the body of the delta-log frame one commit writes
+//!   (`design/FORMAT.md` §6).
 
+mod checkpointing;
+mod durable;
+mod engine;
+mod options;
 mod record;
+mod recovery;
+mod snapshots;
+mod stats;
+mod txn;
 
+pub use durable::{DurableRuntime, Snapshot};
+pub use options::{CommitPolicy, RuntimeOptions};
 pub use record::*;
+pub use recovery::LOCK_FILE;
+pub use stats::RuntimeStats;
+pub use txn::WriteTxn;
