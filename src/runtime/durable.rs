@@ -235,6 +235,82 @@ impl DurableRuntime {
         }
     }
 
+    /// Ids of every node live at the newest visible epoch, in id order.
+    pub fn node_ids(&self) -> Vec<NodeId> {
+        let snap = self.snapshot();
+        let guard = crossbeam_epoch::pin();
+        let mut ids = Vec::new();
+        self.inner.table.for_each(&guard, |id, _| {
+            if matches!(self.inner.table.get_at(id, snap.epoch, &guard), Ok(Some(_))) {
+                ids.push(id);
+            }
+        });
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Checks the store's invariants and returns how many nodes and bytes it checked: every live
+    /// node's bytes match their checksum; every version the object table references (current or
+    /// kept for snapshots) has an allocated slot; no two share a slot; and, when no transaction is
+    /// in flight, no allocated slot is without an owner (a leak).
+    pub fn verify(&self) -> Result<(u64, u64)> {
+        let inner = &*self.inner;
+        let guard = crossbeam_epoch::pin();
+        let mut versions = Vec::new();
+        inner.table.for_each(&guard, |id, view| {
+            if let Some(v) = view.current {
+                versions.push((id, v));
+            }
+            if let Ok(older) = inner.table.older_versions(id, &guard) {
+                versions.extend(older.into_iter().map(|v| (id, v)));
+            }
+        });
+        let invalid = |reason: String| {
+            Error::corruption(
+                inner.dir.clone(),
+                0,
+                CorruptionKind::InvalidDocument { reason },
+            )
+        };
+        let mut bytes = 0u64;
+        let mut nodes = 0u64;
+        let mut slots: Vec<_> = versions.iter().map(|(id, v)| (v.location, *id)).collect();
+        for (id, v) in &versions {
+            if !inner.alloc.is_allocated(v.location) {
+                return Err(invalid(format!(
+                    "{id}: slot {:?} is not allocated",
+                    v.location
+                )));
+            }
+            if let Ok(current) = inner.table.get(*id, &guard)
+                && current == *v
+            {
+                inner.verified(v, &guard)?;
+                nodes += 1;
+                bytes += u64::from(v.len);
+            }
+        }
+        slots.sort_unstable();
+        for pair in slots.windows(2) {
+            if pair[0].0 == pair[1].0 {
+                return Err(invalid(format!(
+                    "{} and {} share slot {:?}",
+                    pair[0].1, pair[1].1, pair[0].0
+                )));
+            }
+        }
+        let allocated: u64 = (0..CLASS_COUNT as u8)
+            .map(|c| inner.alloc.space(c).used_slots)
+            .sum();
+        if allocated != slots.len() as u64 {
+            return Err(invalid(format!(
+                "{allocated} slots allocated but {} referenced (a leak or a missing slot)",
+                slots.len()
+            )));
+        }
+        Ok((nodes, bytes))
+    }
+
     /// True once a failed sync stopped all writes.
     pub fn is_poisoned(&self) -> bool {
         self.inner.poison.is_poisoned()

@@ -25,10 +25,10 @@ use super::stats::Counters;
 use crate::alloc::{
     CLASS_COUNT, DataFiles, Location, SegmentAllocator, parse_data_file_name, segment_bytes,
 };
-use crate::checkpoint::{CheckpointExpect, read_checkpoint};
+use crate::checkpoint::{CheckpointExpect, parse_checkpoint_file_name, read_checkpoint};
 use crate::error::{CorruptionKind, Error, Result};
 use crate::io::Storage;
-use crate::log::{DeltaLog, Frame, TailState, log_file_name, replay};
+use crate::log::{DeltaLog, Frame, TailState, log_file_name, parse_log_file_name, replay};
 use crate::meta::{DeltaLogRef, Manifest, MetaStore, RootCatalog};
 use crate::object_table::{NodeId, ObjectTable};
 use crate::poison::Poison;
@@ -154,6 +154,29 @@ fn create(
     Ok((meta, log))
 }
 
+/// Removes logs and checkpoints the manifest in force does not name: a checkpoint or rotation
+/// that crashed before its manifest was published left them. None holds an acknowledged commit:
+/// records go to a new log only after the manifest naming it is durable (both happen under the
+/// commit lock), and an unnamed checkpoint was never trusted.
+fn remove_unnamed(storage: &dyn Storage, dir: &Path, manifest: &Manifest) -> Result<()> {
+    let named_checkpoint = manifest.checkpoint.as_ref().map(|c| c.file.as_str());
+    for name in storage.list(dir)? {
+        let unnamed = match (
+            parse_log_file_name(&name),
+            parse_checkpoint_file_name(&name),
+        ) {
+            (Some(seq), _) => !manifest.delta_logs.iter().any(|l| l.seq == seq),
+            (_, Some(_)) => named_checkpoint != Some(name.as_str()),
+            _ => false,
+        };
+        if unnamed {
+            tracing::info!(file = %name, "removing a file no manifest names");
+            storage.remove(&dir.join(&name))?;
+        }
+    }
+    Ok(())
+}
+
 /// Data files present in `dir`, as (class, number).
 fn data_files_in(storage: &dyn Storage, dir: &Path) -> Result<Vec<(u8, u32)>> {
     Ok(storage
@@ -178,6 +201,7 @@ pub(crate) fn open(
         let meta = MetaStore::open(storage.clone(), dir)?;
         let published = meta.current();
         let manifest = published.manifest.clone();
+        remove_unnamed(storage.as_ref(), dir, &manifest)?;
         // Replay starts after the checkpoint's epoch, not the superblock's: a log rotation
         // publishes a newer superblock while the checkpoint stays older. The superblock's roots
         // may be newer than the checkpoint; re-applying the root changes logged since then leaves

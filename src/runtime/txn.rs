@@ -149,17 +149,28 @@ impl<'rt> WriteTxn<'rt> {
     }
 
     /// Names `id` as root `name` at commit (names: 1 to 47 bytes of UTF-8, at most 64 roots).
+    /// A later change to the same name in this transaction replaces this one.
     pub fn set_root(&mut self, name: &str, id: NodeId) -> Result<()> {
         crate::meta::RootCatalog::check_entry(name, id.raw())?;
-        self.staged.roots.push(RootChange::Set(name.to_owned(), id));
+        self.change_root(RootChange::Set(name.to_owned(), id));
         Ok(())
     }
 
     /// Removes root `name` at commit.
     pub fn remove_root(&mut self, name: &str) -> Result<()> {
         crate::meta::RootCatalog::check_entry(name, 1)?;
-        self.staged.roots.push(RootChange::Remove(name.to_owned()));
+        self.change_root(RootChange::Remove(name.to_owned()));
         Ok(())
+    }
+
+    /// Records a root change; the record carries at most one change per name, the last.
+    fn change_root(&mut self, change: RootChange) {
+        let name = |c: &RootChange| match c {
+            RootChange::Set(n, _) | RootChange::Remove(n) => n.clone(),
+        };
+        let new_name = name(&change);
+        self.staged.roots.retain(|c| name(c) != new_name);
+        self.staged.roots.push(change);
     }
 
     /// The bytes of `id` as this transaction sees them: its own write, or the latest commit.
