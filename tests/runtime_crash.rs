@@ -7,7 +7,8 @@
 //! workload continues and is crashed again (three generations, one crash inside recovery).
 //!
 //! `VELLUM_CRASH_STRIDE` (default 2) picks every n-th crash point and `VELLUM_CRASH_TXNS`
-//! (default 10) sets transactions per generation; the full sweep is
+//! (default 10) sets transactions per generation; `VELLUM_CRASH_SEED` varies the seeds. The full
+//! sweep is
 //! `VELLUM_CRASH_STRIDE=1 VELLUM_CRASH_TXNS=40 cargo test --release --test runtime_crash`.
 
 use std::collections::BTreeMap;
@@ -324,6 +325,7 @@ fn one_run(mode: Mode, seed: u64, k: u64, txns: usize) {
 }
 
 fn sweep(mode: Mode, seed: u64) {
+    let seed = seed ^ env("VELLUM_CRASH_SEED", 0);
     let stride = env("VELLUM_CRASH_STRIDE", 2).max(1);
     let txns = env("VELLUM_CRASH_TXNS", 10) as usize;
     // Count the storage operations of an uncrashed first generation.

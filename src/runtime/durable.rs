@@ -226,6 +226,10 @@ impl DurableRuntime {
             checkpoint_last_us: Counters::get(&c.checkpoint_last_us),
             recovery_us: Counters::get(&c.recovery_us),
             recovery_records: Counters::get(&c.recovery_records),
+            recovery_tail_cut_offset: Counters::get(&c.recovery_tail_cut_offset),
+            recovery_tail_cut_followed_by_valid: Counters::get(
+                &c.recovery_tail_cut_followed_by_valid,
+            ) != 0,
             class_used_bytes: (0..CLASS_COUNT as u8)
                 .map(|k| self.inner.alloc.space(k).used_bytes)
                 .collect(),

@@ -197,6 +197,7 @@ pub(crate) fn open(
     let _enter = span.enter();
     let lock = lock_and_prepare(storage.as_ref(), dir)?;
     let exists = MetaStore::exists(storage.as_ref(), dir)?;
+    let mut tail_cut: Option<(u64, bool)> = None;
     let (meta, log, replayed) = if exists {
         let meta = MetaStore::open(storage.clone(), dir)?;
         let published = meta.current();
@@ -255,13 +256,22 @@ pub(crate) fn open(
         })?;
         if let TailState::Torn {
             offset,
-            valid_frame_follows: true,
+            valid_frame_follows,
             kind,
-        } = summary.tail
+        } = &summary.tail
         {
-            // Valid frames after a bad one: damage, not a torn tail. Cutting would drop
-            // acknowledged commits, so refuse and let fsck report it.
-            return Err(Error::corruption(path, offset, kind));
+            // A crash can leave a torn unsynced frame followed by an intact unsynced one (several
+            // frames share one sync, and unsynced sectors persist in any order), which is
+            // indistinguishable from damage to synced frames. Acknowledged commits are protected
+            // by the check against the superblock's epoch below; the cut tail is reported.
+            tracing::warn!(
+                file = %path.display(),
+                offset,
+                %kind,
+                valid_frame_follows,
+                "cut the delta log's tail at a bad frame"
+            );
+            tail_cut = Some((*offset, *valid_frame_follows));
         }
         // Everything up to the superblock's epoch was durable when it was published.
         if replayed.last_epoch < published.superblock.commit_epoch {
@@ -337,6 +347,13 @@ pub(crate) fn open(
     let roots = Arc::new(replayed.roots);
     let counters = Counters::default();
     Counters::add(&counters.recovery_records, replayed.records);
+    if let Some((offset, followed)) = tail_cut {
+        Counters::add(&counters.recovery_tail_cut_offset, offset);
+        Counters::add(
+            &counters.recovery_tail_cut_followed_by_valid,
+            u64::from(followed),
+        );
+    }
     Counters::add(&counters.recovery_us, started.elapsed().as_micros() as u64);
     let log_bytes = log.stats().bytes_appended;
     tracing::info!(epoch, records = replayed.records, "store open");

@@ -31,6 +31,10 @@ pub struct RuntimeStats {
     pub recovery_us: u64,
     /// Commit records replayed by that recovery.
     pub recovery_records: u64,
+    /// Offset in the last delta log where that recovery cut a bad tail (0: none).
+    pub recovery_tail_cut_offset: u64,
+    /// Whether intact frames followed the cut (a torn unsynced batch, or damage: fsck tells).
+    pub recovery_tail_cut_followed_by_valid: bool,
     /// Live bytes per size class (bytes of allocated slots).
     pub class_used_bytes: Vec<u64>,
     /// Bytes of segments per size class (allocated or not); minus used bytes, what is dead or free.
@@ -51,6 +55,8 @@ pub(crate) struct Counters {
     pub(crate) checkpoint_last_us: AtomicU64,
     pub(crate) recovery_us: AtomicU64,
     pub(crate) recovery_records: AtomicU64,
+    pub(crate) recovery_tail_cut_offset: AtomicU64,
+    pub(crate) recovery_tail_cut_followed_by_valid: AtomicU64,
 }
 
 impl Counters {
