@@ -1,210 +1,268 @@
-//! `vellum bench`: group-commit workload on the delta log, verified after reopening.
+//! `vellum bench`: the runtime's commit workload for each policy, then a reopen that verifies
+//! every acknowledged commit, and a recovery measurement.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use vellum::io::{OsStorage, Storage};
-use vellum::log::{DeltaLog, LogOptions, log_file_name, replay};
+use vellum::object_table::NodeId;
+use vellum::runtime::{CommitPolicy, DurableRuntime, RuntimeOptions};
+
+use crate::group_commit::{BoxError, raw_fdatasync_us};
 
 /// Arguments of `vellum bench`.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// Directory for the store (created if missing; the bench owns its `bench-log` subdirectory).
+    /// Directory for the store (created if missing; the bench owns its `bench-runtime` folder).
     #[arg(long, default_value_os_t = crate::default_dir())]
     dir: PathBuf,
-    /// Thread counts to run, comma-separated.
+    /// Thread counts, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = [1usize, 4, 16])]
     threads: Vec<usize>,
-    /// Durable commits per thread count.
-    #[arg(long, default_value_t = 4000)]
+    /// Node sizes in bytes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [100usize, 4096])]
+    node_bytes: Vec<usize>,
+    /// Commits per STRICT/BALANCED round.
+    #[arg(long, default_value_t = 2000)]
     commits: usize,
-    /// Bytes of each commit record.
-    #[arg(long, default_value_t = 100)]
-    record_bytes: usize,
-    /// A small run (for CI): 200 commits per thread count.
+    /// Commits per EVENTUAL round.
+    #[arg(long, default_value_t = 100_000)]
+    eventual_commits: usize,
+    /// Nodes for the recovery measurement (0 skips it).
+    #[arg(long, default_value_t = 1_000_000)]
+    recovery_nodes: usize,
+    /// A small run (for CI).
     #[arg(long)]
     quick: bool,
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+fn options() -> RuntimeOptions {
+    RuntimeOptions::default()
+}
 
-/// One thread count's figures.
+fn content(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize] as f64 / 1e3
+}
+
+/// An acknowledged node: its id, the seed of its content, and its length.
+type Acked = (NodeId, u64, usize);
+
 struct Round {
-    threads: usize,
-    commits: usize,
+    acked: Vec<Acked>,
     elapsed: Duration,
     latencies_ns: Vec<u64>,
-    syncs: u64,
 }
 
-fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-/// A commit record that names its writer and sequence, padded to `len` bytes.
-fn record(thread: usize, seq: usize, len: usize) -> Vec<u8> {
-    let mut r = Vec::with_capacity(len.max(16));
-    r.extend_from_slice(&(thread as u64).to_le_bytes());
-    r.extend_from_slice(&(seq as u64).to_le_bytes());
-    r.resize(len.max(16), (seq % 251) as u8);
-    r
-}
-
-fn raw_fdatasync_us(dir: &Path, rounds: usize) -> Result<f64, BoxError> {
-    let storage = OsStorage::new();
-    let path = dir.join("raw-fdatasync");
-    if storage.exists(&path)? {
-        storage.remove(&path)?;
-    }
-    let f = storage.create(&path)?;
-    let buf = [0x5au8; 100];
-    let start = Instant::now();
-    for i in 0..rounds {
-        f.write_at(&buf, (i * buf.len()) as u64)?;
-        f.sync_data()?;
-    }
-    let us = start.elapsed().as_secs_f64() * 1e6 / rounds as f64;
-    storage.remove(&path)?;
-    Ok(us)
-}
-
-fn run_round(
-    storage: &Arc<dyn Storage>,
-    dir: &Path,
-    seq: u64,
+/// `threads` threads each commit their share of `commits` transactions of one new node.
+fn round(
+    rt: &Arc<DurableRuntime>,
+    policy: CommitPolicy,
     threads: usize,
     commits: usize,
-    record_bytes: usize,
+    len: usize,
+    seed_base: u64,
 ) -> Result<Round, BoxError> {
-    let log = Arc::new(DeltaLog::create(
-        storage.clone(),
-        dir,
-        seq,
-        0,
-        LogOptions::default(),
-    )?);
-    let per_thread = commits.div_ceil(threads);
-    let start = Instant::now();
-    let handles: Vec<_> = (0..threads)
+    let per = commits.div_ceil(threads);
+    // Contents are made before the clock starts, so the figures measure commits only.
+    let contents: Vec<Vec<Vec<u8>>> = (0..threads)
         .map(|t| {
-            let log = log.clone();
-            std::thread::spawn(move || -> Result<Vec<u64>, vellum::Error> {
-                let mut lat = Vec::with_capacity(per_thread);
-                for i in 0..per_thread {
-                    let body = record(t, i, record_bytes);
+            (0..per)
+                .map(|i| content(seed_base + (t * per + i) as u64, len))
+                .collect()
+        })
+        .collect();
+    let start = Instant::now();
+    let handles: Vec<_> = contents
+        .into_iter()
+        .enumerate()
+        .map(|(t, mine)| {
+            let rt = rt.clone();
+            std::thread::spawn(move || -> Result<(Vec<Acked>, Vec<u64>), vellum::Error> {
+                let mut acked = Vec::with_capacity(per);
+                let mut lat = Vec::with_capacity(per);
+                for (i, bytes) in mine.iter().enumerate() {
                     let t0 = Instant::now();
-                    let pos = log.append(&body)?;
-                    log.sync_to(pos)?;
+                    let mut tx = rt.begin();
+                    let id = tx.alloc(1, bytes)?;
+                    tx.commit_with(policy)?;
                     lat.push(t0.elapsed().as_nanos() as u64);
+                    acked.push((id, seed_base + (t * per + i) as u64, len));
                 }
-                Ok(lat)
+                Ok((acked, lat))
             })
         })
         .collect();
-    let mut latencies_ns = Vec::with_capacity(per_thread * threads);
+    let mut acked = Vec::new();
+    let mut latencies_ns = Vec::new();
     for h in handles {
-        let lat = h.join().map_err(|_| "a bench thread panicked")??;
-        latencies_ns.extend(lat);
+        let (a, l) = h.join().map_err(|_| "a bench thread panicked")??;
+        acked.extend(a);
+        latencies_ns.extend(l);
+    }
+    if policy == CommitPolicy::Eventual {
+        rt.sync()?;
     }
     let elapsed = start.elapsed();
     latencies_ns.sort_unstable();
     Ok(Round {
-        threads,
-        commits: per_thread * threads,
+        acked,
         elapsed,
         latencies_ns,
-        syncs: log.stats().syncs,
     })
 }
 
-/// Reopens the log and checks that every acknowledged record is present exactly once.
-fn verify(
-    storage: &dyn Storage,
-    dir: &Path,
-    round: &Round,
-    seq: u64,
-    record_bytes: usize,
-) -> Result<Duration, BoxError> {
-    let per_thread = round.commits / round.threads;
-    let mut seen = HashSet::with_capacity(round.commits);
-    let start = Instant::now();
-    let summary = replay(storage, &dir.join(log_file_name(seq)), |frame| {
-        seen.insert(frame.body.clone());
-        Ok(())
-    })?;
-    let elapsed = start.elapsed();
-    if summary.frames != round.commits as u64 || seen.len() != round.commits {
-        return Err(format!(
-            "log {seq}: {} frames replayed ({} distinct), {} acknowledged",
-            summary.frames,
-            seen.len(),
-            round.commits
-        )
-        .into());
-    }
-    for t in 0..round.threads {
-        for i in 0..per_thread {
-            if !seen.contains(&record(t, i, record_bytes)) {
-                return Err(format!("log {seq}: acknowledged record ({t}, {i}) is missing").into());
-            }
+fn verify(rt: &DurableRuntime, acked: &[Acked]) -> Result<(), BoxError> {
+    for (id, seed, len) in acked {
+        let got = rt.read(*id)?;
+        if got != content(*seed, *len) {
+            return Err(format!("acknowledged node {id} came back with different bytes").into());
         }
     }
-    Ok(elapsed)
+    Ok(())
+}
+
+fn recovery(dir: &Path, nodes: usize) -> Result<(), BoxError> {
+    let dir = dir.join("recovery");
+    std::fs::create_dir_all(&dir)?;
+    eprintln!(
+        "  recovery: writing {nodes} nodes of 64 B (checkpoint at 90 %, the rest in the log) ..."
+    );
+    let mut acked = Vec::with_capacity(nodes);
+    {
+        let rt = DurableRuntime::open(&dir, options())?;
+        let per_tx = 1000;
+        for batch in 0..nodes.div_ceil(per_tx) {
+            let mut tx = rt.begin();
+            for i in 0..per_tx.min(nodes - batch * per_tx) {
+                let seed = (batch * per_tx + i) as u64;
+                let id = tx.alloc(1, &content(seed, 64))?;
+                acked.push((id, seed, 64));
+            }
+            tx.commit_with(CommitPolicy::Balanced)?;
+            if batch + 1 == nodes * 9 / 10 / per_tx {
+                rt.checkpoint()?;
+            }
+        }
+        rt.close()?;
+    }
+    let t0 = Instant::now();
+    let rt = DurableRuntime::open(&dir, options())?;
+    let open_time = t0.elapsed();
+    let stats = rt.stats();
+    verify(&rt, &acked)?;
+    println!(
+        "recovery of {nodes} nodes: {:.0} ms (checkpoint + {} log records replayed); every node verified",
+        open_time.as_secs_f64() * 1e3,
+        stats.recovery_records
+    );
+    Ok(())
 }
 
 /// Runs the bench and prints its report.
 pub fn run(args: &BenchArgs) -> Result<(), BoxError> {
-    let commits = if args.quick { 200 } else { args.commits };
-    if args.threads.contains(&0) || commits == 0 {
-        return Err("--threads and --commits must be positive".into());
+    let (commits, eventual_commits, recovery_nodes) = if args.quick {
+        (100, 2000, 20_000)
+    } else {
+        (args.commits, args.eventual_commits, args.recovery_nodes)
+    };
+    if args.threads.contains(&0) || commits == 0 || args.node_bytes.is_empty() {
+        return Err("--threads, --commits and --node-bytes must be positive".into());
     }
-    let dir = args.dir.join("bench-log");
-    // The bench owns this subdirectory: start from an empty one.
+    let dir = args.dir.join("bench-runtime");
     if dir.exists() {
         std::fs::remove_dir_all(&dir)?;
     }
-    let storage: Arc<dyn Storage> = Arc::new(OsStorage::new());
-    storage.create_dir_all(&dir)?;
-    eprintln!("vellum bench: delta log group commit in {}", dir.display());
-
+    std::fs::create_dir_all(&dir)?;
+    eprintln!("vellum bench: runtime commit workload in {}", dir.display());
     eprintln!("  measuring raw fdatasync ...");
     let raw_us = raw_fdatasync_us(&dir, if args.quick { 50 } else { 500 })?;
     println!(
-        "raw pwrite+fdatasync: {raw_us:.1} us/op ({:.0} ops/s)",
+        "raw pwrite+fdatasync: {raw_us:.1} us ({:.0}/s)",
         1e6 / raw_us
     );
     println!(
-        "{:>7} {:>9} {:>11} {:>9} {:>9} {:>9} {:>10} {:>10}",
-        "threads", "commits", "commits/s", "p50 us", "p99 us", "max us", "syncs", "replay ms"
+        "{:>9} {:>7} {:>7} {:>8} {:>11} {:>8} {:>8} {:>9} {:>10}",
+        "policy",
+        "threads",
+        "node B",
+        "commits",
+        "commits/s",
+        "p50 us",
+        "p99 us",
+        "log syncs",
+        "data syncs"
     );
-    for (i, &threads) in args.threads.iter().enumerate() {
-        let seq = i as u64 + 1;
-        eprintln!(
-            "  {threads} thread(s): {commits} durable commits of {} B ...",
-            args.record_bytes
-        );
-        let round = run_round(&storage, &dir, seq, threads, commits, args.record_bytes)?;
-        eprintln!("  {threads} thread(s): reopening and verifying every acknowledged commit ...");
-        let replay_time = verify(storage.as_ref(), &dir, &round, seq, args.record_bytes)?;
-        let l = &round.latencies_ns;
-        println!(
-            "{:>7} {:>9} {:>11.0} {:>9.1} {:>9.1} {:>9.1} {:>10} {:>10.2}",
-            round.threads,
-            round.commits,
-            round.commits as f64 / round.elapsed.as_secs_f64(),
-            percentile(l, 0.50) as f64 / 1e3,
-            percentile(l, 0.99) as f64 / 1e3,
-            percentile(l, 1.0) as f64 / 1e3,
-            round.syncs,
-            replay_time.as_secs_f64() * 1e3,
-        );
+    let store = dir.join("store");
+    let mut acked = Vec::new();
+    {
+        let rt = Arc::new(DurableRuntime::open(&store, options())?);
+        for policy in [
+            CommitPolicy::Strict,
+            CommitPolicy::Balanced,
+            CommitPolicy::Eventual,
+        ] {
+            for &len in &args.node_bytes {
+                for &threads in &args.threads {
+                    let n = if policy == CommitPolicy::Eventual {
+                        eventual_commits
+                    } else {
+                        commits
+                    };
+                    eprintln!("  {policy:?}: {threads} thread(s), {n} commits of {len} B ...");
+                    let before = rt.stats();
+                    let r = round(&rt, policy, threads, n, len, acked.len() as u64 * 7919)?;
+                    let after = rt.stats();
+                    println!(
+                        "{:>9} {:>7} {:>7} {:>8} {:>11.0} {:>8.1} {:>8.1} {:>9} {:>10}",
+                        format!("{policy:?}"),
+                        threads,
+                        len,
+                        r.acked.len(),
+                        r.acked.len() as f64 / r.elapsed.as_secs_f64(),
+                        percentile(&r.latencies_ns, 0.5),
+                        percentile(&r.latencies_ns, 0.99),
+                        after.log_syncs - before.log_syncs,
+                        after.data_syncs - before.data_syncs,
+                    );
+                    acked.extend(r.acked);
+                }
+            }
+        }
+        let rt = Arc::try_unwrap(rt).map_err(|_| "the runtime is still shared")?;
+        rt.close()?;
     }
-    println!("verified: every acknowledged commit was present after reopening");
+    eprintln!(
+        "  reopening and verifying {} acknowledged commits ...",
+        acked.len()
+    );
+    let t0 = Instant::now();
+    let rt = DurableRuntime::open(&store, options())?;
+    let reopen = t0.elapsed();
+    verify(&rt, &acked)?;
+    println!(
+        "reopened in {:.0} ms ({} log records replayed); verified: all {} acknowledged commits present and exact",
+        reopen.as_secs_f64() * 1e3,
+        rt.stats().recovery_records,
+        acked.len()
+    );
+    drop(rt);
+    if recovery_nodes > 0 {
+        recovery(&dir, recovery_nodes)?;
+    }
     Ok(())
 }

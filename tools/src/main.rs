@@ -1,10 +1,11 @@
 //! The `vellum` command-line tool.
 //!
-//! `vellum bench` is the project's main job. Until the runtime exists it exercises the layer that
-//! commits ride on, the delta log with group commit: several threads append and wait for
-//! durability, then the log is reopened and every acknowledged frame is checked.
+//! `vellum bench` is the project's main job: the runtime's commit workload under each policy,
+//! then a reopen that verifies every acknowledged commit. `vellum bench group-commit` measures the
+//! delta log's group commit alone.
 
 mod bench;
+mod group_commit;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,7 +22,18 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the commit workload, reopen, verify every acknowledged commit, and report figures.
-    Bench(bench::BenchArgs),
+    Bench {
+        #[command(subcommand)]
+        which: Option<BenchKind>,
+        #[command(flatten)]
+        args: bench::BenchArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchKind {
+    /// The delta log's group commit alone, against raw fdatasync.
+    GroupCommit(group_commit::GroupCommitArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,7 +46,11 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Bench(args) => bench::run(&args),
+        Command::Bench { which: None, args } => bench::run(&args),
+        Command::Bench {
+            which: Some(BenchKind::GroupCommit(args)),
+            ..
+        } => group_commit::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
