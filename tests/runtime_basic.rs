@@ -180,3 +180,20 @@ fn bad_options_are_refused() {
         Err(Error::InvalidArgument(_))
     ));
 }
+
+#[test]
+fn a_snapshot_reader_sees_the_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = open(dir.path());
+    let mut tx = rt.begin();
+    let a = tx.alloc(0, b"before").unwrap();
+    tx.commit().unwrap();
+    let snap = rt.snapshot();
+    let mut tx = rt.begin();
+    tx.write(a, b"after").unwrap();
+    let b = tx.alloc(0, b"new").unwrap();
+    tx.commit().unwrap();
+    let reader = snap.reader();
+    assert_eq!(reader.get(a).unwrap(), Some(&b"before"[..]));
+    assert_eq!(reader.get(b).unwrap(), None);
+}

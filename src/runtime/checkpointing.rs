@@ -34,6 +34,7 @@ pub(crate) fn checkpoint(inner: &Inner) -> Result<()> {
     // K1.
     let (epoch, roots) = {
         let mut st = inner.commit.lock();
+        let _order = inner.append_order.lock();
         engine.flush_buffer_locked(&mut st)?;
         inner.log.sync().map_err(poison)?;
         let epoch = st.next_epoch - 1;

@@ -38,6 +38,8 @@ pub(crate) struct Inner {
     pub(crate) files: DataFiles,
     pub(crate) log: DeltaLog,
     pub(crate) commit: Mutex<CommitState>,
+    /// Held for every log append, taken while holding `commit` (see `engine.rs`, invariant 2).
+    pub(crate) append_order: Mutex<()>,
     pub(crate) data_sync: DataSync,
     pub(crate) visible: ArcSwap<Visible>,
     pub(crate) durable_epoch: AtomicU64,
@@ -63,6 +65,7 @@ impl Inner {
             files: &self.files,
             log: &self.log,
             commit: &self.commit,
+            append_order: &self.append_order,
             data_sync: &self.data_sync,
             visible: &self.visible,
             durable_epoch: &self.durable_epoch,
@@ -417,6 +420,35 @@ impl Snapshot<'_> {
     /// The node root `name` named at this snapshot's epoch.
     pub fn root(&self, name: &str) -> Option<NodeId> {
         self.roots.get(name).and_then(NodeId::from_raw)
+    }
+
+    /// A reader for a batch of reads: it holds one epoch guard, so each read skips pinning.
+    /// Keep it for a batch, not for long: a held guard delays the unmapping of evicted windows
+    /// and the freeing of unlinked versions.
+    pub fn reader(&self) -> SnapshotReader<'_> {
+        SnapshotReader {
+            snapshot: self,
+            guard: crossbeam_epoch::pin(),
+        }
+    }
+}
+
+/// Reads of one snapshot under one epoch guard (see [`Snapshot::reader`]).
+#[derive(Debug)]
+pub struct SnapshotReader<'s> {
+    snapshot: &'s Snapshot<'s>,
+    guard: Guard,
+}
+
+impl SnapshotReader<'_> {
+    /// Borrows the bytes of `id` as of the snapshot, checksum verified: `None` if it did not
+    /// exist (or was retired) at the snapshot's epoch.
+    pub fn get(&self, id: NodeId) -> Result<Option<&[u8]>> {
+        let inner = self.snapshot.inner;
+        match inner.table.get_at(id, self.snapshot.epoch, &self.guard)? {
+            Some(v) => inner.verified(&v, &self.guard).map(Some),
+            None => Ok(None),
+        }
     }
 }
 

@@ -5,7 +5,10 @@
 //!    node it references without a payload is durable in the data files. So the log never holds
 //!    a record whose bytes a crash could lose, and a replayed prefix is a prefix of commits.
 //! 2. An EVENTUAL record waits in memory (`buffer`) until a flush; a STRICT/BALANCED commit
-//!    appends the buffer before its own record, so order holds across policies.
+//!    appends the buffer before its own record, so order holds across policies. Every append
+//!    happens under `append_order`, which is taken while holding the commit lock (hand over
+//!    hand), so append order is commit order even when a flush appends after releasing the
+//!    commit lock (EVENTUAL commits go on meanwhile).
 //! 3. A commit is applied to the object table under the commit lock, after its record was
 //!    appended (STRICT/BALANCED: a full disk then fails the commit with nothing applied).
 //! 4. Snapshots see an epoch only once it is visible: STRICT/BALANCED commits once durable,
@@ -26,7 +29,7 @@ use super::snapshots::SnapshotRegistry;
 use super::stats::Counters;
 use crate::alloc::{DataFiles, SegmentAllocator};
 use crate::error::{Error, Result};
-use crate::log::{DeltaLog, LogPosition};
+use crate::log::DeltaLog;
 use crate::meta::RootCatalog;
 use crate::object_table::{NodeId, ObjectTable, Version};
 use crate::poison::Poison;
@@ -134,6 +137,7 @@ pub(crate) struct Engine<'a> {
     pub(crate) files: &'a DataFiles,
     pub(crate) log: &'a DeltaLog,
     pub(crate) commit: &'a Mutex<CommitState>,
+    pub(crate) append_order: &'a Mutex<()>,
     pub(crate) data_sync: &'a DataSync,
     pub(crate) visible: &'a ArcSwap<Visible>,
     pub(crate) durable_epoch: &'a AtomicU64,
@@ -228,9 +232,8 @@ impl Engine<'_> {
             st.buffer_needs_data |= needs_data;
             None
         } else {
-            if !st.buffer.is_empty() {
-                self.flush_buffer_locked(&mut st)?;
-            }
+            let _order = self.append_order.lock();
+            self.flush_buffer_locked(&mut st)?;
             // A full disk here fails the commit with nothing applied (the log is not poisoned by
             // a failed preallocation).
             Some(self.log.append(&body)?)
@@ -297,33 +300,45 @@ impl Engine<'_> {
         Ok(epoch)
     }
 
-    /// Appends every buffered EVENTUAL record (after making their node bytes durable).
-    /// Caller holds the commit lock. Failure poisons: those commits were acknowledged.
-    pub(crate) fn flush_buffer_locked(&self, st: &mut CommitState) -> Result<Option<LogPosition>> {
-        if st.buffer.is_empty() {
-            return Ok(None);
+    /// Appends every buffered EVENTUAL record. Caller holds the commit lock and `append_order`.
+    pub(crate) fn flush_buffer_locked(&self, st: &mut CommitState) -> Result<()> {
+        let bodies = std::mem::take(&mut st.buffer);
+        let needs_data = std::mem::take(&mut st.buffer_needs_data);
+        self.append_buffered(bodies, needs_data)
+    }
+
+    /// Steps F1–F2: makes the buffered records' node bytes durable if they need it, then appends
+    /// the records. Caller holds `append_order` (taken while holding the commit lock when the
+    /// records were taken out of the buffer). Failure poisons: those commits were acknowledged.
+    fn append_buffered(&self, bodies: Vec<(u64, Vec<u8>)>, needs_data: bool) -> Result<()> {
+        if bodies.is_empty() {
+            return Ok(());
         }
-        if st.buffer_needs_data {
+        if needs_data {
             self.data_sync
                 .sync_through(self.data_sync.current(), self.files, self.counters)
                 .map_err(|e| self.poison_with(e))?;
-            st.buffer_needs_data = false;
         }
-        let mut last = None;
-        for (_, body) in st.buffer.drain(..) {
-            last = Some(self.log.append(&body).map_err(|e| self.poison_with(e))?);
+        for (_, body) in &bodies {
+            self.log.append(body).map_err(|e| self.poison_with(e))?;
         }
-        Ok(last)
+        Ok(())
     }
 
     /// Makes every commit so far durable; returns the durable epoch.
     pub(crate) fn sync(&self) -> Result<u64> {
         self.poison.check()?;
-        let (pos, epoch) = {
+        let (order, bodies, needs_data, epoch) = {
             let mut st = self.commit.lock();
-            self.flush_buffer_locked(&mut st)?;
-            (self.log.written_position(), st.next_epoch - 1)
+            let bodies = std::mem::take(&mut st.buffer);
+            let needs_data = std::mem::take(&mut st.buffer_needs_data);
+            // Hand over hand: the order lock is taken before the commit lock is released.
+            let order = self.append_order.lock();
+            (order, bodies, needs_data, st.next_epoch - 1)
         };
+        self.append_buffered(bodies, needs_data)?;
+        let pos = self.log.written_position();
+        drop(order);
         self.log.sync_to(pos).map_err(|e| self.poison_with(e))?;
         self.mark_durable(epoch);
         self.reclaim_ready();

@@ -19,7 +19,7 @@ mod snapshots;
 mod stats;
 mod txn;
 
-pub use durable::{DurableRuntime, Snapshot};
+pub use durable::{DurableRuntime, Snapshot, SnapshotReader};
 pub use options::{CommitPolicy, RuntimeOptions};
 pub use record::*;
 pub use recovery::LOCK_FILE;

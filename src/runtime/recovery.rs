@@ -373,6 +373,7 @@ pub(crate) fn open(
             buffer_needs_data: false,
             unpublished: VecDeque::new(),
         }),
+        append_order: Mutex::new(()),
         data_sync: DataSync::default(),
         visible: ArcSwap::from_pointee(Visible { epoch, roots }),
         durable_epoch: AtomicU64::new(epoch),
