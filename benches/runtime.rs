@@ -11,8 +11,10 @@ const NODES: usize = 4096;
 
 fn runtime(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut options = RuntimeOptions::default();
-    options.eventual_flush_interval = Duration::from_millis(50);
+    let options = RuntimeOptions {
+        eventual_flush_interval: Duration::from_millis(50),
+        ..RuntimeOptions::default()
+    };
     let rt = DurableRuntime::open(dir.path(), options).expect("open");
     let mut ids = Vec::with_capacity(NODES);
     let mut tx = rt.begin();
