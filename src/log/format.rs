@@ -219,14 +219,27 @@ fn frame_head_crc(body_bytes: u32, frame_index: u64) -> u32 {
     crc32c(&head)
 }
 
-/// A frame being built: the body and padding are laid out (and their CRC computed) without any
-/// lock held; [`FrameBuf::seal`] then fills in the index and the combined CRC once the writer has
-/// placed the frame.
+/// From this many body-and-padding bytes up, [`FrameBuf`] checksums them before the writer's lock
+/// and combines that CRC with the header's under the lock; below it, it checksums them under the
+/// lock.
+///
+/// Chosen by measurement (`crc32c` 0.6 on x86-64 with SSE 4.2): `crc32c_combine` costs about 6 us
+/// even for a 72-byte tail (it squares 32x32 bit matrices once per bit of the length) and 52 us
+/// for 1 MiB, while checksumming the tail itself costs 10 ns for 72 bytes, 3 us for 64 KiB and
+/// 45 us for 1 MiB. With combining at every size, a 64-byte append spent 92% of its time in
+/// `crc32c_combine`, inside the lock that serializes appends.
+pub const COMBINE_MIN_BYTES: usize = 1 << 20;
+
+/// A frame being built: the body and padding are laid out without any lock held; for a large body
+/// their CRC is computed then too. [`FrameBuf::seal`] fills in the index and the CRC once the
+/// writer has placed the frame.
 #[derive(Debug)]
 pub struct FrameBuf {
     bytes: Vec<u8>,
     body_bytes: u32,
-    tail_crc: u32,
+    /// The CRC of body and padding, computed ahead when they hold at least
+    /// [`COMBINE_MIN_BYTES`].
+    tail_crc: Option<u32>,
 }
 
 impl FrameBuf {
@@ -248,7 +261,8 @@ impl FrameBuf {
         bytes.resize(FRAME_HEADER_BYTES, 0);
         bytes.extend_from_slice(body);
         bytes.resize(total, 0);
-        let tail_crc = crc32c(bytes.get(FRAME_BODY_OFFSET..).unwrap_or_default());
+        let tail = bytes.get(FRAME_BODY_OFFSET..).unwrap_or_default();
+        let tail_crc = (tail.len() >= COMBINE_MIN_BYTES).then(|| crc32c(tail));
         Ok(FrameBuf {
             bytes,
             body_bytes,
@@ -273,12 +287,12 @@ impl FrameBuf {
 
     /// Writes the header for position `frame_index` and returns the finished frame bytes.
     pub fn seal(&mut self, frame_index: u64) -> &[u8] {
-        let tail_len = self.bytes.len().saturating_sub(FRAME_HEADER_BYTES);
-        let crc = crc32c_combine(
-            frame_head_crc(self.body_bytes, frame_index),
-            self.tail_crc,
-            tail_len,
-        );
+        let head_crc = frame_head_crc(self.body_bytes, frame_index);
+        let tail = self.bytes.get(FRAME_BODY_OFFSET..).unwrap_or_default();
+        let crc = match self.tail_crc {
+            Some(tail_crc) => crc32c_combine(head_crc, tail_crc, tail.len()),
+            None => crc32c_append(head_crc, tail),
+        };
         let mut head = Encoder::with_capacity(FRAME_HEADER_BYTES);
         head.u32(self.body_bytes).u32(crc).u64(frame_index);
         for (dst, src) in self.bytes.iter_mut().zip(head.finish()) {
@@ -426,10 +440,27 @@ mod tests {
     }
 
     #[test]
-    fn sealing_combines_the_body_crc_with_the_header_crc() {
-        // Every padding length and a body larger than one CRC block, at a large index: the
-        // combined CRC must equal the CRC over the finished bytes.
-        for len in [1usize, 2, 3, 4, 5, 6, 7, 8, 9, 4096, 100_003] {
+    fn sealing_matches_the_crc_of_the_finished_bytes() {
+        // Every padding length, and bodies on both sides of the size from which the body CRC is
+        // computed ahead and combined, at a large index: the stored CRC must equal the CRC over
+        // the finished bytes.
+        let around = COMBINE_MIN_BYTES - FRAME_HEADER_BYTES;
+        for len in [
+            1usize,
+            2,
+            3,
+            4,
+            5,
+            6,
+            7,
+            8,
+            9,
+            4096,
+            100_003,
+            around - 8,
+            around + 8,
+            around + 3,
+        ] {
             let body: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
             let index = 0x0123_4567_89ab_cdef;
             let frame = encode_frame(index, &body).unwrap();

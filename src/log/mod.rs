@@ -22,14 +22,15 @@
 //! 7. The reader never panics and never holds more than one buffer (or one frame) in memory,
 //!    whatever bytes the file holds.
 
+mod commit;
 mod format;
 mod reader;
 mod writer;
 
 pub use format::{
-    FRAME_ALIGN, FRAME_BODY_BYTES_MAX, FRAME_BYTES_MAX, FRAME_HEADER_BYTES, FrameBuf, FrameHead,
-    LOG_FORMAT_VERSION, LOG_HEADER_BYTES, LOG_MAGIC, LogHeader, check_frame, decode_frame_len,
-    encode_frame, frame_bytes, log_file_name, parse_log_file_name,
+    COMBINE_MIN_BYTES, FRAME_ALIGN, FRAME_BODY_BYTES_MAX, FRAME_BYTES_MAX, FRAME_HEADER_BYTES,
+    FrameBuf, FrameHead, LOG_FORMAT_VERSION, LOG_HEADER_BYTES, LOG_MAGIC, LogHeader, check_frame,
+    decode_frame_len, encode_frame, frame_bytes, log_file_name, parse_log_file_name,
 };
 pub use reader::{
     Frame, LogReader, READ_BUFFER_BYTES, ReplaySummary, TailState, read_header, replay, replay_file,

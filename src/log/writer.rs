@@ -1,28 +1,17 @@
-//! [`DeltaLog`]: the appender, with group commit and rotation.
+//! [`DeltaLog`]: the appender, with group commit (see `commit.rs`) and rotation.
 //!
-//! Two locks, always taken in this order, keep the writer correct:
-//! - the *append lock* (`tail`) places a frame and writes it, so frames reach the file in index
-//!   order with no gap before any of them;
-//! - the *shared state* lock (`shared`) guards the published written and durable positions and the
-//!   *leader role* (`syncing`), and is never held across I/O.
-//!
-//! Group commit is leader/follower: a caller of `sync_to` whose position is not yet durable either
-//! takes the leader role (if no sync is in flight), reads the written end, runs one `sync_data`
-//! without any lock held and publishes the new durable position, or waits on a condition variable
-//! until the sync in flight is published. Every waiter wakes at once and those it covered return
-//! without taking any role; one that is still not covered leads the next sync.
-//!
-//! The leader role is a flag plus a condition variable rather than a mutex the followers queue on
-//! (measured on ext4: with a plain sync mutex, followers that were already covered had to acquire
-//! it one at a time and so queued behind the *next* leader's whole `fdatasync`; 16 committing
-//! threads then shared one `fdatasync` only 1.8 at a time).
+//! Two locks, always taken in this order, keep the writer correct: the *append lock* (`tail`)
+//! places a frame and writes it, so frames reach the file in index order with no gap before any of
+//! them; the group-commit lock guards the published positions and is never held across I/O. The
+//! steps L, A, R and O cited in comments are those of `design/DURABILITY.md` §5.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use parking_lot::{Condvar, Mutex, MutexGuard};
+use parking_lot::Mutex;
 
+use super::commit::GroupCommit;
 use super::format::{
     FRAME_BODY_BYTES_MAX, FrameBuf, HEADER_LOG_SEQ_OFFSET, LOG_HEADER_BYTES, LogHeader,
     log_file_name,
@@ -30,7 +19,6 @@ use super::format::{
 use super::reader::{Frame, ReplaySummary, read_header, replay_file};
 use crate::error::{CorruptionKind, Error, Result};
 use crate::io::{Storage, StorageFile};
-use crate::poison::Poison;
 
 /// The largest `preallocate_bytes` accepted (1 GiB): more would only waste disk.
 pub const PREALLOCATE_BYTES_MAX: u64 = 1 << 30;
@@ -106,19 +94,6 @@ struct Tail {
     allocated_end: u64,
 }
 
-/// What sync callers need to see; guarded by a lock held only briefly.
-#[derive(Debug)]
-struct Shared {
-    /// The file frames are appended to now.
-    file: Arc<dyn StorageFile>,
-    /// The end of the last frame whose `write_at` returned.
-    written: LogPosition,
-    /// Everything up to here is durable.
-    durable: LogPosition,
-    /// True while a leader (a `sync_to` caller or `rotate`) is running `sync_data`.
-    syncing: bool,
-}
-
 /// The delta log's writer. Thread-safe: every method takes `&self`.
 #[derive(Debug)]
 pub struct DeltaLog {
@@ -126,13 +101,9 @@ pub struct DeltaLog {
     dir: PathBuf,
     options: LogOptions,
     tail: Mutex<Tail>,
-    shared: Mutex<Shared>,
-    /// Signalled whenever a leader finishes a sync (successfully or not).
-    synced: Condvar,
-    poison: Poison,
+    commit: GroupCommit,
     frames_appended: AtomicU64,
     bytes_appended: AtomicU64,
-    syncs: AtomicU64,
 }
 
 const _: fn() = || {
@@ -187,6 +158,7 @@ impl DeltaLog {
         visit: impl FnMut(&Frame) -> Result<()>,
     ) -> Result<(DeltaLog, ReplaySummary)> {
         options.validate()?;
+        // O1.
         let path = dir.join(log_file_name(seq));
         let file = storage.open(&path)?;
         let header = read_header(file.as_ref())?;
@@ -201,11 +173,12 @@ impl DeltaLog {
                 },
             ));
         }
+        // O2.
         let summary = replay_file(file.as_ref(), visit)?;
         let file_len = file.len()?;
-        // The cut is unconditional: even a file that already ends at `valid_end` may hold frames
-        // that reached only the page cache (a process crash rather than a power loss), and the
-        // sync makes them durable before any caller acts on them.
+        // O3 and O4. The cut is unconditional: even a file that already ends at `valid_end` may
+        // hold frames that reached only the page cache (a process crash rather than a power loss),
+        // and the sync makes them durable before any caller acts on them.
         file.set_len(summary.valid_end)?;
         file.sync_data()?;
         if file_len != summary.valid_end {
@@ -214,6 +187,7 @@ impl DeltaLog {
                 tail = ?summary.tail, "cut the log's tail"
             );
         }
+        // O5.
         let log = DeltaLog::with_file(
             storage,
             dir,
@@ -247,17 +221,9 @@ impl DeltaLog {
                 end,
                 allocated_end: end,
             }),
-            shared: Mutex::new(Shared {
-                file,
-                written: position,
-                durable: position,
-                syncing: false,
-            }),
-            synced: Condvar::new(),
-            poison: Poison::new(),
+            commit: GroupCommit::new(file, position),
             frames_appended: AtomicU64::new(0),
             bytes_appended: AtomicU64::new(0),
-            syncs: AtomicU64::new(0),
         }
     }
 
@@ -275,22 +241,24 @@ impl DeltaLog {
                 body.len()
             )));
         }
-        self.poison.check()?;
-        // Copying the body and checksumming it (the expensive part) happen before the lock; under
-        // it, only the 12 header bytes are checksummed and combined with the body's CRC.
+        self.commit.check()?;
+        // A1: the body is copied (and, if large, checksummed) before the lock.
         let mut frame = FrameBuf::new(body)?;
+        // A2.
         let mut tail = self.tail.lock();
-        self.poison.check()?;
+        self.commit.check()?;
         let end = tail.end.checked_add(frame.len()).ok_or_else(|| {
             Error::InvalidArgument("the log file would exceed 2^64 bytes".to_owned())
         })?;
         if end > tail.allocated_end {
+            // A3.
             self.preallocate(&mut tail, end)?;
         }
+        // A4.
         let start = tail.end;
         let bytes = frame.seal(tail.next_index);
         if let Err(e) = tail.file.write_at(bytes, start) {
-            return Err(self.poison_with(e));
+            return Err(self.commit.poison_with(e));
         }
         tail.end = end;
         tail.next_index += 1;
@@ -298,9 +266,8 @@ impl DeltaLog {
             seq: tail.seq,
             offset: end,
         };
-        // Published while the append lock is still held, so `written` only ever moves forward
-        // and always covers a gap-free prefix of completed writes.
-        self.shared.lock().written = position;
+        // A5: published while the append lock is still held.
+        self.commit.publish_written(position);
         drop(tail);
         self.frames_appended.fetch_add(1, Ordering::Relaxed);
         self.bytes_appended
@@ -337,28 +304,7 @@ impl DeltaLog {
     /// position; callers arriving meanwhile wait for that sync and return at once if it covered
     /// them. A failed sync poisons the log.
     pub fn sync_to(&self, pos: LogPosition) -> Result<()> {
-        let mut shared = self.shared.lock();
-        loop {
-            self.poison.check()?;
-            if pos <= shared.durable {
-                return Ok(());
-            }
-            if pos > shared.written {
-                return Err(Error::InvalidArgument(format!(
-                    "sync_to({pos:?}) is past the written end {:?}",
-                    shared.written
-                )));
-            }
-            if shared.syncing {
-                self.synced.wait(&mut shared);
-                continue;
-            }
-            // `written` covers only frames whose write has returned, so a sync that starts after
-            // this read makes all of them durable.
-            let target = shared.written;
-            let file = Arc::clone(&shared.file);
-            self.lead_sync(&mut shared, file.as_ref(), target)?;
-        }
+        self.commit.sync_to(pos)
     }
 
     /// Makes everything appended so far durable and returns the position it covered.
@@ -368,53 +314,16 @@ impl DeltaLog {
         Ok(pos)
     }
 
-    /// Runs one sync as the leader: syncs `file` with the shared lock released, then publishes
-    /// `target` as durable and wakes every waiter. The caller holds the shared lock, has seen no
-    /// sync in flight, and read `target` from `written` before calling.
-    fn lead_sync(
-        &self,
-        shared: &mut MutexGuard<'_, Shared>,
-        file: &dyn StorageFile,
-        target: LogPosition,
-    ) -> Result<()> {
-        shared.syncing = true;
-        let result = MutexGuard::unlocked(shared, || file.sync_data());
-        shared.syncing = false;
-        self.synced.notify_all();
-        match result {
-            Ok(()) => {
-                self.syncs.fetch_add(1, Ordering::Relaxed);
-                // Checked under the shared lock, which poisoning also holds: once the flag is
-                // set, no sync that finishes later can advance the durable position.
-                self.poison.check()?;
-                if target > shared.durable {
-                    shared.durable = target;
-                }
-                Ok(())
-            }
-            Err(e) => {
-                self.poison.poison(&e);
-                Err(e)
-            }
-        }
-    }
-
-    /// Poisons the log with `cause` and returns `cause` for the caller that hit it.
-    fn poison_with(&self, cause: Error) -> Error {
-        let _shared = self.shared.lock();
-        self.poison.poison(&cause);
-        cause
-    }
-
     /// Closes the current file and continues in new log file `new_seq` (which must be larger),
     /// whose first frame applies on top of `start_epoch`.
     ///
     /// Under the append lock: the current file is trimmed to its last frame and synced (so every
     /// position in it is durable), the new file is created durably, then appends switch to it.
     pub fn rotate(&self, new_seq: u64, start_epoch: u64) -> Result<()> {
-        self.poison.check()?;
+        // R1.
+        self.commit.check()?;
         let mut tail = self.tail.lock();
-        self.poison.check()?;
+        self.commit.check()?;
         if new_seq <= tail.seq {
             return Err(Error::InvalidArgument(format!(
                 "rotate to log {new_seq} after log {}: sequence numbers must increase",
@@ -422,27 +331,21 @@ impl DeltaLog {
             )));
         }
         if tail.allocated_end > tail.end {
-            // Only preallocated zeros lie past `end`; returning them keeps closed logs small.
+            // R2: only preallocated zeros lie past `end`; returning them keeps closed logs small.
             tail.file.set_len(tail.end)?;
             tail.allocated_end = tail.end;
         }
-        {
-            // Take the leader role (waiting out a sync in flight) and sync the whole file.
-            let mut shared = self.shared.lock();
-            while shared.syncing {
-                self.synced.wait(&mut shared);
-            }
-            self.poison.check()?;
-            let end = LogPosition {
-                seq: tail.seq,
-                offset: tail.end,
-            };
-            self.lead_sync(&mut shared, tail.file.as_ref(), end)?;
-        }
+        // R3.
+        let end = LogPosition {
+            seq: tail.seq,
+            offset: tail.end,
+        };
+        self.commit.sync_file(tail.file.as_ref(), end)?;
+        // R4.
         let (file, created) = create_file(self.storage.as_ref(), &self.dir, new_seq, start_epoch);
         let file = match file {
             Ok(file) => file,
-            Err(e) if e.is_sync_failure() => return Err(self.poison_with(e)),
+            Err(e) if e.is_sync_failure() => return Err(self.commit.poison_with(e)),
             Err(e) => {
                 // Nothing depends on the new file yet; removing it lets a retry reuse `new_seq`.
                 if created {
@@ -455,6 +358,7 @@ impl DeltaLog {
             seq: new_seq,
             offset: header_end(),
         };
+        // R5.
         *tail = Tail {
             file: Arc::clone(&file),
             seq: new_seq,
@@ -462,25 +366,19 @@ impl DeltaLog {
             end: start.offset,
             allocated_end: start.offset,
         };
-        let mut shared = self.shared.lock();
-        shared.file = file;
-        shared.written = start;
-        if !self.poison.is_poisoned() {
-            shared.durable = start;
-        }
-        drop(shared);
+        self.commit.switch_file(file, start);
         tracing::debug!(dir = %self.dir.display(), seq = new_seq, start_epoch, "log rotated");
         Ok(())
     }
 
     /// The end of the last frame written (not necessarily durable).
     pub fn written_position(&self) -> LogPosition {
-        self.shared.lock().written
+        self.commit.written()
     }
 
     /// Everything up to here is durable.
     pub fn durable_position(&self) -> LogPosition {
-        self.shared.lock().durable
+        self.commit.durable()
     }
 
     /// The sequence number of the file frames are appended to now.
@@ -490,7 +388,7 @@ impl DeltaLog {
 
     /// True once a failed sync or frame write has poisoned the log.
     pub fn is_poisoned(&self) -> bool {
-        self.poison.is_poisoned()
+        self.commit.is_poisoned()
     }
 
     /// The options the log was opened with.
@@ -503,7 +401,7 @@ impl DeltaLog {
         LogStats {
             frames_appended: self.frames_appended.load(Ordering::Relaxed),
             bytes_appended: self.bytes_appended.load(Ordering::Relaxed),
-            syncs: self.syncs.load(Ordering::Relaxed),
+            syncs: self.commit.syncs(),
         }
     }
 }
@@ -521,6 +419,7 @@ fn create_file(
     seq: u64,
     start_epoch: u64,
 ) -> (Result<Arc<dyn StorageFile>>, bool) {
+    // L1.
     let path = dir.join(log_file_name(seq));
     let file = match storage.create(&path) {
         Ok(file) => file,
@@ -531,6 +430,7 @@ fn create_file(
         start_epoch,
     }
     .encode();
+    // L2, L3, L4.
     let result = file
         .write_at(&header, 0)
         .and_then(|()| file.sync_data())
