@@ -125,6 +125,8 @@ pub(crate) enum RootChange {
 pub(crate) struct Staged {
     pub(crate) nodes: Vec<StagedNode>,
     pub(crate) retires: Vec<(NodeId, u64)>,
+    /// Nodes only read: (id, birth of the version read), validated at commit.
+    pub(crate) reads: Vec<(NodeId, u64)>,
     pub(crate) roots: Vec<RootChange>,
     /// Data-sync generation of the transaction's last node write.
     pub(crate) data_generation: u64,
@@ -191,11 +193,29 @@ impl Engine<'_> {
                 return Err(conflict(n.id));
             }
         }
-        for (id, base) in &staged.retires {
+        for (id, base) in staged.retires.iter().chain(&staged.reads) {
             let current = self.table.get(*id, &guard).map_err(|_| conflict(*id))?;
             if current.birth != *base {
                 return Err(conflict(*id));
             }
+        }
+        // Everything that can refuse the commit is checked before its record exists: a record
+        // in the log is a commit (recovery replays it), so no error may follow the append
+        // without poisoning.
+        let mut roots = st.roots.clone();
+        if !staged.roots.is_empty() {
+            let mut next = (*roots).clone();
+            for r in &staged.roots {
+                match r {
+                    RootChange::Set(name, id) => {
+                        next.insert(name, id.raw())?;
+                    }
+                    RootChange::Remove(name) => {
+                        next.remove(name);
+                    }
+                }
+            }
+            roots = Arc::new(next);
         }
         let epoch = st.next_epoch;
         let ops: Vec<OpRef<'_>> = staged
@@ -224,7 +244,15 @@ impl Engine<'_> {
             }))
             .collect();
         let body = encode_record(epoch, &ops)?;
-        Counters::add(&self.counters.log_bytes_appended, body.len() as u64);
+        let body_bytes = body.len() as u64;
+        let frame_max = self.log.options().frame_body_bytes_max as usize;
+        if body.len() > frame_max {
+            return Err(Error::InvalidArgument(format!(
+                "the commit record is {} bytes, more than a log frame holds ({frame_max}); split \
+                 the transaction or lower balanced_payload_bytes_max",
+                body.len()
+            )));
+        }
 
         // Step C3: the record joins the log in epoch order (EVENTUAL: the in-memory buffer).
         let position = if policy == CommitPolicy::Eventual {
@@ -239,22 +267,10 @@ impl Engine<'_> {
             Some(self.log.append(&body)?)
         };
 
-        // Step C4: apply in memory.
-        let mut roots = st.roots.clone();
-        if !staged.roots.is_empty() {
-            let mut next = (*roots).clone();
-            for r in &staged.roots {
-                match r {
-                    RootChange::Set(name, id) => {
-                        next.insert(name, id.raw())?;
-                    }
-                    RootChange::Remove(name) => {
-                        next.remove(name);
-                    }
-                }
-            }
-            roots = Arc::new(next);
-        }
+        Counters::add(&self.counters.log_bytes_appended, body_bytes);
+
+        // Step C4: apply in memory. The checks above make these infallible; if one failed
+        // anyway, memory and log disagree, so the runtime stops accepting writes.
         let mut retired = Vec::new();
         for n in &staged.nodes {
             let v = Version {
@@ -262,9 +278,13 @@ impl Engine<'_> {
                 ..n.version
             };
             if n.is_new {
-                self.table.publish(n.id, v)?;
+                self.table
+                    .publish(n.id, v)
+                    .map_err(|e| self.poison_with(e))?;
             } else {
-                self.table.update(n.id, v, &guard)?;
+                self.table
+                    .update(n.id, v, &guard)
+                    .map_err(|e| self.poison_with(e))?;
                 retired.push(Retirement {
                     epoch,
                     id: n.id,
@@ -273,7 +293,9 @@ impl Engine<'_> {
             }
         }
         for (id, _) in &staged.retires {
-            self.table.retire(*id, epoch)?;
+            self.table
+                .retire(*id, epoch)
+                .map_err(|e| self.poison_with(e))?;
             retired.push(Retirement {
                 epoch,
                 id: *id,

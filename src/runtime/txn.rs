@@ -6,6 +6,9 @@
 //!    (explicit or on drop); every id it reserves is either published or given back.
 //! 2. Nothing a transaction does is visible to others before its commit (new ids stay RESERVED,
 //!    new versions sit in slots no entry names).
+//! 3. Optimistic concurrency: the transaction remembers the version of every node it read or
+//!    wrote; the commit fails with `Conflict` if another commit changed any of them since, so a
+//!    read-modify-write never loses an update and committed transactions are serializable.
 
 use std::collections::HashMap;
 
@@ -24,6 +27,8 @@ pub struct WriteTxn<'rt> {
     rt: &'rt Inner,
     staged: Staged,
     index: HashMap<NodeId, usize>,
+    /// Birth of the version of each node this transaction read from the store.
+    reads: HashMap<NodeId, u64>,
     done: bool,
 }
 
@@ -33,6 +38,7 @@ impl<'rt> WriteTxn<'rt> {
             rt,
             staged: Staged::default(),
             index: HashMap::new(),
+            reads: HashMap::new(),
             done: false,
         }
     }
@@ -107,6 +113,8 @@ impl<'rt> WriteTxn<'rt> {
         let guard = crossbeam_epoch::pin();
         let base = self.rt.table.get(id, &guard)?;
         drop(guard);
+        // The version this transaction read (if it did) is what the write is based on.
+        let base_birth = *self.reads.entry(id).or_insert(base.birth);
         let version = self.place(bytes, base.kind)?;
         let small_bytes = self.small_copy(bytes);
         self.index.insert(id, self.staged.nodes.len());
@@ -114,7 +122,7 @@ impl<'rt> WriteTxn<'rt> {
             id,
             version,
             is_new: false,
-            base_birth: Some(base.birth),
+            base_birth: Some(base_birth),
             small_bytes,
         });
         Ok(())
@@ -144,7 +152,8 @@ impl<'rt> WriteTxn<'rt> {
         }
         let guard = crossbeam_epoch::pin();
         let base = self.rt.table.get(id, &guard)?;
-        self.staged.retires.push((id, base.birth));
+        let base_birth = *self.reads.entry(id).or_insert(base.birth);
+        self.staged.retires.push((id, base_birth));
         Ok(())
     }
 
@@ -174,11 +183,21 @@ impl<'rt> WriteTxn<'rt> {
     }
 
     /// The bytes of `id` as this transaction sees them: its own write, or the latest commit.
-    pub fn read(&self, id: NodeId) -> Result<Vec<u8>> {
+    /// The version read joins the transaction's read set: if another commit changes the node
+    /// before this one commits, this commit fails with `Conflict`.
+    pub fn read(&mut self, id: NodeId) -> Result<Vec<u8>> {
         let guard = crossbeam_epoch::pin();
         let version = match self.index.get(&id) {
             Some(&i) => self.staged.nodes[i].version,
-            None => self.rt.table.get(id, &guard)?,
+            None => {
+                let v = self.rt.table.get(id, &guard)?;
+                let first = *self.reads.entry(id).or_insert(v.birth);
+                if first != v.birth {
+                    // Already changed since this transaction first read it: it cannot commit.
+                    return Err(Error::Conflict { id });
+                }
+                v
+            }
         };
         self.rt.read_version(&version, &guard)
     }
@@ -201,6 +220,15 @@ impl<'rt> WriteTxn<'rt> {
                 "an empty transaction has nothing to commit".into(),
             ));
         }
+        // Nodes read but neither written nor retired are validated at commit too.
+        self.staged.reads = self
+            .reads
+            .iter()
+            .filter(|(id, _)| {
+                !self.index.contains_key(id) && !self.staged.retires.iter().any(|(r, _)| r == *id)
+            })
+            .map(|(id, birth)| (*id, *birth))
+            .collect();
         let span = tracing::debug_span!("commit", ?policy, nodes = self.staged.nodes.len());
         let _enter = span.enter();
         match self.rt.engine().commit(&self.staged, policy) {
