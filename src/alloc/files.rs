@@ -24,6 +24,9 @@ use super::windows::{MapAccount, WindowPin, WindowSlots};
 use crate::error::{Error, Result};
 use crate::io::{Storage, StorageFile};
 
+/// Most collector rounds one write runs to unmap evicted windows (each is a pin and a flush).
+const COLLECT_ROUNDS_MAX: usize = 64;
+
 /// Settings of the data files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DataFileOptions {
@@ -307,8 +310,14 @@ impl DataFiles {
             }
         }
         // Hand the evicted windows to the collector now rather than when this thread's bag of
-        // deferred work fills, so their unmapping is not delayed longer than readers need.
-        guard.flush();
+        // deferred work fills, and let it unmap earlier evictions whose readers have left (this
+        // thread's own guard keeps only the current epoch's evictions alive).
+        for _ in 0..COLLECT_ROUNDS_MAX {
+            guard.flush();
+            if self.account.mapped_bytes.load(Ordering::Acquire) <= budget {
+                break;
+            }
+        }
     }
 
     /// Copies `data` into the slot at `loc`, which the caller allocated and owns.
@@ -320,13 +329,29 @@ impl DataFiles {
             )));
         }
         self.ensure(loc)?;
-        let guard = crossbeam_epoch::pin();
-        let (pin, within) = self.window(loc, &guard)?;
-        pin.write(within, data)?;
-        if let Some(f) = self.list(loc.class, &guard).get(loc.file as usize) {
-            f.dirty.store(true, Ordering::Release);
+        {
+            let guard = crossbeam_epoch::pin();
+            let (pin, within) = self.window(loc, &guard)?;
+            pin.write(within, data)?;
+            if let Some(f) = self.list(loc.class, &guard).get(loc.file as usize) {
+                f.dirty.store(true, Ordering::Release);
+            }
         }
+        self.collect_evicted();
         Ok(())
+    }
+
+    /// When evicted windows still mapped push the total past the budget, runs the epoch
+    /// collector (with no guard of this thread held) so they are unmapped as soon as no other
+    /// reader can reach them. Without this, a writer mapping windows faster than the collector's
+    /// own pace would hold many evicted windows mapped.
+    fn collect_evicted(&self) {
+        for _ in 0..COLLECT_ROUNDS_MAX {
+            if self.account.mapped_bytes.load(Ordering::Acquire) <= self.options.mapped_bytes_max {
+                return;
+            }
+            crossbeam_epoch::pin().flush();
+        }
     }
 
     /// Borrows `len` bytes of the slot at `loc`; valid while `guard` lives.
