@@ -277,6 +277,16 @@ impl DeltaLog {
 
     /// Reserves the file's blocks up to at least `needed_end`, a whole `preallocate_bytes` chunk
     /// at a time. Nothing is advanced if it fails.
+    ///
+    /// The blocks are reserved with `allocate` (`fallocate`), not by writing zeros. `fallocate`
+    /// leaves unwritten extents, and the first write into each 4 KiB block makes the next
+    /// `fdatasync` commit that extent's conversion to the journal. Measured on ext4 (2-vCPU VM,
+    /// two rounds), with 64-byte commits a single committer took 110-117 us per commit with
+    /// `fallocate`, with zeros written ahead, and with zeros written and synced ahead alike, against
+    /// 168-186 us for a bare 64-byte append plus `fdatasync`: a conversion comes once per 51 such
+    /// frames and is lost in the noise. Writing zeros would instead cost a 16 MiB write, flushed by
+    /// the next commit's `fdatasync`, once per chunk. (Runs with 4 KiB commits, where every commit
+    /// converts a block, were inconclusive because of other load on the machine.)
     fn preallocate(&self, tail: &mut Tail, needed_end: u64) -> Result<()> {
         if self.options.preallocate_bytes == 0 {
             return Ok(());
