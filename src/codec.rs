@@ -132,7 +132,8 @@ impl<'a> Decoder<'a> {
         Error::corruption(self.file, self.offset(), kind)
     }
 
-    /// A corruption error at an absolute offset within this decoder's file.
+    /// A corruption error for the field at position `pos` of the decoded buffer (reported at
+    /// its absolute file offset).
     pub fn error_at(&self, pos: usize, kind: CorruptionKind) -> Error {
         Error::corruption(self.file, self.base_offset + pos as u64, kind)
     }

@@ -41,6 +41,22 @@ pub enum Error {
         /// The lock file.
         path: PathBuf,
     },
+    /// The id does not name a node the operation can use: never issued, stale (its handle was
+    /// freed, so the tag no longer matches), not committed yet, or retired.
+    #[error("node {id}: {reason}")]
+    NodeNotFound {
+        /// The id given.
+        id: crate::object_table::NodeId,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// Another transaction committed a write to (or retired) the same node first; nothing of this
+    /// transaction was applied.
+    #[error("conflict on node {id}: another transaction committed it first")]
+    Conflict {
+        /// The node both transactions wrote.
+        id: crate::object_table::NodeId,
+    },
     /// A caller passed an argument vellum cannot accept.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

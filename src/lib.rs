@@ -21,11 +21,15 @@
 )]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod alloc;
+pub mod checkpoint;
 pub mod codec;
 pub mod error;
 pub mod io;
 pub mod log;
 pub mod meta;
+pub mod object_table;
 pub mod poison;
+pub mod runtime;
 
 pub use error::{Corruption, CorruptionKind, Error, IoOp, Result};

@@ -345,3 +345,25 @@ fn unsynced_truncation_either_holds_or_is_undone_whole() {
         );
     }
 }
+
+#[test]
+fn clear_faults_models_a_process_crash_without_power_loss() {
+    let fs = fresh(18);
+    let f = durable_file(&fs, "a", b"x");
+    fs.crash_after(1);
+    f.write_at(b"1", 1).unwrap();
+    assert!(f.write_at(b"2", 2).is_err());
+    fs.fail_nth(5);
+    fs.clear_faults();
+    // The process is gone but the page cache is not: unsynced bytes are visible.
+    assert_eq!(f.read_all().unwrap(), b"x1");
+    f.write_at(b"2", 2).unwrap();
+    for _ in 0..8 {
+        f.sync_data().unwrap();
+    }
+    // A later power loss keeps what was synced.
+    assert_eq!(
+        contents(&fs.crash_with(CrashMode::DropUnsynced), "a").unwrap(),
+        b"x12"
+    );
+}

@@ -225,7 +225,18 @@ impl FaultStorage {
         self.fs.fail_ops.lock().insert(at);
     }
 
-    /// Sets (or with `None` lifts) the budget of allocated bytes across all files.
+    /// Lifts every scheduled fault (`crash_after`, `fail_nth`): later operations succeed again.
+    ///
+    /// With `crash_after` this simulates a *process* crash rather than a power loss: the process
+    /// stopped at an operation, but the filesystem (page cache included) lives on, so a new
+    /// process sees every write, synced or not. Follow it with `crash()` to add a power loss.
+    pub fn clear_faults(&self) {
+        self.fs.crash_at_op.store(u64::MAX, Ordering::Release);
+        self.fs.fail_ops.lock().clear();
+    }
+
+    /// Sets (or with `None` lifts) the budget of allocated bytes across all files. The budget
+    /// carries over to the filesystem `crash` returns (the disk does not grow by crashing).
     pub fn set_space_bytes_max(&self, bytes: Option<u64>) {
         self.fs
             .space

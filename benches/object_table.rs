@@ -1,0 +1,107 @@
+//! NodeId → bytes of a resident node (target: < 10 ns median), and the snapshot read beside it.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use vellum::alloc::{AllocOptions, DataFileOptions, DataFiles, SegmentAllocator, class_for_len};
+use vellum::codec::crc32c;
+use vellum::io::{OsStorage, Storage};
+use vellum::object_table::{NodeId, ObjectTable, Version};
+
+const NODES: usize = 4096;
+
+fn lookup(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage: Arc<dyn Storage> = Arc::new(OsStorage::new());
+    let options = DataFileOptions {
+        alloc: AllocOptions::default(),
+        window_bytes: 64 << 20,
+        mapped_bytes_max: 1 << 30,
+    };
+    let files = DataFiles::open(storage, dir.path(), options, &[]).expect("open");
+    let alloc = SegmentAllocator::new(options.alloc).expect("alloc");
+    let table = ObjectTable::new();
+    let mut ids: Vec<NodeId> = Vec::with_capacity(NODES);
+    for i in 0..NODES {
+        let bytes = vec![i as u8; 100];
+        let id = table.reserve().expect("reserve");
+        let loc = files
+            .allocate_slot(&alloc, class_for_len(100).expect("class"))
+            .expect("allocate");
+        files.write(loc, &bytes).expect("write");
+        let v = Version {
+            location: loc,
+            len: 100,
+            crc32c: crc32c(&bytes),
+            kind: 0,
+            birth: 2,
+        };
+        table.publish(id, v).expect("publish");
+        // Give every node an older version too, so snapshot reads at epoch 2 walk the chain.
+        let guard = crossbeam_epoch::pin();
+        table
+            .update(id, Version { birth: 5, ..v }, &guard)
+            .expect("update");
+        ids.push(id);
+    }
+    let guard = crossbeam_epoch::pin();
+    let mut group = c.benchmark_group("node_lookup");
+    let mut i = 0usize;
+    group.bench_function("id_to_bytes", |b| {
+        b.iter(|| {
+            i = (i + 1) % NODES;
+            let v = table.get(ids[i], &guard).expect("get");
+            let bytes = files
+                .read(v.location, v.len as usize, &guard)
+                .expect("read");
+            black_box(bytes[0])
+        })
+    });
+    group.bench_function("snapshot_id_to_bytes_current", |b| {
+        b.iter(|| {
+            i = (i + 1) % NODES;
+            let v = table
+                .get_at(ids[i], 10, &guard)
+                .expect("get_at")
+                .expect("visible");
+            let bytes = files
+                .read(v.location, v.len as usize, &guard)
+                .expect("read");
+            black_box(bytes[0])
+        })
+    });
+    group.bench_function("snapshot_id_to_bytes_older_version", |b| {
+        b.iter(|| {
+            i = (i + 1) % NODES;
+            let v = table
+                .get_at(ids[i], 2, &guard)
+                .expect("get_at")
+                .expect("visible");
+            let bytes = files
+                .read(v.location, v.len as usize, &guard)
+                .expect("read");
+            black_box(bytes[0])
+        })
+    });
+    group.bench_function("id_to_bytes_hot_64_nodes", |b| {
+        b.iter(|| {
+            i = (i + 1) % 64;
+            let v = table.get(ids[i], &guard).expect("get");
+            let bytes = files
+                .read(v.location, v.len as usize, &guard)
+                .expect("read");
+            black_box(bytes[0])
+        })
+    });
+    group.bench_function("object_table_get_only", |b| {
+        b.iter(|| {
+            i = (i + 1) % NODES;
+            black_box(table.get(ids[i], &guard).expect("get"))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, lookup);
+criterion_main!(benches);

@@ -1,0 +1,451 @@
+//! `DataFiles`: the per-class data files, one descriptor each, reached through mapped windows.
+//!
+//! Invariants:
+//! 1. One open descriptor per data file, shared by every reader and writer (`Arc`).
+//! 2. A file's length is a whole number of windows; it only grows (by `ensure`, sparse), so every
+//!    window lies inside its file (see `windows.rs`, rule 2).
+//! 3. Installed windows hold at most `mapped_bytes_max` bytes: installing one evicts the least
+//!    recently used others first. Evicted windows are unmapped once no guard can reach them and
+//!    the epoch collector runs, so the bytes still mapped can exceed the budget by the evicted
+//!    windows whose readers have not left yet (`mapped_bytes` reports both).
+//! 4. A file created since the last `sync_dir` is remembered, so the runtime can make its
+//!    directory entry durable before any durable state names it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crossbeam_epoch::{Atomic, Guard, Owned};
+use parking_lot::Mutex;
+
+use super::location::{CLASS_COUNT, Location, class_slot_bytes};
+use super::segments::{AllocOptions, EmptySegment, SegmentAllocator, segment_bytes};
+use super::windows::{MapAccount, WindowPin, WindowSlots};
+use crate::error::{Error, Result};
+use crate::io::{Storage, StorageFile};
+
+/// Settings of the data files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataFileOptions {
+    /// Allocator settings (file size).
+    pub alloc: AllocOptions,
+    /// Bytes of a mapped window (a power of two, at least 1 MiB); a class whose segment is larger
+    /// uses one segment per window. Default 64 MiB.
+    pub window_bytes: u64,
+    /// Most bytes of installed windows. Default 1 GiB.
+    pub mapped_bytes_max: u64,
+}
+
+impl Default for DataFileOptions {
+    fn default() -> Self {
+        DataFileOptions {
+            alloc: AllocOptions::default(),
+            window_bytes: 64 << 20,
+            mapped_bytes_max: 1 << 30,
+        }
+    }
+}
+
+impl DataFileOptions {
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<()> {
+        self.alloc.validate()?;
+        if !self.window_bytes.is_power_of_two()
+            || self.window_bytes < (1 << 20)
+            || self.window_bytes > self.alloc.file_bytes_max
+        {
+            return Err(Error::InvalidArgument(format!(
+                "window_bytes must be a power of two from 1 MiB to file_bytes_max, got {}",
+                self.window_bytes
+            )));
+        }
+        // A class whose window is larger than the budget (large objects) is mapped alone, after
+        // every other window was evicted.
+        if self.mapped_bytes_max < self.window_bytes {
+            return Err(Error::InvalidArgument(format!(
+                "mapped_bytes_max must hold at least one {}-byte window, got {}",
+                self.window_bytes, self.mapped_bytes_max
+            )));
+        }
+        Ok(())
+    }
+
+    /// Window size of `class`.
+    pub fn class_window_bytes(&self, class: u8) -> u64 {
+        self.window_bytes.max(segment_bytes(class))
+    }
+}
+
+/// The name of data file `file` of `class`.
+pub fn data_file_name(class: u8, file: u32) -> String {
+    format!("data-{class:02}-{file:08x}.seg")
+}
+
+/// Parses a name written by [`data_file_name`].
+pub fn parse_data_file_name(name: &str) -> Option<(u8, u32)> {
+    let rest = name.strip_prefix("data-")?.strip_suffix(".seg")?;
+    let (class, file) = rest.split_once('-')?;
+    if class.len() != 2 || file.len() != 8 {
+        return None;
+    }
+    let class: u8 = class.parse().ok()?;
+    let file = u32::from_str_radix(file, 16).ok()?;
+    (usize::from(class) < CLASS_COUNT).then_some((class, file))
+}
+
+/// One data file.
+#[derive(Debug)]
+struct DataFile {
+    file: Arc<dyn StorageFile>,
+    len: AtomicU64,
+    windows: WindowSlots,
+    /// Written since the last sync.
+    dirty: AtomicBool,
+}
+
+/// Every data file of a store.
+#[derive(Debug)]
+pub struct DataFiles {
+    storage: Arc<dyn Storage>,
+    dir: PathBuf,
+    options: DataFileOptions,
+    /// Per class, the files by number; replaced (copy on write) when a file is added.
+    classes: Box<[Atomic<Vec<Arc<DataFile>>>]>,
+    /// Per class, log2 of the window size (windows are powers of two; shifts keep divisions off
+    /// the read path).
+    window_shift: [u32; CLASS_COUNT],
+    /// Serialises file creation and growth.
+    grow: Mutex<()>,
+    account: Arc<MapAccount>,
+    created_unsynced: AtomicBool,
+}
+
+impl Drop for DataFiles {
+    #[expect(unsafe_code, reason = "freeing the epoch-managed file lists at drop")]
+    fn drop(&mut self) {
+        // SAFETY: `&mut self` means nothing borrows the lists any more (pins borrow `&self`).
+        let guard = unsafe { crossbeam_epoch::unprotected() };
+        for list in self.classes.iter() {
+            let old = list.swap(crossbeam_epoch::Shared::null(), Ordering::AcqRel, guard);
+            if !old.is_null() {
+                // SAFETY: unlinked above, owned by this list alone, and no reader remains.
+                drop(unsafe { old.into_owned() });
+            }
+        }
+    }
+}
+
+impl DataFiles {
+    /// Opens the data files of `dir`: each `(class, file, len)` in `existing` must exist. Files are
+    /// numbered densely from 0 within a class.
+    pub fn open(
+        storage: Arc<dyn Storage>,
+        dir: &Path,
+        options: DataFileOptions,
+        existing: &[(u8, u32)],
+    ) -> Result<Self> {
+        options.validate()?;
+        let files = DataFiles {
+            storage,
+            dir: dir.to_path_buf(),
+            options,
+            classes: (0..CLASS_COUNT).map(|_| Atomic::new(Vec::new())).collect(),
+            window_shift: std::array::from_fn(|c| {
+                options.class_window_bytes(c as u8).trailing_zeros()
+            }),
+            grow: Mutex::new(()),
+            account: Arc::new(MapAccount::default()),
+            created_unsynced: AtomicBool::new(false),
+        };
+        let mut sorted = existing.to_vec();
+        sorted.sort_unstable();
+        for (class, number) in sorted {
+            let guard = crossbeam_epoch::pin();
+            let have = files.file_count(class, &guard);
+            if usize::from(class) >= CLASS_COUNT || number as usize != have {
+                return Err(Error::InvalidArgument(format!(
+                    "data files of class {class} must be numbered densely; got {number} after {have}"
+                )));
+            }
+            let path = files.path_of(class, number);
+            let f = files.storage.open(&path)?;
+            let len = f.len()?;
+            files.push_file(class, f, len, &guard);
+        }
+        Ok(files)
+    }
+
+    /// The settings.
+    pub fn options(&self) -> DataFileOptions {
+        self.options
+    }
+
+    fn path_of(&self, class: u8, file: u32) -> PathBuf {
+        self.dir.join(data_file_name(class, file))
+    }
+
+    fn list<'g>(&self, class: u8, guard: &'g Guard) -> &'g [Arc<DataFile>] {
+        let Some(atomic) = self.classes.get(usize::from(class)) else {
+            return &[];
+        };
+        let shared = atomic.load(Ordering::Acquire, guard);
+        #[expect(unsafe_code, reason = "epoch-protected file list")]
+        // SAFETY: lists are replaced by swap + `defer_destroy`, so one loaded under `guard` stays
+        // valid while the guard lives.
+        let list = unsafe { shared.as_ref() };
+        list.map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    fn file_count(&self, class: u8, guard: &Guard) -> usize {
+        self.list(class, guard).len()
+    }
+
+    /// Appends a file to `class`'s list (caller holds `grow`).
+    fn push_file(&self, class: u8, file: Arc<dyn StorageFile>, len: u64, guard: &Guard) {
+        let windows =
+            (self.options.alloc.file_bytes_max / self.options.class_window_bytes(class)) as usize;
+        let mut next: Vec<Arc<DataFile>> = self.list(class, guard).to_vec();
+        next.push(Arc::new(DataFile {
+            file,
+            len: AtomicU64::new(len),
+            windows: WindowSlots::new(windows),
+            dirty: AtomicBool::new(false),
+        }));
+        let old = self.classes[usize::from(class)].swap(Owned::new(next), Ordering::AcqRel, guard);
+        #[expect(unsafe_code, reason = "retiring the replaced file list")]
+        // SAFETY: `old` is unlinked; readers that loaded it hold guards, and destruction waits.
+        unsafe {
+            guard.defer_destroy(old)
+        };
+    }
+
+    /// Makes sure the file holding `loc` exists and is long enough to map its window.
+    pub fn ensure(&self, loc: Location) -> Result<()> {
+        let guard = crossbeam_epoch::pin();
+        let window = self.options.class_window_bytes(loc.class);
+        let need = (loc.offset / window + 1) * window;
+        if let Some(f) = self.list(loc.class, &guard).get(loc.file as usize)
+            && f.len.load(Ordering::Acquire) >= need
+        {
+            return Ok(());
+        }
+        let _g = self.grow.lock();
+        while self.file_count(loc.class, &guard) <= loc.file as usize {
+            let number = self.file_count(loc.class, &guard) as u32;
+            let path = self.path_of(loc.class, number);
+            let f = self.storage.create(&path)?;
+            self.created_unsynced.store(true, Ordering::Release);
+            tracing::debug!(path = %path.display(), "created data file");
+            self.push_file(loc.class, f, 0, &guard);
+        }
+        let list = self.list(loc.class, &guard);
+        let f = &list[loc.file as usize];
+        if f.len.load(Ordering::Acquire) < need {
+            f.file.set_len(need)?;
+            f.len.store(need, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// The window holding `loc`, mapping it (and evicting others) if needed, with the offset of
+    /// `loc` inside it.
+    #[inline]
+    pub fn window<'g>(&'g self, loc: Location, guard: &'g Guard) -> Result<(WindowPin<'g>, usize)> {
+        let shift = self.window_shift[usize::from(loc.class) % CLASS_COUNT];
+        let window_bytes = 1u64 << shift;
+        let index = (loc.offset >> shift) as usize;
+        let within = (loc.offset & (window_bytes - 1)) as usize;
+        let missing = || Error::InvalidArgument(format!("{loc:?} lies outside the data files"));
+        let f = self
+            .list(loc.class, guard)
+            .get(loc.file as usize)
+            .ok_or_else(missing)?;
+        let start = index as u64 * window_bytes;
+        if start + window_bytes > f.len.load(Ordering::Acquire) {
+            return Err(missing());
+        }
+        // Another thread may install the same window first, and an eviction may remove it again
+        // before we look: retry until a window is in place.
+        loop {
+            if let Some(pin) = f.windows.get(index, &self.account, guard) {
+                return Ok((pin, within));
+            }
+            self.make_room(window_bytes, guard);
+            let mapping = f.file.map(start, window_bytes as usize)?;
+            if let Some(pin) = f.windows.install(index, mapping, &self.account, guard) {
+                // Threads that made room at the same time may together have gone over budget;
+                // the new window is the most recently used, so others go first.
+                if self.account.installed_bytes.load(Ordering::Acquire)
+                    > self.options.mapped_bytes_max
+                {
+                    self.make_room(0, guard);
+                }
+                return Ok((pin, within));
+            }
+        }
+    }
+
+    /// Evicts least recently used windows until `incoming` more bytes fit the budget.
+    fn make_room(&self, incoming: u64, guard: &Guard) {
+        let budget = self.options.mapped_bytes_max;
+        while self.account.installed_bytes.load(Ordering::Acquire) + incoming > budget {
+            let mut oldest: Option<(u8, usize, usize, u64)> = None;
+            for class in 0..CLASS_COUNT as u8 {
+                for (fi, f) in self.list(class, guard).iter().enumerate() {
+                    for (wi, used, _) in f.windows.installed(guard) {
+                        if oldest.is_none_or(|o| used < o.3) {
+                            oldest = Some((class, fi, wi, used));
+                        }
+                    }
+                }
+            }
+            let Some((class, fi, wi, used)) = oldest else {
+                return;
+            };
+            if let Some(f) = self.list(class, guard).get(fi) {
+                f.windows.evict(wi, used, &self.account, guard);
+            }
+        }
+        // Hand the evicted windows to the collector now rather than when this thread's bag of
+        // deferred work fills, so their unmapping is not delayed longer than readers need.
+        guard.flush();
+    }
+
+    /// Copies `data` into the slot at `loc`, which the caller allocated and owns.
+    pub fn write(&self, loc: Location, data: &[u8]) -> Result<()> {
+        if data.len() as u64 > class_slot_bytes(loc.class) {
+            return Err(Error::InvalidArgument(format!(
+                "{} bytes do not fit the slot at {loc:?}",
+                data.len()
+            )));
+        }
+        self.ensure(loc)?;
+        let guard = crossbeam_epoch::pin();
+        let (pin, within) = self.window(loc, &guard)?;
+        pin.write(within, data)?;
+        if let Some(f) = self.list(loc.class, &guard).get(loc.file as usize) {
+            f.dirty.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Borrows `len` bytes of the slot at `loc`; valid while `guard` lives.
+    pub fn read<'g>(&'g self, loc: Location, len: usize, guard: &'g Guard) -> Result<&'g [u8]> {
+        if len as u64 > class_slot_bytes(loc.class) {
+            return Err(Error::InvalidArgument(format!(
+                "{len} bytes exceed the slot at {loc:?}"
+            )));
+        }
+        let (pin, within) = self.window(loc, guard)?;
+        pin.read(within, len)
+    }
+
+    /// Makes the first `len` bytes of the slot at `loc` durable (`msync` of its pages).
+    pub fn flush(&self, loc: Location, len: usize) -> Result<()> {
+        let guard = crossbeam_epoch::pin();
+        let (pin, within) = self.window(loc, &guard)?;
+        pin.flush(within, len.max(1))
+    }
+
+    /// `fdatasync` of every file written since its last sync.
+    pub fn sync_written(&self) -> Result<()> {
+        let guard = crossbeam_epoch::pin();
+        for class in 0..CLASS_COUNT as u8 {
+            for f in self.list(class, &guard) {
+                if f.dirty.swap(false, Ordering::AcqRel)
+                    && let Err(e) = f.file.sync_data()
+                {
+                    f.dirty.store(true, Ordering::Release);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the directory entries of files created since the last call durable.
+    pub fn sync_created(&self) -> Result<()> {
+        if self.created_unsynced.swap(false, Ordering::AcqRel)
+            && let Err(e) = self.storage.sync_dir(&self.dir)
+        {
+            self.created_unsynced.store(true, Ordering::Release);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Allocates a slot of `class` from `alloc` whose blocks are reserved on disk, ready to write.
+    /// If reserving fails (a full disk), the slot is given back and the error returned.
+    pub fn allocate_slot(&self, alloc: &SegmentAllocator, class: u8) -> Result<Location> {
+        let a = alloc.allocate(class)?;
+        if let Some(seg) = a.back
+            && let Err(e) = self.back(&seg)
+        {
+            alloc.unback(a.location);
+            alloc.free(a.location)?;
+            return Err(e);
+        }
+        Ok(a.location)
+    }
+
+    /// Reserves the blocks of a segment (`fallocate`), so writes through a window into it cannot
+    /// hit a full disk. Grows the file first if needed.
+    pub fn back(&self, seg: &EmptySegment) -> Result<()> {
+        let start = Location {
+            class: seg.class,
+            file: seg.file,
+            offset: seg.offset,
+        };
+        self.ensure(start)?;
+        let guard = crossbeam_epoch::pin();
+        match self.list(seg.class, &guard).get(seg.file as usize) {
+            Some(f) => f.file.allocate(seg.offset, seg.len),
+            None => Err(Error::InvalidArgument(format!(
+                "no data file for {start:?}"
+            ))),
+        }
+    }
+
+    /// Returns a wholly free segment's blocks to the filesystem.
+    pub fn punch(&self, seg: &EmptySegment) -> Result<()> {
+        let guard = crossbeam_epoch::pin();
+        match self.list(seg.class, &guard).get(seg.file as usize) {
+            Some(f) => f.file.punch_hole(seg.offset, seg.len),
+            None => Ok(()),
+        }
+    }
+
+    /// `(class, file, length)` of every data file, for the manifest.
+    pub fn files(&self) -> Vec<(u8, u32, u64)> {
+        let guard = crossbeam_epoch::pin();
+        let mut out = Vec::new();
+        for class in 0..CLASS_COUNT as u8 {
+            for (i, f) in self.list(class, &guard).iter().enumerate() {
+                out.push((class, i as u32, f.len.load(Ordering::Acquire)));
+            }
+        }
+        out
+    }
+
+    /// Bytes of disk all data files occupy.
+    pub fn allocated_bytes(&self) -> Result<u64> {
+        let guard = crossbeam_epoch::pin();
+        let mut total = 0;
+        for class in 0..CLASS_COUNT as u8 {
+            for f in self.list(class, &guard) {
+                total += f.file.allocated_bytes()?;
+            }
+        }
+        Ok(total)
+    }
+
+    /// Bytes of installed windows (bounded by `mapped_bytes_max`).
+    pub fn installed_bytes(&self) -> u64 {
+        self.account.installed_bytes.load(Ordering::Acquire)
+    }
+
+    /// Bytes still mapped: installed windows plus evicted ones that readers may still hold.
+    pub fn mapped_bytes(&self) -> u64 {
+        self.account.mapped_bytes.load(Ordering::Acquire)
+    }
+}

@@ -1,0 +1,530 @@
+//! The segment allocator: which slots of which data files are in use.
+//!
+//! Each size class has its own data files, cut into fixed-size segments; each segment has a free
+//! bitmap. The allocator is pure bookkeeping: creating files, mapping and hole punching belong to
+//! `DataFiles`.
+//!
+//! Invariants:
+//! 1. A slot is handed out by `allocate` only if its bit is set (free), and its bit is cleared in
+//!    the same critical section, so no two callers ever hold the same slot.
+//! 2. `partial` holds exactly the segments with at least one free slot (`in_partial` mirrors
+//!    membership), so `allocate` finds space in O(1) without scanning segments; within a segment a
+//!    moving cursor makes the bit search amortised O(1).
+//! 3. `empty` holds segments whose slots are all free and whose disk blocks are still allocated;
+//!    `take_empty` hands them out for hole punching and marks them returned.
+//! 4. A slot is written only inside a segment whose blocks are reserved (`backed`): `allocate`
+//!    hands out the segment's range with the first slot of a segment that is new or was
+//!    returned, and the caller reserves it (`fallocate`) before writing. Writing through a mapping
+//!    into a hole on a full disk would raise SIGBUS instead of an error; this keeps a full disk a
+//!    clean error at allocation time.
+//! 5. The state is a function of the set of used slots (plus the segment count): `rebuild` from
+//!    the live locations gives the same free map.
+
+use bitvec::vec::BitVec;
+use parking_lot::Mutex;
+
+use super::location::{CLASS_COUNT, FILE_MAX, Location, class_slot_bytes};
+use crate::error::{Error, Result};
+
+/// Smallest segment: classes with smaller slots put many slots in one segment.
+pub const SEGMENT_BYTES_MIN: u64 = 1 << 20;
+
+/// Bytes of a segment of `class`.
+pub const fn segment_bytes(class: u8) -> u64 {
+    let slot = class_slot_bytes(class);
+    if slot > SEGMENT_BYTES_MIN {
+        slot
+    } else {
+        SEGMENT_BYTES_MIN
+    }
+}
+
+/// Allocator settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AllocOptions {
+    /// Size at which a class's data file is rolled over to the next (a power of two, at least
+    /// the largest segment, 64 MiB). Default 1 GiB.
+    pub file_bytes_max: u64,
+}
+
+impl Default for AllocOptions {
+    fn default() -> Self {
+        AllocOptions {
+            file_bytes_max: 1 << 30,
+        }
+    }
+}
+
+impl AllocOptions {
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<()> {
+        let largest = segment_bytes(CLASS_COUNT as u8 - 1);
+        if !self.file_bytes_max.is_power_of_two() || self.file_bytes_max < largest {
+            return Err(Error::InvalidArgument(format!(
+                "file_bytes_max must be a power of two of at least {largest} bytes, got {}",
+                self.file_bytes_max
+            )));
+        }
+        Ok(())
+    }
+
+    /// Segments in one data file of `class`.
+    pub fn segments_per_file(&self, class: u8) -> u64 {
+        self.file_bytes_max / segment_bytes(class)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Segment {
+    /// One bit per slot; set = free.
+    free: BitVec,
+    free_count: u32,
+    cursor: u32,
+    in_partial: bool,
+    /// On the `empty` list (at most once, so thrashing cannot grow it).
+    in_empty: bool,
+    /// Its blocks were returned to the filesystem (set by `take_empty`, cleared on allocation).
+    returned: bool,
+    /// Its blocks are reserved on disk (invariant 4).
+    backed: bool,
+}
+
+impl Segment {
+    fn new(slots: u32) -> Self {
+        Segment {
+            free: BitVec::repeat(true, slots as usize),
+            free_count: slots,
+            cursor: 0,
+            in_partial: false,
+            in_empty: false,
+            returned: false,
+            backed: false,
+        }
+    }
+
+    fn slots(&self) -> u32 {
+        self.free.len() as u32
+    }
+
+    fn take_free_bit(&mut self) -> Option<u32> {
+        let start = self.cursor as usize;
+        let found = self.free[start..]
+            .first_one()
+            .map(|i| i + start)
+            .or_else(|| self.free[..start].first_one())?;
+        self.free.set(found, false);
+        self.free_count -= 1;
+        self.cursor = (found as u32 + 1) % self.slots();
+        Some(found as u32)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Class {
+    segments: Vec<Segment>,
+    partial: Vec<u32>,
+    empty: Vec<u32>,
+    used_slots: u64,
+}
+
+/// Space figures of one class.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClassSpace {
+    /// Segments that exist (in files).
+    pub segments: u64,
+    /// Slots in use.
+    pub used_slots: u64,
+    /// Bytes of the slots in use.
+    pub used_bytes: u64,
+    /// Bytes of all segments (used or not, returned ones included).
+    pub segment_bytes: u64,
+    /// Segments wholly free with their blocks returned to the filesystem.
+    pub returned_segments: u64,
+}
+
+/// A slot handed out by [`SegmentAllocator::allocate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allocation {
+    /// The slot.
+    pub location: Location,
+    /// When set, the slot's segment has no reserved blocks: reserve this range (`fallocate`)
+    /// before writing the slot, or call [`SegmentAllocator::unback`] and free the slot if that
+    /// fails.
+    pub back: Option<EmptySegment>,
+}
+
+/// A segment's byte range in its data file: wholly free ones can be returned to the filesystem,
+/// new ones need their blocks reserved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmptySegment {
+    /// Size class.
+    pub class: u8,
+    /// Data file within the class.
+    pub file: u32,
+    /// Byte offset of the segment in the file.
+    pub offset: u64,
+    /// Bytes of the segment.
+    pub len: u64,
+}
+
+/// The allocator.
+#[derive(Debug)]
+pub struct SegmentAllocator {
+    options: AllocOptions,
+    classes: Box<[Mutex<Class>]>,
+}
+
+impl SegmentAllocator {
+    /// An allocator with no segments.
+    pub fn new(options: AllocOptions) -> Result<Self> {
+        options.validate()?;
+        Ok(SegmentAllocator {
+            options,
+            classes: (0..CLASS_COUNT)
+                .map(|_| Mutex::new(Class::default()))
+                .collect(),
+        })
+    }
+
+    /// The settings.
+    pub fn options(&self) -> AllocOptions {
+        self.options
+    }
+
+    fn class(&self, class: u8) -> Result<&Mutex<Class>> {
+        self.classes
+            .get(usize::from(class))
+            .ok_or_else(|| Error::InvalidArgument(format!("no size class {class}")))
+    }
+
+    fn slots_per_segment(class: u8) -> u32 {
+        (segment_bytes(class) / class_slot_bytes(class)) as u32
+    }
+
+    fn location(&self, class: u8, segment: u32, slot: u32) -> Location {
+        let per_file = self.options.segments_per_file(class);
+        let seg_bytes = segment_bytes(class);
+        Location {
+            class,
+            file: (u64::from(segment) / per_file) as u32,
+            offset: (u64::from(segment) % per_file) * seg_bytes
+                + u64::from(slot) * class_slot_bytes(class),
+        }
+    }
+
+    /// Segment number and slot index of a location; `None` if it is not slot-aligned.
+    fn index(&self, loc: Location) -> Option<(u32, u32)> {
+        let seg_bytes = segment_bytes(loc.class);
+        let slot_bytes = class_slot_bytes(loc.class);
+        if !loc.offset.is_multiple_of(slot_bytes) || loc.offset >= self.options.file_bytes_max {
+            return None;
+        }
+        let segment = u64::from(loc.file) * self.options.segments_per_file(loc.class)
+            + loc.offset / seg_bytes;
+        let slot = (loc.offset % seg_bytes) / slot_bytes;
+        Some((u32::try_from(segment).ok()?, slot as u32))
+    }
+
+    /// Hands out a free slot of `class`, adding a segment if every one is full.
+    pub fn allocate(&self, class: u8) -> Result<Allocation> {
+        let mut c = self.class(class)?.lock();
+        loop {
+            let Some(&seg_no) = c.partial.last() else {
+                let seg_no = c.segments.len() as u32;
+                let max_segments = u64::from(FILE_MAX + 1) * self.options.segments_per_file(class);
+                if u64::from(seg_no) >= max_segments {
+                    return Err(Error::InvalidArgument(format!(
+                        "size class {class} has no room for another segment"
+                    )));
+                }
+                let mut seg = Segment::new(Self::slots_per_segment(class));
+                seg.in_partial = true;
+                c.segments.push(seg);
+                c.partial.push(seg_no);
+                continue;
+            };
+            let seg = &mut c.segments[seg_no as usize];
+            let Some(slot) = seg.take_free_bit() else {
+                // Invariant 2 says this cannot happen; repair rather than loop forever.
+                seg.in_partial = false;
+                c.partial.pop();
+                continue;
+            };
+            seg.returned = false;
+            let needs_backing = !seg.backed;
+            seg.backed = true;
+            if seg.free_count == 0 {
+                seg.in_partial = false;
+                c.partial.pop();
+            }
+            c.used_slots += 1;
+            let location = self.location(class, seg_no, slot);
+            let back = needs_backing.then(|| {
+                let start = self.location(class, seg_no, 0);
+                EmptySegment {
+                    class,
+                    file: start.file,
+                    offset: start.offset,
+                    len: segment_bytes(class),
+                }
+            });
+            return Ok(Allocation { location, back });
+        }
+    }
+
+    /// Marks the segment of `loc` as having no reserved blocks (after reserving them failed), so
+    /// the next allocation in it asks again.
+    pub fn unback(&self, loc: Location) {
+        if let (Some((seg_no, _)), Ok(c)) = (self.index(loc), self.class(loc.class))
+            && let Some(seg) = c.lock().segments.get_mut(seg_no as usize)
+        {
+            seg.backed = false;
+        }
+    }
+
+    /// Gives a slot back. Freeing a slot that is not in use is an error (and changes nothing).
+    pub fn free(&self, loc: Location) -> Result<()> {
+        let bad = || Error::InvalidArgument(format!("free of {loc:?}: not an allocated slot"));
+        let (seg_no, slot) = self.index(loc).ok_or_else(bad)?;
+        let mut c = self.class(loc.class)?.lock();
+        let seg = c.segments.get_mut(seg_no as usize).ok_or_else(bad)?;
+        if seg.free[slot as usize] {
+            return Err(bad());
+        }
+        seg.free.set(slot as usize, true);
+        seg.free_count += 1;
+        let push_partial = !seg.in_partial;
+        seg.in_partial = true;
+        let push_empty = seg.free_count == seg.slots() && !seg.in_empty && !seg.returned;
+        seg.in_empty |= push_empty;
+        if push_partial {
+            c.partial.push(seg_no);
+        }
+        if push_empty {
+            c.empty.push(seg_no);
+        }
+        c.used_slots -= 1;
+        Ok(())
+    }
+
+    /// True if the slot at `loc` is allocated.
+    pub fn is_allocated(&self, loc: Location) -> bool {
+        let Some((seg_no, slot)) = self.index(loc) else {
+            return false;
+        };
+        let Ok(c) = self.class(loc.class) else {
+            return false;
+        };
+        c.lock()
+            .segments
+            .get(seg_no as usize)
+            .is_some_and(|s| !s.free[slot as usize])
+    }
+
+    /// Removes and returns up to `max` wholly free segments whose blocks are still allocated, so
+    /// the caller can punch holes for them. A segment allocated from again gets blocks back from
+    /// the filesystem on write.
+    pub fn take_empty(&self, max: usize) -> Vec<EmptySegment> {
+        let mut out = Vec::new();
+        for class in 0..CLASS_COUNT as u8 {
+            let mut c = self.classes[usize::from(class)].lock();
+            while out.len() < max {
+                let Some(seg_no) = c.empty.pop() else { break };
+                let seg = &mut c.segments[seg_no as usize];
+                seg.in_empty = false;
+                // It may have been allocated from since it became empty.
+                if seg.free_count != seg.slots() || seg.returned {
+                    continue;
+                }
+                seg.returned = true;
+                seg.backed = false;
+                let start = self.location(class, seg_no, 0);
+                out.push(EmptySegment {
+                    class,
+                    file: start.file,
+                    offset: start.offset,
+                    len: segment_bytes(class),
+                });
+            }
+        }
+        out
+    }
+
+    /// Number of segments `class` has (files hold `segments_per_file` of them each).
+    pub fn segment_count(&self, class: u8) -> u64 {
+        self.class(class)
+            .map(|c| c.lock().segments.len() as u64)
+            .unwrap_or(0)
+    }
+
+    /// Space figures of `class`.
+    pub fn space(&self, class: u8) -> ClassSpace {
+        let Ok(c) = self.class(class) else {
+            return ClassSpace::default();
+        };
+        let c = c.lock();
+        ClassSpace {
+            segments: c.segments.len() as u64,
+            used_slots: c.used_slots,
+            used_bytes: c.used_slots * class_slot_bytes(class),
+            segment_bytes: c.segments.len() as u64 * segment_bytes(class),
+            returned_segments: c.segments.iter().filter(|s| s.returned).count() as u64,
+        }
+    }
+
+    /// The free bitmap of every segment of `class` (for tests and fsck).
+    pub fn free_map(&self, class: u8) -> Vec<BitVec> {
+        self.class(class)
+            .map(|c| c.lock().segments.iter().map(|s| s.free.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Rebuilds the allocator from the live locations; `segments[class]` is how many segments
+    /// each class's files hold (so free space at the end of files is known). Two live locations
+    /// on one slot, or one outside the files, is an error naming it.
+    pub fn rebuild(
+        options: AllocOptions,
+        segments: &[u64; CLASS_COUNT],
+        live: impl IntoIterator<Item = Location>,
+    ) -> Result<Self> {
+        let a = SegmentAllocator::new(options)?;
+        for (class, &n) in segments.iter().enumerate() {
+            let mut c = a.classes[class].lock();
+            let slots = Self::slots_per_segment(class as u8);
+            c.segments = (0..n).map(|_| Segment::new(slots)).collect();
+        }
+        for loc in live {
+            let bad = |what: &str| {
+                Error::InvalidArgument(format!("rebuild: live location {loc:?} {what}"))
+            };
+            let (seg_no, slot) = a.index(loc).ok_or_else(|| bad("is not slot-aligned"))?;
+            let mut c = a.class(loc.class)?.lock();
+            let seg = c
+                .segments
+                .get_mut(seg_no as usize)
+                .ok_or_else(|| bad("lies outside the data files"))?;
+            if !seg.free[slot as usize] {
+                return Err(bad("is used by two live versions"));
+            }
+            seg.free.set(slot as usize, false);
+            seg.free_count -= 1;
+            seg.backed = true;
+            c.used_slots += 1;
+        }
+        for class in 0..CLASS_COUNT {
+            let mut c = a.classes[class].lock();
+            let c = &mut *c;
+            for (i, seg) in c.segments.iter_mut().enumerate().rev() {
+                if seg.free_count > 0 {
+                    seg.in_partial = true;
+                    c.partial.push(i as u32);
+                }
+                if seg.free_count == seg.slots() {
+                    seg.in_empty = true;
+                    c.empty.push(i as u32);
+                }
+            }
+        }
+        Ok(a)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small() -> SegmentAllocator {
+        SegmentAllocator::new(AllocOptions {
+            file_bytes_max: 64 << 20,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn options_are_validated() {
+        assert!(
+            SegmentAllocator::new(AllocOptions {
+                file_bytes_max: 1 << 20
+            })
+            .is_err()
+        );
+        assert!(
+            SegmentAllocator::new(AllocOptions {
+                file_bytes_max: (64 << 20) + 1
+            })
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn slots_are_distinct_and_reused() {
+        let a = small();
+        let x = a.allocate(0).unwrap();
+        assert_eq!(
+            x.back,
+            Some(EmptySegment {
+                class: 0,
+                file: 0,
+                offset: 0,
+                len: 1 << 20
+            }),
+            "the first slot of a new segment asks for its blocks"
+        );
+        let y = a.allocate(0).unwrap();
+        assert_eq!(y.back, None);
+        let (x, y) = (x.location, y.location);
+        assert_ne!(x, y);
+        a.free(x).unwrap();
+        assert!(a.free(x).is_err(), "double free is refused");
+        assert!(!a.is_allocated(x));
+        // The freed slot's segment is the only partial one, so space is reused.
+        let z = a.allocate(0).unwrap().location;
+        assert_eq!(a.space(0).segments, 1);
+        assert!(a.is_allocated(z));
+    }
+
+    #[test]
+    fn segments_roll_into_new_files() {
+        let a = small();
+        // Class 20 (64 MiB slots): one slot per segment, one segment per 64 MiB file.
+        let l0 = a.allocate(20).unwrap().location;
+        let l1 = a.allocate(20).unwrap().location;
+        assert_eq!((l0.file, l0.offset), (0, 0));
+        assert_eq!((l1.file, l1.offset), (1, 0));
+    }
+
+    #[test]
+    fn empty_segments_are_offered_once() {
+        let a = small();
+        let locs: Vec<_> = (0..4).map(|_| a.allocate(12).unwrap().location).collect();
+        // Class 12 (256 KiB) has 4 slots per 1 MiB segment.
+        assert_eq!(a.space(12).segments, 1);
+        for l in &locs {
+            a.free(*l).unwrap();
+        }
+        let empty = a.take_empty(10);
+        assert_eq!(
+            empty,
+            vec![EmptySegment {
+                class: 12,
+                file: 0,
+                offset: 0,
+                len: 1 << 20
+            }]
+        );
+        assert!(a.take_empty(10).is_empty());
+        assert_eq!(a.space(12).returned_segments, 1);
+        let again = a.allocate(12).unwrap();
+        assert!(
+            again.back.is_some(),
+            "a returned segment needs its blocks reserved again"
+        );
+        assert_eq!(a.space(12).returned_segments, 0);
+        a.unback(again.location);
+        let next = a.allocate(12).unwrap();
+        assert!(
+            next.back.is_some(),
+            "unback makes the next allocation ask again"
+        );
+    }
+}

@@ -1,0 +1,334 @@
+//! The checkpoint's byte layout: constants, encoders, and the decoders that both the reader and
+//! the writer use (the writer runs every entry through [`decode_entry`] before buffering it).
+//!
+//! Decoders check only what the bytes of one structure can prove on their own (magic, version,
+//! CRC, field ranges, reserved zeros, an entry's order after the previous id). Rules that need the
+//! rest of the file (consecutive block indexes, counts against the header) belong to the reader.
+
+use std::path::Path;
+
+use super::CheckpointEntry;
+use crate::alloc::Location;
+use crate::codec::{Decoder, Encoder, crc32c, magic_value};
+use crate::error::{CorruptionKind, Error, Result};
+use crate::object_table::{NodeId, Version};
+
+/// The first eight bytes of a checkpoint file.
+pub const MAGIC: [u8; 8] = *b"VELCHKPT";
+/// The first eight bytes of the footer.
+pub const FOOTER_MAGIC: [u8; 8] = *b"VELCKEND";
+/// The format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// Bytes of the file header.
+pub const HEADER_BYTES: usize = 64;
+/// Bytes of a block header.
+pub const BLOCK_HEADER_BYTES: usize = 16;
+/// Bytes of one entry.
+pub const ENTRY_BYTES: usize = 40;
+/// Bytes of the footer.
+pub const FOOTER_BYTES: usize = 32;
+/// Most entries one block holds (the header records it; this build accepts only this value).
+pub const BLOCK_ENTRIES_MAX: u32 = 4096;
+/// Bytes of the largest block: the most a reader or writer ever buffers.
+pub const BLOCK_BYTES_MAX: usize = BLOCK_HEADER_BYTES + BLOCK_ENTRIES_MAX as usize * ENTRY_BYTES;
+
+// Header fields.
+const H_VERSION: usize = MAGIC.len();
+const H_HEADER_BYTES: usize = H_VERSION + 4;
+/// Offset of `checkpoint_seq` in the header.
+pub const H_SEQ: usize = H_HEADER_BYTES + 4;
+/// Offset of `epoch` in the header.
+pub const H_EPOCH: usize = H_SEQ + 8;
+/// Offset of `entry_count` in the header.
+pub const H_ENTRY_COUNT: usize = H_EPOCH + 8;
+const H_BLOCK_MAX: usize = H_ENTRY_COUNT + 8;
+const H_RESERVED: usize = H_BLOCK_MAX + 4;
+const H_RESERVED_BYTES: usize = 16;
+const H_CRC: usize = H_RESERVED + H_RESERVED_BYTES;
+
+// Block header fields.
+/// Offset of `crc32c` in a block header.
+pub const B_CRC: usize = 4;
+/// Offset of `first_entry_index` in a block header.
+pub const B_FIRST: usize = 8;
+
+// Entry fields.
+const E_LOCATION: usize = 8;
+const E_LEN: usize = 16;
+const E_CRC: usize = 20;
+const E_BIRTH: usize = 24;
+const E_KIND: usize = 32;
+const E_RESERVED: usize = 33;
+const E_RESERVED_BYTES: usize = ENTRY_BYTES - E_RESERVED;
+
+// Footer fields.
+/// Offset of `entry_count` in the footer.
+pub const F_ENTRY_COUNT: usize = FOOTER_MAGIC.len();
+/// Offset of `block_count` in the footer.
+pub const F_BLOCK_COUNT: usize = F_ENTRY_COUNT + 8;
+const F_RESERVED: usize = F_BLOCK_COUNT + 8;
+const F_CRC: usize = F_RESERVED + 4;
+
+// The landmarks of design/FORMAT-checkpoint.md.
+const _: () = assert!(H_SEQ == 16 && H_ENTRY_COUNT == 32 && H_BLOCK_MAX == 40);
+const _: () = assert!(H_RESERVED == 44 && H_CRC == 60 && H_CRC + 4 == HEADER_BYTES);
+const _: () = assert!(B_FIRST + 8 == BLOCK_HEADER_BYTES);
+const _: () = assert!(E_KIND == 32 && E_RESERVED_BYTES == 7);
+const _: () = assert!(F_RESERVED == 24 && F_CRC == 28 && F_CRC + 4 == FOOTER_BYTES);
+
+/// The file header's variable fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// `checkpoint_seq`.
+    pub seq: u64,
+    /// The commit epoch the checkpoint is a snapshot of.
+    pub epoch: u64,
+    /// Entries in the file.
+    pub entry_count: u64,
+}
+
+impl Header {
+    /// The header's 64 bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut e = Encoder::with_capacity(HEADER_BYTES);
+        e.bytes(&MAGIC)
+            .u32(FORMAT_VERSION)
+            .u32(HEADER_BYTES as u32)
+            .u64(self.seq)
+            .u64(self.epoch)
+            .u64(self.entry_count)
+            .u32(BLOCK_ENTRIES_MAX)
+            .zeros(H_RESERVED_BYTES);
+        seal(e)
+    }
+
+    /// Decodes the header from `bytes`, read from offset 0 of `file`. Stops at the first failed
+    /// check, in the order of `design/FORMAT-checkpoint.md`.
+    pub fn decode(bytes: &[u8], file: &Path) -> Result<Header> {
+        let mut d = Decoder::new(bytes, file, 0);
+        if bytes.len() < HEADER_BYTES {
+            return Err(d.error(CorruptionKind::Truncated {
+                needed: HEADER_BYTES as u64,
+                available: bytes.len() as u64,
+            }));
+        }
+        // Identify the structure before its CRC, so that bytes that are not a checkpoint at all
+        // are reported as such rather than as a bad checksum; `header_bytes` fixes the CRC range.
+        let magic = d.array::<8>()?;
+        if magic != MAGIC {
+            let found = magic_value(&magic);
+            return Err(d.error_at(0, CorruptionKind::BadMagic { found }));
+        }
+        let version = d.u32()?;
+        if version != FORMAT_VERSION {
+            let kind = CorruptionKind::UnsupportedVersion { found: version };
+            return Err(d.error_at(H_VERSION, kind));
+        }
+        let header_bytes = d.u32()?;
+        if header_bytes as usize != HEADER_BYTES {
+            let value = u64::from(header_bytes);
+            return Err(invalid(
+                &d,
+                H_HEADER_BYTES,
+                "checkpoint_header.header_bytes",
+                value,
+            ));
+        }
+        check_crc(&d, &bytes[..HEADER_BYTES], H_CRC)?;
+        let header = Header {
+            seq: d.u64()?,
+            epoch: d.u64()?,
+            entry_count: d.u64()?,
+        };
+        let block_max = d.u32()?;
+        if block_max != BLOCK_ENTRIES_MAX {
+            let value = u64::from(block_max);
+            return Err(invalid(
+                &d,
+                H_BLOCK_MAX,
+                "checkpoint_header.block_entries_max",
+                value,
+            ));
+        }
+        d.zeros(H_RESERVED_BYTES, "checkpoint_header.reserved")?;
+        Ok(header)
+    }
+}
+
+/// A block header. Its fields are checked by the reader, which knows the file around it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockHeader {
+    /// Entries in the block.
+    pub count: u32,
+    /// CRC32C of the block's entry bytes.
+    pub crc32c: u32,
+    /// Index in the whole file of the block's first entry.
+    pub first_entry_index: u64,
+}
+
+impl BlockHeader {
+    /// The block header's 16 bytes.
+    pub fn encode(&self) -> [u8; BLOCK_HEADER_BYTES] {
+        let mut out = [0u8; BLOCK_HEADER_BYTES];
+        out[..B_CRC].copy_from_slice(&self.count.to_le_bytes());
+        out[B_CRC..B_FIRST].copy_from_slice(&self.crc32c.to_le_bytes());
+        out[B_FIRST..].copy_from_slice(&self.first_entry_index.to_le_bytes());
+        out
+    }
+
+    /// Decodes a block header from `bytes`, read from `file` at `offset`.
+    pub fn decode(bytes: &[u8], file: &Path, offset: u64) -> Result<BlockHeader> {
+        let mut d = Decoder::new(bytes, file, offset);
+        Ok(BlockHeader {
+            count: d.u32()?,
+            crc32c: d.u32()?,
+            first_entry_index: d.u64()?,
+        })
+    }
+}
+
+/// An entry's 40 bytes. Requires a packable location (see [`decode_entry`]).
+pub fn encode_entry(entry: &CheckpointEntry) -> [u8; ENTRY_BYTES] {
+    let v = &entry.version;
+    let mut e = Encoder::with_capacity(ENTRY_BYTES);
+    e.u64(entry.id.raw())
+        .u64(v.location.pack())
+        .u32(v.len)
+        .u32(v.crc32c)
+        .u64(v.birth)
+        .u8(v.kind)
+        .zeros(E_RESERVED_BYTES);
+    let mut out = [0u8; ENTRY_BYTES];
+    out.copy_from_slice(&e.finish());
+    out
+}
+
+/// The raw node id of an entry (its first eight bytes), valid or not; `None` if `bytes` is short.
+pub fn entry_raw_id(bytes: &[u8]) -> Option<u64> {
+    let raw = bytes.get(..8)?;
+    Some(u64::from_le_bytes(raw.try_into().ok()?))
+}
+
+/// Decodes the entry in `bytes`, read from `file` at `offset`, in a checkpoint of `epoch`, after
+/// an entry whose raw id is `prev` (if any). Stops at the first failed field check.
+pub fn decode_entry(
+    bytes: &[u8],
+    file: &Path,
+    offset: u64,
+    epoch: u64,
+    prev: Option<u64>,
+) -> Result<CheckpointEntry> {
+    let mut d = Decoder::new(bytes, file, offset);
+    let raw = d.u64()?;
+    let id = NodeId::from_raw(raw);
+    // Strictly increasing ids make duplicates impossible and let a reader binary-search a block.
+    let (Some(id), true) = (id, prev.is_none_or(|p| raw > p)) else {
+        return Err(invalid(&d, 0, "checkpoint_entry.node_id", raw));
+    };
+    let packed = d.u64()?;
+    let location = Location::unpack(packed)
+        .ok_or_else(|| invalid(&d, E_LOCATION, "checkpoint_entry.location", packed))?;
+    let len = d.u32()?;
+    if u64::from(len) > location.slot_bytes() {
+        return Err(invalid(&d, E_LEN, "checkpoint_entry.len", u64::from(len)));
+    }
+    debug_assert_eq!(d.position(), E_CRC);
+    // The node's CRC is opaque here: it is checked against the node's bytes when they are read.
+    let crc32c = d.u32()?;
+    debug_assert_eq!(d.position(), E_BIRTH);
+    let birth = d.u64()?;
+    if birth > epoch {
+        return Err(invalid(&d, E_BIRTH, "checkpoint_entry.birth", birth));
+    }
+    let kind = d.u8()?;
+    debug_assert_eq!(d.position(), E_KIND + 1);
+    d.zeros(E_RESERVED_BYTES, "checkpoint_entry.reserved")?;
+    Ok(CheckpointEntry {
+        id,
+        version: Version {
+            location,
+            len,
+            crc32c,
+            kind,
+            birth,
+        },
+    })
+}
+
+/// The footer's variable fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Footer {
+    /// Entries in the file (again).
+    pub entry_count: u64,
+    /// Blocks in the file.
+    pub block_count: u64,
+}
+
+impl Footer {
+    /// The footer's 32 bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut e = Encoder::with_capacity(FOOTER_BYTES);
+        e.bytes(&FOOTER_MAGIC)
+            .u64(self.entry_count)
+            .u64(self.block_count)
+            .zeros(F_CRC - F_RESERVED);
+        seal(e)
+    }
+
+    /// Decodes the footer from `bytes`, read from `file` at `offset`: magic, CRC, reserved. The
+    /// reader compares the counts with the rest of the file.
+    pub fn decode(bytes: &[u8], file: &Path, offset: u64) -> Result<Footer> {
+        let mut d = Decoder::new(bytes, file, offset);
+        let magic = d.array::<8>()?;
+        if magic != FOOTER_MAGIC {
+            let found = magic_value(&magic);
+            return Err(d.error_at(0, CorruptionKind::BadMagic { found }));
+        }
+        let crc_range = bytes.get(..FOOTER_BYTES).ok_or_else(|| {
+            d.error(CorruptionKind::Truncated {
+                needed: FOOTER_BYTES as u64,
+                available: bytes.len() as u64,
+            })
+        })?;
+        check_crc(&d, crc_range, F_CRC)?;
+        let footer = Footer {
+            entry_count: d.u64()?,
+            block_count: d.u64()?,
+        };
+        d.zeros(F_CRC - F_RESERVED, "checkpoint_footer.reserved")?;
+        Ok(footer)
+    }
+}
+
+/// Appends the CRC32C of everything encoded so far.
+fn seal(e: Encoder) -> Vec<u8> {
+    let mut out = e.finish();
+    let crc = crc32c(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Checks that the u32 at `crc_at` of `bytes` is the CRC32C of `bytes[..crc_at]`. `bytes` must be
+/// exactly `crc_at + 4` long (callers pass a fixed-size structure).
+fn check_crc(d: &Decoder<'_>, bytes: &[u8], crc_at: usize) -> Result<()> {
+    let (covered, stored) = bytes.split_at(crc_at.min(bytes.len()));
+    let stored = <[u8; 4]>::try_from(stored).map_err(|_| {
+        d.error_at(
+            crc_at,
+            CorruptionKind::Truncated {
+                needed: 4,
+                available: stored.len() as u64,
+            },
+        )
+    })?;
+    let (expected, actual) = (u32::from_le_bytes(stored), crc32c(covered));
+    if expected != actual {
+        let kind = CorruptionKind::ChecksumMismatch { expected, actual };
+        return Err(d.error_at(crc_at, kind));
+    }
+    Ok(())
+}
+
+fn invalid(d: &Decoder<'_>, pos: usize, field: &'static str, value: u64) -> Error {
+    d.error_at(pos, CorruptionKind::InvalidField { field, value })
+}

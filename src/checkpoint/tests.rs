@@ -1,0 +1,389 @@
+//! Unit tests of the checkpoint: golden bytes, file names, and what the writer refuses. Shared
+//! helpers for `reject_tests.rs` live here too.
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+use crate::alloc::{FILE_MAX, Location};
+use crate::error::{Corruption, CorruptionKind, Error, IoOp, Result};
+use crate::io::{FaultConfig, FaultStorage, Storage};
+use crate::object_table::{HANDLE_MAX, NodeId, Version};
+
+pub(super) const DIR: &str = "/db";
+
+pub(super) fn dir() -> &'static Path {
+    Path::new(DIR)
+}
+
+/// A fresh in-memory filesystem holding the empty store directory.
+pub(super) fn fresh() -> FaultStorage {
+    let fs = FaultStorage::with_config(FaultConfig {
+        seed: 0,
+        file_bytes_max: 1 << 20,
+        space_bytes_max: None,
+    });
+    fs.create_dir_all(dir()).unwrap();
+    fs
+}
+
+pub(super) fn entry(raw_id: u64, location: Location, len: u32, birth: u64) -> CheckpointEntry {
+    CheckpointEntry {
+        id: NodeId::from_raw(raw_id).unwrap(),
+        version: Version {
+            location,
+            len,
+            crc32c: raw_id as u32 ^ 0x5a5a_5a5a,
+            kind: (raw_id % 251) as u8,
+            birth,
+        },
+    }
+}
+
+/// The golden checkpoint's three entries: the smallest id and location, an ordinary one with a
+/// length equal to its slot, and the largest id and location.
+pub(super) fn golden_entries() -> Vec<CheckpointEntry> {
+    let v = |class, file, offset, len, crc32c, kind, birth| Version {
+        location: Location {
+            class,
+            file,
+            offset,
+        },
+        len,
+        crc32c,
+        kind,
+        birth,
+    };
+    vec![
+        CheckpointEntry {
+            id: NodeId::new(0, 1, 1).unwrap(),
+            version: v(0, 0, 0, 0, 0, 0, 0),
+        },
+        CheckpointEntry {
+            id: NodeId::new(3, 1042, 7).unwrap(),
+            version: v(3, 2, 4096, 512, 0xdead_beef, 7, 9),
+        },
+        CheckpointEntry {
+            id: NodeId::new(63, HANDLE_MAX, u16::MAX).unwrap(),
+            version: v(
+                20,
+                FILE_MAX,
+                ((1 << 40) - 1) << 6,
+                64 << 20,
+                0x0102_0304,
+                255,
+                5,
+            ),
+        },
+    ]
+}
+
+/// Writes a checkpoint through the writer and returns what `finish` returned.
+pub(super) fn write(
+    fs: &FaultStorage,
+    seq: u64,
+    epoch: u64,
+    entries: &[CheckpointEntry],
+) -> CheckpointInfo {
+    let mut w = CheckpointWriter::create(fs, dir(), seq, epoch).unwrap();
+    for e in entries {
+        w.push(*e).unwrap();
+    }
+    w.finish().unwrap()
+}
+
+pub(super) fn path_of(seq: u64) -> PathBuf {
+    dir().join(checkpoint_file_name(seq))
+}
+
+pub(super) fn file_bytes(fs: &FaultStorage, path: &Path) -> Vec<u8> {
+    fs.open_read_only(path).unwrap().read_all().unwrap()
+}
+
+/// Stores `bytes` as checkpoint `seq` in a fresh filesystem, and returns it with the path.
+pub(super) fn stored(bytes: &[u8], seq: u64) -> (FaultStorage, PathBuf) {
+    let fs = fresh();
+    let path = path_of(seq);
+    fs.create(&path).unwrap().write_at(bytes, 0).unwrap();
+    (fs, path)
+}
+
+/// Reads `bytes`, stored as checkpoint 2, with the strict reader.
+pub(super) fn read_bytes(
+    bytes: &[u8],
+    expect: Option<&CheckpointExpect>,
+) -> Result<(CheckpointSummary, Vec<CheckpointEntry>)> {
+    let (fs, path) = stored(bytes, 2);
+    let mut seen = Vec::new();
+    let summary = read_checkpoint(&fs, &path, expect, |e| {
+        seen.push(e);
+        Ok(())
+    })?;
+    Ok((summary, seen))
+}
+
+pub(super) fn corruption_of<T: std::fmt::Debug>(r: Result<T>) -> Corruption {
+    match r {
+        Err(Error::Corruption(c)) => *c,
+        other => panic!("expected corruption, got {other:?}"),
+    }
+}
+
+/// CRC32C values of the golden file, computed independently of this crate (a bitwise Castagnoli
+/// CRC, in Python, over the bytes spelled out below).
+const GOLDEN_HEADER_CRC: u32 = 0x7bf8_f84d;
+const GOLDEN_BLOCK_CRC: u32 = 0xeebb_f907;
+const GOLDEN_FOOTER_CRC: u32 = 0x5439_65b4;
+pub(super) const GOLDEN_FILE_CRC: u32 = 0xe688_7204;
+
+/// The golden checkpoint (seq 2, epoch 9, the three golden entries), byte by byte.
+pub(super) const GOLDEN: &str = "
+    56454c43484b5054 01000000 40000000   magic, format_version 1, header_bytes 64
+    0200000000000000 0900000000000000    checkpoint_seq 2, epoch 9
+    0300000000000000 00100000            entry_count 3, block_entries_max 4096
+    00000000000000000000000000000000     reserved
+    4df8f87b                             crc32c 0x7bf8f84d
+    03000000 07f9bbee 0000000000000000   block: count 3, crc32c 0xeebbf907, first_entry_index 0
+    0100000000000100 0000000000000000    entry 0: node_id 0:1:1, location c0/f0@0
+    00000000 00000000 0000000000000000   len 0, crc32c 0, birth 0
+    00 00000000000000                    kind 0, reserved
+    12040000000c0700 4000000000020018    entry 1: node_id 3:1042:7, location c3/f2@4096
+    00020000 efbeadde 0900000000000000   len 512, crc32c 0xdeadbeef, birth 9
+    07 00000000000000                    kind 7, reserved
+    ffffffffffffffff ffffffffffffffa7    entry 2: node_id 63:2^42-1:65535, location c20/f2^19-1@max
+    00000004 04030201 0500000000000000   len 64 MiB, crc32c 0x01020304, birth 5
+    ff 00000000000000                    kind 255, reserved
+    56454c434b454e44 0300000000000000    footer: magic, entry_count 3
+    0100000000000000 00000000 b4653954   block_count 1, reserved, crc32c 0x543965b4
+";
+
+/// Parses a hex listing: the first run of hex words on each line, up to a word that is not hex.
+pub(super) fn hex(listing: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for line in listing.lines() {
+        for word in line.split_whitespace() {
+            if word.len() % 2 != 0 || !word.bytes().all(|b| b.is_ascii_hexdigit()) {
+                break;
+            }
+            for i in (0..word.len()).step_by(2) {
+                out.push(u8::from_str_radix(&word[i..i + 2], 16).unwrap());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn golden_bytes() {
+    let golden = hex(GOLDEN);
+    assert_eq!(golden.len(), 64 + 16 + 3 * 40 + 32);
+    assert_eq!(&golden[60..64], &GOLDEN_HEADER_CRC.to_le_bytes());
+    assert_eq!(&golden[68..72], &GOLDEN_BLOCK_CRC.to_le_bytes());
+    assert_eq!(&golden[228..232], &GOLDEN_FOOTER_CRC.to_le_bytes());
+
+    let fs = fresh();
+    let info = write(&fs, 2, 9, &golden_entries());
+    let bytes = file_bytes(&fs, &path_of(2));
+    assert_eq!(bytes, golden);
+    assert_eq!(
+        info,
+        CheckpointInfo {
+            file: "ot-0000000000000002.ckpt".into(),
+            seq: 2,
+            epoch: 9,
+            entries: 3,
+            bytes: 232,
+            crc32c: GOLDEN_FILE_CRC,
+        }
+    );
+    let (summary, seen) = read_bytes(&golden, Some(&info.expect())).unwrap();
+    assert_eq!(seen, golden_entries());
+    assert_eq!(
+        summary,
+        CheckpointSummary {
+            seq: 2,
+            epoch: 9,
+            entries: 3,
+            blocks: 1,
+            bytes: 232,
+            crc32c: GOLDEN_FILE_CRC,
+        }
+    );
+    assert!(
+        !fs.exists(&dir().join("ot-0000000000000002.ckpt.tmp"))
+            .unwrap()
+    );
+}
+
+#[test]
+fn empty_checkpoint_is_header_and_footer() {
+    let fs = fresh();
+    let info = write(&fs, 1, 0, &[]);
+    assert_eq!((info.entries, info.bytes), (0, 96));
+    let bytes = file_bytes(&fs, &path_of(1));
+    assert_eq!(&bytes[64..72], b"VELCKEND");
+    let (fs2, path) = stored(&bytes, 1);
+    let summary =
+        read_checkpoint(&fs2, &path, Some(&info.expect()), |_| panic!("no entries")).unwrap();
+    assert_eq!((summary.entries, summary.blocks), (0, 0));
+}
+
+#[test]
+fn names_round_trip_and_reject_near_misses() {
+    assert_eq!(checkpoint_file_name(2), "ot-0000000000000002.ckpt");
+    for seq in [0, 1, 0xabc, u64::MAX] {
+        assert_eq!(
+            parse_checkpoint_file_name(&checkpoint_file_name(seq)),
+            Some(seq)
+        );
+    }
+    for name in [
+        "ot-0000000000000002.ckpt.tmp",
+        "ot-000000000000002.ckpt",
+        "ot-00000000000000002.ckpt",
+        "ot-000000000000000A.ckpt",
+        "ot-+000000000000002.ckpt",
+        "ot-0000000000000002.ckp",
+        "xot-0000000000000002.ckpt",
+        "manifest-0000000000000002.json",
+    ] {
+        assert_eq!(parse_checkpoint_file_name(name), None, "{name}");
+    }
+}
+
+#[test]
+fn manifest_ref_carries_the_expectations() {
+    let fs = fresh();
+    let info = write(&fs, 0x1f, 9, &golden_entries());
+    let r = info.manifest_ref();
+    assert_eq!(r.file, "ot-000000000000001f.ckpt");
+    assert_eq!(CheckpointExpect::from_manifest_ref(&r), Some(info.expect()));
+    let other = crate::meta::CheckpointRef {
+        file: "checkpoint-1.vckp".into(),
+        ..r
+    };
+    assert_eq!(CheckpointExpect::from_manifest_ref(&other), None);
+}
+
+fn invalid_argument(r: Result<()>) -> String {
+    match r {
+        Err(Error::InvalidArgument(m)) => m,
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    }
+}
+
+#[test]
+fn writer_refuses_bad_entries_and_stays_usable() {
+    let fs = fresh();
+    let mut w = CheckpointWriter::create(&fs, dir(), 1, 9).unwrap();
+    let loc = |class, offset| Location {
+        class,
+        file: 0,
+        offset,
+    };
+    let base = 1 << 48;
+    w.push(entry(base + 10, loc(0, 0), 64, 9)).unwrap();
+    let refusals = [
+        (
+            entry(base + 10, loc(0, 0), 1, 1),
+            "checkpoint_entry.node_id",
+        ),
+        (entry(base + 9, loc(0, 0), 1, 1), "checkpoint_entry.node_id"),
+        (entry(base + 11, loc(0, 0), 65, 1), "checkpoint_entry.len"),
+        (entry(base + 11, loc(0, 0), 1, 10), "checkpoint_entry.birth"),
+        (entry(base + 11, loc(0, 32), 1, 1), "cannot be packed"),
+        (
+            entry(base + 11, loc(21, 0), 1, 1),
+            "checkpoint_entry.location",
+        ),
+        (entry(base + 11, loc(0, 1 << 46), 1, 1), "cannot be packed"),
+    ];
+    for (e, why) in refusals {
+        let m = invalid_argument(w.push(e));
+        assert!(m.contains(why), "{m} should mention {why}");
+    }
+    let mut file_too_big = entry(base + 11, loc(0, 0), 1, 1);
+    file_too_big.version.location.file = FILE_MAX + 1;
+    assert!(invalid_argument(w.push(file_too_big)).contains("cannot be packed"));
+    w.push(entry(base + 11, loc(0, 64), 1, 1)).unwrap();
+    let info = w.finish().unwrap();
+    let mut seen = Vec::new();
+    read_checkpoint(&fs, &path_of(1), Some(&info.expect()), |e| {
+        seen.push(e.id.raw());
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(seen, vec![base + 10, base + 11]);
+}
+
+#[test]
+fn writer_never_replaces_a_checkpoint_and_clears_a_stale_tmp() {
+    let fs = fresh();
+    write(&fs, 4, 1, &[]);
+    match CheckpointWriter::create(&fs, dir(), 4, 1) {
+        Err(Error::Io {
+            op: IoOp::Create,
+            source,
+            ..
+        }) => {
+            assert_eq!(source.kind(), std::io::ErrorKind::AlreadyExists)
+        }
+        other => panic!("expected AlreadyExists, got {other:?}"),
+    }
+    let tmp = dir().join("ot-0000000000000005.ckpt.tmp");
+    fs.create(&tmp).unwrap().write_at(b"junk", 0).unwrap();
+    let info = write(&fs, 5, 1, &golden_entries()[..1]);
+    assert!(!fs.exists(&tmp).unwrap());
+    assert_eq!(info.entries, 1);
+}
+
+#[test]
+fn writer_after_a_failed_write_refuses_and_leaves_only_the_tmp() {
+    let fs = fresh();
+    let mut w = CheckpointWriter::create(&fs, dir(), 1, 9).unwrap();
+    let entries: Vec<_> = (1..=BLOCK_ENTRIES_MAX as u64)
+        .map(|i| entry((1 << 48) + i, Location::unpack(0).unwrap(), 0, 0))
+        .collect();
+    let (last, first) = entries.split_last().unwrap();
+    for e in first {
+        w.push(*e).unwrap();
+    }
+    // The last entry fills the block, so pushing it writes the block: fail that write.
+    fs.fail_nth(1);
+    assert!(matches!(
+        w.push(*last),
+        Err(Error::Io {
+            op: IoOp::Write,
+            ..
+        })
+    ));
+    let next = entry((1 << 48) + 5000, Location::unpack(0).unwrap(), 0, 0);
+    assert!(invalid_argument(w.push(next)).contains("failed earlier"));
+    assert!(matches!(w.finish(), Err(Error::InvalidArgument(_))));
+    assert!(
+        fs.exists(&dir().join("ot-0000000000000001.ckpt.tmp"))
+            .unwrap()
+    );
+    assert!(!fs.exists(&path_of(1)).unwrap());
+}
+
+#[test]
+fn blocks_are_full_except_the_last() {
+    let fs = fresh();
+    let n = 2 * BLOCK_ENTRIES_MAX as u64 + 1;
+    let entries: Vec<_> = (1..=n)
+        .map(|i| entry((1 << 48) + i, Location::unpack(i).unwrap(), 1, i % 10))
+        .collect();
+    let info = write(&fs, 3, 9, &entries);
+    let block = format::BLOCK_BYTES_MAX as u64;
+    assert_eq!(info.bytes, 64 + 2 * block + 16 + 40 + 32);
+    let bytes = file_bytes(&fs, &path_of(3));
+    for (b, count, first) in [(0, 4096u32, 0u64), (1, 4096, 4096), (2, 1, 8192)] {
+        let at = 64 + b * block as usize;
+        assert_eq!(&bytes[at..at + 4], &count.to_le_bytes());
+        assert_eq!(&bytes[at + 8..at + 16], &first.to_le_bytes());
+    }
+    assert_eq!(crate::codec::crc32c(&bytes), info.crc32c);
+    let kind = CorruptionKind::MissingFile;
+    let missing = corruption_of(read_checkpoint(&fs, &path_of(9), None, |_| Ok(())));
+    assert_eq!((missing.offset, missing.kind), (0, kind));
+}

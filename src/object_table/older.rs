@@ -1,0 +1,146 @@
+//! The chain of a node's older versions, kept while pinned snapshots may still read them.
+//!
+//! Invariants:
+//! 1. The chain is ordered newest first; each version's `birth` is below that of the one before
+//!    it (and below the entry's current version).
+//! 2. Only the entry's writer (holding the entry's seqlock write bit) changes the chain; readers
+//!    walk it without locks under a `crossbeam-epoch` guard.
+//! 3. A link is cut only when no registered snapshot can need what lies behind it, and the cut
+//!    versions are destroyed through `defer_destroy`, so a reader that already loaded a pointer to
+//!    one keeps valid memory until its guard drops.
+//!
+//! This module is allowed `unsafe` only to dereference pointers loaded under a guard.
+
+#![expect(
+    unsafe_code,
+    reason = "dereferencing epoch-protected pointers; see invariant 3"
+)]
+
+use std::sync::atomic::Ordering;
+
+use crossbeam_epoch::{Atomic, Guard, Owned, Shared};
+
+use super::version::Version;
+
+/// One older version; opaque outside this module.
+#[derive(Debug)]
+pub(super) struct OldVersion {
+    version: Version,
+    next: Atomic<OldVersion>,
+}
+
+/// The older versions of one node.
+#[derive(Debug, Default)]
+pub(super) struct OlderChain {
+    head: Atomic<OldVersion>,
+}
+
+impl OlderChain {
+    /// Raw head pointer, read inside the entry's seqlock read section.
+    pub(super) fn head_relaxed<'g>(&self, guard: &'g Guard) -> Shared<'g, OldVersion> {
+        self.head.load(Ordering::Relaxed, guard)
+    }
+
+    /// True when the chain is empty.
+    pub(super) fn is_empty(&self, guard: &Guard) -> bool {
+        self.head.load(Ordering::Acquire, guard).is_null()
+    }
+
+    /// Puts `version` in front (writer only).
+    pub(super) fn push(&self, version: Version, guard: &Guard) {
+        let old_head = self.head.load(Ordering::Relaxed, guard);
+        let node = Owned::new(OldVersion {
+            version,
+            next: Atomic::null(),
+        });
+        node.next.store(old_head, Ordering::Relaxed);
+        self.head.store(node, Ordering::Release);
+    }
+
+    /// Unlinks every version no snapshot at `min_epoch` or later can see, given the birth of the
+    /// entry's current version, and returns them (writer only).
+    pub(super) fn trim(&self, current_birth: u64, min_epoch: u64, guard: &Guard) -> Vec<Version> {
+        // A version is visible to snapshots in [its birth, the birth of the next newer version).
+        let mut newer_birth = current_birth;
+        let mut link = &self.head;
+        loop {
+            if newer_birth <= min_epoch {
+                return Self::detach(link, guard);
+            }
+            let node = link.load(Ordering::Acquire, guard);
+            // SAFETY: loaded under `guard`; nodes are destroyed only after being unlinked and the
+            // guard epoch passing (invariant 3).
+            let Some(node) = (unsafe { node.as_ref() }) else {
+                return Vec::new();
+            };
+            newer_birth = node.version.birth;
+            link = &node.next;
+        }
+    }
+
+    /// Unlinks and returns the whole chain (writer only).
+    pub(super) fn take_all(&self, guard: &Guard) -> Vec<Version> {
+        Self::detach(&self.head, guard)
+    }
+
+    fn detach(link: &Atomic<OldVersion>, guard: &Guard) -> Vec<Version> {
+        let mut out = Vec::new();
+        let mut cur = link.swap(Shared::null(), Ordering::AcqRel, guard);
+        while !cur.is_null() {
+            // SAFETY: `cur` was reachable from the chain when loaded under `guard`; it is
+            // destroyed only through `defer_destroy` below, after readers' guards drop.
+            let node = unsafe { cur.deref() };
+            out.push(node.version);
+            let next = node.next.load(Ordering::Acquire, guard);
+            // SAFETY: `cur` is now unreachable from the table (its predecessor link was cleared
+            // before), so no new reader can find it; existing readers are protected by epoch.
+            unsafe { guard.defer_destroy(cur) };
+            cur = next;
+        }
+        out
+    }
+
+    /// Versions newest first (for tests and checkpoints).
+    pub(super) fn versions(&self, guard: &Guard) -> Vec<Version> {
+        let mut out = Vec::new();
+        let mut cur = self.head.load(Ordering::Acquire, guard);
+        // SAFETY: loaded under `guard` (invariant 3).
+        while let Some(node) = unsafe { cur.as_ref() } {
+            out.push(node.version);
+            cur = node.next.load(Ordering::Acquire, guard);
+        }
+        out
+    }
+}
+
+impl Drop for OlderChain {
+    fn drop(&mut self) {
+        // SAFETY: `&mut self` means no reader can reach the chain any more (the table is being
+        // dropped), so the nodes can be freed at once.
+        let guard = unsafe { crossbeam_epoch::unprotected() };
+        let mut cur = self.head.swap(Shared::null(), Ordering::AcqRel, guard);
+        while !cur.is_null() {
+            // SAFETY: as above; each node is reached exactly once and owned by the chain.
+            let owned = unsafe { cur.into_owned() };
+            cur = owned.next.load(Ordering::Relaxed, guard);
+        }
+    }
+}
+
+/// The newest version in the chain starting at `head` whose birth is at or below `epoch`.
+pub(super) fn find_visible(
+    head: Shared<'_, OldVersion>,
+    epoch: u64,
+    guard: &Guard,
+) -> Option<Version> {
+    let mut cur = head;
+    // SAFETY: loaded under `guard` (invariant 3); the pointer was published with Release and
+    // the seqlock read ended with an Acquire fence, so the node's fields are initialised.
+    while let Some(node) = unsafe { cur.as_ref() } {
+        if node.version.birth <= epoch {
+            return Some(node.version);
+        }
+        cur = node.next.load(Ordering::Acquire, guard);
+    }
+    None
+}

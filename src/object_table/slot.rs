@@ -1,0 +1,386 @@
+//! One object-table entry: the current version inline in atomics, read with a seqlock.
+//!
+//! States and transitions (the only ones the code performs):
+//! ```text
+//!   FREE --reserve--> RESERVED --publish--> LIVE --retire--> RETIRED --reclaim--> FREE
+//!                        |                  |  ^                                   ^
+//!                        +------abort-------|--|-----------------------------------+
+//!                                           +--+ update (new current version; the old one
+//!                                                joins the older chain)
+//! ```
+//! Invariants:
+//! 1. The tag changes exactly once per reuse of the handle: on every transition *to* FREE
+//!    (abort or reclaim). An id carries the tag it was issued with, so after its handle is freed
+//!    the id is stale and every operation on it fails.
+//! 2. One writer at a time: a writer owns the entry while the sequence number in `meta` is odd
+//!    (taken by compare-and-swap), so the table needs no lock per entry.
+//! 3. Readers never block and never see a torn entry: they read `meta`, the fields, an acquire
+//!    fence, and `meta` again, retrying if it changed or was odd.
+//! 4. Only LIVE and RETIRED entries have a current version; a RETIRED entry's version stays
+//!    visible to snapshots older than its retire epoch.
+
+use std::sync::atomic::{AtomicU64, Ordering, fence};
+
+use crossbeam_epoch::Guard;
+
+use super::node_id::next_tag;
+use super::older::{OlderChain, find_visible};
+use super::version::Version;
+use crate::alloc::Location;
+
+/// Life-cycle state of an entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryState {
+    /// Unused; the handle may be handed out.
+    Free,
+    /// Handed to a writer that has not committed the node yet.
+    Reserved,
+    /// Has a committed current version.
+    Live,
+    /// Retired by a commit; kept while older snapshots may read it.
+    Retired,
+}
+
+impl EntryState {
+    fn from_bits(bits: u64) -> EntryState {
+        match bits & 3 {
+            0 => EntryState::Free,
+            1 => EntryState::Reserved,
+            2 => EntryState::Live,
+            _ => EntryState::Retired,
+        }
+    }
+
+    fn bits(self) -> u64 {
+        match self {
+            EntryState::Free => 0,
+            EntryState::Reserved => 1,
+            EntryState::Live => 2,
+            EntryState::Retired => 3,
+        }
+    }
+}
+
+// meta word: tag in bits 0..16, kind in 16..24, state in 24..26, sequence in 32..64.
+const KIND_SHIFT: u32 = 16;
+const STATE_SHIFT: u32 = 24;
+const SEQ_SHIFT: u32 = 32;
+const SEQ_ONE: u64 = 1 << SEQ_SHIFT;
+const FIELDS_MASK: u64 = SEQ_ONE - 1;
+
+fn fields(tag: u16, kind: u8, state: EntryState) -> u64 {
+    u64::from(tag) | (u64::from(kind) << KIND_SHIFT) | (state.bits() << STATE_SHIFT)
+}
+
+/// A consistent copy of an entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntryView {
+    /// Life-cycle state.
+    pub state: EntryState,
+    /// Current tag (0 for an entry never used).
+    pub tag: u16,
+    /// The current version, for LIVE and RETIRED entries.
+    pub current: Option<Version>,
+    /// Retire epoch, for RETIRED entries.
+    pub retire_epoch: Option<u64>,
+}
+
+/// One entry of the object table, one cache line, so a lookup touches a single line.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+pub(super) struct Slot {
+    meta: AtomicU64,
+    location: AtomicU64,
+    len_crc: AtomicU64,
+    birth: AtomicU64,
+    retire: AtomicU64,
+    older: OlderChain,
+}
+
+/// Raw fields as read inside one seqlock section.
+struct Raw<'g> {
+    meta: u64,
+    location: u64,
+    len_crc: u64,
+    birth: u64,
+    retire: u64,
+    older: crossbeam_epoch::Shared<'g, super::older::OldVersion>,
+}
+
+impl Slot {
+    fn read<'g>(&self, guard: &'g Guard) -> Raw<'g> {
+        loop {
+            let m1 = self.meta.load(Ordering::Acquire);
+            if (m1 >> SEQ_SHIFT) & 1 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let raw = Raw {
+                meta: m1,
+                location: self.location.load(Ordering::Relaxed),
+                len_crc: self.len_crc.load(Ordering::Relaxed),
+                birth: self.birth.load(Ordering::Relaxed),
+                retire: self.retire.load(Ordering::Relaxed),
+                older: self.older.head_relaxed(guard),
+            };
+            fence(Ordering::Acquire);
+            if self.meta.load(Ordering::Relaxed) == m1 {
+                return raw;
+            }
+        }
+    }
+
+    fn decode(raw: &Raw<'_>) -> EntryView {
+        let state = EntryState::from_bits(raw.meta >> STATE_SHIFT);
+        let has_version = matches!(state, EntryState::Live | EntryState::Retired);
+        let current = has_version
+            .then(|| {
+                Location::unpack(raw.location).map(|location| Version {
+                    location,
+                    len: (raw.len_crc >> 32) as u32,
+                    crc32c: raw.len_crc as u32,
+                    kind: (raw.meta >> KIND_SHIFT) as u8,
+                    birth: raw.birth,
+                })
+            })
+            .flatten();
+        EntryView {
+            state,
+            tag: raw.meta as u16,
+            current,
+            retire_epoch: (state == EntryState::Retired).then_some(raw.retire),
+        }
+    }
+
+    /// The current version if the entry is LIVE with `tag`: the lookup fast path, which reads only
+    /// the fields it returns.
+    #[inline]
+    pub(super) fn live_version(&self, tag: u16) -> Option<Version> {
+        let want = fields(tag, 0, EntryState::Live);
+        const TAG_STATE: u64 = 0xffff | (3 << STATE_SHIFT);
+        loop {
+            let m1 = self.meta.load(Ordering::Acquire);
+            if (m1 >> SEQ_SHIFT) & 1 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            if m1 & TAG_STATE != want {
+                return None;
+            }
+            let location = self.location.load(Ordering::Relaxed);
+            let len_crc = self.len_crc.load(Ordering::Relaxed);
+            let birth = self.birth.load(Ordering::Relaxed);
+            fence(Ordering::Acquire);
+            if self.meta.load(Ordering::Relaxed) == m1 {
+                return Location::unpack(location).map(|location| Version {
+                    location,
+                    len: (len_crc >> 32) as u32,
+                    crc32c: len_crc as u32,
+                    kind: (m1 >> KIND_SHIFT) as u8,
+                    birth,
+                });
+            }
+        }
+    }
+
+    /// A consistent view of the entry.
+    pub(super) fn view(&self, guard: &Guard) -> EntryView {
+        Self::decode(&self.read(guard))
+    }
+
+    /// The version a snapshot at `epoch` sees, if any, with the entry's tag.
+    pub(super) fn version_at(&self, epoch: u64, guard: &Guard) -> (u16, Option<Version>) {
+        let raw = self.read(guard);
+        let view = Self::decode(&raw);
+        let Some(current) = view.current else {
+            return (view.tag, None);
+        };
+        if view.retire_epoch.is_some_and(|r| r <= epoch) {
+            return (view.tag, None);
+        }
+        if current.birth <= epoch {
+            return (view.tag, Some(current));
+        }
+        (view.tag, find_visible(raw.older, epoch, guard))
+    }
+
+    /// Takes the write bit; returns the fields (tag, kind, state) at that moment.
+    fn lock(&self) -> u64 {
+        loop {
+            let m = self.meta.load(Ordering::Relaxed);
+            if (m >> SEQ_SHIFT) & 1 == 0
+                && self
+                    .meta
+                    .compare_exchange_weak(m, m + SEQ_ONE, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                fence(Ordering::Release);
+                return m & FIELDS_MASK;
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    /// Releases the write bit, publishing new fields.
+    fn unlock(&self, new_fields: u64) {
+        let m = self.meta.load(Ordering::Relaxed);
+        let seq = (m >> SEQ_SHIFT).wrapping_add(1) << SEQ_SHIFT;
+        self.meta.store(seq | new_fields, Ordering::Release);
+    }
+
+    fn store_version(&self, v: &Version) {
+        self.location.store(v.location.pack(), Ordering::Relaxed);
+        self.len_crc.store(
+            (u64::from(v.len) << 32) | u64::from(v.crc32c),
+            Ordering::Relaxed,
+        );
+        self.birth.store(v.birth, Ordering::Relaxed);
+    }
+
+    /// Runs `f` as the entry's writer if its tag is `tag` and its state is `from`.
+    /// `f` returns the new state (with the kind to record) and its result.
+    fn transition<R>(
+        &self,
+        tag: u16,
+        from: &[EntryState],
+        f: impl FnOnce(u8) -> (EntryState, u16, u8, R),
+    ) -> Result<R, EntryView> {
+        let old = self.lock();
+        let state = EntryState::from_bits(old >> STATE_SHIFT);
+        let cur_tag = old as u16;
+        if cur_tag != tag || !from.contains(&state) {
+            self.unlock(old);
+            return Err(self.view(&crossbeam_epoch::pin()));
+        }
+        let (new_state, new_tag, kind, r) = f((old >> KIND_SHIFT) as u8);
+        self.unlock(fields(new_tag, kind, new_state));
+        Ok(r)
+    }
+
+    /// FREE → RESERVED. Returns the tag the new id carries.
+    pub(super) fn reserve(&self) -> Option<u16> {
+        let old = self.lock();
+        if EntryState::from_bits(old >> STATE_SHIFT) != EntryState::Free {
+            self.unlock(old);
+            return None;
+        }
+        // A never-used entry has tag 0, which no id may carry.
+        let tag = match old as u16 {
+            0 => 1,
+            t => t,
+        };
+        self.unlock(fields(tag, 0, EntryState::Reserved));
+        Some(tag)
+    }
+
+    /// RESERVED → LIVE with its first version.
+    pub(super) fn publish(&self, tag: u16, v: Version) -> Result<(), EntryView> {
+        self.transition(tag, &[EntryState::Reserved], |_| {
+            self.store_version(&v);
+            (EntryState::Live, tag, v.kind, ())
+        })
+    }
+
+    /// RESERVED → FREE (the reservation is given back; the tag moves on).
+    pub(super) fn abort(&self, tag: u16) -> Result<(), EntryView> {
+        self.transition(tag, &[EntryState::Reserved], |_| {
+            (EntryState::Free, next_tag(tag), 0, ())
+        })
+    }
+
+    /// LIVE → LIVE with a new current version; the previous one joins the older chain.
+    pub(super) fn update(
+        &self,
+        tag: u16,
+        v: Version,
+        guard: &Guard,
+    ) -> Result<Option<Version>, EntryView> {
+        self.transition(tag, &[EntryState::Live], |_| {
+            // A LIVE entry always holds a version this table wrote, so `current` is `Some`.
+            let prev = Self::decode(&self.read_locked(guard)).current;
+            if let Some(prev) = prev {
+                self.older.push(prev, guard);
+            }
+            self.store_version(&v);
+            (EntryState::Live, tag, v.kind, prev)
+        })
+    }
+
+    /// Reads the fields while holding the write bit (the seqlock read would spin on it).
+    fn read_locked<'g>(&self, guard: &'g Guard) -> Raw<'g> {
+        Raw {
+            meta: self.meta.load(Ordering::Relaxed) & FIELDS_MASK,
+            location: self.location.load(Ordering::Relaxed),
+            len_crc: self.len_crc.load(Ordering::Relaxed),
+            birth: self.birth.load(Ordering::Relaxed),
+            retire: self.retire.load(Ordering::Relaxed),
+            older: self.older.head_relaxed(guard),
+        }
+    }
+
+    /// LIVE → RETIRED at `epoch`.
+    pub(super) fn retire(&self, tag: u16, epoch: u64) -> Result<(), EntryView> {
+        self.transition(tag, &[EntryState::Live], |kind| {
+            self.retire.store(epoch, Ordering::Relaxed);
+            (EntryState::Retired, tag, kind, ())
+        })
+    }
+
+    /// RETIRED → FREE: returns every version the entry still referenced (current first).
+    pub(super) fn reclaim(&self, tag: u16, guard: &Guard) -> Result<Vec<Version>, EntryView> {
+        self.transition(tag, &[EntryState::Retired], |_| {
+            let mut out: Vec<Version> = Self::decode(&self.read_locked(guard))
+                .current
+                .into_iter()
+                .collect();
+            out.extend(self.older.take_all(guard));
+            (EntryState::Free, next_tag(tag), 0, out)
+        })
+    }
+
+    /// Unlinks older versions no snapshot at `min_epoch` or later can see; returns them.
+    pub(super) fn trim(
+        &self,
+        tag: u16,
+        min_epoch: u64,
+        guard: &Guard,
+    ) -> Result<Vec<Version>, EntryView> {
+        if self.older.is_empty(guard) {
+            return Ok(Vec::new());
+        }
+        self.transition(tag, &[EntryState::Live, EntryState::Retired], |kind| {
+            let state = EntryState::from_bits(self.read_locked(guard).meta >> STATE_SHIFT);
+            let birth = self.birth.load(Ordering::Relaxed);
+            (state, tag, kind, self.older.trim(birth, min_epoch, guard))
+        })
+    }
+
+    /// Older versions, newest first.
+    pub(super) fn older_versions(&self, guard: &Guard) -> Vec<Version> {
+        self.older.versions(guard)
+    }
+
+    /// Recovery: sets a FREE entry to `state` (LIVE or RETIRED) with `tag` and `v`.
+    pub(super) fn restore(
+        &self,
+        tag: u16,
+        v: Version,
+        retire_epoch: Option<u64>,
+    ) -> Result<(), EntryView> {
+        let old = self.lock();
+        if EntryState::from_bits(old >> STATE_SHIFT) != EntryState::Free {
+            self.unlock(old);
+            return Err(self.view(&crossbeam_epoch::pin()));
+        }
+        self.store_version(&v);
+        let state = match retire_epoch {
+            Some(r) => {
+                self.retire.store(r, Ordering::Relaxed);
+                EntryState::Retired
+            }
+            None => EntryState::Live,
+        };
+        self.unlock(fields(tag, v.kind, state));
+        Ok(())
+    }
+}

@@ -1,0 +1,170 @@
+//! Checkpoints: a complete object-table image at one epoch, after which older logs can go.
+//!
+//! Steps (`design/DURABILITY.md` §6, K1–K6), writers running throughout except in K1:
+//! K1 under the commit lock: append buffered EVENTUAL records, sync the log, rotate to a new log
+//!    starting at epoch E+1, and publish a manifest naming it (the old log closed at E);
+//! K2 pin a snapshot at E so the versions it sees are not reclaimed while written;
+//! K3 make every data file durable (BALANCED payload bytes included);
+//! K4 write the checkpoint file (temp, sync, rename, directory sync);
+//! K5 publish a manifest naming the checkpoint and only the logs after E;
+//! K6 delete the old logs and the old checkpoint, which no manifest in force names any more.
+
+use std::time::Instant;
+
+use super::durable::Inner;
+use super::stats::Counters;
+use crate::checkpoint::{CheckpointEntry, CheckpointWriter};
+use crate::error::Result;
+use crate::log::log_file_name;
+use crate::meta::{DataFileRef, DeltaLogRef, MetaUpdate};
+
+/// Runs K1–K6.
+pub(crate) fn checkpoint(inner: &Inner) -> Result<()> {
+    let _one = inner.checkpoint_lock.lock();
+    inner.poison.check()?;
+    let started = Instant::now();
+    let span = tracing::info_span!("checkpoint");
+    let _enter = span.enter();
+    let engine = inner.engine();
+    let poison = |e: crate::Error| {
+        inner.poison.poison(&e);
+        e
+    };
+
+    // K1.
+    let (epoch, roots) = {
+        let mut st = inner.commit.lock();
+        let _order = inner.append_order.lock();
+        engine.flush_buffer_locked(&mut st)?;
+        inner.log.sync().map_err(poison)?;
+        let epoch = st.next_epoch - 1;
+        let current = inner.meta.current();
+        let mut manifest = (*current.manifest).clone();
+        let new_seq = manifest.counters.next_log_seq;
+        let old_bytes = inner.log.written_position().offset;
+        inner.log.rotate(new_seq, epoch + 1).map_err(poison)?;
+        if let Some(last) = manifest.delta_logs.last_mut() {
+            last.end_epoch = Some(epoch);
+            last.bytes = Some(old_bytes);
+        }
+        manifest.delta_logs.push(DeltaLogRef {
+            file: log_file_name(new_seq),
+            seq: new_seq,
+            start_epoch: epoch + 1,
+            end_epoch: None,
+            bytes: None,
+        });
+        manifest.counters.next_log_seq = new_seq + 1;
+        inner
+            .meta
+            .publish(MetaUpdate {
+                commit_epoch: epoch,
+                roots: (*st.roots).clone(),
+                manifest: Some(manifest),
+            })
+            .map_err(poison)?;
+        inner.log_bytes_at_checkpoint.store(
+            inner.log.stats().bytes_appended,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        (epoch, st.roots.clone())
+    };
+    engine.mark_durable(epoch);
+
+    // K2.
+    inner.snapshots.lock().pin(epoch);
+    let result = write_and_publish(inner, epoch, &roots);
+    inner.snapshots.unpin(epoch);
+    result?;
+    Counters::add(&inner.counters.checkpoints, 1);
+    inner.counters.checkpoint_last_us.store(
+        started.elapsed().as_micros() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    *inner.last_checkpoint.lock() = Instant::now();
+    engine.reclaim_ready();
+    Ok(())
+}
+
+fn write_and_publish(inner: &Inner, epoch: u64, roots: &crate::meta::RootCatalog) -> Result<()> {
+    let poison = |e: crate::Error| {
+        inner.poison.poison(&e);
+        e
+    };
+    // K3.
+    inner
+        .data_sync
+        .sync_through(inner.data_sync.current(), &inner.files, &inner.counters)
+        .map_err(poison)?;
+    inner.files.sync_created().map_err(poison)?;
+    inner.files.sync_written().map_err(poison)?;
+
+    // K4: entries in id order, as of `epoch`.
+    let guard = crossbeam_epoch::pin();
+    let mut entries = Vec::new();
+    inner.table.for_each(&guard, |id, _| entries.push(id));
+    let mut visible = Vec::with_capacity(entries.len());
+    for id in entries {
+        if let Ok(Some(version)) = inner.table.get_at(id, epoch, &guard) {
+            visible.push(CheckpointEntry { id, version });
+        }
+    }
+    drop(guard);
+    visible.sort_unstable_by_key(|e| e.id.raw());
+    let current = inner.meta.current();
+    let mut manifest = (*current.manifest).clone();
+    let seq = manifest.counters.next_checkpoint_seq;
+    let mut writer = CheckpointWriter::create(inner.storage.as_ref(), &inner.dir, seq, epoch)?;
+    for e in visible {
+        writer.push(e)?;
+    }
+    let info = writer.finish()?;
+
+    // K5.
+    let old_checkpoint = manifest.checkpoint.replace(info.manifest_ref());
+    let (gone, kept): (Vec<DeltaLogRef>, Vec<DeltaLogRef>) = manifest
+        .delta_logs
+        .drain(..)
+        .partition(|l| l.end_epoch.is_some_and(|end| end <= epoch));
+    manifest.delta_logs = kept;
+    manifest.counters.next_checkpoint_seq = seq + 1;
+    manifest.data_files = inner
+        .files
+        .files()
+        .into_iter()
+        .map(|(class, file, bytes)| DataFileRef {
+            class: u32::from(class),
+            seq: u64::from(file),
+            file: crate::alloc::data_file_name(class, file),
+            bytes,
+        })
+        .collect();
+    let next_data = manifest
+        .data_files
+        .iter()
+        .map(|d| d.seq + 1)
+        .max()
+        .unwrap_or(0);
+    manifest.counters.next_data_seq = manifest.counters.next_data_seq.max(next_data);
+    inner
+        .meta
+        .publish(MetaUpdate {
+            commit_epoch: current.superblock.commit_epoch.max(epoch),
+            roots: roots.clone(),
+            manifest: Some(manifest),
+        })
+        .map_err(poison)?;
+
+    // K6: no manifest in force names these any more.
+    for l in gone {
+        if let Err(e) = inner.storage.remove(&inner.dir.join(&l.file)) {
+            tracing::warn!(%e, file = %l.file, "could not remove an old log");
+        }
+    }
+    if let Some(old) = old_checkpoint
+        && let Err(e) = inner.storage.remove(&inner.dir.join(&old.file))
+    {
+        tracing::warn!(%e, file = %old.file, "could not remove an old checkpoint");
+    }
+    Ok(())
+}

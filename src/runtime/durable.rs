@@ -1,0 +1,459 @@
+//! `DurableRuntime`: the store a host data structure lives on.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use crossbeam_epoch::Guard;
+use parking_lot::{Condvar, Mutex};
+
+use super::engine::{CommitState, DataSync, Engine, Retirement, Visible};
+use super::options::{CommitPolicy, RuntimeOptions};
+use super::snapshots::SnapshotRegistry;
+use super::stats::{Counters, RuntimeStats};
+use super::txn::WriteTxn;
+use crate::alloc::{CLASS_COUNT, DataFiles, SegmentAllocator};
+use crate::codec::crc32c;
+use crate::error::{CorruptionKind, Error, Result};
+use crate::io::{LockGuard, OsStorage, Storage};
+use crate::log::DeltaLog;
+use crate::meta::{MetaStore, RootCatalog};
+use crate::object_table::{NodeId, ObjectTable, Version};
+use crate::poison::Poison;
+
+/// Everything a runtime shares between its handles, transactions and background thread.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) storage: Arc<dyn Storage>,
+    pub(crate) dir: PathBuf,
+    pub(crate) options: RuntimeOptions,
+    pub(crate) _lock: LockGuard,
+    pub(crate) meta: MetaStore,
+    pub(crate) table: ObjectTable,
+    pub(crate) alloc: SegmentAllocator,
+    pub(crate) files: DataFiles,
+    pub(crate) log: DeltaLog,
+    pub(crate) commit: Mutex<CommitState>,
+    /// Held for every log append, taken while holding `commit` (see `engine.rs`, invariant 2).
+    pub(crate) append_order: Mutex<()>,
+    pub(crate) data_sync: DataSync,
+    pub(crate) visible: ArcSwap<Visible>,
+    pub(crate) durable_epoch: AtomicU64,
+    pub(crate) snapshots: SnapshotRegistry,
+    pub(crate) reclaim: Mutex<VecDeque<Retirement>>,
+    pub(crate) poison: Poison,
+    pub(crate) counters: Counters,
+    /// One checkpoint at a time.
+    pub(crate) checkpoint_lock: Mutex<()>,
+    pub(crate) last_checkpoint: Mutex<Instant>,
+    /// Log bytes appended when the last checkpoint started.
+    pub(crate) log_bytes_at_checkpoint: AtomicU64,
+    pub(crate) checkpoint_wanted: AtomicBool,
+    pub(crate) stop: Mutex<bool>,
+    pub(crate) wake: Condvar,
+}
+
+impl Inner {
+    pub(crate) fn engine(&self) -> Engine<'_> {
+        Engine {
+            table: &self.table,
+            alloc: &self.alloc,
+            files: &self.files,
+            log: &self.log,
+            commit: &self.commit,
+            append_order: &self.append_order,
+            data_sync: &self.data_sync,
+            visible: &self.visible,
+            durable_epoch: &self.durable_epoch,
+            snapshots: &self.snapshots,
+            reclaim: &self.reclaim,
+            poison: &self.poison,
+            counters: &self.counters,
+            payload_bytes_max: self.options.balanced_payload_bytes_max,
+        }
+    }
+
+    /// Borrows a version's bytes after checking them against the CRC32C its reference carries,
+    /// so a slot that was never written, or holds another node's bytes, is reported.
+    pub(crate) fn verified<'g>(&'g self, v: &Version, guard: &'g Guard) -> Result<&'g [u8]> {
+        let bytes = self.files.read(v.location, v.len as usize, guard)?;
+        let actual = crc32c(bytes);
+        if actual != v.crc32c {
+            return Err(Error::corruption(
+                self.dir.join(crate::alloc::data_file_name(
+                    v.location.class,
+                    v.location.file,
+                )),
+                v.location.offset,
+                CorruptionKind::ChecksumMismatch {
+                    expected: v.crc32c,
+                    actual,
+                },
+            ));
+        }
+        Ok(bytes)
+    }
+
+    /// A version's bytes, checked (see [`Inner::verified`]).
+    pub(crate) fn read_version(&self, v: &Version, guard: &Guard) -> Result<Vec<u8>> {
+        self.verified(v, guard).map(<[u8]>::to_vec)
+    }
+
+    /// Asks the background thread for a checkpoint when the log has grown past the threshold.
+    pub(crate) fn after_commit(&self) {
+        let appended = self.log.stats().bytes_appended;
+        let since = appended.saturating_sub(self.log_bytes_at_checkpoint.load(Ordering::Relaxed));
+        if since >= self.options.checkpoint_log_bytes
+            && !self.checkpoint_wanted.swap(true, Ordering::AcqRel)
+        {
+            self.wake.notify_all();
+        }
+    }
+}
+
+/// A durable copy-on-write object store (see the crate docs and `design/DURABILITY.md` §6).
+#[derive(Debug)]
+pub struct DurableRuntime {
+    inner: Arc<Inner>,
+    background: Option<JoinHandle<()>>,
+}
+
+impl DurableRuntime {
+    /// Opens (or creates) the store in `dir` on the real filesystem.
+    pub fn open(dir: impl AsRef<Path>, options: RuntimeOptions) -> Result<Self> {
+        Self::open_with(Arc::new(OsStorage::new()), dir.as_ref(), options)
+    }
+
+    /// Opens (or creates) the store in `dir` on `storage`. A second open of the same directory
+    /// fails with [`Error::Locked`] while the first is alive.
+    pub fn open_with(
+        storage: Arc<dyn Storage>,
+        dir: &Path,
+        options: RuntimeOptions,
+    ) -> Result<Self> {
+        options.validate()?;
+        let inner = Arc::new(super::recovery::open(storage, dir, options)?);
+        let background = {
+            let inner = inner.clone();
+            std::thread::Builder::new()
+                .name("vellum-flusher".into())
+                .spawn(move || background_loop(&inner))
+                .map_err(|e| Error::io(crate::error::IoOp::Create, "vellum-flusher thread", e))?
+        };
+        Ok(DurableRuntime {
+            inner,
+            background: Some(background),
+        })
+    }
+
+    /// Starts a write transaction.
+    pub fn begin(&self) -> WriteTxn<'_> {
+        WriteTxn::new(&self.inner)
+    }
+
+    /// Pins the newest visible commit epoch: the snapshot sees every node as of it until dropped.
+    pub fn snapshot(&self) -> Snapshot<'_> {
+        let inner = &*self.inner;
+        let mut registry = inner.snapshots.lock();
+        let visible = inner.visible.load_full();
+        registry.pin(visible.epoch);
+        Snapshot {
+            inner,
+            epoch: visible.epoch,
+            roots: visible.roots.clone(),
+        }
+    }
+
+    /// The bytes of `id` as of the newest visible commit.
+    pub fn read(&self, id: NodeId) -> Result<Vec<u8>> {
+        self.snapshot().read(id)?.ok_or(Error::NodeNotFound {
+            id,
+            reason: "not live at the newest visible epoch",
+        })
+    }
+
+    /// The node root `name` names, as of the newest visible commit.
+    pub fn root(&self, name: &str) -> Option<NodeId> {
+        self.inner
+            .visible
+            .load()
+            .roots
+            .get(name)
+            .and_then(NodeId::from_raw)
+    }
+
+    /// Makes every commit so far durable (EVENTUAL ones included); returns the durable epoch.
+    pub fn sync(&self) -> Result<u64> {
+        self.inner.engine().sync()
+    }
+
+    /// Writes a checkpoint now and drops the logs it makes unnecessary.
+    pub fn checkpoint(&self) -> Result<()> {
+        super::checkpointing::checkpoint(&self.inner)
+    }
+
+    /// The newest commit epoch snapshots see.
+    pub fn visible_epoch(&self) -> u64 {
+        self.inner.visible.load().epoch
+    }
+
+    /// The newest commit epoch known durable.
+    pub fn durable_epoch(&self) -> u64 {
+        self.inner.durable_epoch.load(Ordering::Acquire)
+    }
+
+    /// The runtime's default commit policy.
+    pub fn policy(&self) -> CommitPolicy {
+        self.inner.options.policy
+    }
+
+    /// Counters and timings.
+    pub fn stats(&self) -> RuntimeStats {
+        let c = &self.inner.counters;
+        let log = self.inner.log.stats();
+        RuntimeStats {
+            commits: Counters::get(&c.commits),
+            conflicts: Counters::get(&c.conflicts),
+            aborts: Counters::get(&c.aborts),
+            log_syncs: log.syncs,
+            data_syncs: Counters::get(&c.data_syncs),
+            node_bytes_written: Counters::get(&c.node_bytes_written),
+            log_bytes_appended: Counters::get(&c.log_bytes_appended),
+            slots_reclaimed: Counters::get(&c.slots_reclaimed),
+            snapshots_open: self.inner.snapshots.lock().count() as u64,
+            checkpoints: Counters::get(&c.checkpoints),
+            checkpoint_last_us: Counters::get(&c.checkpoint_last_us),
+            recovery_us: Counters::get(&c.recovery_us),
+            recovery_records: Counters::get(&c.recovery_records),
+            recovery_tail_cut_offset: Counters::get(&c.recovery_tail_cut_offset),
+            recovery_tail_cut_followed_by_valid: Counters::get(
+                &c.recovery_tail_cut_followed_by_valid,
+            ) != 0,
+            class_used_bytes: (0..CLASS_COUNT as u8)
+                .map(|k| self.inner.alloc.space(k).used_bytes)
+                .collect(),
+            class_segment_bytes: (0..CLASS_COUNT as u8)
+                .map(|k| self.inner.alloc.space(k).segment_bytes)
+                .collect(),
+        }
+    }
+
+    /// Ids of every node live at the newest visible epoch, in id order.
+    pub fn node_ids(&self) -> Vec<NodeId> {
+        let snap = self.snapshot();
+        let guard = crossbeam_epoch::pin();
+        let mut ids = Vec::new();
+        self.inner.table.for_each(&guard, |id, _| {
+            if matches!(self.inner.table.get_at(id, snap.epoch, &guard), Ok(Some(_))) {
+                ids.push(id);
+            }
+        });
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Checks the store's invariants and returns how many nodes and bytes it checked: every live
+    /// node's bytes match their checksum; every version the object table references (current or
+    /// kept for snapshots) has an allocated slot; no two share a slot; and, when no transaction is
+    /// in flight, no allocated slot is without an owner (a leak).
+    pub fn verify(&self) -> Result<(u64, u64)> {
+        let inner = &*self.inner;
+        let guard = crossbeam_epoch::pin();
+        let mut versions = Vec::new();
+        inner.table.for_each(&guard, |id, view| {
+            if let Some(v) = view.current {
+                versions.push((id, v));
+            }
+            if let Ok(older) = inner.table.older_versions(id, &guard) {
+                versions.extend(older.into_iter().map(|v| (id, v)));
+            }
+        });
+        let invalid = |reason: String| {
+            Error::corruption(
+                inner.dir.clone(),
+                0,
+                CorruptionKind::InvalidDocument { reason },
+            )
+        };
+        let mut bytes = 0u64;
+        let mut nodes = 0u64;
+        let mut slots: Vec<_> = versions.iter().map(|(id, v)| (v.location, *id)).collect();
+        for (id, v) in &versions {
+            if !inner.alloc.is_allocated(v.location) {
+                return Err(invalid(format!(
+                    "{id}: slot {:?} is not allocated",
+                    v.location
+                )));
+            }
+            if let Ok(current) = inner.table.get(*id, &guard)
+                && current == *v
+            {
+                inner.verified(v, &guard)?;
+                nodes += 1;
+                bytes += u64::from(v.len);
+            }
+        }
+        slots.sort_unstable();
+        for pair in slots.windows(2) {
+            if pair[0].0 == pair[1].0 {
+                return Err(invalid(format!(
+                    "{} and {} share slot {:?}",
+                    pair[0].1, pair[1].1, pair[0].0
+                )));
+            }
+        }
+        let allocated: u64 = (0..CLASS_COUNT as u8)
+            .map(|c| inner.alloc.space(c).used_slots)
+            .sum();
+        if allocated != slots.len() as u64 {
+            return Err(invalid(format!(
+                "{allocated} slots allocated but {} referenced (a leak or a missing slot)",
+                slots.len()
+            )));
+        }
+        Ok((nodes, bytes))
+    }
+
+    /// True once a failed sync stopped all writes.
+    pub fn is_poisoned(&self) -> bool {
+        self.inner.poison.is_poisoned()
+    }
+
+    /// Flushes EVENTUAL commits and stops the background thread.
+    pub fn close(mut self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<()> {
+        *self.inner.stop.lock() = true;
+        self.inner.wake.notify_all();
+        if let Some(h) = self.background.take() {
+            let _ = h.join();
+        }
+        if self.inner.poison.is_poisoned() {
+            return Ok(());
+        }
+        self.inner.engine().sync().map(|_| ())
+    }
+}
+
+impl Drop for DurableRuntime {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            tracing::error!(%e, "flushing on close failed");
+        }
+    }
+}
+
+/// Flushes EVENTUAL commits on their interval and runs checkpoints when asked.
+fn background_loop(inner: &Inner) {
+    loop {
+        {
+            let mut stop = inner.stop.lock();
+            if *stop {
+                return;
+            }
+            inner
+                .wake
+                .wait_for(&mut stop, inner.options.eventual_flush_interval);
+            if *stop {
+                return;
+            }
+        }
+        if inner.poison.is_poisoned() {
+            continue;
+        }
+        let buffered = !inner.commit.lock().buffer.is_empty();
+        if buffered && let Err(e) = inner.engine().sync() {
+            tracing::error!(%e, "background flush failed");
+        }
+        inner.engine().reclaim_ready();
+        let by_time = inner
+            .options
+            .checkpoint_interval
+            .is_some_and(|d| inner.last_checkpoint.lock().elapsed() >= d);
+        if (inner.checkpoint_wanted.swap(false, Ordering::AcqRel) || by_time)
+            && let Err(e) = super::checkpointing::checkpoint(inner)
+        {
+            tracing::error!(%e, "background checkpoint failed");
+        }
+    }
+}
+
+/// A consistent view of the store at one commit epoch. Readers never block writers.
+#[derive(Debug)]
+pub struct Snapshot<'rt> {
+    inner: &'rt Inner,
+    epoch: u64,
+    roots: Arc<RootCatalog>,
+}
+
+impl Snapshot<'_> {
+    /// The commit epoch this snapshot sees.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The bytes of `id` as of this snapshot: `None` if it did not exist (or was retired) at the
+    /// snapshot's epoch; an error for a stale id or bytes that fail their checksum.
+    pub fn read(&self, id: NodeId) -> Result<Option<Vec<u8>>> {
+        let guard = crossbeam_epoch::pin();
+        match self.inner.table.get_at(id, self.epoch, &guard)? {
+            Some(v) => self.inner.read_version(&v, &guard).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Calls `f` with the bytes of `id` without copying them (checksum verified first).
+    pub fn with_node<R>(&self, id: NodeId, f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>> {
+        let guard = crossbeam_epoch::pin();
+        let Some(v) = self.inner.table.get_at(id, self.epoch, &guard)? else {
+            return Ok(None);
+        };
+        Ok(Some(f(self.inner.verified(&v, &guard)?)))
+    }
+
+    /// The node root `name` named at this snapshot's epoch.
+    pub fn root(&self, name: &str) -> Option<NodeId> {
+        self.roots.get(name).and_then(NodeId::from_raw)
+    }
+
+    /// A reader for a batch of reads: it holds one epoch guard, so each read skips pinning.
+    /// Keep it for a batch, not for long: a held guard delays the unmapping of evicted windows
+    /// and the freeing of unlinked versions.
+    pub fn reader(&self) -> SnapshotReader<'_> {
+        SnapshotReader {
+            snapshot: self,
+            guard: crossbeam_epoch::pin(),
+        }
+    }
+}
+
+/// Reads of one snapshot under one epoch guard (see [`Snapshot::reader`]).
+#[derive(Debug)]
+pub struct SnapshotReader<'s> {
+    snapshot: &'s Snapshot<'s>,
+    guard: Guard,
+}
+
+impl SnapshotReader<'_> {
+    /// Borrows the bytes of `id` as of the snapshot, checksum verified: `None` if it did not
+    /// exist (or was retired) at the snapshot's epoch.
+    pub fn get(&self, id: NodeId) -> Result<Option<&[u8]>> {
+        let inner = self.snapshot.inner;
+        match inner.table.get_at(id, self.snapshot.epoch, &self.guard)? {
+            Some(v) => inner.verified(&v, &self.guard).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+impl Drop for Snapshot<'_> {
+    fn drop(&mut self) {
+        self.inner.snapshots.unpin(self.epoch);
+    }
+}

@@ -1,0 +1,408 @@
+//! The commit engine: ordering, durability per policy, visibility and reclamation.
+//!
+//! Invariants (the numbered steps they protect are in `design/DURABILITY.md` §6):
+//! 1. Records reach the log file in commit-epoch order, and a record is appended only once every
+//!    node it references without a payload is durable in the data files. So the log never holds
+//!    a record whose bytes a crash could lose, and a replayed prefix is a prefix of commits.
+//! 2. An EVENTUAL record waits in memory (`buffer`) until a flush; a STRICT/BALANCED commit
+//!    appends the buffer before its own record, so order holds across policies. Every append
+//!    happens under `append_order`, which is taken while holding the commit lock (hand over
+//!    hand), so append order is commit order even when a flush appends after releasing the
+//!    commit lock (EVENTUAL commits go on meanwhile).
+//! 3. A commit is applied to the object table under the commit lock, after its record was
+//!    appended (STRICT/BALANCED: a full disk then fails the commit with nothing applied).
+//! 4. Snapshots see an epoch only once it is visible: STRICT/BALANCED commits once durable,
+//!    EVENTUAL commits once applied (visibility never passes an epoch a reader could miss).
+//! 5. A superseded or retired version's slot is freed only when its superseding epoch is durable
+//!    and no registered snapshot is older than that epoch.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+
+use super::options::CommitPolicy;
+use super::record::{NodeVersionRef, OpRef, encode_record};
+use super::snapshots::SnapshotRegistry;
+use super::stats::Counters;
+use crate::alloc::{DataFiles, SegmentAllocator};
+use crate::error::{Error, Result};
+use crate::log::DeltaLog;
+use crate::meta::RootCatalog;
+use crate::object_table::{NodeId, ObjectTable, Version};
+use crate::poison::Poison;
+
+/// What snapshots see: the newest visible epoch and the roots as of it.
+#[derive(Debug)]
+pub(crate) struct Visible {
+    pub(crate) epoch: u64,
+    pub(crate) roots: Arc<RootCatalog>,
+}
+
+/// A version a commit superseded or a node it retired, waiting to be freed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Retirement {
+    pub(crate) epoch: u64,
+    pub(crate) id: NodeId,
+    pub(crate) whole_node: bool,
+}
+
+/// State changed only under the commit lock.
+#[derive(Debug)]
+pub(crate) struct CommitState {
+    pub(crate) next_epoch: u64,
+    pub(crate) roots: Arc<RootCatalog>,
+    /// EVENTUAL records not yet in the log file, in epoch order.
+    pub(crate) buffer: Vec<(u64, Vec<u8>)>,
+    /// Whether a buffered record references node bytes that are not yet durable.
+    pub(crate) buffer_needs_data: bool,
+    /// Applied STRICT/BALANCED commits not yet visible: epoch and roots after it.
+    pub(crate) unpublished: VecDeque<(u64, Arc<RootCatalog>)>,
+}
+
+/// Groups data-file syncs the way the log groups log syncs: a sync covers every write whose
+/// generation was taken before it started.
+#[derive(Debug, Default)]
+pub(crate) struct DataSync {
+    written: AtomicU64,
+    synced: Mutex<u64>,
+}
+
+impl DataSync {
+    /// Call after writing node bytes; the returned generation is what a sync must cover.
+    pub(crate) fn note_written(&self) -> u64 {
+        self.written.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// The generation of every write so far.
+    pub(crate) fn current(&self) -> u64 {
+        self.written.load(Ordering::Acquire)
+    }
+
+    /// Returns once every write up to generation `gen` is durable (one sync serves many callers).
+    pub(crate) fn sync_through(
+        &self,
+        generation: u64,
+        files: &DataFiles,
+        counters: &Counters,
+    ) -> Result<()> {
+        let mut synced = self.synced.lock();
+        if *synced >= generation {
+            return Ok(());
+        }
+        let target = self.written.load(Ordering::Acquire);
+        files.sync_created()?;
+        files.sync_written()?;
+        *synced = target;
+        Counters::add(&counters.data_syncs, 1);
+        Ok(())
+    }
+}
+
+/// A node version a transaction wrote, ready to commit.
+#[derive(Debug, Clone)]
+pub(crate) struct StagedNode {
+    pub(crate) id: NodeId,
+    pub(crate) version: Version,
+    pub(crate) is_new: bool,
+    /// Birth of the version the transaction replaced (for conflict detection); `None` for new.
+    pub(crate) base_birth: Option<u64>,
+    /// The node's bytes, kept only when small enough to travel in the record.
+    pub(crate) small_bytes: Option<Vec<u8>>,
+}
+
+/// Root catalog changes of a transaction.
+#[derive(Debug, Clone)]
+pub(crate) enum RootChange {
+    Set(String, NodeId),
+    Remove(String),
+}
+
+/// Everything a transaction hands to commit.
+#[derive(Debug, Default)]
+pub(crate) struct Staged {
+    pub(crate) nodes: Vec<StagedNode>,
+    pub(crate) retires: Vec<(NodeId, u64)>,
+    pub(crate) roots: Vec<RootChange>,
+    /// Data-sync generation of the transaction's last node write.
+    pub(crate) data_generation: u64,
+}
+
+/// The parts of the runtime the engine works on.
+pub(crate) struct Engine<'a> {
+    pub(crate) table: &'a ObjectTable,
+    pub(crate) alloc: &'a SegmentAllocator,
+    pub(crate) files: &'a DataFiles,
+    pub(crate) log: &'a DeltaLog,
+    pub(crate) commit: &'a Mutex<CommitState>,
+    pub(crate) append_order: &'a Mutex<()>,
+    pub(crate) data_sync: &'a DataSync,
+    pub(crate) visible: &'a ArcSwap<Visible>,
+    pub(crate) durable_epoch: &'a AtomicU64,
+    pub(crate) snapshots: &'a SnapshotRegistry,
+    pub(crate) reclaim: &'a Mutex<VecDeque<Retirement>>,
+    pub(crate) poison: &'a Poison,
+    pub(crate) counters: &'a Counters,
+    pub(crate) payload_bytes_max: usize,
+}
+
+fn conflict(id: NodeId) -> Error {
+    Error::Conflict { id }
+}
+
+impl Engine<'_> {
+    /// Fails with `Poisoned` (after recording `e` as the cause) for errors that leave durable
+    /// state unknown.
+    fn poison_with(&self, e: Error) -> Error {
+        if matches!(e, Error::Poisoned { .. }) {
+            return e;
+        }
+        self.poison.poison(&e);
+        e
+    }
+
+    /// Commits `staged` under `policy`; returns the commit epoch once the policy holds.
+    pub(crate) fn commit(&self, staged: &Staged, policy: CommitPolicy) -> Result<u64> {
+        self.poison.check()?;
+        let payload_max = match policy {
+            CommitPolicy::Strict => 0,
+            CommitPolicy::Balanced | CommitPolicy::Eventual => self.payload_bytes_max,
+        };
+        let needs_data = staged
+            .nodes
+            .iter()
+            .any(|n| n.version.len as usize > payload_max || n.small_bytes.is_none());
+        // Step C1: bytes that travel without a payload are made durable before the record exists.
+        if policy != CommitPolicy::Eventual && needs_data {
+            self.data_sync
+                .sync_through(staged.data_generation, self.files, self.counters)
+                .map_err(|e| self.poison_with(e))?;
+        }
+
+        let mut st = self.commit.lock();
+        self.poison.check()?;
+        // Step C2: first committer wins.
+        let guard = crossbeam_epoch::pin();
+        for n in staged.nodes.iter().filter(|n| !n.is_new) {
+            let current = self.table.get(n.id, &guard).map_err(|_| conflict(n.id))?;
+            if Some(current.birth) != n.base_birth {
+                return Err(conflict(n.id));
+            }
+        }
+        for (id, base) in &staged.retires {
+            let current = self.table.get(*id, &guard).map_err(|_| conflict(*id))?;
+            if current.birth != *base {
+                return Err(conflict(*id));
+            }
+        }
+        let epoch = st.next_epoch;
+        let ops: Vec<OpRef<'_>> = staged
+            .nodes
+            .iter()
+            .map(|n| {
+                let payload = n.small_bytes.as_deref().filter(|b| b.len() <= payload_max);
+                let v = NodeVersionRef {
+                    id: n.id,
+                    location: n.version.location,
+                    len: n.version.len,
+                    crc32c: n.version.crc32c,
+                    kind: n.version.kind,
+                    payload,
+                };
+                if n.is_new {
+                    OpRef::New(v)
+                } else {
+                    OpRef::Update(v)
+                }
+            })
+            .chain(staged.retires.iter().map(|(id, _)| OpRef::Retire(*id)))
+            .chain(staged.roots.iter().map(|r| match r {
+                RootChange::Set(name, id) => OpRef::SetRoot(name, *id),
+                RootChange::Remove(name) => OpRef::DelRoot(name),
+            }))
+            .collect();
+        let body = encode_record(epoch, &ops)?;
+        Counters::add(&self.counters.log_bytes_appended, body.len() as u64);
+
+        // Step C3: the record joins the log in epoch order (EVENTUAL: the in-memory buffer).
+        let position = if policy == CommitPolicy::Eventual {
+            st.buffer.push((epoch, body));
+            st.buffer_needs_data |= needs_data;
+            None
+        } else {
+            let _order = self.append_order.lock();
+            self.flush_buffer_locked(&mut st)?;
+            // A full disk here fails the commit with nothing applied (the log is not poisoned by
+            // a failed preallocation).
+            Some(self.log.append(&body)?)
+        };
+
+        // Step C4: apply in memory.
+        let mut roots = st.roots.clone();
+        if !staged.roots.is_empty() {
+            let mut next = (*roots).clone();
+            for r in &staged.roots {
+                match r {
+                    RootChange::Set(name, id) => {
+                        next.insert(name, id.raw())?;
+                    }
+                    RootChange::Remove(name) => {
+                        next.remove(name);
+                    }
+                }
+            }
+            roots = Arc::new(next);
+        }
+        let mut retired = Vec::new();
+        for n in &staged.nodes {
+            let v = Version {
+                birth: epoch,
+                ..n.version
+            };
+            if n.is_new {
+                self.table.publish(n.id, v)?;
+            } else {
+                self.table.update(n.id, v, &guard)?;
+                retired.push(Retirement {
+                    epoch,
+                    id: n.id,
+                    whole_node: false,
+                });
+            }
+        }
+        for (id, _) in &staged.retires {
+            self.table.retire(*id, epoch)?;
+            retired.push(Retirement {
+                epoch,
+                id: *id,
+                whole_node: true,
+            });
+        }
+        st.roots = roots.clone();
+        st.next_epoch += 1;
+        if policy == CommitPolicy::Eventual {
+            self.publish_locked(&mut st, epoch, Some(roots));
+        } else {
+            st.unpublished.push_back((epoch, roots));
+        }
+        drop(st);
+        self.reclaim.lock().extend(retired);
+
+        // Step C5: durability by group commit.
+        if let Some(pos) = position {
+            self.log.sync_to(pos).map_err(|e| self.poison_with(e))?;
+            self.mark_durable(epoch);
+        }
+        Counters::add(&self.counters.commits, 1);
+        self.reclaim_ready();
+        Ok(epoch)
+    }
+
+    /// Appends every buffered EVENTUAL record. Caller holds the commit lock and `append_order`.
+    pub(crate) fn flush_buffer_locked(&self, st: &mut CommitState) -> Result<()> {
+        let bodies = std::mem::take(&mut st.buffer);
+        let needs_data = std::mem::take(&mut st.buffer_needs_data);
+        self.append_buffered(bodies, needs_data)
+    }
+
+    /// Steps F1–F2: makes the buffered records' node bytes durable if they need it, then appends
+    /// the records. Caller holds `append_order` (taken while holding the commit lock when the
+    /// records were taken out of the buffer). Failure poisons: those commits were acknowledged.
+    fn append_buffered(&self, bodies: Vec<(u64, Vec<u8>)>, needs_data: bool) -> Result<()> {
+        if bodies.is_empty() {
+            return Ok(());
+        }
+        if needs_data {
+            self.data_sync
+                .sync_through(self.data_sync.current(), self.files, self.counters)
+                .map_err(|e| self.poison_with(e))?;
+        }
+        for (_, body) in &bodies {
+            self.log.append(body).map_err(|e| self.poison_with(e))?;
+        }
+        Ok(())
+    }
+
+    /// Makes every commit so far durable; returns the durable epoch.
+    pub(crate) fn sync(&self) -> Result<u64> {
+        self.poison.check()?;
+        let (order, bodies, needs_data, epoch) = {
+            let mut st = self.commit.lock();
+            let bodies = std::mem::take(&mut st.buffer);
+            let needs_data = std::mem::take(&mut st.buffer_needs_data);
+            // Hand over hand: the order lock is taken before the commit lock is released.
+            let order = self.append_order.lock();
+            (order, bodies, needs_data, st.next_epoch - 1)
+        };
+        self.append_buffered(bodies, needs_data)?;
+        let pos = self.log.written_position();
+        drop(order);
+        self.log.sync_to(pos).map_err(|e| self.poison_with(e))?;
+        self.mark_durable(epoch);
+        self.reclaim_ready();
+        Ok(epoch)
+    }
+
+    /// Records that every commit up to `epoch` is durable and makes them visible.
+    pub(crate) fn mark_durable(&self, epoch: u64) {
+        self.durable_epoch.fetch_max(epoch, Ordering::AcqRel);
+        let mut st = self.commit.lock();
+        self.publish_locked(&mut st, epoch, None);
+    }
+
+    /// Makes epochs up to `epoch` visible. `roots` are the roots after `epoch` when the caller
+    /// knows them (EVENTUAL apply); otherwise they come from the unpublished queue.
+    fn publish_locked(&self, st: &mut CommitState, epoch: u64, roots: Option<Arc<RootCatalog>>) {
+        let mut latest: Option<(u64, Arc<RootCatalog>)> = None;
+        while st.unpublished.front().is_some_and(|(e, _)| *e <= epoch) {
+            latest = st.unpublished.pop_front();
+        }
+        let current = self.visible.load();
+        let (new_epoch, new_roots) = match (roots, latest) {
+            (Some(r), _) => (epoch, r),
+            (None, Some((e, r))) => (e, r),
+            (None, None) => return,
+        };
+        if new_epoch > current.epoch {
+            let _registry = self.snapshots.lock();
+            self.visible.store(Arc::new(Visible {
+                epoch: new_epoch,
+                roots: new_roots,
+            }));
+        }
+    }
+
+    /// Frees what no snapshot can read any more and whose retirement is durable.
+    pub(crate) fn reclaim_ready(&self) {
+        let limit = {
+            let registry = self.snapshots.lock();
+            let visible = self.visible.load().epoch;
+            let durable = self.durable_epoch.load(Ordering::Acquire);
+            registry
+                .oldest()
+                .unwrap_or(u64::MAX)
+                .min(visible)
+                .min(durable)
+        };
+        let Some(mut queue) = self.reclaim.try_lock() else {
+            return;
+        };
+        let guard = crossbeam_epoch::pin();
+        while queue.front().is_some_and(|r| r.epoch <= limit) {
+            let Some(r) = queue.pop_front() else { break };
+            let freed = if r.whole_node {
+                self.table.reclaim(r.id, &guard)
+            } else {
+                self.table.trim(r.id, limit, &guard)
+            };
+            // A stale id means a later retirement already freed everything.
+            for v in freed.unwrap_or_default() {
+                if self.alloc.free(v.location).is_ok() {
+                    Counters::add(&self.counters.slots_reclaimed, 1);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! The durable runtime: transactions, commit policies, snapshots, checkpoints and recovery.
+//!
+//! - [`DurableRuntime`] (`durable.rs`): open or create a store, begin transactions, take
+//!   snapshots, sync, checkpoint, read counters;
+//! - [`WriteTxn`] (`txn.rs`): copy-on-write node versions, retirements and root changes,
+//!   committed as a unit under a [`CommitPolicy`];
+//! - `engine.rs`: commit ordering, group durability, visibility and reclamation;
+//! - `recovery.rs` and `checkpointing.rs`: the protocols of `design/DURABILITY.md` §6;
+//! - `record.rs`: [`CommitRecord`], the body of the delta-log frame one commit writes
+//!   (`design/FORMAT.md` §6).
+
+mod checkpointing;
+mod durable;
+mod engine;
+mod options;
+mod record;
+mod recovery;
+mod snapshots;
+mod stats;
+mod txn;
+
+pub use durable::{DurableRuntime, Snapshot, SnapshotReader};
+pub use options::{CommitPolicy, RuntimeOptions};
+pub use record::*;
+pub use recovery::LOCK_FILE;
+pub use stats::RuntimeStats;
+pub use txn::WriteTxn;

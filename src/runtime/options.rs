@@ -1,0 +1,91 @@
+//! Runtime settings, with defaults and validation.
+
+use std::time::Duration;
+
+use crate::alloc::DataFileOptions;
+use crate::error::{Error, Result};
+use crate::log::LogOptions;
+
+/// When a commit is acknowledged (see `design/DURABILITY.md` §6 for the numbered steps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CommitPolicy {
+    /// Node bytes are made durable in the data files, then the commit record is appended and the
+    /// log synced; then the commit returns.
+    Strict,
+    /// Nodes up to `balanced_payload_bytes_max` travel inside the commit record, so a small commit
+    /// costs one log sync; larger nodes are made durable in the data files first.
+    #[default]
+    Balanced,
+    /// The commit returns once it is published in memory; a background flusher makes commits
+    /// durable within `eventual_flush_interval`. After a crash the state is a prefix of the commit
+    /// order.
+    Eventual,
+}
+
+/// Settings of a [`super::DurableRuntime`].
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// The policy of commits that do not name one.
+    pub policy: CommitPolicy,
+    /// Largest node that BALANCED (and EVENTUAL) commits carry inside the log record. Default 4 KiB.
+    pub balanced_payload_bytes_max: usize,
+    /// How long an EVENTUAL commit may stay volatile. Default 10 ms.
+    pub eventual_flush_interval: Duration,
+    /// Log bytes since the last checkpoint that trigger a new one. Default 64 MiB.
+    pub checkpoint_log_bytes: u64,
+    /// Time since the last checkpoint that triggers a new one (`None`: only by log bytes or on
+    /// request). Default `None`.
+    pub checkpoint_interval: Option<Duration>,
+    /// Data files and mapped windows.
+    pub data: DataFileOptions,
+    /// Delta log.
+    pub log: LogOptions,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions {
+            policy: CommitPolicy::default(),
+            balanced_payload_bytes_max: 4 << 10,
+            eventual_flush_interval: Duration::from_millis(10),
+            checkpoint_log_bytes: 64 << 20,
+            checkpoint_interval: None,
+            data: DataFileOptions::default(),
+            log: LogOptions::default(),
+        }
+    }
+}
+
+impl RuntimeOptions {
+    /// Checks every setting; the error names the one that is wrong.
+    pub fn validate(&self) -> Result<()> {
+        self.data.validate()?;
+        self.log.validate()?;
+        if self.balanced_payload_bytes_max > (1 << 20) {
+            return Err(Error::InvalidArgument(format!(
+                "balanced_payload_bytes_max must be at most 1 MiB, got {}",
+                self.balanced_payload_bytes_max
+            )));
+        }
+        if self.eventual_flush_interval.is_zero()
+            || self.eventual_flush_interval > Duration::from_secs(60)
+        {
+            return Err(Error::InvalidArgument(format!(
+                "eventual_flush_interval must be within (0, 60 s], got {:?}",
+                self.eventual_flush_interval
+            )));
+        }
+        if self.checkpoint_log_bytes < (1 << 20) {
+            return Err(Error::InvalidArgument(format!(
+                "checkpoint_log_bytes must be at least 1 MiB, got {}",
+                self.checkpoint_log_bytes
+            )));
+        }
+        if self.checkpoint_interval.is_some_and(|d| d.is_zero()) {
+            return Err(Error::InvalidArgument(
+                "checkpoint_interval must not be zero".into(),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,70 @@
+//! Counters and timings a runtime exposes, readable as a struct.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A copy of the runtime's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuntimeStats {
+    /// Commits acknowledged.
+    pub commits: u64,
+    /// Commits refused because another transaction wrote the same node first.
+    pub conflicts: u64,
+    /// Transactions dropped or aborted without committing.
+    pub aborts: u64,
+    /// Log `fdatasync` calls (group commit shares them between commits).
+    pub log_syncs: u64,
+    /// Data-file sync rounds (each syncs every data file written since the previous round).
+    pub data_syncs: u64,
+    /// Bytes of node versions written to data files.
+    pub node_bytes_written: u64,
+    /// Bytes of commit records appended to the log.
+    pub log_bytes_appended: u64,
+    /// Slots freed by reclamation.
+    pub slots_reclaimed: u64,
+    /// Snapshots open now.
+    pub snapshots_open: u64,
+    /// Checkpoints completed.
+    pub checkpoints: u64,
+    /// Duration of the last checkpoint, in microseconds.
+    pub checkpoint_last_us: u64,
+    /// Duration of the recovery that opened this runtime, in microseconds.
+    pub recovery_us: u64,
+    /// Commit records replayed by that recovery.
+    pub recovery_records: u64,
+    /// Offset in the last delta log where that recovery cut a bad tail (0: none).
+    pub recovery_tail_cut_offset: u64,
+    /// Whether intact frames followed the cut (a torn unsynced batch, or damage: fsck tells).
+    pub recovery_tail_cut_followed_by_valid: bool,
+    /// Live bytes per size class (bytes of allocated slots).
+    pub class_used_bytes: Vec<u64>,
+    /// Bytes of segments per size class (allocated or not); minus used bytes, what is dead or free.
+    pub class_segment_bytes: Vec<u64>,
+}
+
+/// The live counters.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) commits: AtomicU64,
+    pub(crate) conflicts: AtomicU64,
+    pub(crate) aborts: AtomicU64,
+    pub(crate) data_syncs: AtomicU64,
+    pub(crate) node_bytes_written: AtomicU64,
+    pub(crate) log_bytes_appended: AtomicU64,
+    pub(crate) slots_reclaimed: AtomicU64,
+    pub(crate) checkpoints: AtomicU64,
+    pub(crate) checkpoint_last_us: AtomicU64,
+    pub(crate) recovery_us: AtomicU64,
+    pub(crate) recovery_records: AtomicU64,
+    pub(crate) recovery_tail_cut_offset: AtomicU64,
+    pub(crate) recovery_tail_cut_followed_by_valid: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,250 @@
+//! Write transactions: copy-on-write node versions, retirements and root changes, committed as
+//! one unit or not at all.
+//!
+//! Invariants:
+//! 1. Every slot a transaction allocates is either published by its commit or freed by its abort
+//!    (explicit or on drop); every id it reserves is either published or given back.
+//! 2. Nothing a transaction does is visible to others before its commit (new ids stay RESERVED,
+//!    new versions sit in slots no entry names).
+
+use std::collections::HashMap;
+
+use super::durable::Inner;
+use super::engine::{RootChange, Staged, StagedNode};
+use super::options::CommitPolicy;
+use super::stats::Counters;
+use crate::alloc::{SLOT_BYTES_MAX, class_for_len};
+use crate::codec::crc32c;
+use crate::error::{Error, Result};
+use crate::object_table::{NodeId, Version};
+
+/// A write transaction. Dropping it without committing aborts it.
+#[derive(Debug)]
+pub struct WriteTxn<'rt> {
+    rt: &'rt Inner,
+    staged: Staged,
+    index: HashMap<NodeId, usize>,
+    done: bool,
+}
+
+impl<'rt> WriteTxn<'rt> {
+    pub(crate) fn new(rt: &'rt Inner) -> Self {
+        WriteTxn {
+            rt,
+            staged: Staged::default(),
+            index: HashMap::new(),
+            done: false,
+        }
+    }
+
+    /// Writes `bytes` into a fresh slot; returns the version (birth set at commit).
+    fn place(&mut self, bytes: &[u8], kind: u8) -> Result<Version> {
+        if bytes.len() as u64 > SLOT_BYTES_MAX {
+            return Err(Error::InvalidArgument(format!(
+                "a node holds at most {SLOT_BYTES_MAX} bytes, got {}",
+                bytes.len()
+            )));
+        }
+        let class = class_for_len(bytes.len() as u64).ok_or_else(|| {
+            Error::InvalidArgument(format!("no size class for {} bytes", bytes.len()))
+        })?;
+        let location = self.rt.files.allocate_slot(&self.rt.alloc, class)?;
+        if let Err(e) = self.rt.files.write(location, bytes) {
+            let _ = self.rt.alloc.free(location);
+            return Err(e);
+        }
+        self.staged.data_generation = self.rt.data_sync.note_written();
+        Counters::add(&self.rt.counters.node_bytes_written, bytes.len() as u64);
+        Ok(Version {
+            location,
+            len: bytes.len() as u32,
+            crc32c: crc32c(bytes),
+            kind,
+            birth: 0,
+        })
+    }
+
+    fn small_copy(&self, bytes: &[u8]) -> Option<Vec<u8>> {
+        (bytes.len() <= self.rt.options.balanced_payload_bytes_max).then(|| bytes.to_vec())
+    }
+
+    /// Creates a node holding `bytes`; its id is usable at once within this transaction and by
+    /// everyone after the commit.
+    pub fn alloc(&mut self, kind: u8, bytes: &[u8]) -> Result<NodeId> {
+        self.rt.poison.check()?;
+        let id = self.rt.table.reserve()?;
+        let version = match self.place(bytes, kind) {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = self.rt.table.abort(id);
+                return Err(e);
+            }
+        };
+        let small_bytes = self.small_copy(bytes);
+        self.index.insert(id, self.staged.nodes.len());
+        self.staged.nodes.push(StagedNode {
+            id,
+            version,
+            is_new: true,
+            base_birth: None,
+            small_bytes,
+        });
+        Ok(id)
+    }
+
+    /// Writes a new version of `id` (copy-on-write: new bytes in a new slot, same id). If another
+    /// transaction commits a version of `id` first, this commit fails with `Conflict`.
+    pub fn write(&mut self, id: NodeId, bytes: &[u8]) -> Result<()> {
+        self.rt.poison.check()?;
+        if let Some(&i) = self.index.get(&id) {
+            let kind = self.staged.nodes[i].version.kind;
+            let version = self.place(bytes, kind)?;
+            let old = std::mem::replace(&mut self.staged.nodes[i].version, version);
+            let _ = self.rt.alloc.free(old.location);
+            self.staged.nodes[i].small_bytes = self.small_copy(bytes);
+            return Ok(());
+        }
+        let guard = crossbeam_epoch::pin();
+        let base = self.rt.table.get(id, &guard)?;
+        drop(guard);
+        let version = self.place(bytes, base.kind)?;
+        let small_bytes = self.small_copy(bytes);
+        self.index.insert(id, self.staged.nodes.len());
+        self.staged.nodes.push(StagedNode {
+            id,
+            version,
+            is_new: false,
+            base_birth: Some(base.birth),
+            small_bytes,
+        });
+        Ok(())
+    }
+
+    /// Retires `id` at commit: it stays readable by snapshots older than the commit, and its
+    /// space is reclaimed once none remains.
+    pub fn retire(&mut self, id: NodeId) -> Result<()> {
+        self.rt.poison.check()?;
+        if let Some(i) = self.index.remove(&id) {
+            let node = self.staged.nodes.swap_remove(i);
+            if let Some(moved) = self.staged.nodes.get(i) {
+                self.index.insert(moved.id, i);
+            }
+            let _ = self.rt.alloc.free(node.version.location);
+            if node.is_new {
+                // Created and retired in one transaction: it never existed.
+                return self.rt.table.abort(id);
+            }
+            if let Some(base) = node.base_birth {
+                self.staged.retires.push((id, base));
+            }
+            return Ok(());
+        }
+        if self.staged.retires.iter().any(|(r, _)| *r == id) {
+            return Ok(());
+        }
+        let guard = crossbeam_epoch::pin();
+        let base = self.rt.table.get(id, &guard)?;
+        self.staged.retires.push((id, base.birth));
+        Ok(())
+    }
+
+    /// Names `id` as root `name` at commit (names: 1 to 47 bytes of UTF-8, at most 64 roots).
+    /// A later change to the same name in this transaction replaces this one.
+    pub fn set_root(&mut self, name: &str, id: NodeId) -> Result<()> {
+        crate::meta::RootCatalog::check_entry(name, id.raw())?;
+        self.change_root(RootChange::Set(name.to_owned(), id));
+        Ok(())
+    }
+
+    /// Removes root `name` at commit.
+    pub fn remove_root(&mut self, name: &str) -> Result<()> {
+        crate::meta::RootCatalog::check_entry(name, 1)?;
+        self.change_root(RootChange::Remove(name.to_owned()));
+        Ok(())
+    }
+
+    /// Records a root change; the record carries at most one change per name, the last.
+    fn change_root(&mut self, change: RootChange) {
+        let name = |c: &RootChange| match c {
+            RootChange::Set(n, _) | RootChange::Remove(n) => n.clone(),
+        };
+        let new_name = name(&change);
+        self.staged.roots.retain(|c| name(c) != new_name);
+        self.staged.roots.push(change);
+    }
+
+    /// The bytes of `id` as this transaction sees them: its own write, or the latest commit.
+    pub fn read(&self, id: NodeId) -> Result<Vec<u8>> {
+        let guard = crossbeam_epoch::pin();
+        let version = match self.index.get(&id) {
+            Some(&i) => self.staged.nodes[i].version,
+            None => self.rt.table.get(id, &guard)?,
+        };
+        self.rt.read_version(&version, &guard)
+    }
+
+    /// Commits with the runtime's default policy; returns the commit epoch.
+    pub fn commit(self) -> Result<u64> {
+        let policy = self.rt.options.policy;
+        self.commit_with(policy)
+    }
+
+    /// Commits with `policy`; returns the commit epoch once the policy holds. On error nothing
+    /// of the transaction is visible and its reservations are released.
+    pub fn commit_with(mut self, policy: CommitPolicy) -> Result<u64> {
+        if self.staged.nodes.is_empty()
+            && self.staged.retires.is_empty()
+            && self.staged.roots.is_empty()
+        {
+            self.done = true;
+            return Err(Error::InvalidArgument(
+                "an empty transaction has nothing to commit".into(),
+            ));
+        }
+        let span = tracing::debug_span!("commit", ?policy, nodes = self.staged.nodes.len());
+        let _enter = span.enter();
+        match self.rt.engine().commit(&self.staged, policy) {
+            Ok(epoch) => {
+                self.done = true;
+                self.rt.after_commit();
+                Ok(epoch)
+            }
+            Err(e) => {
+                if matches!(e, Error::Conflict { .. }) {
+                    Counters::add(&self.rt.counters.conflicts, 1);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Gives everything back; nothing becomes visible.
+    pub fn abort(mut self) {
+        self.release();
+    }
+
+    fn release(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        // After a failed sync the commit may have been applied in memory; its slots must not be
+        // freed. A poisoned runtime accepts no writes, and reopening recovers from disk.
+        if self.rt.poison.is_poisoned() {
+            return;
+        }
+        for n in self.staged.nodes.drain(..) {
+            let _ = self.rt.alloc.free(n.version.location);
+            if n.is_new {
+                let _ = self.rt.table.abort(n.id);
+            }
+        }
+        Counters::add(&self.rt.counters.aborts, 1);
+    }
+}
+
+impl Drop for WriteTxn<'_> {
+    fn drop(&mut self) {
+        self.release();
+    }
+}

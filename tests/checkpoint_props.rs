@@ -1,0 +1,188 @@
+//! Property tests of the checkpoint reader: arbitrary bytes and arbitrary mutations of a valid
+//! file never panic, a strict read fails exactly where a scan reports its first problem, a
+//! mutated file is never accepted against the manifest's expectations, and every valid entry set
+//! round-trips.
+
+use std::path::{Path, PathBuf};
+
+use proptest::prelude::*;
+use vellum::Error;
+use vellum::alloc::{CLASS_COUNT, FILE_MAX, Location, class_slot_bytes};
+use vellum::checkpoint::{
+    CheckpointEntry, CheckpointExpect, CheckpointInfo, CheckpointWriter, checkpoint_file_name,
+    read_checkpoint, scan_checkpoint,
+};
+use vellum::io::{FaultConfig, FaultStorage, Storage};
+use vellum::object_table::{NodeId, Version};
+
+fn dir() -> &'static Path {
+    Path::new("/db")
+}
+
+fn path() -> PathBuf {
+    dir().join(checkpoint_file_name(1))
+}
+
+fn fresh() -> FaultStorage {
+    let fs = FaultStorage::with_config(FaultConfig {
+        seed: 0,
+        file_bytes_max: 1 << 20,
+        space_bytes_max: None,
+    });
+    fs.create_dir_all(dir()).unwrap();
+    fs
+}
+
+fn version(epoch: u64) -> impl Strategy<Value = Version> {
+    (0..CLASS_COUNT as u8, 0..=FILE_MAX, 0..(1u64 << 40)).prop_flat_map(
+        move |(class, file, unit)| {
+            let location = Location {
+                class,
+                file,
+                offset: unit << 6,
+            };
+            let len = 0..=class_slot_bytes(class) as u32;
+            (len, any::<u32>(), any::<u8>(), 0..=epoch).prop_map(
+                move |(len, crc32c, kind, birth)| Version {
+                    location,
+                    len,
+                    crc32c,
+                    kind,
+                    birth,
+                },
+            )
+        },
+    )
+}
+
+/// An epoch and a valid, sorted entry set for it.
+fn checkpoint(max: usize) -> impl Strategy<Value = (u64, Vec<CheckpointEntry>)> {
+    any::<u64>().prop_flat_map(move |epoch| {
+        let ids = prop::collection::btree_set(1u64 << 48.., 0..=max);
+        ids.prop_flat_map(move |ids| {
+            let n = ids.len();
+            prop::collection::vec(version(epoch), n).prop_map(move |versions| {
+                let entries = ids
+                    .iter()
+                    .zip(versions)
+                    .map(|(&raw, version)| CheckpointEntry {
+                        id: NodeId::from_raw(raw).unwrap(),
+                        version,
+                    })
+                    .collect();
+                (epoch, entries)
+            })
+        })
+    })
+}
+
+fn write(fs: &FaultStorage, epoch: u64, entries: &[CheckpointEntry]) -> CheckpointInfo {
+    let mut w = CheckpointWriter::create(fs, dir(), 1, epoch).unwrap();
+    for e in entries {
+        w.push(*e).unwrap();
+    }
+    w.finish().unwrap()
+}
+
+/// Reads `bytes` as checkpoint 1 with both policies. Checks that they agree (the strict read's
+/// error is the scan's first problem, and a clean scan is a successful read) and returns the read.
+fn read_both(
+    bytes: &[u8],
+    expect: Option<&CheckpointExpect>,
+) -> Result<Vec<CheckpointEntry>, Error> {
+    let fs = fresh();
+    fs.create(&path()).unwrap().write_at(bytes, 0).unwrap();
+    let mut seen = Vec::new();
+    let read = read_checkpoint(&fs, &path(), expect, |e| {
+        seen.push(e);
+        Ok(())
+    });
+    let scan = scan_checkpoint(&fs, &path(), expect, |_| Ok(())).unwrap();
+    match &read {
+        Ok(_) => assert!(
+            scan.is_clean(),
+            "read accepted, scan found {:?}",
+            scan.problems
+        ),
+        Err(e) => assert_eq!(scan.problems.first(), e.as_corruption()),
+    }
+    read.map(|_| seen)
+}
+
+/// A checkpoint header (seq 1) with the given epoch and entry count, for inputs that get past it.
+fn header(epoch: u64, entry_count: u64) -> Vec<u8> {
+    let mut h = Vec::with_capacity(64);
+    h.extend_from_slice(b"VELCHKPT");
+    h.extend_from_slice(&1u32.to_le_bytes());
+    h.extend_from_slice(&64u32.to_le_bytes());
+    h.extend_from_slice(&1u64.to_le_bytes());
+    h.extend_from_slice(&epoch.to_le_bytes());
+    h.extend_from_slice(&entry_count.to_le_bytes());
+    h.extend_from_slice(&4096u32.to_le_bytes());
+    h.extend_from_slice(&[0; 16]);
+    let crc = vellum::codec::crc32c(&h);
+    h.extend_from_slice(&crc.to_le_bytes());
+    h
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+        let _ = read_both(&bytes, None);
+    }
+
+    #[test]
+    fn arbitrary_bytes_behind_a_valid_header_never_panic(
+        epoch in any::<u64>(),
+        entry_count in prop_oneof![0u64..10, any::<u64>()],
+        tail in prop::collection::vec(any::<u8>(), 0..600),
+    ) {
+        let mut bytes = header(epoch, entry_count);
+        bytes.extend_from_slice(&tail);
+        let _ = read_both(&bytes, None);
+    }
+
+    #[test]
+    fn mutated_files_are_never_accepted_against_their_expectations(
+        (epoch, entries) in checkpoint(40),
+        flips in prop::collection::vec((any::<prop::sample::Index>(), 1..=255u8), 1..6),
+        resize in prop_oneof![Just(None), any::<prop::sample::Index>().prop_map(Some)],
+    ) {
+        let fs = fresh();
+        let info = write(&fs, epoch, &entries);
+        let original = fs.open_read_only(&path()).unwrap().read_all().unwrap();
+        let mut bytes = original.clone();
+        for (at, x) in &flips {
+            bytes[at.index(original.len())] ^= x;
+        }
+        if let Some(cut) = resize {
+            bytes.truncate(cut.index(original.len()));
+        }
+        let unexpected = read_both(&bytes, None);
+        let expected = read_both(&bytes, Some(&info.expect()));
+        if bytes == original {
+            prop_assert_eq!(expected.unwrap(), entries);
+        } else {
+            prop_assert!(expected.is_err());
+            // One changed byte is caught by the file's own checks, without expectations.
+            let changed = bytes.len() == original.len()
+                && bytes.iter().zip(&original).filter(|(a, b)| a != b).count() == 1;
+            if changed {
+                prop_assert!(unexpected.is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn valid_entry_sets_round_trip((epoch, entries) in checkpoint(300)) {
+        let fs = fresh();
+        let info = write(&fs, epoch, &entries);
+        prop_assert_eq!(info.entries, entries.len() as u64);
+        let bytes = fs.open_read_only(&path()).unwrap().read_all().unwrap();
+        prop_assert_eq!(bytes.len() as u64, info.bytes);
+        prop_assert_eq!(vellum::codec::crc32c(&bytes), info.crc32c);
+        prop_assert_eq!(read_both(&bytes, Some(&info.expect())).unwrap(), entries);
+    }
+}

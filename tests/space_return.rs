@@ -1,0 +1,114 @@
+//! Wholly free segments go back to the filesystem: after freeing every slot of many segments and
+//! punching the empty ones, the data files occupy (nearly) only the live segments' blocks.
+
+use std::sync::Arc;
+
+use vellum::alloc::{AllocOptions, DataFileOptions, DataFiles, SegmentAllocator, class_for_len};
+use vellum::io::{FaultStorage, OsStorage, Storage};
+
+fn run(storage: Arc<dyn Storage>, dir: &std::path::Path) {
+    storage.create_dir_all(dir).unwrap();
+    let options = DataFileOptions {
+        alloc: AllocOptions {
+            file_bytes_max: 64 << 20,
+        },
+        window_bytes: 1 << 20,
+        mapped_bytes_max: 8 << 20,
+    };
+    let files = DataFiles::open(storage, dir, options, &[]).unwrap();
+    let alloc = SegmentAllocator::new(options.alloc).unwrap();
+    let class = class_for_len(64 << 10).unwrap();
+    // 32 segments of 1 MiB, 16 slots each, every byte written.
+    let locs: Vec<_> = (0..32 * 16)
+        .map(|_| files.allocate_slot(&alloc, class).unwrap())
+        .collect();
+    for l in &locs {
+        files.write(*l, &[0xab; 64 << 10]).unwrap();
+    }
+    files.sync_written().unwrap();
+    let full = files.allocated_bytes().unwrap();
+    assert!(full >= 32 << 20, "{full}");
+    // Free everything but one slot in each of the first 4 segments.
+    for (i, l) in locs.iter().enumerate() {
+        if !(i % 16 == 0 && i < 64) {
+            alloc.free(*l).unwrap();
+        }
+    }
+    let empty = alloc.take_empty(usize::MAX);
+    assert_eq!(empty.len(), 28, "exactly the wholly free segments");
+    for seg in &empty {
+        files.punch(seg).unwrap();
+    }
+    let after = files.allocated_bytes().unwrap();
+    assert!(
+        after <= (4 << 20) + (256 << 10),
+        "allocated {after} bytes for 4 live segments"
+    );
+    assert_eq!(alloc.space(class).returned_segments, 28);
+    // The live slots still read back exactly.
+    let guard = crossbeam_epoch::pin();
+    for l in locs.iter().step_by(16).take(4) {
+        assert!(
+            files
+                .read(*l, 64 << 10, &guard)
+                .unwrap()
+                .iter()
+                .all(|&b| b == 0xab)
+        );
+    }
+}
+
+#[test]
+fn empty_segments_are_returned_on_a_real_filesystem() {
+    let dir = tempfile::tempdir().unwrap();
+    run(Arc::new(OsStorage::new()), dir.path());
+}
+
+#[test]
+fn empty_segments_are_returned_on_the_fault_storage() {
+    run(Arc::new(FaultStorage::new(1)), std::path::Path::new("/db"));
+}
+
+#[test]
+fn a_full_disk_fails_allocation_cleanly_instead_of_a_mapped_write() {
+    let fs = FaultStorage::new(2);
+    let dir = std::path::Path::new("/db");
+    fs.create_dir_all(dir).unwrap();
+    let options = DataFileOptions {
+        alloc: AllocOptions {
+            file_bytes_max: 64 << 20,
+        },
+        window_bytes: 1 << 20,
+        mapped_bytes_max: 8 << 20,
+    };
+    let files = DataFiles::open(Arc::new(fs.clone()), dir, options, &[]).unwrap();
+    let alloc = SegmentAllocator::new(options.alloc).unwrap();
+    let class = class_for_len(64 << 10).unwrap();
+    // Room for two 1 MiB segments.
+    fs.set_space_bytes_max(Some(2 << 20));
+    let mut got = Vec::new();
+    let err = loop {
+        match files.allocate_slot(&alloc, class) {
+            Ok(l) => got.push(l),
+            Err(e) => break e,
+        }
+    };
+    assert!(err.is_no_space(), "{err}");
+    assert_eq!(
+        got.len(),
+        32,
+        "exactly two segments of 16 slots were usable"
+    );
+    assert_eq!(
+        alloc.space(class).used_slots,
+        32,
+        "the failed slot was given back"
+    );
+    for l in &got {
+        files.write(*l, &[7; 64 << 10]).unwrap();
+    }
+    // Space comes back: the next allocation reserves the third segment and succeeds.
+    fs.set_space_bytes_max(None);
+    let l = files.allocate_slot(&alloc, class).unwrap();
+    files.write(l, &[8; 16]).unwrap();
+}
