@@ -3,7 +3,7 @@
 //! Two locks, always taken in this order, keep the writer correct: the *append lock* (`tail`)
 //! places a frame and writes it, so frames reach the file in index order with no gap before any of
 //! them; the group-commit lock guards the published positions and is never held across I/O. The
-//! steps L, A, R and O cited in comments are those of `design/DURABILITY.md` §5.
+//! steps L, A, R and O cited in comments are those of `design/DURABILITY.md` §4.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
