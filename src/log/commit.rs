@@ -7,7 +7,7 @@
 //! it parks until that sync finishes and, if the sync covered its position, returns without
 //! touching the shared lock again, so every follower of a sync wakes and returns in parallel. One
 //! `sync_data` thus serves every commit written before it started. The steps S1–S6 are those of
-//! `design/DURABILITY.md` §5.
+//! `design/DURABILITY.md` §4.
 //!
 //! Two measured choices shape this (ext4 on a 2-vCPU VM, 16 committing threads):
 //! - Followers park on their own and are woken by generation number, rather than queueing on a

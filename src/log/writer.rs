@@ -3,7 +3,7 @@
 //! Two locks, always taken in this order, keep the writer correct: the *append lock* (`tail`)
 //! places a frame and writes it, so frames reach the file in index order with no gap before any of
 //! them; the group-commit lock guards the published positions and is never held across I/O. The
-//! steps L, A, R and O cited in comments are those of `design/DURABILITY.md` §5.
+//! steps L, A, R and O cited in comments are those of `design/DURABILITY.md` §4.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -277,6 +277,16 @@ impl DeltaLog {
 
     /// Reserves the file's blocks up to at least `needed_end`, a whole `preallocate_bytes` chunk
     /// at a time. Nothing is advanced if it fails.
+    ///
+    /// The blocks are reserved with `allocate` (`fallocate`), not by writing zeros. `fallocate`
+    /// leaves unwritten extents, and the first write into each 4 KiB block makes the next
+    /// `fdatasync` commit that extent's conversion to the journal. Measured on ext4 (2-vCPU VM,
+    /// two rounds), with 64-byte commits a single committer took 110-117 us per commit with
+    /// `fallocate`, with zeros written ahead, and with zeros written and synced ahead alike, against
+    /// 168-186 us for a bare 64-byte append plus `fdatasync`: a conversion comes once per 51 such
+    /// frames and is lost in the noise. Writing zeros would instead cost a 16 MiB write, flushed by
+    /// the next commit's `fdatasync`, once per chunk. (Runs with 4 KiB commits, where every commit
+    /// converts a block, were inconclusive because of other load on the machine.)
     fn preallocate(&self, tail: &mut Tail, needed_end: u64) -> Result<()> {
         if self.options.preallocate_bytes == 0 {
             return Ok(());
