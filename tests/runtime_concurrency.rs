@@ -23,6 +23,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use vellum::Error;
+
+mod common;
+
+use common::{Rng, env_u64};
 use vellum::object_table::NodeId;
 use vellum::runtime::{CommitPolicy, DurableRuntime, RuntimeOptions};
 
@@ -32,15 +36,13 @@ const POLICIES: [CommitPolicy; 3] = [
     CommitPolicy::Eventual,
 ];
 
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// A generator for one seed, mixed so neighbouring seeds give unrelated streams.
+fn seeded(seed: u64) -> Rng {
+    Rng::new(mix(seed))
 }
 
 fn txns_per_thread() -> u64 {
-    env("VELLUM_CONC_TXNS", 40).max(1)
+    env_u64("VELLUM_CONC_TXNS", 40).max(1)
 }
 
 fn options(policy: CommitPolicy) -> RuntimeOptions {
@@ -57,23 +59,6 @@ fn options(policy: CommitPolicy) -> RuntimeOptions {
 
 fn open(dir: &Path, o: RuntimeOptions) -> DurableRuntime {
     DurableRuntime::open(dir, o).unwrap()
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(mix(seed) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
 }
 
 fn mix(mut z: u64) -> u64 {
@@ -131,7 +116,7 @@ fn counters_exact(policy: CommitPolicy) {
                 let rt = &rt;
                 let ids = &ids;
                 s.spawn(move || {
-                    let mut rng = Rng::new(t as u64 + 100 * policy as u64);
+                    let mut rng = seeded(t as u64 + 100 * policy as u64);
                     let mut tally = ThreadTally::default();
                     for _ in 0..txns {
                         loop {
@@ -434,7 +419,7 @@ fn snapshots_under_writers(mode: Mode, seed: u64) {
             .map(|(w, mut nodes)| {
                 let (rt, log, registry) = (&rt, &log, &registry);
                 s.spawn(move || {
-                    let mut rng = Rng::new(seed ^ ((w as u64) << 8));
+                    let mut rng = seeded(seed ^ ((w as u64) << 8));
                     let mut next_ver = 1u64;
                     for _ in 0..txns {
                         let policy = match mode {
@@ -687,7 +672,7 @@ fn held_snapshot(policy: CommitPolicy) {
         }
     };
 
-    let mut rng = Rng::new(policy as u64 + 77);
+    let mut rng = seeded(policy as u64 + 77);
     let mut updates = 0u64;
     let mut retires = 0u64;
     let mut ver = 1;

@@ -20,29 +20,12 @@ use vellum::io::{CrashMode, FaultConfig, FaultStorage, Storage};
 use vellum::object_table::NodeId;
 use vellum::runtime::{CommitPolicy, DurableRuntime, RuntimeOptions, Snapshot};
 
+mod common;
+
+use common::{Rng, env_u64};
+
 const DIR: &str = "/store";
 const ROOTS: [&str; 3] = ["alpha", "beta", "gamma"];
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 #[derive(Clone, Default, Debug, PartialEq)]
 struct State {
@@ -277,7 +260,7 @@ fn crash_mode(k: u64, seed: u64) -> CrashMode {
 
 fn one_run(mode: Mode, seed: u64, k: u64, txns: usize) {
     let ctx = format!("mode {mode:?} seed {seed} k {k}");
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     let mut h = History {
         states: vec![State::default()],
         durable_floor: 0,
@@ -325,9 +308,9 @@ fn one_run(mode: Mode, seed: u64, k: u64, txns: usize) {
 }
 
 fn sweep(mode: Mode, seed: u64) {
-    let seed = seed ^ env("VELLUM_CRASH_SEED", 0);
-    let stride = env("VELLUM_CRASH_STRIDE", 2).max(1);
-    let txns = env("VELLUM_CRASH_TXNS", 10) as usize;
+    let seed = seed ^ env_u64("VELLUM_CRASH_SEED", 0);
+    let stride = env_u64("VELLUM_CRASH_STRIDE", 2).max(1);
+    let txns = env_u64("VELLUM_CRASH_TXNS", 10) as usize;
     // Count the storage operations of an uncrashed first generation.
     let fs = storage(seed);
     let rt = open(&fs).expect("create");
@@ -337,7 +320,7 @@ fn sweep(mode: Mode, seed: u64) {
         durable_floor: 0,
         in_flight: None,
     };
-    if let Err(e) = run_generation(&rt, &mut Rng(seed | 1), mode, txns, &mut h, "dry run") {
+    if let Err(e) = run_generation(&rt, &mut Rng::new(seed), mode, txns, &mut h, "dry run") {
         panic!("dry run failed: {e}");
     }
     let total = fs.op_count() - before;

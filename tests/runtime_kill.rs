@@ -63,20 +63,16 @@ use std::time::{Duration, Instant};
 use vellum::object_table::NodeId;
 use vellum::runtime::{CommitPolicy, DurableRuntime, RuntimeOptions};
 
+mod common;
+
+use common::{Rng, env_opt};
+
 const ENV_DIR: &str = "VELLUM_KILL_CHILD_DIR";
 const ENV_SEED: &str = "VELLUM_KILL_CHILD_SEED";
 const ENV_POLICY: &str = "VELLUM_KILL_CHILD_POLICY";
 const ROOTS: [&str; 3] = ["alpha", "beta", "gamma"];
 /// The child stops by itself after this long, in case nobody kills it.
 const CHILD_LIFETIME: Duration = Duration::from_secs(120);
-
-fn env_u64(name: &str) -> Option<u64> {
-    let v = std::env::var(name).ok()?;
-    match v.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16).ok(),
-        None => v.parse().ok(),
-    }
-}
 
 fn options(policy: CommitPolicy) -> RuntimeOptions {
     let mut o = RuntimeOptions {
@@ -111,23 +107,6 @@ fn policy_from_name(s: &str) -> CommitPolicy {
 
 // ---------------------------------------------------------------------------------------------
 // The deterministic workload.
-
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 /// A node's contents, kept compact in the model and expanded only when written or compared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -500,7 +479,7 @@ fn child_workload() {
     let Some(dir) = std::env::var_os(ENV_DIR) else {
         return;
     };
-    let seed = env_u64(ENV_SEED).expect("child seed");
+    let seed = env_opt(ENV_SEED).expect("child seed");
     let policy = policy_from_name(&std::env::var(ENV_POLICY).expect("child policy"));
     run_child(Path::new(&dir), seed, policy);
 }
@@ -726,8 +705,8 @@ fn round(policy: CommitPolicy, seed: u64) {
 }
 
 fn kill_rounds(policy: CommitPolicy, base: u64) {
-    let base = env_u64("VELLUM_KILL_SEED").unwrap_or(base);
-    let rounds = env_u64("VELLUM_KILL_ROUNDS").unwrap_or(1).max(1);
+    let base = env_opt("VELLUM_KILL_SEED").unwrap_or(base);
+    let rounds = env_opt("VELLUM_KILL_ROUNDS").unwrap_or(1).max(1);
     for r in 0..rounds {
         round(policy, base ^ r.wrapping_mul(0x9e37_79b9_7f4a_7c15));
     }

@@ -12,12 +12,9 @@ use vellum::codec::crc32c;
 use vellum::io::{OsStorage, Storage};
 use vellum::object_table::{NodeId, ObjectTable, Version};
 
-fn env_count(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+mod common;
+
+use common::env_u64;
 
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd")
@@ -43,8 +40,8 @@ fn fill(seed: u64, buf: &mut Vec<u8>, len: usize) {
 
 #[test]
 fn many_nodes_with_bounded_descriptors_and_mappings() {
-    let small = env_count("VELLUM_SCALE_SMALL_NODES", 300_000);
-    let large = env_count("VELLUM_SCALE_LARGE_NODES", 24);
+    let small = env_u64("VELLUM_SCALE_SMALL_NODES", 300_000);
+    let large = env_u64("VELLUM_SCALE_LARGE_NODES", 24);
     const LARGE_BYTES: usize = 4 << 20;
     const MAPPED_MAX: u64 = 256 << 20;
     const WINDOW: u64 = 64 << 20;

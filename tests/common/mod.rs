@@ -1,0 +1,37 @@
+//! Helpers shared by the integration tests: a seeded generator and environment knobs.
+
+#![allow(dead_code, reason = "each test binary uses part of the shared helpers")]
+
+/// A xorshift64 generator: tiny, deterministic from its seed, good enough to drive workloads.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator seeded with `seed` (0 is made non-zero, which xorshift needs).
+    pub fn new(seed: u64) -> Self {
+        Rng(seed | 1)
+    }
+
+    /// The next 64 random bits.
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A value in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// The environment variable `name` as a number, if set and numeric.
+pub fn env_opt(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+/// The environment variable `name` as a number, or `default`.
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    env_opt(name).unwrap_or(default)
+}
