@@ -197,3 +197,26 @@ fn a_snapshot_reader_sees_the_snapshot() {
     assert_eq!(reader.get(a).unwrap(), Some(&b"before"[..]));
     assert_eq!(reader.get(b).unwrap(), None);
 }
+
+#[test]
+fn back_to_back_checkpoints_without_commits_between() {
+    // The second checkpoint once closed the empty open log with an end before its start, which
+    // the manifest rightly refused.
+    let dir = tempfile::tempdir().unwrap();
+    let rt = open(dir.path());
+    rt.checkpoint().unwrap();
+    rt.checkpoint().unwrap();
+    let mut tx = rt.begin();
+    let a = tx.alloc(0, b"a").unwrap();
+    tx.commit().unwrap();
+    rt.checkpoint().unwrap();
+    rt.checkpoint().unwrap();
+    drop(rt);
+    let rt = open(dir.path());
+    assert_eq!(rt.read(a).unwrap(), b"a");
+    assert_eq!(
+        rt.stats().recovery_records,
+        0,
+        "everything is in the checkpoint"
+    );
+}

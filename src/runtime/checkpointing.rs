@@ -40,29 +40,37 @@ pub(crate) fn checkpoint(inner: &Inner) -> Result<()> {
         let epoch = st.next_epoch - 1;
         let current = inner.meta.current();
         let mut manifest = (*current.manifest).clone();
-        let new_seq = manifest.counters.next_log_seq;
-        let old_bytes = inner.log.written_position().offset;
-        inner.log.rotate(new_seq, epoch + 1).map_err(poison)?;
-        if let Some(last) = manifest.delta_logs.last_mut() {
-            last.end_epoch = Some(epoch);
-            last.bytes = Some(old_bytes);
+        // An open log that holds no record yet (it starts after `epoch`) already begins where
+        // the checkpoint ends: rotating would close it with an end before its start.
+        let open_log_is_empty = manifest
+            .delta_logs
+            .last()
+            .is_some_and(|l| l.end_epoch.is_none() && l.start_epoch > epoch);
+        if !open_log_is_empty {
+            let new_seq = manifest.counters.next_log_seq;
+            let old_bytes = inner.log.written_position().offset;
+            inner.log.rotate(new_seq, epoch + 1).map_err(poison)?;
+            if let Some(last) = manifest.delta_logs.last_mut() {
+                last.end_epoch = Some(epoch);
+                last.bytes = Some(old_bytes);
+            }
+            manifest.delta_logs.push(DeltaLogRef {
+                file: log_file_name(new_seq),
+                seq: new_seq,
+                start_epoch: epoch + 1,
+                end_epoch: None,
+                bytes: None,
+            });
+            manifest.counters.next_log_seq = new_seq + 1;
+            inner
+                .meta
+                .publish(MetaUpdate {
+                    commit_epoch: epoch,
+                    roots: (*st.roots).clone(),
+                    manifest: Some(manifest),
+                })
+                .map_err(poison)?;
         }
-        manifest.delta_logs.push(DeltaLogRef {
-            file: log_file_name(new_seq),
-            seq: new_seq,
-            start_epoch: epoch + 1,
-            end_epoch: None,
-            bytes: None,
-        });
-        manifest.counters.next_log_seq = new_seq + 1;
-        inner
-            .meta
-            .publish(MetaUpdate {
-                commit_epoch: epoch,
-                roots: (*st.roots).clone(),
-                manifest: Some(manifest),
-            })
-            .map_err(poison)?;
         inner.log_bytes_at_checkpoint.store(
             inner.log.stats().bytes_appended,
             std::sync::atomic::Ordering::Relaxed,
