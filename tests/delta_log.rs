@@ -586,3 +586,35 @@ fn frames_larger_than_the_read_buffer_replay() {
     assert_prefix(&frames, &big, big.len());
     assert_eq!(summary.tail, TailState::Clean);
 }
+
+#[test]
+fn append_batch_writes_consecutive_frames_in_one_call() {
+    use std::sync::Arc;
+    use vellum::io::{OsStorage, Storage};
+    use vellum::log::{DeltaLog, LogOptions, log_file_name, replay};
+    let dir = tempfile::tempdir().unwrap();
+    let storage: Arc<dyn Storage> = Arc::new(OsStorage::new());
+    let log = DeltaLog::create(storage.clone(), dir.path(), 1, 1, LogOptions::default()).unwrap();
+    log.append(b"first").unwrap();
+    let bodies: Vec<Vec<u8>> = (0..100u8).map(|i| vec![i; 1 + i as usize * 7]).collect();
+    let end = log.append_batch(&bodies).unwrap().unwrap();
+    assert_eq!(log.append_batch::<Vec<u8>>(&[]).unwrap(), None);
+    assert!(
+        log.append_batch(&[vec![], vec![1]]).is_err(),
+        "an empty body fails the whole batch"
+    );
+    log.sync_to(end).unwrap();
+    assert_eq!(log.stats().frames_appended, 101);
+    let mut seen = Vec::new();
+    let summary = replay(storage.as_ref(), &dir.path().join(log_file_name(1)), |f| {
+        seen.push((f.index, f.body.clone()));
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(summary.frames, 101);
+    assert_eq!(summary.valid_end, end.offset);
+    assert_eq!(seen[0], (0, b"first".to_vec()));
+    for (i, body) in bodies.iter().enumerate() {
+        assert_eq!(seen[i + 1], (i as u64 + 1, body.clone()));
+    }
+}

@@ -275,6 +275,59 @@ impl DeltaLog {
         Ok(position)
     }
 
+    /// Appends several frames, in order, with one write; returns the end of the last (`None` for
+    /// no bodies). Each body follows the rules of [`DeltaLog::append`]; a bad one fails the batch
+    /// before anything is written. A failed preallocation appends nothing and does not poison; a
+    /// failed write poisons, as for a single frame.
+    pub fn append_batch<B: AsRef<[u8]>>(&self, bodies: &[B]) -> Result<Option<LogPosition>> {
+        if bodies.is_empty() {
+            return Ok(None);
+        }
+        let max = self.options.frame_body_bytes_max as usize;
+        let mut frames = Vec::with_capacity(bodies.len());
+        for body in bodies {
+            let body = body.as_ref();
+            if body.is_empty() || body.len() > max {
+                return Err(Error::InvalidArgument(format!(
+                    "a frame body must hold 1..={max} bytes, not {}",
+                    body.len()
+                )));
+            }
+            frames.push(FrameBuf::new(body)?);
+        }
+        self.commit.check()?;
+        let total: u64 = frames.iter().map(FrameBuf::len).sum();
+        let mut tail = self.tail.lock();
+        self.commit.check()?;
+        let end = tail.end.checked_add(total).ok_or_else(|| {
+            Error::InvalidArgument("the log file would exceed 2^64 bytes".to_owned())
+        })?;
+        if end > tail.allocated_end {
+            self.preallocate(&mut tail, end)?;
+        }
+        let start = tail.end;
+        let mut bytes = Vec::with_capacity(total as usize);
+        for (i, frame) in frames.iter_mut().enumerate() {
+            bytes.extend_from_slice(frame.seal(tail.next_index + i as u64));
+        }
+        if let Err(e) = tail.file.write_at(&bytes, start) {
+            return Err(self.commit.poison_with(e));
+        }
+        tail.end = end;
+        tail.next_index += frames.len() as u64;
+        let position = LogPosition {
+            seq: tail.seq,
+            offset: end,
+        };
+        self.commit.publish_written(position);
+        drop(tail);
+        self.frames_appended
+            .fetch_add(frames.len() as u64, Ordering::Relaxed);
+        let body_bytes: u64 = frames.iter().map(|f| u64::from(f.body_bytes())).sum();
+        self.bytes_appended.fetch_add(body_bytes, Ordering::Relaxed);
+        Ok(Some(position))
+    }
+
     /// Reserves the file's blocks up to at least `needed_end`, a whole `preallocate_bytes` chunk
     /// at a time. Nothing is advanced if it fails.
     ///

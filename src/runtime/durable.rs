@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use arc_swap::ArcSwap;
 use crossbeam_epoch::Guard;
 use parking_lot::{Condvar, Mutex};
 
@@ -41,7 +40,7 @@ pub(crate) struct Inner {
     /// Held for every log append, taken while holding `commit` (see `engine.rs`, invariant 2).
     pub(crate) append_order: Mutex<()>,
     pub(crate) data_sync: DataSync,
-    pub(crate) visible: ArcSwap<Visible>,
+    pub(crate) visible: Visible,
     pub(crate) durable_epoch: AtomicU64,
     pub(crate) snapshots: SnapshotRegistry,
     pub(crate) reclaim: Mutex<VecDeque<Retirement>>,
@@ -159,12 +158,12 @@ impl DurableRuntime {
     pub fn snapshot(&self) -> Snapshot<'_> {
         let inner = &*self.inner;
         let mut registry = inner.snapshots.lock();
-        let visible = inner.visible.load_full();
-        registry.pin(visible.epoch);
+        let (epoch, roots) = (inner.visible.epoch(), inner.visible.roots());
+        registry.pin(epoch);
         Snapshot {
             inner,
-            epoch: visible.epoch,
-            roots: visible.roots.clone(),
+            epoch,
+            roots,
         }
     }
 
@@ -178,12 +177,7 @@ impl DurableRuntime {
 
     /// The node root `name` names, as of the newest visible commit.
     pub fn root(&self, name: &str) -> Option<NodeId> {
-        self.inner
-            .visible
-            .load()
-            .roots
-            .get(name)
-            .and_then(NodeId::from_raw)
+        self.inner.visible.root(name).and_then(NodeId::from_raw)
     }
 
     /// Makes every commit so far durable (EVENTUAL ones included); returns the durable epoch.
@@ -198,7 +192,7 @@ impl DurableRuntime {
 
     /// The newest commit epoch snapshots see.
     pub fn visible_epoch(&self) -> u64 {
-        self.inner.visible.load().epoch
+        self.inner.visible.epoch()
     }
 
     /// The newest commit epoch known durable.

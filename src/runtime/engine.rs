@@ -34,11 +34,48 @@ use crate::meta::RootCatalog;
 use crate::object_table::{NodeId, ObjectTable, Version};
 use crate::poison::Poison;
 
-/// What snapshots see: the newest visible epoch and the roots as of it.
+/// Most buffered records one log write carries (bounds the size of that write's buffer).
+const APPEND_BATCH_FRAMES_MAX: usize = 4096;
+
+/// What snapshots see: the newest visible epoch and the roots as of it. Both change only under
+/// the snapshot registry's lock, and a snapshot reads both under it, so it sees a matching pair;
+/// the roots are replaced only when a commit changed them.
 #[derive(Debug)]
 pub(crate) struct Visible {
-    pub(crate) epoch: u64,
-    pub(crate) roots: Arc<RootCatalog>,
+    epoch: AtomicU64,
+    roots: ArcSwap<RootCatalog>,
+}
+
+impl Visible {
+    pub(crate) fn new(epoch: u64, roots: Arc<RootCatalog>) -> Self {
+        Visible {
+            epoch: AtomicU64::new(epoch),
+            roots: ArcSwap::new(roots),
+        }
+    }
+
+    /// The newest visible epoch.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// The roots as of it.
+    pub(crate) fn roots(&self) -> Arc<RootCatalog> {
+        self.roots.load_full()
+    }
+
+    /// The node a root names, as of the newest visible epoch.
+    pub(crate) fn root(&self, name: &str) -> Option<u64> {
+        self.roots.load().get(name)
+    }
+
+    /// Makes `epoch` visible with `roots`. Caller holds the snapshot registry's lock.
+    fn publish(&self, epoch: u64, roots: &Arc<RootCatalog>) {
+        if !Arc::ptr_eq(&self.roots.load(), roots) {
+            self.roots.store(roots.clone());
+        }
+        self.epoch.store(epoch, Ordering::Release);
+    }
 }
 
 /// A version a commit superseded or a node it retired, waiting to be freed.
@@ -141,7 +178,7 @@ pub(crate) struct Engine<'a> {
     pub(crate) commit: &'a Mutex<CommitState>,
     pub(crate) append_order: &'a Mutex<()>,
     pub(crate) data_sync: &'a DataSync,
-    pub(crate) visible: &'a ArcSwap<Visible>,
+    pub(crate) visible: &'a Visible,
     pub(crate) durable_epoch: &'a AtomicU64,
     pub(crate) snapshots: &'a SnapshotRegistry,
     pub(crate) reclaim: &'a Mutex<VecDeque<Retirement>>,
@@ -310,7 +347,9 @@ impl Engine<'_> {
             st.unpublished.push_back((epoch, roots));
         }
         drop(st);
-        self.reclaim.lock().extend(retired);
+        if !retired.is_empty() {
+            self.reclaim.lock().extend(retired);
+        }
 
         // Step C5: durability by group commit.
         if let Some(pos) = position {
@@ -341,8 +380,12 @@ impl Engine<'_> {
                 .sync_through(self.data_sync.current(), self.files, self.counters)
                 .map_err(|e| self.poison_with(e))?;
         }
-        for (_, body) in &bodies {
-            self.log.append(body).map_err(|e| self.poison_with(e))?;
+        // One write for the whole batch, in frames the log can hold.
+        let bodies: Vec<Vec<u8>> = bodies.into_iter().map(|(_, body)| body).collect();
+        for chunk in bodies.chunks(APPEND_BATCH_FRAMES_MAX) {
+            self.log
+                .append_batch(chunk)
+                .map_err(|e| self.poison_with(e))?;
         }
         Ok(())
     }
@@ -381,35 +424,34 @@ impl Engine<'_> {
         while st.unpublished.front().is_some_and(|(e, _)| *e <= epoch) {
             latest = st.unpublished.pop_front();
         }
-        let current = self.visible.load();
         let (new_epoch, new_roots) = match (roots, latest) {
             (Some(r), _) => (epoch, r),
             (None, Some((e, r))) => (e, r),
             (None, None) => return,
         };
-        if new_epoch > current.epoch {
+        if new_epoch > self.visible.epoch() {
             let _registry = self.snapshots.lock();
-            self.visible.store(Arc::new(Visible {
-                epoch: new_epoch,
-                roots: new_roots,
-            }));
+            self.visible.publish(new_epoch, &new_roots);
         }
     }
 
     /// Frees what no snapshot can read any more and whose retirement is durable.
     pub(crate) fn reclaim_ready(&self) {
+        let Some(mut queue) = self.reclaim.try_lock() else {
+            return;
+        };
+        if queue.is_empty() {
+            return;
+        }
         let limit = {
             let registry = self.snapshots.lock();
-            let visible = self.visible.load().epoch;
+            let visible = self.visible.epoch();
             let durable = self.durable_epoch.load(Ordering::Acquire);
             registry
                 .oldest()
                 .unwrap_or(u64::MAX)
                 .min(visible)
                 .min(durable)
-        };
-        let Some(mut queue) = self.reclaim.try_lock() else {
-            return;
         };
         let guard = crossbeam_epoch::pin();
         while queue.front().is_some_and(|r| r.epoch <= limit) {

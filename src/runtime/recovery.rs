@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::Instant;
 
-use arc_swap::ArcSwap;
 use parking_lot::{Condvar, Mutex};
 
 use super::durable::Inner;
@@ -375,7 +374,7 @@ pub(crate) fn open(
         }),
         append_order: Mutex::new(()),
         data_sync: DataSync::default(),
-        visible: ArcSwap::from_pointee(Visible { epoch, roots }),
+        visible: Visible::new(epoch, roots),
         durable_epoch: AtomicU64::new(epoch),
         snapshots: SnapshotRegistry::default(),
         reclaim: Mutex::new(VecDeque::new()),

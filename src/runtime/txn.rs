@@ -11,6 +11,7 @@
 //!    read-modify-write never loses an update and committed transactions are serializable.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use super::durable::Inner;
 use super::engine::{RootChange, Staged, StagedNode};
@@ -21,14 +22,38 @@ use crate::codec::crc32c;
 use crate::error::{Error, Result};
 use crate::object_table::{NodeId, Version};
 
+/// Hashes node ids with one multiply. Transactions look ids up on every read and write, and the
+/// default SipHash would cost more than the rest of such a lookup; ids are not attacker-chosen
+/// keys (the object table issues them).
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0 ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 29)
+    }
+}
+
+type IdMap<V> = HashMap<NodeId, V, BuildHasherDefault<IdHasher>>;
+
 /// A write transaction. Dropping it without committing aborts it.
 #[derive(Debug)]
 pub struct WriteTxn<'rt> {
     rt: &'rt Inner,
     staged: Staged,
-    index: HashMap<NodeId, usize>,
+    index: IdMap<usize>,
     /// Birth of the version of each node this transaction read from the store.
-    reads: HashMap<NodeId, u64>,
+    reads: IdMap<u64>,
     done: bool,
 }
 
@@ -37,8 +62,8 @@ impl<'rt> WriteTxn<'rt> {
         WriteTxn {
             rt,
             staged: Staged::default(),
-            index: HashMap::new(),
-            reads: HashMap::new(),
+            index: IdMap::default(),
+            reads: IdMap::default(),
             done: false,
         }
     }
