@@ -220,3 +220,34 @@ fn back_to_back_checkpoints_without_commits_between() {
         "everything is in the checkpoint"
     );
 }
+
+#[test]
+fn a_committer_always_sees_its_own_commit() {
+    // Commits made durable by another thread's flush must be visible when commit returns.
+    let dir = tempfile::tempdir().unwrap();
+    let rt = std::sync::Arc::new(open(dir.path()));
+    let handles: Vec<_> = (0..8)
+        .map(|t| {
+            let rt = rt.clone();
+            std::thread::spawn(move || {
+                for i in 0..100u32 {
+                    let bytes = [t as u8, i as u8, (i >> 8) as u8];
+                    let mut tx = rt.begin();
+                    let id = tx.alloc(0, &bytes).unwrap();
+                    let policy = [CommitPolicy::Strict, CommitPolicy::Balanced][(i % 2) as usize];
+                    let epoch = tx.commit_with(policy).unwrap();
+                    let snap = rt.snapshot();
+                    assert!(
+                        snap.epoch() >= epoch,
+                        "snapshot {} before own commit {epoch}",
+                        snap.epoch()
+                    );
+                    assert_eq!(snap.read(id).unwrap().unwrap(), bytes);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}

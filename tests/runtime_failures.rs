@@ -554,35 +554,53 @@ fn a_full_disk_fails_the_log_preallocation_cleanly_balanced() {
     full_disk(CommitPolicy::Balanced, Fill::Log);
 }
 
-/// EVENTUAL commits need no space until they are flushed; a flush that finds the disk full
-/// fails with `is_no_space()`. The engine poisons then (the commits were acknowledged and cannot
-/// be written); they stay readable, and a power loss keeps every commit up to the last sync.
+/// EVENTUAL commits reserve their log space when they commit, so a full disk fails the commit
+/// itself with `is_no_space()`: nothing of it is visible, the runtime is not poisoned, every
+/// acknowledged commit is flushed and survives a power loss, and commits succeed again once space
+/// is back. (Before reservations, the failure surfaced at the flush, after the commits had been
+/// acknowledged, and poisoned the runtime.)
 #[test]
-fn a_full_disk_at_an_eventual_flush_poisons_and_keeps_the_synced_prefix() {
+fn a_full_disk_fails_an_eventual_commit_cleanly() {
     let fs = new_fs(6);
     let mut o = options(CommitPolicy::Eventual);
     o.log.preallocate_bytes = 16 << 10;
     let rt = open_with(&fs, o.clone()).unwrap();
     let mut m = committed_prefix(&rt, CommitPolicy::Eventual);
     let small = *m.nodes.keys().next().unwrap();
-    let synced = m.clone();
     fs.set_space_bytes_max(Some(fs.space_used_bytes()));
-    for i in 0..400u64 {
+    let mut refused = None;
+    for i in 0..4000u64 {
         let mut tx = rt.begin();
         let b = bytes(i, 100);
         tx.write(small, &b).unwrap();
-        m.nodes.insert(small, b);
-        m.epoch = tx.commit().unwrap();
+        match tx.commit() {
+            Ok(epoch) => {
+                m.nodes.insert(small, b);
+                m.epoch = epoch;
+            }
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
     }
-    let err = rt.sync().unwrap_err();
+    let err = refused.expect("the log ran out of space");
     assert!(err.is_no_space(), "{err}");
-    assert!(rt.is_poisoned());
-    assert_state(&rt, &m, "acknowledged EVENTUAL commits stay readable");
+    assert!(!rt.is_poisoned());
+    assert_state(&rt, &m, "the refused commit is not visible");
+    assert_eq!(
+        rt.sync().unwrap(),
+        m.epoch,
+        "every acknowledged commit flushes"
+    );
     drop(rt);
     let fs = fs.crash_with(CrashMode::DropUnsynced);
     fs.set_space_bytes_max(None);
     let rt = open_with(&fs, o).unwrap();
-    assert_recovered(&rt, &synced, "after a power loss");
+    assert_recovered(&rt, &m, "after a power loss");
+    let mut tx = rt.begin();
+    tx.write(small, b"space is back").unwrap();
+    tx.commit().unwrap();
 }
 
 /// `log_bytes_appended` counts bytes appended to the log; a commit refused for lack of space

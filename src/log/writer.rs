@@ -275,6 +275,21 @@ impl DeltaLog {
         Ok(position)
     }
 
+    /// Makes sure the file's blocks are reserved for `bytes` more bytes of frames past the current
+    /// end, so appends up to that size cannot fail for lack of space. Fails (without poisoning)
+    /// when the disk is full; reserves nothing past what preallocation would.
+    pub fn reserve(&self, bytes: u64) -> Result<()> {
+        self.commit.check()?;
+        let mut tail = self.tail.lock();
+        let end = tail.end.checked_add(bytes).ok_or_else(|| {
+            Error::InvalidArgument("the log file would exceed 2^64 bytes".to_owned())
+        })?;
+        if end > tail.allocated_end {
+            self.preallocate(&mut tail, end)?;
+        }
+        Ok(())
+    }
+
     /// Appends several frames, in order, with one write; returns the end of the last (`None` for
     /// no bodies). Each body follows the rules of [`DeltaLog::append`]; a bad one fails the batch
     /// before anything is written. A failed preallocation appends nothing and does not poison; a

@@ -33,8 +33,9 @@ pub(crate) fn checkpoint(inner: &Inner) -> Result<()> {
 
     // K1.
     let (epoch, roots) = {
-        let mut st = inner.commit.lock();
+        // The lock order everywhere: the append order lock, then the commit lock.
         let _order = inner.append_order.lock();
+        let mut st = inner.commit.lock();
         engine.flush_buffer_locked(&mut st)?;
         inner.log.sync().map_err(poison)?;
         let epoch = st.next_epoch - 1;

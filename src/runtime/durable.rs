@@ -39,6 +39,8 @@ pub(crate) struct Inner {
     pub(crate) commit: Mutex<CommitState>,
     /// Held for every log append, taken while holding `commit` (see `engine.rs`, invariant 2).
     pub(crate) append_order: Mutex<()>,
+    /// See `Engine::unappended_frame_bytes`.
+    pub(crate) unappended_frame_bytes: AtomicU64,
     pub(crate) data_sync: DataSync,
     pub(crate) visible: Visible,
     pub(crate) durable_epoch: AtomicU64,
@@ -65,6 +67,7 @@ impl Inner {
             log: &self.log,
             commit: &self.commit,
             append_order: &self.append_order,
+            unappended_frame_bytes: &self.unappended_frame_bytes,
             data_sync: &self.data_sync,
             visible: &self.visible,
             durable_epoch: &self.durable_epoch,

@@ -4,11 +4,12 @@
 //! 1. Records reach the log file in commit-epoch order, and a record is appended only once every
 //!    node it references without a payload is durable in the data files. So the log never holds
 //!    a record whose bytes a crash could lose, and a replayed prefix is a prefix of commits.
-//! 2. An EVENTUAL record waits in memory (`buffer`) until a flush; a STRICT/BALANCED commit
-//!    appends the buffer before its own record, so order holds across policies. Every append
-//!    happens under `append_order`, which is taken while holding the commit lock (hand over
-//!    hand), so append order is commit order even when a flush appends after releasing the
-//!    commit lock (EVENTUAL commits go on meanwhile).
+//! 2. Every record waits in the buffer, in epoch order, until a flush appends it; STRICT and
+//!    BALANCED commits flush before they return, EVENTUAL ones are flushed by the background
+//!    thread or the next flush. Flushes run one at a time under `append_order` (always taken
+//!    before the commit lock), each taking the whole buffer, so records reach the log in epoch
+//!    order. A commit reserves its log space before it is applied, so a full disk fails the
+//!    commit cleanly instead of a later flush.
 //! 3. A commit is applied to the object table under the commit lock, after its record was
 //!    appended (STRICT/BALANCED: a full disk then fails the commit with nothing applied).
 //! 4. Snapshots see an epoch only once it is visible: STRICT/BALANCED commits once durable,
@@ -29,7 +30,7 @@ use super::snapshots::SnapshotRegistry;
 use super::stats::Counters;
 use crate::alloc::{DataFiles, SegmentAllocator};
 use crate::error::{Error, Result};
-use crate::log::DeltaLog;
+use crate::log::{DeltaLog, frame_bytes};
 use crate::meta::RootCatalog;
 use crate::object_table::{NodeId, ObjectTable, Version};
 use crate::poison::Poison;
@@ -177,6 +178,8 @@ pub(crate) struct Engine<'a> {
     pub(crate) log: &'a DeltaLog,
     pub(crate) commit: &'a Mutex<CommitState>,
     pub(crate) append_order: &'a Mutex<()>,
+    /// Frame bytes of records buffered or being appended but not yet in the log file.
+    pub(crate) unappended_frame_bytes: &'a AtomicU64,
     pub(crate) data_sync: &'a DataSync,
     pub(crate) visible: &'a Visible,
     pub(crate) durable_epoch: &'a AtomicU64,
@@ -213,16 +216,9 @@ impl Engine<'_> {
             .nodes
             .iter()
             .any(|n| n.version.len as usize > payload_max || n.small_bytes.is_none());
-        // Step C1: bytes that travel without a payload are made durable before the record exists.
-        if policy != CommitPolicy::Eventual && needs_data {
-            self.data_sync
-                .sync_through(staged.data_generation, self.files, self.counters)
-                .map_err(|e| self.poison_with(e))?;
-        }
-
         let mut st = self.commit.lock();
         self.poison.check()?;
-        // Step C2: first committer wins.
+        // Step C1: validate (first committer wins), take the epoch, encode.
         let guard = crossbeam_epoch::pin();
         for n in staged.nodes.iter().filter(|n| !n.is_new) {
             let current = self.table.get(n.id, &guard).map_err(|_| conflict(n.id))?;
@@ -291,22 +287,21 @@ impl Engine<'_> {
             )));
         }
 
-        // Step C3: the record joins the log in epoch order (EVENTUAL: the in-memory buffer).
-        let position = if policy == CommitPolicy::Eventual {
-            st.buffer.push((epoch, body));
-            st.buffer_needs_data |= needs_data;
-            None
-        } else {
-            let _order = self.append_order.lock();
-            self.flush_buffer_locked(&mut st)?;
-            // A full disk here fails the commit with nothing applied (the log is not poisoned by
-            // a failed preallocation).
-            Some(self.log.append(&body)?)
-        };
+        // Step C2: reserve the log space every record not yet appended will take, this one
+        // included, so the append that follows cannot fail for lack of space: a full disk fails
+        // the commit here, with nothing applied and nothing poisoned. Then the record joins the
+        // buffer, in epoch order.
+        let frame = frame_bytes(body.len() as u32);
+        let unappended = self.unappended_frame_bytes.load(Ordering::Acquire);
+        self.log.reserve(unappended + frame)?;
+        self.unappended_frame_bytes
+            .fetch_add(frame, Ordering::AcqRel);
+        st.buffer.push((epoch, body));
+        st.buffer_needs_data |= needs_data;
 
         Counters::add(&self.counters.log_bytes_appended, body_bytes);
 
-        // Step C4: apply in memory. The checks above make these infallible; if one failed
+        // Step C3: apply in memory. The checks above make these infallible; if one failed
         // anyway, memory and log disagree, so the runtime stops accepting writes.
         let mut retired = Vec::new();
         for n in &staged.nodes {
@@ -351,10 +346,12 @@ impl Engine<'_> {
             self.reclaim.lock().extend(retired);
         }
 
-        // Step C5: durability by group commit.
-        if let Some(pos) = position {
-            self.log.sync_to(pos).map_err(|e| self.poison_with(e))?;
-            self.mark_durable(epoch);
+        // STRICT/BALANCED: flush (F1–F4) before returning. One flush makes the node bytes of every buffered
+        // record durable (if any needs it), appends them all with one write, and syncs the log,
+        // whose own group commit joins concurrent flushers; a flush by another commit may already
+        // have covered this one.
+        if policy != CommitPolicy::Eventual {
+            self.flush_through(Some(epoch))?;
         }
         Counters::add(&self.counters.commits, 1);
         self.reclaim_ready();
@@ -368,7 +365,7 @@ impl Engine<'_> {
         self.append_buffered(bodies, needs_data)
     }
 
-    /// Steps F1–F2: makes the buffered records' node bytes durable if they need it, then appends
+    /// Steps F2–F3: makes the buffered records' node bytes durable if they need it, then appends
     /// the records. Caller holds `append_order` (taken while holding the commit lock when the
     /// records were taken out of the buffer). Failure poisons: those commits were acknowledged.
     fn append_buffered(&self, bodies: Vec<(u64, Vec<u8>)>, needs_data: bool) -> Result<()> {
@@ -380,26 +377,47 @@ impl Engine<'_> {
                 .sync_through(self.data_sync.current(), self.files, self.counters)
                 .map_err(|e| self.poison_with(e))?;
         }
-        // One write for the whole batch, in frames the log can hold.
+        // One write for the whole batch, in frames the log can hold. The space was reserved at
+        // commit (step C2), so a failure here is an I/O error, and it poisons.
         let bodies: Vec<Vec<u8>> = bodies.into_iter().map(|(_, body)| body).collect();
         for chunk in bodies.chunks(APPEND_BATCH_FRAMES_MAX) {
             self.log
                 .append_batch(chunk)
                 .map_err(|e| self.poison_with(e))?;
+            let bytes: u64 = chunk.iter().map(|b| frame_bytes(b.len() as u32)).sum();
+            self.unappended_frame_bytes
+                .fetch_sub(bytes, Ordering::AcqRel);
         }
         Ok(())
     }
 
     /// Makes every commit so far durable; returns the durable epoch.
     pub(crate) fn sync(&self) -> Result<u64> {
+        self.flush_through(None)
+    }
+
+    /// Steps F1–F4: appends every buffered record and makes it durable; returns the durable
+    /// epoch. With `until`, returns at once when that epoch is already durable.
+    ///
+    /// The order lock is taken before the commit lock (the lock order everywhere), and the commit
+    /// lock is held only to take the buffer: committers keep buffering while one flusher syncs
+    /// data files and appends, and the next flusher takes everything they buffered meanwhile in
+    /// one batch. A flusher that finds the buffer already taken just joins the log's group sync.
+    pub(crate) fn flush_through(&self, until: Option<u64>) -> Result<u64> {
         self.poison.check()?;
-        let (order, bodies, needs_data, epoch) = {
+        let order = self.append_order.lock();
+        let durable = self.durable_epoch.load(Ordering::Acquire);
+        if until.is_some_and(|e| e <= durable) {
+            // Another flusher made it durable and may not have published it yet: publish here,
+            // so a committer always sees its own commit in the next snapshot.
+            self.mark_durable(durable);
+            return Ok(durable);
+        }
+        let (bodies, needs_data, epoch) = {
             let mut st = self.commit.lock();
             let bodies = std::mem::take(&mut st.buffer);
             let needs_data = std::mem::take(&mut st.buffer_needs_data);
-            // Hand over hand: the order lock is taken before the commit lock is released.
-            let order = self.append_order.lock();
-            (order, bodies, needs_data, st.next_epoch - 1)
+            (bodies, needs_data, st.next_epoch - 1)
         };
         self.append_buffered(bodies, needs_data)?;
         let pos = self.log.written_position();

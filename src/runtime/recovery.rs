@@ -373,6 +373,7 @@ pub(crate) fn open(
             unpublished: VecDeque::new(),
         }),
         append_order: Mutex::new(()),
+        unappended_frame_bytes: AtomicU64::new(0),
         data_sync: DataSync::default(),
         visible: Visible::new(epoch, roots),
         durable_epoch: AtomicU64::new(epoch),
