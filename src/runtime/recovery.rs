@@ -1,7 +1,8 @@
 //! Opening a store: create it, or recover it from what is durable.
 //!
-//! Recovery steps (`design/DURABILITY.md` §6, R1–R8):
-//! R1 lock the directory; R2 load the superblock and the manifest it names; R3 load the
+//! Recovery steps (`design/DURABILITY.md` §6, R1–R7):
+//! R1 lock the directory; R2 load the superblock and the manifest it names, and remove the logs
+//! and checkpoints it does not name; R3 load the
 //! checkpoint; R4 replay the commit records of the delta logs in order, whole records only, each
 //! exactly one epoch after the previous; the last log's torn tail is cut; R5 rebuild the
 //! allocator from the live versions; R6 write BALANCED payloads back into the slots of versions
