@@ -11,31 +11,18 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
-use vellum::io::{FaultConfig, FaultStorage, Storage};
+use vellum::io::{FaultStorage, Storage};
 use vellum::runtime::{CommitPolicy, DurableRuntime, RuntimeOptions};
 
+mod common;
+
 fn options() -> RuntimeOptions {
-    let mut o = RuntimeOptions {
-        eventual_flush_interval: Duration::from_secs(60),
-        ..RuntimeOptions::default()
-    };
-    o.log.preallocate_bytes = 64 << 10;
-    o.data.window_bytes = 1 << 20;
-    o.data.mapped_bytes_max = 8 << 20;
-    o.data.alloc.file_bytes_max = 64 << 20;
-    o
+    common::small_deterministic_options()
 }
 
 fn storage(seed: u64) -> FaultStorage {
-    let fs = FaultStorage::with_config(FaultConfig {
-        seed,
-        file_bytes_max: 64 << 20,
-        space_bytes_max: None,
-    });
-    fs.create_dir_all(Path::new("/s")).unwrap();
-    fs
+    common::fault_storage(seed, "/s")
 }
 
 #[test]

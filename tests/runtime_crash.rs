@@ -14,9 +14,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
-use vellum::io::{CrashMode, FaultConfig, FaultStorage, Storage};
+use vellum::io::{CrashMode, FaultStorage};
 use vellum::object_table::NodeId;
 use vellum::runtime::{CommitPolicy, DurableRuntime, RuntimeOptions, Snapshot};
 
@@ -40,25 +39,11 @@ enum Mode {
 }
 
 fn options() -> RuntimeOptions {
-    let mut o = RuntimeOptions::default();
-    o.data.alloc.file_bytes_max = 64 << 20;
-    o.data.window_bytes = 1 << 20;
-    o.data.mapped_bytes_max = 16 << 20;
-    o.log.preallocate_bytes = 64 << 10;
-    // Deterministic: no background flush or checkpoint during the run.
-    o.eventual_flush_interval = Duration::from_secs(60);
-    o.checkpoint_log_bytes = 1 << 40;
-    o
+    common::small_deterministic_options()
 }
 
 fn storage(seed: u64) -> FaultStorage {
-    let fs = FaultStorage::with_config(FaultConfig {
-        seed,
-        file_bytes_max: 64 << 20,
-        space_bytes_max: None,
-    });
-    fs.create_dir_all(Path::new(DIR)).expect("mkdir");
-    fs
+    common::fault_storage(seed, DIR)
 }
 
 fn open(fs: &FaultStorage) -> vellum::Result<DurableRuntime> {

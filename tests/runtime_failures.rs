@@ -19,7 +19,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use vellum::io::{CrashMode, FaultConfig, FaultStorage, Storage};
+use vellum::io::{CrashMode, FaultStorage, Storage};
 use vellum::object_table::NodeId;
 use vellum::runtime::{CommitPolicy, DurableRuntime, RuntimeOptions, WriteTxn};
 use vellum::{Error, IoOp};
@@ -32,30 +32,17 @@ const POLICIES: [CommitPolicy; 3] = [
     CommitPolicy::Eventual,
 ];
 
+mod common;
+
 fn options(policy: CommitPolicy) -> RuntimeOptions {
-    let mut o = RuntimeOptions {
-        policy,
-        ..RuntimeOptions::default()
-    };
-    o.data.alloc.file_bytes_max = 64 << 20;
-    o.data.window_bytes = 1 << 20;
+    let mut o = common::small_deterministic_options();
+    o.policy = policy;
     o.data.mapped_bytes_max = 32 << 20;
-    o.log.preallocate_bytes = 64 << 10;
-    // Deterministic: no background flush or checkpoint, so storage operations come only from the
-    // calls the test makes.
-    o.eventual_flush_interval = Duration::from_secs(60);
-    o.checkpoint_log_bytes = 1 << 40;
     o
 }
 
 fn new_fs(seed: u64) -> FaultStorage {
-    let fs = FaultStorage::with_config(FaultConfig {
-        seed,
-        file_bytes_max: 64 << 20,
-        space_bytes_max: None,
-    });
-    fs.create_dir_all(Path::new(DIR)).unwrap();
-    fs
+    common::fault_storage(seed, DIR)
 }
 
 fn open_with(fs: &FaultStorage, o: RuntimeOptions) -> vellum::Result<DurableRuntime> {

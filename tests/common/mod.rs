@@ -35,3 +35,33 @@ pub fn env_opt(name: &str) -> Option<u64> {
 pub fn env_u64(name: &str, default: u64) -> u64 {
     env_opt(name).unwrap_or(default)
 }
+
+/// Runtime options for stores on the fault storage: small files, windows and log preallocation
+/// (crash images stay small), and no background flush or checkpoint, so storage operations come
+/// only from the calls a test makes and a crash point is deterministic.
+pub fn small_deterministic_options() -> vellum::runtime::RuntimeOptions {
+    let mut o = vellum::runtime::RuntimeOptions {
+        eventual_flush_interval: std::time::Duration::from_secs(60),
+        checkpoint_log_bytes: 1 << 40,
+        ..vellum::runtime::RuntimeOptions::default()
+    };
+    o.data.alloc.file_bytes_max = 64 << 20;
+    o.data.window_bytes = 1 << 20;
+    o.data.mapped_bytes_max = 16 << 20;
+    o.log.preallocate_bytes = 64 << 10;
+    o
+}
+
+/// A fault-injecting filesystem seeded with `seed`, with directory `dir` created and files of at
+/// most 64 MiB.
+pub fn fault_storage(seed: u64, dir: &str) -> vellum::io::FaultStorage {
+    use vellum::io::Storage;
+    let fs = vellum::io::FaultStorage::with_config(vellum::io::FaultConfig {
+        seed,
+        file_bytes_max: 64 << 20,
+        space_bytes_max: None,
+    });
+    fs.create_dir_all(std::path::Path::new(dir))
+        .expect("creating a directory on a fresh fault storage");
+    fs
+}
