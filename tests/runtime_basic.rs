@@ -251,3 +251,26 @@ fn a_committer_always_sees_its_own_commit() {
         h.join().unwrap();
     }
 }
+
+#[test]
+fn a_data_file_the_manifest_names_must_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let rt = open(dir.path());
+        let mut tx = rt.begin();
+        tx.alloc(0, &[1u8; 100]).unwrap();
+        tx.commit().unwrap();
+        // The checkpoint records the data files in the manifest.
+        rt.checkpoint().unwrap();
+    }
+    let data = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find(|e| e.file_name().to_string_lossy().starts_with("data-"))
+        .unwrap();
+    std::fs::remove_file(data.path()).unwrap();
+    let err = DurableRuntime::open(dir.path(), options()).unwrap_err();
+    let c = err.as_corruption().unwrap_or_else(|| panic!("{err}"));
+    assert_eq!(c.kind, vellum::CorruptionKind::MissingFile);
+    assert_eq!(c.file, data.path());
+}

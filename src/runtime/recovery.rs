@@ -198,11 +198,13 @@ pub(crate) fn open(
     let lock = lock_and_prepare(storage.as_ref(), dir)?;
     let exists = MetaStore::exists(storage.as_ref(), dir)?;
     let mut tail_cut: Option<(u64, bool)> = None;
+    let mut named_data_files: Vec<String> = Vec::new();
     let (meta, log, replayed) = if exists {
         let meta = MetaStore::open(storage.clone(), dir)?;
         let published = meta.current();
         let manifest = published.manifest.clone();
         remove_unnamed(storage.as_ref(), dir, &manifest)?;
+        named_data_files = manifest.data_files.iter().map(|d| d.file.clone()).collect();
         // Replay starts after the checkpoint's epoch, not the superblock's: a log rotation
         // publishes a newer superblock while the checkpoint stays older. The superblock's roots
         // may be newer than the checkpoint; re-applying the root changes logged since then leaves
@@ -302,6 +304,20 @@ pub(crate) fn open(
 
     // R5: the allocator from the live versions and the files that exist.
     let existing = data_files_in(storage.as_ref(), dir)?;
+    // Every data file the manifest names must still be there; a missing one would otherwise
+    // surface only as checksum errors when its nodes are read.
+    for name in &named_data_files {
+        if !existing
+            .iter()
+            .any(|(c, f)| crate::alloc::data_file_name(*c, *f) == *name)
+        {
+            return Err(Error::corruption(
+                dir.join(name),
+                0,
+                CorruptionKind::MissingFile,
+            ));
+        }
+    }
     let files = DataFiles::open(storage.clone(), dir, options.data, &existing)?;
     let mut live = Vec::new();
     replayed.table.for_each(&guard, |_, view| {
