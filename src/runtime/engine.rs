@@ -346,10 +346,10 @@ impl Engine<'_> {
             self.reclaim.lock().extend(retired);
         }
 
-        // STRICT/BALANCED: flush (F1–F4) before returning. One flush makes the node bytes of every buffered
-        // record durable (if any needs it), appends them all with one write, and syncs the log,
-        // whose own group commit joins concurrent flushers; a flush by another commit may already
-        // have covered this one.
+        // STRICT/BALANCED: flush (F1–F4) before returning. One flush makes the node bytes of
+        // every buffered record durable (if any needs it), appends them all with one write, and
+        // syncs the log, whose own group commit joins concurrent flushers; a flush by another
+        // commit may already have covered this one.
         if policy != CommitPolicy::Eventual {
             self.flush_through(Some(epoch))?;
         }
@@ -358,7 +358,8 @@ impl Engine<'_> {
         Ok(epoch)
     }
 
-    /// Appends every buffered EVENTUAL record. Caller holds the commit lock and `append_order`.
+    /// Appends every buffered record (F2–F3). Caller holds `append_order` and then the commit
+    /// lock (the checkpoint's K1).
     pub(crate) fn flush_buffer_locked(&self, st: &mut CommitState) -> Result<()> {
         let bodies = std::mem::take(&mut st.buffer);
         let needs_data = std::mem::take(&mut st.buffer_needs_data);
@@ -366,8 +367,8 @@ impl Engine<'_> {
     }
 
     /// Steps F2–F3: makes the buffered records' node bytes durable if they need it, then appends
-    /// the records. Caller holds `append_order` (taken while holding the commit lock when the
-    /// records were taken out of the buffer). Failure poisons: those commits were acknowledged.
+    /// the records. Caller holds `append_order`, taken before it took the records out of the
+    /// buffer. Failure poisons: those commits are applied in memory, and some were acknowledged.
     fn append_buffered(&self, bodies: Vec<(u64, Vec<u8>)>, needs_data: bool) -> Result<()> {
         if bodies.is_empty() {
             return Ok(());

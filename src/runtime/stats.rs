@@ -17,7 +17,7 @@ pub struct RuntimeStats {
     pub data_syncs: u64,
     /// Bytes of node versions written to data files.
     pub node_bytes_written: u64,
-    /// Bytes of commit records appended to the log.
+    /// Bytes of commit records committed (buffered, then appended to the log by a flush).
     pub log_bytes_appended: u64,
     /// Slots freed by reclamation.
     pub slots_reclaimed: u64,
