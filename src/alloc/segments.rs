@@ -39,6 +39,10 @@ pub const fn segment_bytes(class: u8) -> u64 {
     }
 }
 
+/// The largest `file_bytes_max` accepted (1 TiB): with at most 2^19 files per class, segment
+/// arithmetic stays far from overflowing a u64.
+pub const FILE_BYTES_MAX_LIMIT: u64 = 1 << 40;
+
 /// Allocator settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AllocOptions {
@@ -59,9 +63,12 @@ impl AllocOptions {
     /// Checks the settings.
     pub fn validate(&self) -> Result<()> {
         let largest = segment_bytes(CLASS_COUNT as u8 - 1);
-        if !self.file_bytes_max.is_power_of_two() || self.file_bytes_max < largest {
+        if !self.file_bytes_max.is_power_of_two()
+            || self.file_bytes_max < largest
+            || self.file_bytes_max > FILE_BYTES_MAX_LIMIT
+        {
             return Err(Error::InvalidArgument(format!(
-                "file_bytes_max must be a power of two of at least {largest} bytes, got {}",
+                "file_bytes_max must be a power of two from {largest} bytes to 1 TiB, got {}",
                 self.file_bytes_max
             )));
         }

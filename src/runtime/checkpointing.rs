@@ -3,7 +3,8 @@
 //! Steps (`design/DURABILITY.md` §6, K1–K6), writers running throughout except in K1:
 //! K1 under the commit lock: append buffered EVENTUAL records, sync the log, rotate to a new log
 //!    starting at epoch E+1, and publish a manifest naming it (the old log closed at E);
-//! K2 pin a snapshot at E so the versions it sees are not reclaimed while written;
+//! K2 still under the commit lock, pin a snapshot at E so the versions it sees are not reclaimed
+//!    while written;
 //! K3 make every data file durable (BALANCED payload bytes included);
 //! K4 write the checkpoint file (temp, sync, rename, directory sync);
 //! K5 publish a manifest naming the checkpoint and only the logs after E;
@@ -32,13 +33,17 @@ pub(crate) fn checkpoint(inner: &Inner) -> Result<()> {
     };
 
     // K1.
-    let (epoch, roots) = {
+    let (epoch, roots, pinned) = {
         // The lock order everywhere: the append order lock, then the commit lock.
         let _order = inner.append_order.lock();
         let mut st = inner.commit.lock();
         engine.flush_buffer_locked(&mut st)?;
         inner.log.sync().map_err(poison)?;
         let epoch = st.next_epoch - 1;
+        // K2, while the commit lock still excludes every later commit: pin `epoch`, so no
+        // version visible at it can be reclaimed before K4 has written it out. (Pinning after
+        // the lock is released lets a commit at `epoch + 1` supersede and free one first.)
+        let pinned = inner.snapshots.pin_with(|| epoch);
         let current = inner.meta.current();
         let mut manifest = (*current.manifest).clone();
         // An open log that holds no record yet (it starts after `epoch`) already begins where
@@ -76,14 +81,11 @@ pub(crate) fn checkpoint(inner: &Inner) -> Result<()> {
             inner.log.stats().bytes_appended,
             std::sync::atomic::Ordering::Relaxed,
         );
-        (epoch, st.roots.clone())
+        (epoch, st.roots.clone(), pinned)
     };
     engine.mark_durable(epoch);
-
-    // K2.
-    inner.snapshots.lock().pin(epoch);
     let result = write_and_publish(inner, epoch, &roots);
-    inner.snapshots.unpin(epoch);
+    drop(pinned);
     result?;
     Counters::add(&inner.counters.checkpoints, 1);
     inner.counters.checkpoint_last_us.store(
@@ -100,13 +102,12 @@ fn write_and_publish(inner: &Inner, epoch: u64, roots: &crate::meta::RootCatalog
         inner.poison.poison(&e);
         e
     };
-    // K3.
+    // K3. Only through `DataSync`: a direct data-file sync would clear the files' dirty flags
+    // while its `fdatasync` runs, and a concurrent flush would then skip a sync it needs.
     inner
         .data_sync
         .sync_through(inner.data_sync.current(), &inner.files, &inner.counters)
         .map_err(poison)?;
-    inner.files.sync_created().map_err(poison)?;
-    inner.files.sync_written().map_err(poison)?;
 
     // K4: entries in id order, as of `epoch`.
     let guard = crossbeam_epoch::pin();

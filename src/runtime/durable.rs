@@ -259,6 +259,8 @@ impl DurableRuntime {
     /// in flight, no allocated slot is without an owner (a leak).
     pub fn verify(&self) -> Result<(u64, u64)> {
         let inner = &*self.inner;
+        // Pinned so no version checked below is freed and rewritten while it is read.
+        let _pin = inner.snapshots.pin_with(|| inner.visible.epoch());
         let guard = crossbeam_epoch::pin();
         let mut versions = Vec::new();
         inner.table.for_each(&guard, |id, view| {

@@ -8,7 +8,7 @@
 //! allocator from the live versions; R6 write BALANCED payloads back into the slots of versions
 //! that are still current; R7 publish the recovered epoch; the runtime then accepts writes.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -33,13 +33,21 @@ use crate::meta::{DeltaLogRef, Manifest, MetaStore, RootCatalog};
 use crate::object_table::{NodeId, ObjectTable};
 use crate::poison::Poison;
 
+/// How many data files past the last one that exists a live version may name: a file whose
+/// creation was not yet durable when the store crashed can hold only payload-only versions, and
+/// files are created one after another as the previous one fills.
+const UNSYNCED_DATA_FILES_MAX: u64 = 2;
+
 /// The lock file's name.
 pub const LOCK_FILE: &str = "LOCK";
 
 /// The state replay builds.
 struct Replayed {
     table: ObjectTable,
-    roots: RootCatalog,
+    /// Root changes are replayed onto a plain map: replay re-applies changes logged since the
+    /// checkpoint on top of roots that may be newer, which can pass the 64-root limit for a
+    /// moment (a name set and later removed). Only the final catalog must respect it.
+    roots: BTreeMap<String, u64>,
     last_epoch: u64,
     records: u64,
     /// Payload bytes of the newest version of each node that carried one.
@@ -98,10 +106,10 @@ impl Replayed {
                     self.payloads.remove(id);
                 }
                 OpRef::SetRoot(name, id) => {
-                    self.roots.insert(*name, id.raw())?;
+                    self.roots.insert((*name).to_owned(), id.raw());
                 }
                 OpRef::DelRoot(name) => {
-                    self.roots.remove(name);
+                    self.roots.remove(*name);
                 }
             }
         }
@@ -211,7 +219,12 @@ pub(crate) fn open(
         // each name with its last change, so the result is the same.
         let mut replayed = Replayed {
             table: ObjectTable::new(),
-            roots: published.superblock.roots.clone(),
+            roots: published
+                .superblock
+                .roots
+                .iter()
+                .map(|(n, id)| (n.to_owned(), id))
+                .collect(),
             last_epoch: 0,
             records: 0,
             payloads: HashMap::new(),
@@ -292,7 +305,7 @@ pub(crate) fn open(
         let (meta, log) = create(&storage, dir, &options)?;
         let replayed = Replayed {
             table: ObjectTable::new(),
-            roots: RootCatalog::new(),
+            roots: BTreeMap::new(),
             last_epoch: 0,
             records: 0,
             payloads: HashMap::new(),
@@ -326,6 +339,37 @@ pub(crate) fn open(
         }
     });
     let per_file_bytes = options.data.alloc.file_bytes_max;
+    // Disk bytes must not make the rebuild allocate without bound: every file within its size,
+    // every live slot inside a file or at most a few files past the last that exists (payload-only
+    // versions may name a file whose creation was not yet durable; recovery recreates it).
+    let mut files_per_class = [0u64; CLASS_COUNT];
+    for (class, file, len) in files.files() {
+        if len > per_file_bytes {
+            return Err(Error::corruption(
+                dir.join(crate::alloc::data_file_name(class, file)),
+                0,
+                CorruptionKind::InvalidField {
+                    field: "data file length",
+                    value: len,
+                },
+            ));
+        }
+        files_per_class[usize::from(class)] += 1;
+    }
+    for l in &live {
+        let beyond =
+            u64::from(l.file) >= files_per_class[usize::from(l.class)] + UNSYNCED_DATA_FILES_MAX;
+        if beyond || l.offset + l.slot_bytes() > per_file_bytes {
+            return Err(Error::corruption(
+                dir.join(crate::alloc::data_file_name(l.class, l.file)),
+                l.offset,
+                CorruptionKind::InvalidField {
+                    field: "op.location",
+                    value: l.pack(),
+                },
+            ));
+        }
+    }
     let mut segments = [0u64; CLASS_COUNT];
     for (class, file, len) in files.files() {
         let seg = segment_bytes(class);
@@ -360,7 +404,16 @@ pub(crate) fn open(
     drop(guard);
 
     let epoch = replayed.last_epoch;
-    let roots = Arc::new(replayed.roots);
+    let roots = RootCatalog::try_from_pairs(replayed.roots).map_err(|e| {
+        Error::corruption(
+            dir.to_path_buf(),
+            0,
+            CorruptionKind::InvalidDocument {
+                reason: format!("recovered roots: {e}"),
+            },
+        )
+    })?;
+    let roots = Arc::new(roots);
     let counters = Counters::default();
     Counters::add(&counters.recovery_records, replayed.records);
     if let Some((offset, followed)) = tail_cut {

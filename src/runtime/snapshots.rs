@@ -28,6 +28,18 @@ impl SnapshotRegistry {
         Pinned(self.pinned.lock())
     }
 
+    /// Pins the epoch `epoch_of` returns (read while the registry is locked, so reclamation
+    /// cannot pass it first) until the returned guard drops.
+    pub(crate) fn pin_with(&self, epoch_of: impl FnOnce() -> u64) -> EpochPin<'_> {
+        let mut pinned = self.lock();
+        let epoch = epoch_of();
+        pinned.pin(epoch);
+        EpochPin {
+            registry: self,
+            epoch,
+        }
+    }
+
     /// Removes one reader of `epoch`.
     pub(crate) fn unpin(&self, epoch: u64) {
         let mut pinned = self.pinned.lock();
@@ -37,6 +49,19 @@ impl SnapshotRegistry {
                 pinned.remove(&epoch);
             }
         }
+    }
+}
+
+/// A pinned epoch, released when dropped.
+#[derive(Debug)]
+pub(crate) struct EpochPin<'a> {
+    registry: &'a SnapshotRegistry,
+    epoch: u64,
+}
+
+impl Drop for EpochPin<'_> {
+    fn drop(&mut self) {
+        self.registry.unpin(self.epoch);
     }
 }
 

@@ -183,7 +183,9 @@ impl<'rt> WriteTxn<'rt> {
     }
 
     /// Names `id` as root `name` at commit (names: 1 to 47 bytes of UTF-8, at most 64 roots).
-    /// A later change to the same name in this transaction replaces this one.
+    /// A later change to the same name in this transaction replaces this one. Roots are names,
+    /// not references: a root may name a node that is (or later becomes) retired, and reading
+    /// through it then fails with `NodeNotFound`, since the id's tag no longer matches.
     pub fn set_root(&mut self, name: &str, id: NodeId) -> Result<()> {
         crate::meta::RootCatalog::check_entry(name, id.raw())?;
         self.change_root(RootChange::Set(name.to_owned(), id));
@@ -211,6 +213,9 @@ impl<'rt> WriteTxn<'rt> {
     /// The version read joins the transaction's read set: if another commit changes the node
     /// before this one commits, this commit fails with `Conflict`.
     pub fn read(&mut self, id: NodeId) -> Result<Vec<u8>> {
+        // Pinned so the version read cannot be superseded, freed and rewritten while its bytes
+        // are copied: any later commit's epoch is above the pinned one.
+        let _pin = self.rt.snapshots.pin_with(|| self.rt.visible.epoch());
         let guard = crossbeam_epoch::pin();
         let version = match self.index.get(&id) {
             Some(&i) => self.staged.nodes[i].version,
