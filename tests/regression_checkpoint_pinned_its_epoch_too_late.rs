@@ -11,16 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use vellum::io::{FaultConfig, FaultStorage, Storage};
 use vellum::runtime::{CommitPolicy, DurableRuntime, RuntimeOptions};
 
+mod common;
+
 fn opts(p: CommitPolicy) -> RuntimeOptions {
-    let mut o = RuntimeOptions {
-        eventual_flush_interval: std::time::Duration::from_secs(60),
-        checkpoint_log_bytes: 1 << 40,
-        ..RuntimeOptions::default()
-    };
-    o.data.alloc.file_bytes_max = 64 << 20;
-    o.data.window_bytes = 1 << 20;
-    o.data.mapped_bytes_max = 16 << 20;
-    o.log.preallocate_bytes = 64 << 10;
+    let mut o = common::small_deterministic_options();
     o.policy = p;
     o
 }

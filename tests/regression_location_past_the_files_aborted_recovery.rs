@@ -66,10 +66,20 @@ fn crafted_location_in_crc_valid_record() {
     log.append(&body).unwrap();
     log.sync().unwrap();
     drop(log);
-    eprintln!("opening...");
-    let r = DurableRuntime::open_with(Arc::new(fs.clone()), Path::new("/s"), opts());
-    eprintln!(
-        "open: {:?}",
-        r.as_ref().map(|_| ()).map_err(|e| e.to_string())
+    let err = DurableRuntime::open_with(Arc::new(fs.clone()), Path::new("/s"), opts())
+        .expect_err("a location past the data files must be refused");
+    let c = err
+        .as_corruption()
+        .unwrap_or_else(|| panic!("not a corruption error: {err}"));
+    assert_eq!(
+        c.kind,
+        vellum::CorruptionKind::InvalidField {
+            field: "op.location",
+            value: loc.pack()
+        }
+    );
+    assert_eq!(
+        c.file,
+        Path::new("/s").join(vellum::alloc::data_file_name(0, FILE_MAX))
     );
 }

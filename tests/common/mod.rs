@@ -17,6 +17,8 @@ impl Rng {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
+        // Xorshift maps non-zero states to non-zero states; zero would repeat forever.
+        debug_assert_ne!(self.0, 0, "xorshift state reached zero");
         self.0
     }
 
