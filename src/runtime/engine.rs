@@ -166,8 +166,6 @@ pub(crate) struct Staged {
     /// Nodes only read: (id, birth of the version read), validated at commit.
     pub(crate) reads: Vec<(NodeId, u64)>,
     pub(crate) roots: Vec<RootChange>,
-    /// Data-sync generation of the transaction's last node write.
-    pub(crate) data_generation: u64,
 }
 
 /// The parts of the runtime the engine works on.

@@ -84,7 +84,8 @@ impl<'rt> WriteTxn<'rt> {
             let _ = self.rt.alloc.free(location);
             return Err(e);
         }
-        self.staged.data_generation = self.rt.data_sync.note_written();
+        // Counts the write, so the next flush's data sync knows it has something to cover.
+        self.rt.data_sync.note_written();
         Counters::add(&self.rt.counters.node_bytes_written, bytes.len() as u64);
         Ok(Version {
             location,
