@@ -9,13 +9,15 @@ use vellum::alloc::Location;
 use vellum::checkpoint::{
     CheckpointEntry, CheckpointInfo, CheckpointWriter, checkpoint_file_name, read_checkpoint,
 };
-use vellum::io::{CrashMode, FaultConfig, FaultStorage, Storage};
+use vellum::io::{CrashMode, FaultStorage, Storage};
 use vellum::object_table::{NodeId, Version};
 
 const SEQ: u64 = 3;
 const EPOCH: u64 = 50;
 /// Two blocks: a full one written by `push`, and a partial one written by `finish`.
 const ENTRIES: u64 = 5_000;
+
+mod common;
 
 fn dir() -> &'static Path {
     Path::new("/db")
@@ -30,19 +32,11 @@ fn tmp_path() -> PathBuf {
 }
 
 fn modes() -> Vec<CrashMode> {
-    let mut m = vec![CrashMode::DropUnsynced, CrashMode::KeepUnsynced];
-    m.extend((0..8).map(CrashMode::Seeded));
-    m
+    common::all_crash_modes()
 }
 
 fn fresh(seed: u64) -> FaultStorage {
-    let fs = FaultStorage::with_config(FaultConfig {
-        seed,
-        file_bytes_max: 1 << 20,
-        space_bytes_max: None,
-    });
-    fs.create_dir_all(dir()).unwrap();
-    fs
+    common::fault_storage_sized(seed, dir(), 1 << 20)
 }
 
 fn entries() -> Vec<CheckpointEntry> {

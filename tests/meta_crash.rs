@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use vellum::Error;
 use vellum::error::IoOp;
-use vellum::io::{CrashMode, FaultConfig, FaultStorage, Storage};
+use vellum::io::{CrashMode, FaultStorage, Storage};
 use vellum::meta::{
     Counters, DataFileRef, DeltaLogRef, Manifest, MetaStore, MetaUpdate, RootCatalog,
     manifest_file_name,
@@ -18,24 +18,18 @@ use vellum::meta::{
 
 const DIR: &str = "/db";
 
+mod common;
+
 fn dir() -> &'static Path {
     Path::new(DIR)
 }
 
 fn modes() -> Vec<CrashMode> {
-    let mut m = vec![CrashMode::DropUnsynced, CrashMode::KeepUnsynced];
-    m.extend((0..8).map(CrashMode::Seeded));
-    m
+    common::all_crash_modes()
 }
 
 fn fresh(seed: u64) -> FaultStorage {
-    let fs = FaultStorage::with_config(FaultConfig {
-        seed,
-        file_bytes_max: 1 << 20,
-        space_bytes_max: None,
-    });
-    fs.create_dir_all(dir()).unwrap();
-    fs
+    common::fault_storage_sized(seed, dir(), 1 << 20)
 }
 
 fn storage(fs: &FaultStorage) -> Arc<dyn Storage> {

@@ -135,14 +135,6 @@ impl Superblock {
                 available: bytes.len() as u64,
             }));
         }
-        let invalid = |pos: usize, field: &'static str, value: u64| {
-            d_error(
-                file,
-                base,
-                pos,
-                CorruptionKind::InvalidField { field, value },
-            )
-        };
         // Identify the structure before checking its CRC, so that a region that is not a slot at
         // all (zeros, another file's bytes) is reported as such rather than as a bad checksum.
         let magic = d.array::<8>()?;
@@ -163,7 +155,9 @@ impl Superblock {
         }
         let slot_bytes = d.u32()?;
         if slot_bytes as usize != SLOT_BYTES {
-            return Err(invalid(
+            return Err(invalid_field(
+                file,
+                base,
                 SLOT_BYTES_OFFSET,
                 "slot_bytes",
                 u64::from(slot_bytes),
@@ -182,12 +176,24 @@ impl Superblock {
         }
         let generation = d.u64()?;
         if generation == 0 || slot_index(generation) != slot {
-            return Err(invalid(GENERATION_OFFSET, "generation", generation));
+            return Err(invalid_field(
+                file,
+                base,
+                GENERATION_OFFSET,
+                "generation",
+                generation,
+            ));
         }
         let commit_epoch = d.u64()?;
         let manifest_seq = d.u64()?;
         if manifest_seq == 0 {
-            return Err(invalid(MANIFEST_SEQ_OFFSET, "manifest_seq", 0));
+            return Err(invalid_field(
+                file,
+                base,
+                MANIFEST_SEQ_OFFSET,
+                "manifest_seq",
+                0,
+            ));
         }
         let manifest = ManifestRef {
             seq: manifest_seq,
@@ -196,7 +202,13 @@ impl Superblock {
         };
         let root_count = usize::from(d.u16()?);
         if root_count > ROOTS_MAX {
-            return Err(invalid(ROOT_COUNT_OFFSET, "root_count", root_count as u64));
+            return Err(invalid_field(
+                file,
+                base,
+                ROOT_COUNT_OFFSET,
+                "root_count",
+                root_count as u64,
+            ));
         }
         d.zeros(RESERVED_BYTES, "reserved")?;
         let roots = decode_roots(&mut d, root_count, file, base)?;
@@ -217,8 +229,13 @@ fn crc_field(bytes: &[u8]) -> [u8; 4] {
     crc
 }
 
-fn d_error(file: &Path, base: u64, pos: usize, kind: CorruptionKind) -> Error {
-    Error::corruption(file, base + pos as u64, kind)
+/// An `InvalidField` error for the field at `pos` of the slot that starts at `base` in `file`.
+fn invalid_field(file: &Path, base: u64, pos: usize, field: &'static str, value: u64) -> Error {
+    Error::corruption(
+        file,
+        base + pos as u64,
+        CorruptionKind::InvalidField { field, value },
+    )
 }
 
 /// Decodes the 64 root entries; the decoder stands at `ROOTS_OFFSET`.
@@ -231,39 +248,37 @@ fn decode_roots(d: &mut Decoder<'_>, count: usize, file: &Path, base: u64) -> Re
             d.zeros(ROOT_ENTRY_BYTES, "unused_root_entry")?;
             continue;
         }
-        let invalid = |pos: usize, field: &'static str, value: u64| {
-            d_error(
-                file,
-                base,
-                pos,
-                CorruptionKind::InvalidField { field, value },
-            )
-        };
         let name_len = usize::from(d.u8()?);
         if name_len == 0 || name_len > ROOT_NAME_BYTES_MAX {
-            return Err(invalid(entry, "name_len", name_len as u64));
+            return Err(invalid_field(
+                file,
+                base,
+                entry,
+                "name_len",
+                name_len as u64,
+            ));
         }
         let name_at = d.position();
         let name = d.bytes(name_len)?;
         let name_str = std::str::from_utf8(name)
-            .map_err(|e| invalid(name_at + e.valid_up_to(), "name", i as u64))?;
+            .map_err(|e| invalid_field(file, base, name_at + e.valid_up_to(), "name", i as u64))?;
         // Names are stored strictly increasing by bytes, which is also the catalog's order, so
         // decoding and re-encoding give the same bytes.
         if prev.is_some_and(|p| p >= name) {
-            return Err(invalid(entry, "name", i as u64));
+            return Err(invalid_field(file, base, entry, "name", i as u64));
         }
         prev = Some(name);
         d.zeros(ROOT_NAME_BYTES_MAX - name_len, "name_padding")?;
         let id_at = d.position();
         let node_id = d.u64()?;
         if node_id == 0 {
-            return Err(invalid(id_at, "node_id", 0));
+            return Err(invalid_field(file, base, id_at, "node_id", 0));
         }
         // The checks above are exactly the catalog's rules, so insertion cannot fail; map its
         // error anyway rather than trust that in code that reads disk bytes.
         roots
             .insert(name_str, node_id)
-            .map_err(|_| invalid(entry, "name", i as u64))?;
+            .map_err(|_| invalid_field(file, base, entry, "name", i as u64))?;
     }
     Ok(roots)
 }

@@ -57,13 +57,31 @@ pub fn small_deterministic_options() -> vellum::runtime::RuntimeOptions {
 /// A fault-injecting filesystem seeded with `seed`, with directory `dir` created and files of at
 /// most 64 MiB.
 pub fn fault_storage(seed: u64, dir: &str) -> vellum::io::FaultStorage {
+    fault_storage_sized(seed, std::path::Path::new(dir), 64 << 20)
+}
+
+/// A fault-injecting filesystem seeded with `seed`, with directory `dir` created and files of at
+/// most `file_bytes_max` bytes.
+pub fn fault_storage_sized(
+    seed: u64,
+    dir: &std::path::Path,
+    file_bytes_max: usize,
+) -> vellum::io::FaultStorage {
     use vellum::io::Storage;
     let fs = vellum::io::FaultStorage::with_config(vellum::io::FaultConfig {
         seed,
-        file_bytes_max: 64 << 20,
+        file_bytes_max,
         space_bytes_max: None,
     });
-    fs.create_dir_all(std::path::Path::new(dir))
+    fs.create_dir_all(dir)
         .expect("creating a directory on a fresh fault storage");
     fs
+}
+
+/// Every way a crash can treat unsynced state: drop it all, keep it all, and eight seeds.
+pub fn all_crash_modes() -> Vec<vellum::io::CrashMode> {
+    use vellum::io::CrashMode;
+    let mut m = vec![CrashMode::DropUnsynced, CrashMode::KeepUnsynced];
+    m.extend((0..8).map(CrashMode::Seeded));
+    m
 }
