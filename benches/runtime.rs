@@ -1,5 +1,6 @@
-//! Runtime paths: a snapshot read of a resident node (target: at most 2x the plain lookup in
-//! `benches/object_table.rs`), a read at the newest epoch, and one EVENTUAL commit.
+//! Runtime paths: a snapshot read of a resident node (target: at most 2x the plain lookup,
+//! `node_lookup/id_to_bytes` in `benches/object_table.rs`), checked against its CRC32C and not,
+//! the CRC32C alone, a copying read at the newest epoch, and one EVENTUAL commit.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -33,6 +34,21 @@ fn runtime(c: &mut Criterion) {
                 i = (i + 1) % NODES;
                 black_box(reader.get(ids[i]).expect("read").map(|bytes| bytes[0]))
             })
+        });
+        group.bench_function("snapshot_reader_get_unverified_resident_100B", |b| {
+            b.iter(|| {
+                i = (i + 1) % NODES;
+                black_box(
+                    reader
+                        .get_unverified(ids[i])
+                        .expect("read")
+                        .map(|bytes| bytes[0]),
+                )
+            })
+        });
+        let bytes = [9u8; 100];
+        group.bench_function("crc32c_100B", |b| {
+            b.iter(|| black_box(vellum::codec::crc32c(black_box(&bytes))))
         });
     }
     group.bench_function("snapshot_read_resident_100B", |b| {

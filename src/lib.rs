@@ -30,6 +30,7 @@ pub mod log;
 pub mod meta;
 pub mod object_table;
 pub mod poison;
+pub mod resolve;
 pub mod runtime;
 
 pub use error::{Corruption, CorruptionKind, Error, IoOp, Result};

@@ -274,3 +274,58 @@ fn a_data_file_the_manifest_names_must_exist() {
     assert_eq!(c.kind, vellum::CorruptionKind::MissingFile);
     assert_eq!(c.file, data.path());
 }
+
+#[test]
+fn a_corrupt_node_is_reported_by_checked_reads_with_file_and_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let pattern: Vec<u8> = (0..100u8).map(|b| b.wrapping_mul(37) ^ 0x5a).collect();
+    let id = {
+        let rt = open(dir.path());
+        let mut tx = rt.begin();
+        let id = tx.alloc(3, &pattern).unwrap();
+        tx.commit_with(CommitPolicy::Strict).unwrap();
+        rt.close().unwrap();
+        id
+    };
+    // Find the node's bytes in the data files and flip one bit in the middle.
+    let mut hit = None;
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.starts_with("data-") {
+            continue;
+        }
+        let mut bytes = std::fs::read(&path).unwrap();
+        if let Some(at) = bytes.windows(pattern.len()).position(|w| w == pattern) {
+            bytes[at + 50] ^= 0x10;
+            std::fs::write(&path, &bytes).unwrap();
+            hit = Some((path, at as u64));
+            break;
+        }
+    }
+    let (path, offset) = hit.expect("the node's bytes are in a data file");
+
+    let rt = open(dir.path());
+    let snap = rt.snapshot();
+    let reader = snap.reader();
+    let mut corrupt = pattern.clone();
+    corrupt[50] ^= 0x10;
+    assert_eq!(reader.get_unverified(id).unwrap(), Some(&corrupt[..]));
+    let errors = [
+        reader.get(id).map(|_| ()).unwrap_err(),
+        snap.read(id).map(|_| ()).unwrap_err(),
+        rt.read(id).map(|_| ()).unwrap_err(),
+    ];
+    for err in errors {
+        let c = err.as_corruption().unwrap_or_else(|| panic!("{err}"));
+        assert_eq!(c.file, path);
+        assert_eq!(c.offset, offset);
+        assert_eq!(
+            c.kind,
+            vellum::CorruptionKind::ChecksumMismatch {
+                expected: vellum::codec::crc32c(&pattern),
+                actual: vellum::codec::crc32c(&corrupt),
+            }
+        );
+    }
+}

@@ -20,9 +20,13 @@ use parking_lot::Mutex;
 
 use super::location::{CLASS_COUNT, Location, class_slot_bytes};
 use super::segments::{AllocOptions, EmptySegment, SegmentAllocator, segment_bytes};
-use super::windows::{MapAccount, WindowPin, WindowSlots};
+use super::windows::{FILE_SHIFT_MAX, MapAccount, WindowDirectory, WindowPin};
 use crate::error::{Error, Result};
 use crate::io::{Storage, StorageFile};
+
+// A directory reserves slots for every window a file can hold: files of at most
+// FILE_BYTES_MAX_LIMIT bytes in windows of at least 1 MiB.
+const _: () = assert!(super::segments::FILE_BYTES_MAX_LIMIT >> 20 <= 1 << FILE_SHIFT_MAX);
 
 /// Most collector rounds one write runs to unmap evicted windows (each is a pin and a flush).
 const COLLECT_ROUNDS_MAX: usize = 64;
@@ -101,7 +105,6 @@ pub fn parse_data_file_name(name: &str) -> Option<(u8, u32)> {
 struct DataFile {
     file: Arc<dyn StorageFile>,
     len: AtomicU64,
-    windows: WindowSlots,
     /// Written since the last sync.
     dirty: AtomicBool,
 }
@@ -114,9 +117,9 @@ pub struct DataFiles {
     options: DataFileOptions,
     /// Per class, the files by number; replaced (copy on write) when a file is added.
     classes: Box<[Atomic<Vec<Arc<DataFile>>>]>,
-    /// Per class, log2 of the window size (windows are powers of two; shifts keep divisions off
-    /// the read path).
-    window_shift: [u32; CLASS_COUNT],
+    /// Per class, the installed windows of every file (window sizes are powers of two, so shifts
+    /// keep divisions off the read path).
+    dirs: [WindowDirectory; CLASS_COUNT],
     /// Serialises file creation and growth.
     grow: Mutex<()>,
     account: Arc<MapAccount>,
@@ -153,8 +156,12 @@ impl DataFiles {
             dir: dir.to_path_buf(),
             options,
             classes: (0..CLASS_COUNT).map(|_| Atomic::new(Vec::new())).collect(),
-            window_shift: std::array::from_fn(|c| {
-                options.class_window_bytes(c as u8).trailing_zeros()
+            dirs: std::array::from_fn(|c| {
+                let window = options.class_window_bytes(c as u8);
+                WindowDirectory::new(
+                    window.trailing_zeros(),
+                    options.alloc.file_bytes_max.div_ceil(window),
+                )
             }),
             grow: Mutex::new(()),
             account: Arc::new(MapAccount::default()),
@@ -205,13 +212,10 @@ impl DataFiles {
 
     /// Appends a file to `class`'s list (caller holds `grow`).
     fn push_file(&self, class: u8, file: Arc<dyn StorageFile>, len: u64, guard: &Guard) {
-        let windows =
-            (self.options.alloc.file_bytes_max / self.options.class_window_bytes(class)) as usize;
         let mut next: Vec<Arc<DataFile>> = self.list(class, guard).to_vec();
         next.push(Arc::new(DataFile {
             file,
             len: AtomicU64::new(len),
-            windows: WindowSlots::new(windows),
             dirty: AtomicBool::new(false),
         }));
         let old = self.classes[usize::from(class)].swap(Owned::new(next), Ordering::AcqRel, guard);
@@ -254,28 +258,47 @@ impl DataFiles {
     /// `loc` inside it.
     #[inline]
     pub fn window<'g>(&'g self, loc: Location, guard: &'g Guard) -> Result<(WindowPin<'g>, usize)> {
-        let shift = self.window_shift[usize::from(loc.class) % CLASS_COUNT];
-        let window_bytes = 1u64 << shift;
-        let index = (loc.offset >> shift) as usize;
-        let within = (loc.offset & (window_bytes - 1)) as usize;
         let missing = || Error::InvalidArgument(format!("{loc:?} lies outside the data files"));
+        let dir = self.dirs.get(usize::from(loc.class)).ok_or_else(missing)?;
+        let n = dir.slot_number(loc.file, loc.offset).ok_or_else(missing)?;
+        let shift = dir.window_shift();
+        let within = (loc.offset & ((1u64 << shift) - 1)) as usize;
+        if let Some(pin) = dir.get(n, &self.account, guard) {
+            return Ok((pin, within));
+        }
+        self.install_window(loc, n, guard).map(|pin| (pin, within))
+    }
+
+    /// The slow path of [`DataFiles::window`]: checks that the window lies in an existing file
+    /// and maps it.
+    #[cold]
+    #[inline(never)]
+    fn install_window<'g>(
+        &'g self,
+        loc: Location,
+        n: u64,
+        guard: &'g Guard,
+    ) -> Result<WindowPin<'g>> {
+        let missing = || Error::InvalidArgument(format!("{loc:?} lies outside the data files"));
+        let dir = self.dirs.get(usize::from(loc.class)).ok_or_else(missing)?;
+        let window_bytes = 1u64 << dir.window_shift();
         let f = self
             .list(loc.class, guard)
             .get(loc.file as usize)
             .ok_or_else(missing)?;
-        let start = index as u64 * window_bytes;
+        let start = (loc.offset >> dir.window_shift()) << dir.window_shift();
         if start + window_bytes > f.len.load(Ordering::Acquire) {
             return Err(missing());
         }
         // Another thread may install the same window first, and an eviction may remove it again
         // before we look: retry until a window is in place.
         loop {
-            if let Some(pin) = f.windows.get(index, &self.account, guard) {
-                return Ok((pin, within));
+            if let Some(pin) = dir.get(n, &self.account, guard) {
+                return Ok(pin);
             }
             self.make_room(window_bytes, guard);
             let mapping = f.file.map(start, window_bytes as usize)?;
-            if let Some(pin) = f.windows.install(index, mapping, &self.account, guard) {
+            if let Some(pin) = dir.install(n, mapping, &self.account, guard) {
                 // Threads that made room at the same time may together have gone over budget;
                 // the new window is the most recently used, so others go first.
                 if self.account.installed_bytes.load(Ordering::Acquire)
@@ -283,7 +306,7 @@ impl DataFiles {
                 {
                     self.make_room(0, guard);
                 }
-                return Ok((pin, within));
+                return Ok(pin);
             }
         }
     }
@@ -292,22 +315,18 @@ impl DataFiles {
     fn make_room(&self, incoming: u64, guard: &Guard) {
         let budget = self.options.mapped_bytes_max;
         while self.account.installed_bytes.load(Ordering::Acquire) + incoming > budget {
-            let mut oldest: Option<(u8, usize, usize, u64)> = None;
-            for class in 0..CLASS_COUNT as u8 {
-                for (fi, f) in self.list(class, guard).iter().enumerate() {
-                    for (wi, used, _) in f.windows.installed(guard) {
-                        if oldest.is_none_or(|o| used < o.3) {
-                            oldest = Some((class, fi, wi, used));
-                        }
+            let mut oldest: Option<(&WindowDirectory, u64, u64)> = None;
+            for dir in &self.dirs {
+                for (n, used) in dir.installed(guard) {
+                    if oldest.is_none_or(|o| used < o.2) {
+                        oldest = Some((dir, n, used));
                     }
                 }
             }
-            let Some((class, fi, wi, used)) = oldest else {
+            let Some((dir, n, used)) = oldest else {
                 return;
             };
-            if let Some(f) = self.list(class, guard).get(fi) {
-                f.windows.evict(wi, used, &self.account, guard);
-            }
+            dir.evict(n, used, &self.account, guard);
         }
         // Hand the evicted windows to the collector now rather than when this thread's bag of
         // deferred work fills, and let it unmap earlier evictions whose readers have left (this
@@ -355,7 +374,54 @@ impl DataFiles {
     }
 
     /// Borrows `len` bytes of the slot at `loc`; valid while `guard` lives.
+    #[inline]
     pub fn read<'g>(&'g self, loc: Location, len: usize, guard: &'g Guard) -> Result<&'g [u8]> {
+        match self.read_installed(loc, len, guard) {
+            Some(bytes) => Ok(bytes),
+            None => self.read_slow(loc, len, guard),
+        }
+    }
+
+    /// The read fast path: the bytes if their window is installed and the range is sound.
+    #[inline]
+    fn read_installed<'g>(
+        &'g self,
+        loc: Location,
+        len: usize,
+        guard: &'g Guard,
+    ) -> Option<&'g [u8]> {
+        self.read_packed(loc.pack(), len, guard)
+    }
+
+    /// The read fast path on a packed location (see [`Location::pack`]): `len` bytes of its slot
+    /// if the location is valid, `len` fits the slot, and the window is installed; `None`
+    /// otherwise (the caller falls back to [`DataFiles::read`], which maps or explains).
+    #[inline]
+    pub(crate) fn read_packed<'g>(
+        &'g self,
+        word: u64,
+        len: usize,
+        guard: &'g Guard,
+    ) -> Option<&'g [u8]> {
+        let class = Location::packed_class(word);
+        let dir = self.dirs.get(class)?;
+        if len as u64 > class_slot_bytes(class as u8) {
+            return None;
+        }
+        let offset = Location::packed_offset(word);
+        let pin = dir.get(
+            dir.slot_number(Location::packed_file(word), offset)?,
+            &self.account,
+            guard,
+        )?;
+        let within = (offset & ((1u64 << dir.window_shift()) - 1)) as usize;
+        pin.read_if_in_range(within, len)
+    }
+
+    /// The read slow path: maps the window, or explains why the range cannot be read.
+    #[cold]
+    #[inline(never)]
+    fn read_slow<'g>(&'g self, loc: Location, len: usize, guard: &'g Guard) -> Result<&'g [u8]> {
         if len as u64 > class_slot_bytes(loc.class) {
             return Err(Error::InvalidArgument(format!(
                 "{len} bytes exceed the slot at {loc:?}"

@@ -74,6 +74,24 @@ impl Location {
         })
     }
 
+    /// The class of a packed location (possibly invalid: at least [`CLASS_COUNT`]).
+    #[inline]
+    pub(crate) fn packed_class(word: u64) -> usize {
+        (word >> (FILE_BITS + UNIT_BITS)) as usize
+    }
+
+    /// The file of a packed location.
+    #[inline]
+    pub(crate) fn packed_file(word: u64) -> u32 {
+        ((word >> UNIT_BITS) & u64::from(FILE_MAX)) as u32
+    }
+
+    /// The byte offset of a packed location.
+    #[inline]
+    pub(crate) fn packed_offset(word: u64) -> u64 {
+        (word & ((1 << UNIT_BITS) - 1)) << SLOT_SHIFT_MIN
+    }
+
     /// Bytes of this location's slot.
     pub fn slot_bytes(self) -> u64 {
         class_slot_bytes(self.class)
@@ -115,5 +133,9 @@ mod tests {
         };
         assert_eq!(Location::unpack(l.pack()), Some(l));
         assert_eq!(Location::unpack(31 << 59), None);
+        let w = l.pack();
+        assert_eq!(Location::packed_class(w), 20);
+        assert_eq!(Location::packed_file(w), FILE_MAX);
+        assert_eq!(Location::packed_offset(w), l.offset);
     }
 }

@@ -126,6 +126,22 @@ impl Mapping {
         Ok(unsafe { std::slice::from_raw_parts(self.ptr.add(offset), len) })
     }
 
+    /// Borrows `len` bytes at `offset` without copying, or `None` if the range leaves the window
+    /// (the read fast path: no error is built).
+    ///
+    /// # Safety
+    /// As for [`Mapping::slice`].
+    #[inline]
+    pub unsafe fn slice_if_in_range(&self, offset: usize, len: usize) -> Option<&[u8]> {
+        let end = offset.checked_add(len)?;
+        if end > self.len {
+            return None;
+        }
+        // SAFETY: in range (checked above) and valid (rule 1); the caller excludes writers for the
+        // borrow's life.
+        Some(unsafe { std::slice::from_raw_parts(self.ptr.add(offset), len) })
+    }
+
     /// Borrows `len` bytes at `offset` mutably without copying.
     ///
     /// # Safety

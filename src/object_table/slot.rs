@@ -85,6 +85,51 @@ pub struct EntryView {
     pub retire_epoch: Option<u64>,
 }
 
+/// The words of a LIVE entry's current version, as the lookup fast path reads them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LiveWords {
+    /// The packed [`Location`].
+    pub(crate) location: u64,
+    /// Length in the high half, CRC32C in the low half.
+    pub(crate) len_crc: u64,
+    /// Birth epoch.
+    pub(crate) birth: u64,
+    /// The meta word (tag, kind, state, sequence).
+    pub(crate) meta: u64,
+}
+
+impl LiveWords {
+    /// Bytes of the version.
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        (self.len_crc >> 32) as usize
+    }
+
+    /// CRC32C of the version's bytes.
+    #[inline]
+    pub(crate) fn crc32c(&self) -> u32 {
+        self.len_crc as u32
+    }
+
+    /// The caller's node kind.
+    #[inline]
+    pub(crate) fn kind(&self) -> u8 {
+        (self.meta >> KIND_SHIFT) as u8
+    }
+
+    /// The version these words describe; `None` for an invalid location.
+    #[inline]
+    pub(crate) fn version(&self) -> Option<Version> {
+        Location::unpack(self.location).map(|location| Version {
+            location,
+            len: (self.len_crc >> 32) as u32,
+            crc32c: self.len_crc as u32,
+            kind: self.kind(),
+            birth: self.birth,
+        })
+    }
+}
+
 /// One entry of the object table, one cache line, so a lookup touches a single line.
 #[derive(Debug, Default)]
 #[repr(align(64))]
@@ -152,10 +197,10 @@ impl Slot {
         }
     }
 
-    /// The current version if the entry is LIVE with `tag`: the lookup fast path, which reads only
-    /// the fields it returns.
+    /// The current version's words if the entry is LIVE with `tag` and that version was born at
+    /// or before `epoch`: the lookup fast path, which reads only the words it returns.
     #[inline]
-    pub(super) fn live_version(&self, tag: u16) -> Option<Version> {
+    pub(super) fn live_words(&self, tag: u16, epoch: u64) -> Option<LiveWords> {
         let want = fields(tag, 0, EntryState::Live);
         const TAG_STATE: u64 = 0xffff | (3 << STATE_SHIFT);
         loop {
@@ -167,20 +212,23 @@ impl Slot {
             if m1 & TAG_STATE != want {
                 return None;
             }
-            let location = self.location.load(Ordering::Relaxed);
-            let len_crc = self.len_crc.load(Ordering::Relaxed);
-            let birth = self.birth.load(Ordering::Relaxed);
+            let words = LiveWords {
+                location: self.location.load(Ordering::Relaxed),
+                len_crc: self.len_crc.load(Ordering::Relaxed),
+                birth: self.birth.load(Ordering::Relaxed),
+                meta: m1,
+            };
             fence(Ordering::Acquire);
             if self.meta.load(Ordering::Relaxed) == m1 {
-                return Location::unpack(location).map(|location| Version {
-                    location,
-                    len: (len_crc >> 32) as u32,
-                    crc32c: len_crc as u32,
-                    kind: (m1 >> KIND_SHIFT) as u8,
-                    birth,
-                });
+                return (words.birth <= epoch).then_some(words);
             }
         }
+    }
+
+    /// The current version if the entry is LIVE with `tag`.
+    #[inline]
+    pub(super) fn live_version(&self, tag: u16) -> Option<Version> {
+        self.live_words(tag, u64::MAX)?.version()
     }
 
     /// A consistent view of the entry.

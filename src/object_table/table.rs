@@ -18,7 +18,7 @@ use crossbeam_epoch::Guard;
 use parking_lot::Mutex;
 
 use super::node_id::{HANDLE_MAX, NodeId, SHARDS};
-use super::slot::{EntryState, EntryView, Slot};
+use super::slot::{EntryState, EntryView, LiveWords, Slot};
 use super::version::Version;
 use crate::error::{Error, Result};
 
@@ -53,6 +53,7 @@ impl Shard {
     }
 
     /// The entry of `handle`, if its chunk exists.
+    #[inline]
     fn slot(&self, handle: u64) -> Option<&Slot> {
         let (k, i) = chunk_of(handle);
         self.chunks.get(k)?.get()?.get(i)
@@ -81,7 +82,8 @@ thread_local! {
 /// The object table.
 #[derive(Debug)]
 pub struct ObjectTable {
-    shards: Box<[Shard]>,
+    /// A fixed-size array, so indexing by a NodeId's shard needs no bounds check.
+    shards: Box<[Shard; SHARDS]>,
 }
 
 impl Default for ObjectTable {
@@ -113,14 +115,18 @@ impl ObjectTable {
     /// An empty table.
     pub fn new() -> Self {
         ObjectTable {
-            shards: (0..SHARDS).map(|_| Shard::new()).collect(),
+            shards: Box::new(std::array::from_fn(|_| Shard::new())),
         }
     }
 
     fn slot(&self, id: NodeId) -> Result<&Slot> {
-        self.shards[id.shard()]
-            .slot(id.handle())
+        self.slot_if_issued(id)
             .ok_or_else(|| not_found(id, "the handle was never issued"))
+    }
+
+    #[inline]
+    fn slot_if_issued(&self, id: NodeId) -> Option<&Slot> {
+        self.shards[id.shard() % SHARDS].slot(id.handle())
     }
 
     /// Reserves a fresh id (FREE → RESERVED). The node is invisible until published.
@@ -201,12 +207,38 @@ impl ObjectTable {
             .map_err(|v| refusal(id, &v))
     }
 
-    /// The current version of a LIVE node.
+    /// The current version of a LIVE node. The lookup fast path: inlined, with the reasons for a
+    /// refusal worked out out of line.
+    #[inline]
     pub fn get(&self, id: NodeId, guard: &Guard) -> Result<Version> {
-        let slot = self.slot(id)?;
-        match slot.live_version(id.tag()) {
+        match self
+            .slot_if_issued(id)
+            .and_then(|s| s.live_version(id.tag()))
+        {
             Some(v) => Ok(v),
-            None => Err(refusal(id, &slot.view(guard))),
+            None => Err(self.get_refusal(id, guard)),
+        }
+    }
+
+    /// The words of `id`'s current version if the node is LIVE and that version was born at or
+    /// before `epoch`; `None` otherwise (the caller takes a slower path that explains or walks
+    /// older versions).
+    #[inline]
+    pub(crate) fn live_words(&self, id: NodeId, epoch: u64) -> Option<LiveWords> {
+        self.slot_if_issued(id)?.live_words(id.tag(), epoch)
+    }
+
+    /// Why [`ObjectTable::get`] found no live version of `id`.
+    #[cold]
+    #[inline(never)]
+    fn get_refusal(&self, id: NodeId, guard: &Guard) -> Error {
+        match self.slot(id) {
+            Ok(slot) => match slot.live_version(id.tag()) {
+                // Became live between the two looks: report what the first look saw.
+                Some(_) => not_found(id, "the node was not live when looked up"),
+                None => refusal(id, &slot.view(guard)),
+            },
+            Err(e) => e,
         }
     }
 

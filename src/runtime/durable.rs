@@ -23,6 +23,7 @@ use crate::log::DeltaLog;
 use crate::meta::{MetaStore, RootCatalog};
 use crate::object_table::{NodeId, ObjectTable, Version};
 use crate::poison::Poison;
+use crate::resolve::{Resolved, resolve_at};
 
 /// Everything a runtime shares between its handles, transactions and background thread.
 #[derive(Debug)]
@@ -98,6 +99,45 @@ impl Inner {
             ));
         }
         Ok(bytes)
+    }
+
+    /// `resolved`'s bytes (the version of `id` a snapshot at `epoch` sees) after checking them
+    /// against the CRC32C its reference carries.
+    #[inline]
+    pub(crate) fn checked<'g>(
+        &self,
+        id: NodeId,
+        epoch: u64,
+        resolved: Resolved<'g>,
+        guard: &Guard,
+    ) -> Result<&'g [u8]> {
+        let actual = crc32c(resolved.bytes);
+        if actual == resolved.crc32c {
+            return Ok(resolved.bytes);
+        }
+        Err(self.mismatch(id, epoch, resolved.crc32c, actual, guard))
+    }
+
+    /// The corruption error for a checksum mismatch found by [`Inner::checked`], naming the file
+    /// and offset of the version.
+    #[cold]
+    #[inline(never)]
+    fn mismatch(&self, id: NodeId, epoch: u64, expected: u32, actual: u32, guard: &Guard) -> Error {
+        let (file, offset) = match self.table.get_at(id, epoch, guard) {
+            Ok(Some(v)) => (
+                self.dir.join(crate::alloc::data_file_name(
+                    v.location.class,
+                    v.location.file,
+                )),
+                v.location.offset,
+            ),
+            _ => (self.dir.clone(), 0),
+        };
+        Error::corruption(
+            file,
+            offset,
+            CorruptionKind::ChecksumMismatch { expected, actual },
+        )
     }
 
     /// A version's bytes, checked (see [`Inner::verified`]).
@@ -398,20 +438,17 @@ impl Snapshot<'_> {
     /// The bytes of `id` as of this snapshot: `None` if it did not exist (or was retired) at the
     /// snapshot's epoch; an error for a stale id or bytes that fail their checksum.
     pub fn read(&self, id: NodeId) -> Result<Option<Vec<u8>>> {
-        let guard = crossbeam_epoch::pin();
-        match self.inner.table.get_at(id, self.epoch, &guard)? {
-            Some(v) => self.inner.read_version(&v, &guard).map(Some),
-            None => Ok(None),
-        }
+        self.with_node(id, <[u8]>::to_vec)
     }
 
     /// Calls `f` with the bytes of `id` without copying them (checksum verified first).
     pub fn with_node<R>(&self, id: NodeId, f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>> {
         let guard = crossbeam_epoch::pin();
-        let Some(v) = self.inner.table.get_at(id, self.epoch, &guard)? else {
-            return Ok(None);
-        };
-        Ok(Some(f(self.inner.verified(&v, &guard)?)))
+        let inner = self.inner;
+        match resolve_at(&inner.table, &inner.files, id, self.epoch, &guard)? {
+            Some(r) => Ok(Some(f(inner.checked(id, self.epoch, r, &guard)?))),
+            None => Ok(None),
+        }
     }
 
     /// The node root `name` named at this snapshot's epoch.
@@ -440,12 +477,23 @@ pub struct SnapshotReader<'s> {
 impl SnapshotReader<'_> {
     /// Borrows the bytes of `id` as of the snapshot, checksum verified: `None` if it did not
     /// exist (or was retired) at the snapshot's epoch.
+    #[inline]
     pub fn get(&self, id: NodeId) -> Result<Option<&[u8]>> {
-        let inner = self.snapshot.inner;
-        match inner.table.get_at(id, self.snapshot.epoch, &self.guard)? {
-            Some(v) => inner.verified(&v, &self.guard).map(Some),
+        let (inner, epoch) = (self.snapshot.inner, self.snapshot.epoch);
+        match resolve_at(&inner.table, &inner.files, id, epoch, &self.guard)? {
+            Some(r) => inner.checked(id, epoch, r, &self.guard).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// Like [`SnapshotReader::get`] but without checking the bytes against their checksum, for
+    /// callers that check their own (FasterLog entries carry a CRC32C each) or read a small part
+    /// of a large node: checking costs a pass over the whole node. The bytes are what the store
+    /// holds; corruption in them goes unnoticed here.
+    #[inline]
+    pub fn get_unverified(&self, id: NodeId) -> Result<Option<&[u8]>> {
+        let (inner, epoch) = (self.snapshot.inner, self.snapshot.epoch);
+        Ok(resolve_at(&inner.table, &inner.files, id, epoch, &self.guard)?.map(|r| r.bytes))
     }
 }
 
