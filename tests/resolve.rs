@@ -144,6 +144,9 @@ fn older_versions_retirement_and_stale_ids() {
     let never = NodeId::new(5, 1 << 30, 1).unwrap();
     assert!(matches!(
         resolve(&table, &f, never, &guard),
-        Err(Error::NodeNotFound { reason: "the handle was never issued", .. })
+        Err(Error::NodeNotFound {
+            reason: "the handle was never issued",
+            ..
+        })
     ));
 }

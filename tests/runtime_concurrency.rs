@@ -765,3 +765,54 @@ fn a_held_snapshot_keeps_its_epoch_then_space_is_reclaimed_balanced() {
 fn a_held_snapshot_keeps_its_epoch_then_space_is_reclaimed_eventual() {
     held_snapshot(CommitPolicy::Eventual);
 }
+
+/// A flush is a commit group: it costs at most one data sync and one log sync however many
+/// commits it carries, and every STRICT/BALANCED commit is acknowledged by exactly one flush.
+fn flushes_group(policy: CommitPolicy, bytes: usize) {
+    const THREADS: u64 = 8;
+    const PER_THREAD: u64 = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = open(dir.path(), options(policy));
+    let before = rt.stats();
+    std::thread::scope(|s| {
+        for t in 0..THREADS {
+            let rt = &rt;
+            s.spawn(move || {
+                for i in 0..PER_THREAD {
+                    let mut tx = rt.begin();
+                    tx.alloc(1, &vec![(t * 64 + i) as u8; bytes]).unwrap();
+                    tx.commit_with(policy).unwrap();
+                }
+            });
+        }
+    });
+    let after = rt.stats();
+    let commits = after.commits - before.commits;
+    let flushes = after.flushes - before.flushes;
+    let log_syncs = after.log_syncs - before.log_syncs;
+    let data_syncs = after.data_syncs - before.data_syncs;
+    assert_eq!(commits, THREADS * PER_THREAD);
+    assert!(flushes >= 1 && flushes <= commits, "{flushes} flushes");
+    assert_eq!(log_syncs, flushes, "one log sync per flush");
+    assert!(
+        data_syncs <= flushes,
+        "{data_syncs} data syncs, {flushes} flushes"
+    );
+    if policy == CommitPolicy::Strict {
+        // Every STRICT flush carries node bytes to make durable.
+        assert_eq!(data_syncs, flushes);
+    } else {
+        // BALANCED nodes this small travel in the record: no data sync at all.
+        assert_eq!(data_syncs, 0);
+    }
+}
+
+#[test]
+fn a_strict_flush_costs_one_data_sync_and_one_log_sync() {
+    flushes_group(CommitPolicy::Strict, 100);
+}
+
+#[test]
+fn a_balanced_flush_of_small_nodes_costs_one_log_sync() {
+    flushes_group(CommitPolicy::Balanced, 100);
+}

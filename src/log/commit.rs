@@ -66,6 +66,9 @@ struct Shared {
     next_gen: u64,
     /// How many followers waiting on the sync in flight it covers.
     covered_waiters: usize,
+    /// How many callers wait on the sync in flight (woken by one call when it finishes; none,
+    /// no call).
+    parked: usize,
     /// Frames written so far.
     frames_written: u64,
     /// Committers the last finished sync released (its covered followers and its leader), which
@@ -115,6 +118,7 @@ impl GroupCommit {
                 in_flight: None,
                 next_gen: 1,
                 covered_waiters: 0,
+                parked: 0,
                 frames_written: 0,
                 returning: 0,
                 frames_at_release: 0,
@@ -183,6 +187,7 @@ impl GroupCommit {
             if let Some(flight) = shared.in_flight {
                 let covered = flight.target.is_none_or(|target| pos <= target);
                 shared.covered_waiters += usize::from(covered);
+                shared.parked += 1;
                 drop(shared);
                 self.park_until_finished(flight.gen_);
                 if covered {
@@ -206,6 +211,7 @@ impl GroupCommit {
     pub(super) fn sync_file(&self, file: &dyn StorageFile, end: LogPosition) -> Result<()> {
         let mut shared = self.shared.lock();
         while let Some(flight) = shared.in_flight {
+            shared.parked += 1;
             MutexGuard::unlocked(&mut shared, || self.park_until_finished(flight.gen_));
         }
         let gen_ = shared.begin_sync();
@@ -310,9 +316,12 @@ impl GroupCommit {
         shared.frames_at_release = shared.frames_written;
         // Raised under the lock after publishing, so a follower that sees the sync finished also
         // sees the durable position or the poison flag it set.
+        let parked = std::mem::take(&mut shared.parked);
         self.finished_gen.store(gen_, Ordering::Release);
         self.finished_word.fetch_add(1, Ordering::Release);
-        MutexGuard::unlocked(shared, || atomic_wait::wake_all(&self.finished_word));
+        if parked > 0 {
+            MutexGuard::unlocked(shared, || atomic_wait::wake_all(&self.finished_word));
+        }
         outcome
     }
 }

@@ -11,6 +11,7 @@ use crossbeam_epoch::Guard;
 use parking_lot::{Condvar, Mutex};
 
 use super::engine::{CommitState, DataSync, Engine, Retirement, Visible};
+use super::group_flush::GroupFlush;
 use super::options::{CommitPolicy, RuntimeOptions};
 use super::snapshots::SnapshotRegistry;
 use super::stats::{Counters, RuntimeStats};
@@ -43,6 +44,7 @@ pub(crate) struct Inner {
     /// See `Engine::unappended_frame_bytes`.
     pub(crate) unappended_frame_bytes: AtomicU64,
     pub(crate) data_sync: DataSync,
+    pub(crate) group_flush: GroupFlush,
     pub(crate) visible: Visible,
     pub(crate) durable_epoch: AtomicU64,
     pub(crate) snapshots: SnapshotRegistry,
@@ -70,6 +72,7 @@ impl Inner {
             append_order: &self.append_order,
             unappended_frame_bytes: &self.unappended_frame_bytes,
             data_sync: &self.data_sync,
+            group: &self.group_flush,
             visible: &self.visible,
             durable_epoch: &self.durable_epoch,
             snapshots: &self.snapshots,
@@ -257,6 +260,7 @@ impl DurableRuntime {
             conflicts: Counters::get(&c.conflicts),
             aborts: Counters::get(&c.aborts),
             log_syncs: log.syncs,
+            flushes: Counters::get(&c.flushes),
             data_syncs: Counters::get(&c.data_syncs),
             node_bytes_written: Counters::get(&c.node_bytes_written),
             log_bytes_appended: Counters::get(&c.log_bytes_appended),

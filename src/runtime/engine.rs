@@ -5,11 +5,11 @@
 //!    node it references without a payload is durable in the data files. So the log never holds
 //!    a record whose bytes a crash could lose, and a replayed prefix is a prefix of commits.
 //! 2. Every record waits in the buffer, in epoch order, until a flush appends it; STRICT and
-//!    BALANCED commits flush before they return, EVENTUAL ones are flushed by the background
-//!    thread or the next flush. Flushes run one at a time under `append_order` (always taken
-//!    before the commit lock), each taking the whole buffer, so records reach the log in epoch
-//!    order. A commit reserves its log space before it is applied, so a full disk fails the
-//!    commit cleanly instead of a later flush.
+//!    BALANCED commits wait for a flush that covers them before they return, EVENTUAL ones are
+//!    flushed by the background thread or the next flush. One leader flushes at a time
+//!    (`group_flush.rs`), under `append_order` (always taken before the commit lock), taking
+//!    the whole buffer, so records reach the log in epoch order. A commit reserves its log space
+//!    before it is applied, so a full disk fails the commit cleanly instead of a later flush.
 //! 3. A commit is applied to the object table under the commit lock, after its record was
 //!    appended (STRICT/BALANCED: a full disk then fails the commit with nothing applied).
 //! 4. Snapshots see an epoch only once it is visible: STRICT/BALANCED commits once durable,
@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
+use super::group_flush::{GroupFlush, Role};
 use super::options::CommitPolicy;
 use super::record::{NodeVersionRef, OpRef, encode_record};
 use super::snapshots::SnapshotRegistry;
@@ -179,6 +180,7 @@ pub(crate) struct Engine<'a> {
     /// Frame bytes of records buffered or being appended but not yet in the log file.
     pub(crate) unappended_frame_bytes: &'a AtomicU64,
     pub(crate) data_sync: &'a DataSync,
+    pub(crate) group: &'a GroupFlush,
     pub(crate) visible: &'a Visible,
     pub(crate) durable_epoch: &'a AtomicU64,
     pub(crate) snapshots: &'a SnapshotRegistry,
@@ -340,14 +342,14 @@ impl Engine<'_> {
             st.unpublished.push_back((epoch, roots));
         }
         drop(st);
+        self.group.note_buffered();
         if !retired.is_empty() {
             self.reclaim.lock().extend(retired);
         }
 
-        // STRICT/BALANCED: flush (F1–F4) before returning. One flush makes the node bytes of
-        // every buffered record durable (if any needs it), appends them all with one write, and
-        // syncs the log, whose own group commit joins concurrent flushers; a flush by another
-        // commit may already have covered this one.
+        // STRICT/BALANCED: wait for a flush that covers this commit, leading one if none is in
+        // flight (F0–F5). One flush makes the node bytes of every buffered record durable (if
+        // any needs it), appends them all with one write and syncs the log.
         if policy != CommitPolicy::Eventual {
             self.flush_through(Some(epoch))?;
         }
@@ -392,38 +394,71 @@ impl Engine<'_> {
 
     /// Makes every commit so far durable; returns the durable epoch.
     pub(crate) fn sync(&self) -> Result<u64> {
-        self.flush_through(None)
+        let durable = self.flush_through(None)?;
+        // What waited only for durability (a snapshot dropped since) can go now.
+        self.reclaim_ready();
+        Ok(durable)
     }
 
-    /// Steps F1–F4: appends every buffered record and makes it durable; returns the durable
-    /// epoch. With `until`, returns at once when that epoch is already durable.
+    /// Steps F1–F5: returns once every commit up to `until` (everything committed so far with
+    /// `None`) is durable and visible; returns the durable epoch.
     ///
-    /// The order lock is taken before the commit lock (the lock order everywhere), and the commit
-    /// lock is held only to take the buffer: committers keep buffering while one flusher syncs
-    /// data files and appends, and the next flusher takes everything they buffered meanwhile in
-    /// one batch. A flusher that finds the buffer already taken just joins the log's group sync.
+    /// One leader at a time flushes (see `group_flush.rs`): it takes the whole buffer, makes the
+    /// records' node bytes durable if any needs it, appends them with one write, syncs the log
+    /// and publishes; committers that buffered meanwhile follow it or lead the next flush. So a
+    /// flush costs at most one data sync and one log sync however many commits it carries.
     pub(crate) fn flush_through(&self, until: Option<u64>) -> Result<u64> {
         self.poison.check()?;
-        let order = self.append_order.lock();
-        let durable = self.durable_epoch.load(Ordering::Acquire);
-        if until.is_some_and(|e| e <= durable) {
-            // Another flusher made it durable and may not have published it yet: publish here,
-            // so a committer always sees its own commit in the next snapshot.
-            self.mark_durable(durable);
-            return Ok(durable);
+        let target = match until {
+            Some(epoch) => epoch,
+            None => self.commit.lock().next_epoch - 1,
+        };
+        loop {
+            let is_durable = || self.durable_epoch.load(Ordering::Acquire) >= target;
+            match self.group.join(target, is_durable) {
+                Role::Covered => {
+                    // The covering flush either published `target` as durable or poisoned.
+                    self.poison.check()?;
+                    let durable = self.durable_epoch.load(Ordering::Acquire);
+                    if durable >= target {
+                        // Made durable by a checkpoint, which may not have published it yet:
+                        // a committer always sees its own commit in the next snapshot.
+                        if self.visible.epoch() < target {
+                            self.mark_durable(durable);
+                        }
+                        return Ok(durable);
+                    }
+                }
+                Role::Retry => self.poison.check()?,
+                Role::Lead(gen_) => {
+                    let started = std::time::Instant::now();
+                    let flushed = self.lead_flush(gen_);
+                    self.group.finish(gen_, started);
+                    flushed?;
+                    self.reclaim_ready();
+                }
+            }
         }
+    }
+
+    /// F1–F5 as the leader of flush `gen_`: takes the buffer, syncs the data files if a record
+    /// needs it and appends (under the order lock), syncs the log, publishes. Returns the epoch
+    /// now durable. Failure poisons (the commits it carried are applied in memory).
+    fn lead_flush(&self, gen_: u64) -> Result<u64> {
+        let order = self.append_order.lock();
         let (bodies, needs_data, epoch) = {
             let mut st = self.commit.lock();
             let bodies = std::mem::take(&mut st.buffer);
             let needs_data = std::mem::take(&mut st.buffer_needs_data);
             (bodies, needs_data, st.next_epoch - 1)
         };
+        self.group.set_covers(gen_, epoch);
         self.append_buffered(bodies, needs_data)?;
         let pos = self.log.written_position();
         drop(order);
         self.log.sync_to(pos).map_err(|e| self.poison_with(e))?;
         self.mark_durable(epoch);
-        self.reclaim_ready();
+        Counters::add(&self.counters.flushes, 1);
         Ok(epoch)
     }
 

@@ -12,6 +12,7 @@
 mod checkpointing;
 mod durable;
 mod engine;
+mod group_flush;
 mod options;
 mod record;
 mod recovery;

@@ -18,6 +18,7 @@ use parking_lot::{Condvar, Mutex};
 
 use super::durable::Inner;
 use super::engine::{CommitState, DataSync, Visible};
+use super::group_flush::GroupFlush;
 use super::options::RuntimeOptions;
 use super::record::{CommitRecordRef, OpRef};
 use super::snapshots::SnapshotRegistry;
@@ -443,6 +444,7 @@ pub(crate) fn open(
             unpublished: VecDeque::new(),
         }),
         append_order: Mutex::new(()),
+        group_flush: GroupFlush::default(),
         unappended_frame_bytes: AtomicU64::new(0),
         data_sync: DataSync::default(),
         visible: Visible::new(epoch, roots),

@@ -13,6 +13,8 @@ pub struct RuntimeStats {
     pub aborts: u64,
     /// Log `fdatasync` calls (group commit shares them between commits).
     pub log_syncs: u64,
+    /// Flushes led (each a commit group: at most one data sync and one log sync).
+    pub flushes: u64,
     /// Data-file sync rounds (each syncs every data file written since the previous round).
     pub data_syncs: u64,
     /// Bytes of node versions written to data files.
@@ -48,6 +50,7 @@ pub(crate) struct Counters {
     pub(crate) conflicts: AtomicU64,
     pub(crate) aborts: AtomicU64,
     pub(crate) data_syncs: AtomicU64,
+    pub(crate) flushes: AtomicU64,
     pub(crate) node_bytes_written: AtomicU64,
     pub(crate) log_bytes_appended: AtomicU64,
     pub(crate) slots_reclaimed: AtomicU64,

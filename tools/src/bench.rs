@@ -196,16 +196,19 @@ pub fn run(args: &BenchArgs) -> Result<(), BoxError> {
         1e6 / raw_us
     );
     println!(
-        "{:>9} {:>7} {:>7} {:>8} {:>11} {:>8} {:>8} {:>9} {:>10}",
+        "{:>9} {:>7} {:>7} {:>8} {:>11} {:>7} {:>8} {:>8} {:>9} {:>10} {:>7} {:>11}",
         "policy",
         "threads",
         "node B",
         "commits",
         "commits/s",
+        "x raw",
         "p50 us",
         "p99 us",
         "log syncs",
-        "data syncs"
+        "data syncs",
+        "groups",
+        "syncs/group"
     );
     let store = dir.join("store");
     let mut acked = Vec::new();
@@ -227,17 +230,24 @@ pub fn run(args: &BenchArgs) -> Result<(), BoxError> {
                     let before = rt.stats();
                     let r = round(&rt, policy, threads, n, len, acked.len() as u64 * 7919)?;
                     let after = rt.stats();
+                    let rate = r.acked.len() as f64 / r.elapsed.as_secs_f64();
+                    let log_syncs = after.log_syncs - before.log_syncs;
+                    let data_syncs = after.data_syncs - before.data_syncs;
+                    let groups = after.flushes - before.flushes;
                     println!(
-                        "{:>9} {:>7} {:>7} {:>8} {:>11.0} {:>8.1} {:>8.1} {:>9} {:>10}",
+                        "{:>9} {:>7} {:>7} {:>8} {:>11.0} {:>7.2} {:>8.1} {:>8.1} {:>9} {:>10} {:>7} {:>11.2}",
                         format!("{policy:?}"),
                         threads,
                         len,
                         r.acked.len(),
-                        r.acked.len() as f64 / r.elapsed.as_secs_f64(),
+                        rate,
+                        rate * raw_us / 1e6,
                         percentile(&r.latencies_ns, 0.5),
                         percentile(&r.latencies_ns, 0.99),
-                        after.log_syncs - before.log_syncs,
-                        after.data_syncs - before.data_syncs,
+                        log_syncs,
+                        data_syncs,
+                        groups,
+                        (log_syncs + data_syncs) as f64 / groups.max(1) as f64,
                     );
                     acked.extend(r.acked);
                 }
