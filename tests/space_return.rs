@@ -34,11 +34,10 @@ fn run(storage: Arc<dyn Storage>, dir: &std::path::Path) {
             alloc.free(*l).unwrap();
         }
     }
-    let empty = alloc.take_empty(usize::MAX);
+    let empty = alloc
+        .return_empty(usize::MAX, |seg| files.punch(seg))
+        .unwrap();
     assert_eq!(empty.len(), 28, "exactly the wholly free segments");
-    for seg in &empty {
-        files.punch(seg).unwrap();
-    }
     let after = files.allocated_bytes().unwrap();
     assert!(
         after <= (4 << 20) + (256 << 10),

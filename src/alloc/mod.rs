@@ -11,7 +11,7 @@ mod segments;
 
 pub use segments::{
     AllocOptions, Allocation, ClassSpace, EmptySegment, SEGMENT_BYTES_MIN, SegmentAllocator,
-    segment_bytes,
+    SegmentUsage, segment_bytes,
 };
 
 mod files;

@@ -11,7 +11,8 @@
 //!    membership), so `allocate` finds space in O(1) without scanning segments; within a segment a
 //!    moving cursor makes the bit search amortised O(1).
 //! 3. `empty` holds segments whose slots are all free and whose disk blocks are still allocated;
-//!    `take_empty` hands them out for hole punching and marks them returned.
+//!    `return_empty` punches them out (under the class lock, so no allocation can write into a
+//!    segment while its blocks are being returned) and marks them returned.
 //! 4. A slot is written only inside a segment whose blocks are reserved (`backed`): `allocate`
 //!    hands out the segment's range with the first slot of a segment that is new or was
 //!    returned, and the caller reserves it (`fallocate`) before writing. Writing through a mapping
@@ -19,6 +20,9 @@
 //!    clean error at allocation time.
 //! 5. The state is a function of the set of used slots (plus the segment count): `rebuild` from
 //!    the live locations gives the same free map.
+//! 6. A segment being evacuated (a compaction victim) is never allocated from: it leaves
+//!    `partial` when the evacuation begins, frees into it do not put it back, and it returns to
+//!    `partial` when the evacuation ends if it still has free slots.
 
 use bitvec::vec::BitVec;
 use parking_lot::Mutex;
@@ -90,10 +94,12 @@ struct Segment {
     in_partial: bool,
     /// On the `empty` list (at most once, so thrashing cannot grow it).
     in_empty: bool,
-    /// Its blocks were returned to the filesystem (set by `take_empty`, cleared on allocation).
+    /// Its blocks were returned to the filesystem (set by `return_empty`, cleared on allocation).
     returned: bool,
     /// Its blocks are reserved on disk (invariant 4).
     backed: bool,
+    /// A compaction is moving its nodes out (invariant 6).
+    evacuating: bool,
 }
 
 impl Segment {
@@ -106,6 +112,7 @@ impl Segment {
             in_empty: false,
             returned: false,
             backed: false,
+            evacuating: false,
         }
     }
 
@@ -147,6 +154,19 @@ pub struct ClassSpace {
     pub segment_bytes: u64,
     /// Segments wholly free with their blocks returned to the filesystem.
     pub returned_segments: u64,
+}
+
+/// How full one segment is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentUsage {
+    /// Segment number within its class.
+    pub segment: u32,
+    /// Slots in use.
+    pub used_slots: u32,
+    /// Slots in the segment.
+    pub slots: u32,
+    /// Wholly free with its blocks returned to the filesystem.
+    pub returned: bool,
 }
 
 /// A slot handed out by [`SegmentAllocator::allocate`].
@@ -300,8 +320,8 @@ impl SegmentAllocator {
         }
         seg.free.set(slot as usize, true);
         seg.free_count += 1;
-        let push_partial = !seg.in_partial;
-        seg.in_partial = true;
+        let push_partial = !seg.in_partial && !seg.evacuating;
+        seg.in_partial |= push_partial;
         let push_empty = seg.free_count == seg.slots() && !seg.in_empty && !seg.returned;
         seg.in_empty |= push_empty;
         if push_partial {
@@ -328,10 +348,15 @@ impl SegmentAllocator {
             .is_some_and(|s| !s.free[slot as usize])
     }
 
-    /// Removes and returns up to `max` wholly free segments whose blocks are still allocated, so
-    /// the caller can punch holes for them. A segment allocated from again gets blocks back from
-    /// the filesystem on write.
-    pub fn take_empty(&self, max: usize) -> Vec<EmptySegment> {
+    /// Returns up to `max` wholly free segments' blocks to the filesystem: calls `punch` for each
+    /// while holding its class's lock (so no allocation writes into it meanwhile), marks it
+    /// returned, and lists it. A segment allocated from again asks for its blocks back
+    /// (invariant 4). If `punch` fails, the segment stays as it was and the error is returned.
+    pub fn return_empty(
+        &self,
+        max: usize,
+        mut punch: impl FnMut(&EmptySegment) -> Result<()>,
+    ) -> Result<Vec<EmptySegment>> {
         let mut out = Vec::new();
         for class in 0..CLASS_COUNT as u8 {
             let mut c = self.classes[usize::from(class)].lock();
@@ -343,18 +368,81 @@ impl SegmentAllocator {
                 if seg.free_count != seg.slots() || seg.returned {
                     continue;
                 }
-                seg.returned = true;
-                seg.backed = false;
                 let start = self.location(class, seg_no, 0);
-                out.push(EmptySegment {
+                let empty = EmptySegment {
                     class,
                     file: start.file,
                     offset: start.offset,
                     len: segment_bytes(class),
-                });
+                };
+                if let Err(e) = punch(&empty) {
+                    c.segments[seg_no as usize].in_empty = true;
+                    c.empty.push(seg_no);
+                    return Err(e);
+                }
+                let seg = &mut c.segments[seg_no as usize];
+                seg.returned = true;
+                seg.backed = false;
+                out.push(empty);
             }
         }
-        out
+        Ok(out)
+    }
+
+    /// The segment number of `loc` within its class (`None` if `loc` is not a slot).
+    pub fn segment_of(&self, loc: Location) -> Option<u32> {
+        self.index(loc).map(|(segment, _)| segment)
+    }
+
+    /// How full every segment of `class` is.
+    pub fn segment_usage(&self, class: u8) -> Vec<SegmentUsage> {
+        let Ok(c) = self.class(class) else {
+            return Vec::new();
+        };
+        let c = c.lock();
+        c.segments
+            .iter()
+            .enumerate()
+            .map(|(i, s)| SegmentUsage {
+                segment: i as u32,
+                used_slots: s.slots() - s.free_count,
+                slots: s.slots(),
+                returned: s.returned,
+            })
+            .collect()
+    }
+
+    /// Stops allocation from `segments` of `class` until [`SegmentAllocator::end_evacuation`]
+    /// (invariant 6), so a compaction moving their nodes out never moves one back in.
+    pub fn begin_evacuation(&self, class: u8, segments: &[u32]) {
+        let Ok(c) = self.class(class) else { return };
+        let mut c = c.lock();
+        let c = &mut *c;
+        for &seg_no in segments {
+            if let Some(seg) = c.segments.get_mut(seg_no as usize) {
+                seg.evacuating = true;
+                seg.in_partial = false;
+            }
+        }
+        let segs = &c.segments;
+        c.partial
+            .retain(|&n| segs.get(n as usize).is_some_and(|s| !s.evacuating));
+    }
+
+    /// Allows allocation from `segments` of `class` again.
+    pub fn end_evacuation(&self, class: u8, segments: &[u32]) {
+        let Ok(c) = self.class(class) else { return };
+        let mut c = c.lock();
+        for &seg_no in segments {
+            let Some(seg) = c.segments.get_mut(seg_no as usize) else {
+                continue;
+            };
+            seg.evacuating = false;
+            if seg.free_count > 0 && !seg.in_partial {
+                seg.in_partial = true;
+                c.partial.push(seg_no);
+            }
+        }
     }
 
     /// Number of segments `class` has (files hold `segments_per_file` of them each).
@@ -509,7 +597,14 @@ mod tests {
         for l in &locs {
             a.free(*l).unwrap();
         }
-        let empty = a.take_empty(10);
+        let mut punched = Vec::new();
+        let empty = a
+            .return_empty(10, |s| {
+                punched.push(*s);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(punched, empty);
         assert_eq!(
             empty,
             vec![EmptySegment {
@@ -519,7 +614,7 @@ mod tests {
                 len: 1 << 20
             }]
         );
-        assert!(a.take_empty(10).is_empty());
+        assert!(a.return_empty(10, |_| Ok(())).unwrap().is_empty());
         assert_eq!(a.space(12).returned_segments, 1);
         let again = a.allocate(12).unwrap();
         assert!(
@@ -533,5 +628,44 @@ mod tests {
             next.back.is_some(),
             "unback makes the next allocation ask again"
         );
+    }
+
+    #[test]
+    fn evacuating_segments_are_not_allocated_from() {
+        let a = small();
+        // Class 0: 16384 slots of 64 B per 1 MiB segment. Fill one segment, start a second.
+        let first: Vec<_> = (0..16384)
+            .map(|_| a.allocate(0).unwrap().location)
+            .collect();
+        let second = a.allocate(0).unwrap().location;
+        assert_eq!(a.segment_of(second), Some(1));
+        for l in &first[..100] {
+            a.free(*l).unwrap();
+        }
+        a.begin_evacuation(0, &[0]);
+        // Segment 0 has 100 free slots, but the next ones come from segment 1.
+        for _ in 0..200 {
+            assert_eq!(a.segment_of(a.allocate(0).unwrap().location), Some(1));
+        }
+        a.free(first[100]).unwrap();
+        assert_eq!(a.segment_of(a.allocate(0).unwrap().location), Some(1));
+        a.end_evacuation(0, &[0]);
+        assert_eq!(a.segment_of(a.allocate(0).unwrap().location), Some(0));
+        let usage = a.segment_usage(0);
+        assert_eq!(usage.len(), 2);
+        assert_eq!(usage[0].used_slots, 16384 - 101 + 1);
+        assert_eq!(usage[1].used_slots, 1 + 200 + 1);
+    }
+
+    #[test]
+    fn a_failed_punch_leaves_the_segment_as_it_was() {
+        let a = small();
+        let l = a.allocate(12).unwrap().location;
+        a.free(l).unwrap();
+        let err = a.return_empty(10, |_| Err(Error::InvalidArgument("no".into())));
+        assert!(err.is_err());
+        assert_eq!(a.space(12).returned_segments, 0);
+        assert_eq!(a.return_empty(10, |_| Ok(())).unwrap().len(), 1);
+        assert_eq!(a.space(12).returned_segments, 1);
     }
 }

@@ -10,13 +10,14 @@ use std::time::Instant;
 use crossbeam_epoch::Guard;
 use parking_lot::{Condvar, Mutex};
 
+use super::compaction::{CompactProgress, CompactReport};
 use super::engine::{CommitState, DataSync, Engine, Retirement, Visible};
 use super::group_flush::GroupFlush;
-use super::options::{CommitPolicy, RuntimeOptions};
+use super::options::{CommitPolicy, CompactionOptions, RuntimeOptions};
 use super::snapshots::SnapshotRegistry;
 use super::stats::{Counters, RuntimeStats};
 use super::txn::WriteTxn;
-use crate::alloc::{CLASS_COUNT, DataFiles, SegmentAllocator};
+use crate::alloc::{CLASS_COUNT, DataFiles, SegmentAllocator, SegmentUsage};
 use crate::codec::crc32c;
 use crate::error::{CorruptionKind, Error, Result};
 use crate::io::{LockGuard, OsStorage, Storage};
@@ -53,6 +54,9 @@ pub(crate) struct Inner {
     pub(crate) counters: Counters,
     /// One checkpoint at a time.
     pub(crate) checkpoint_lock: Mutex<()>,
+    /// One compaction pass at a time.
+    pub(crate) compaction_lock: Mutex<()>,
+    pub(crate) last_compaction: Mutex<Instant>,
     pub(crate) last_checkpoint: Mutex<Instant>,
     /// Log bytes appended when the last checkpoint started.
     pub(crate) log_bytes_at_checkpoint: AtomicU64,
@@ -231,6 +235,35 @@ impl DurableRuntime {
         self.inner.engine().sync()
     }
 
+    /// Runs one compaction pass with the runtime's compaction settings (see
+    /// [`RuntimeOptions::compaction`]): moves live nodes out of sparse segments and returns
+    /// wholly free segments' blocks to the filesystem. Readers and writers go on meanwhile.
+    pub fn compact(&self) -> Result<CompactReport> {
+        let options = self.inner.options.compaction;
+        self.compact_with(&options, &mut |_| {})
+    }
+
+    /// Runs one compaction pass with `options` (e.g. [`CompactionOptions::full`]), calling
+    /// `progress` as it goes.
+    pub fn compact_with(
+        &self,
+        options: &CompactionOptions,
+        progress: &mut dyn FnMut(CompactProgress),
+    ) -> Result<CompactReport> {
+        options.validate()?;
+        super::compaction::compact(&self.inner, options, progress)
+    }
+
+    /// How full every segment of size class `class` is (live and dead slots per segment).
+    pub fn segment_usage(&self, class: u8) -> Vec<SegmentUsage> {
+        self.inner.alloc.segment_usage(class)
+    }
+
+    /// Bytes of disk the data files occupy.
+    pub fn data_allocated_bytes(&self) -> Result<u64> {
+        self.inner.files.allocated_bytes()
+    }
+
     /// Writes a checkpoint now and drops the logs it makes unnecessary.
     pub fn checkpoint(&self) -> Result<()> {
         super::checkpointing::checkpoint(&self.inner)
@@ -267,6 +300,10 @@ impl DurableRuntime {
             slots_reclaimed: Counters::get(&c.slots_reclaimed),
             snapshots_open: self.inner.snapshots.lock().count() as u64,
             checkpoints: Counters::get(&c.checkpoints),
+            compactions: Counters::get(&c.compactions),
+            nodes_moved: Counters::get(&c.nodes_moved),
+            bytes_moved: Counters::get(&c.bytes_moved),
+            segments_returned: Counters::get(&c.segments_returned),
             checkpoint_last_us: Counters::get(&c.checkpoint_last_us),
             recovery_us: Counters::get(&c.recovery_us),
             recovery_records: Counters::get(&c.recovery_records),
@@ -413,6 +450,20 @@ fn background_loop(inner: &Inner) {
             tracing::error!(%e, "background flush failed");
         }
         inner.engine().reclaim_ready();
+        let compact_due = inner
+            .options
+            .compaction
+            .interval
+            .is_some_and(|d| inner.last_compaction.lock().elapsed() >= d);
+        if compact_due {
+            *inner.last_compaction.lock() = Instant::now();
+            let options = inner.options.compaction;
+            if let Err(e) = super::compaction::compact(inner, &options, &mut |_| {}) {
+                tracing::error!(%e, "background compaction failed");
+            }
+        } else if let Err(e) = super::compaction::return_free_segments(inner) {
+            tracing::error!(%e, "returning free segments failed");
+        }
         let by_time = inner
             .options
             .checkpoint_interval

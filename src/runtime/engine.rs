@@ -150,6 +150,9 @@ pub(crate) struct StagedNode {
     pub(crate) base_birth: Option<u64>,
     /// The node's bytes, kept only when small enough to travel in the record.
     pub(crate) small_bytes: Option<Vec<u8>>,
+    /// A compaction move: the new version keeps `base_birth` as its birth (same bytes, new
+    /// slot), so transactions that read or wrote the node before the move do not conflict.
+    pub(crate) keep_birth: bool,
 }
 
 /// Root catalog changes of a transaction.
@@ -305,10 +308,11 @@ impl Engine<'_> {
         // anyway, memory and log disagree, so the runtime stops accepting writes.
         let mut retired = Vec::new();
         for n in &staged.nodes {
-            let v = Version {
-                birth: epoch,
-                ..n.version
+            let birth = match (n.keep_birth, n.base_birth) {
+                (true, Some(base)) => base,
+                _ => epoch,
             };
+            let v = Version { birth, ..n.version };
             if n.is_new {
                 self.table
                     .publish(n.id, v)

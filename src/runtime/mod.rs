@@ -5,11 +5,14 @@
 //! - [`WriteTxn`] (`txn.rs`): copy-on-write node versions, retirements and root changes,
 //!   committed as a unit under a [`CommitPolicy`];
 //! - `engine.rs`: commit ordering, group durability, visibility and reclamation;
-//! - `recovery.rs` and `checkpointing.rs`: the protocols of `design/DURABILITY.md` §6;
+//! - `group_flush.rs`: one leader flushes a commit group while the others wait;
+//! - `recovery.rs`, `checkpointing.rs` and `compaction.rs`: the protocols of
+//!   `design/DURABILITY.md` §6;
 //! - `record.rs`: [`CommitRecord`], the body of the delta-log frame one commit writes
 //!   (`design/FORMAT.md` §6).
 
 mod checkpointing;
+mod compaction;
 mod durable;
 mod engine;
 mod group_flush;
@@ -20,8 +23,9 @@ mod snapshots;
 mod stats;
 mod txn;
 
+pub use compaction::{CompactProgress, CompactReport};
 pub use durable::{DurableRuntime, Snapshot, SnapshotReader};
-pub use options::{CommitPolicy, RuntimeOptions};
+pub use options::{CommitPolicy, CompactionOptions, RuntimeOptions};
 pub use record::*;
 pub use recovery::LOCK_FILE;
 pub use stats::RuntimeStats;

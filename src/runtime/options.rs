@@ -22,6 +22,64 @@ pub enum CommitPolicy {
     Eventual,
 }
 
+/// Settings of compaction (`design/DURABILITY.md` §6, M1–M6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompactionOptions {
+    /// How often the background thread runs a pass (`None`: only on request). Default 10 s.
+    pub interval: Option<Duration>,
+    /// Least share of free slots, in percent, that makes a segment a victim. Default 50.
+    pub dead_percent_min: u8,
+    /// Most bytes of live slots one pass moves. Default 64 MiB.
+    pub pass_bytes_max: u64,
+    /// Nodes moved per commit. Default 256.
+    pub batch_nodes: usize,
+}
+
+impl Default for CompactionOptions {
+    fn default() -> Self {
+        CompactionOptions {
+            interval: Some(Duration::from_secs(10)),
+            dead_percent_min: 50,
+            pass_bytes_max: 64 << 20,
+            batch_nodes: 256,
+        }
+    }
+}
+
+impl CompactionOptions {
+    /// A full compaction: every segment with a free slot is a victim, with no byte budget.
+    pub fn full() -> Self {
+        CompactionOptions {
+            interval: None,
+            dead_percent_min: 0,
+            pass_bytes_max: u64::MAX,
+            batch_nodes: 1024,
+        }
+    }
+
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<()> {
+        if self.dead_percent_min > 100 {
+            return Err(Error::InvalidArgument(format!(
+                "compaction.dead_percent_min must be at most 100, got {}",
+                self.dead_percent_min
+            )));
+        }
+        if self.batch_nodes == 0 || self.batch_nodes > 65_536 {
+            return Err(Error::InvalidArgument(format!(
+                "compaction.batch_nodes must be within 1..=65536, got {}",
+                self.batch_nodes
+            )));
+        }
+        if self.interval.is_some_and(|d| d.is_zero()) {
+            return Err(Error::InvalidArgument(
+                "compaction.interval must not be zero".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Settings of a [`super::DurableRuntime`].
 #[derive(Debug, Clone)]
 pub struct RuntimeOptions {
@@ -36,6 +94,8 @@ pub struct RuntimeOptions {
     /// Time since the last checkpoint that triggers a new one (`None`: only by log bytes or on
     /// request). Default `None`.
     pub checkpoint_interval: Option<Duration>,
+    /// Background compaction.
+    pub compaction: CompactionOptions,
     /// Data files and mapped windows.
     pub data: DataFileOptions,
     /// Delta log.
@@ -50,6 +110,7 @@ impl Default for RuntimeOptions {
             eventual_flush_interval: Duration::from_millis(10),
             checkpoint_log_bytes: 64 << 20,
             checkpoint_interval: None,
+            compaction: CompactionOptions::default(),
             data: DataFileOptions::default(),
             log: LogOptions::default(),
         }
@@ -81,6 +142,7 @@ impl RuntimeOptions {
                 self.checkpoint_log_bytes
             )));
         }
+        self.compaction.validate()?;
         if self.checkpoint_interval.is_some_and(|d| d.is_zero()) {
             return Err(Error::InvalidArgument(
                 "checkpoint_interval must not be zero".into(),

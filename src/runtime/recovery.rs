@@ -454,6 +454,8 @@ pub(crate) fn open(
         poison: Poison::new(),
         counters,
         checkpoint_lock: Mutex::new(()),
+        compaction_lock: Mutex::new(()),
+        last_compaction: Mutex::new(Instant::now()),
         last_checkpoint: Mutex::new(Instant::now()),
         log_bytes_at_checkpoint: AtomicU64::new(log_bytes),
         checkpoint_wanted: AtomicBool::new(false),

@@ -27,6 +27,14 @@ pub struct RuntimeStats {
     pub snapshots_open: u64,
     /// Checkpoints completed.
     pub checkpoints: u64,
+    /// Compaction passes completed.
+    pub compactions: u64,
+    /// Nodes compaction moved to new slots.
+    pub nodes_moved: u64,
+    /// Bytes of those nodes.
+    pub bytes_moved: u64,
+    /// Wholly free segments whose blocks went back to the filesystem.
+    pub segments_returned: u64,
     /// Duration of the last checkpoint, in microseconds.
     pub checkpoint_last_us: u64,
     /// Duration of the recovery that opened this runtime, in microseconds.
@@ -55,6 +63,10 @@ pub(crate) struct Counters {
     pub(crate) log_bytes_appended: AtomicU64,
     pub(crate) slots_reclaimed: AtomicU64,
     pub(crate) checkpoints: AtomicU64,
+    pub(crate) compactions: AtomicU64,
+    pub(crate) nodes_moved: AtomicU64,
+    pub(crate) bytes_moved: AtomicU64,
+    pub(crate) segments_returned: AtomicU64,
     pub(crate) checkpoint_last_us: AtomicU64,
     pub(crate) recovery_us: AtomicU64,
     pub(crate) recovery_records: AtomicU64,

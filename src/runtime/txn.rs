@@ -120,6 +120,7 @@ impl<'rt> WriteTxn<'rt> {
             is_new: true,
             base_birth: None,
             small_bytes,
+            keep_birth: false,
         });
         Ok(id)
     }
@@ -150,6 +151,7 @@ impl<'rt> WriteTxn<'rt> {
             is_new: false,
             base_birth: Some(base_birth),
             small_bytes,
+            keep_birth: false,
         });
         Ok(())
     }

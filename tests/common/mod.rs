@@ -47,6 +47,7 @@ pub fn small_deterministic_options() -> vellum::runtime::RuntimeOptions {
         checkpoint_log_bytes: 1 << 40,
         ..vellum::runtime::RuntimeOptions::default()
     };
+    o.compaction.interval = None;
     o.data.alloc.file_bytes_max = 64 << 20;
     o.data.window_bytes = 1 << 20;
     o.data.mapped_bytes_max = 16 << 20;

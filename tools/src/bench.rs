@@ -22,6 +22,9 @@ pub struct BenchArgs {
     /// Node sizes in bytes, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = [100usize, 4096])]
     node_bytes: Vec<usize>,
+    /// Commit policies, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [Policy::Strict, Policy::Balanced, Policy::Eventual])]
+    policies: Vec<Policy>,
     /// Commits per STRICT/BALANCED round.
     #[arg(long, default_value_t = 2000)]
     commits: usize,
@@ -34,6 +37,34 @@ pub struct BenchArgs {
     /// A small run (for CI).
     #[arg(long)]
     quick: bool,
+}
+
+/// A commit policy as the command line names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Policy {
+    Strict,
+    Balanced,
+    Eventual,
+}
+
+impl std::fmt::Display for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Policy::Strict => "strict",
+            Policy::Balanced => "balanced",
+            Policy::Eventual => "eventual",
+        })
+    }
+}
+
+impl From<Policy> for CommitPolicy {
+    fn from(p: Policy) -> CommitPolicy {
+        match p {
+            Policy::Strict => CommitPolicy::Strict,
+            Policy::Balanced => CommitPolicy::Balanced,
+            Policy::Eventual => CommitPolicy::Eventual,
+        }
+    }
 }
 
 fn options() -> RuntimeOptions {
@@ -214,11 +245,7 @@ pub fn run(args: &BenchArgs) -> Result<(), BoxError> {
     let mut acked = Vec::new();
     {
         let rt = Arc::new(DurableRuntime::open(&store, options())?);
-        for policy in [
-            CommitPolicy::Strict,
-            CommitPolicy::Balanced,
-            CommitPolicy::Eventual,
-        ] {
+        for policy in args.policies.iter().map(|&p| CommitPolicy::from(p)) {
             for &len in &args.node_bytes {
                 for &threads in &args.threads {
                     let n = if policy == CommitPolicy::Eventual {

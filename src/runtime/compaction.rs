@@ -1,0 +1,320 @@
+//! Compaction: moves live nodes out of sparse segments so those segments become wholly free and
+//! their blocks go back to the filesystem. NodeIds never change; only object-table entries do.
+//!
+//! Steps (`design/DURABILITY.md` §6, M1–M6), writers and readers running throughout:
+//! M1 choose victims: segments of classes with several slots per segment whose free share is at
+//!    least `dead_percent_min`, outside the densest segments that can hold the class's live
+//!    slots, best benefit/cost first (dead slots per live slot moved), until the pass's
+//!    live-byte budget is spent;
+//! M2 stop allocation from the victims (the allocator's evacuation), so no node moves back in;
+//! M3 list the LIVE nodes whose current version lies in a victim;
+//! M4 in batches, under a pinned epoch (so no source slot is freed while it is copied): read and
+//!    check each node's bytes, write them to a new slot, and commit the batch as STRICT moves:
+//!    node bytes durable, then the record, then the log synced. A move keeps the version's birth
+//!    epoch (same bytes), so transactions that read or wrote the node meanwhile do not conflict;
+//!    a node a transaction updated since it was listed fails its move with a conflict and is
+//!    dropped from the batch (the update already moved it out of the victim);
+//! M5 allow allocation from the victims again; reclamation frees each source slot once its move
+//!    is durable and no snapshot can read it (rule 5 of `engine.rs`);
+//! M6 return wholly free segments' blocks to the filesystem (hole punching).
+//!
+//! A crash anywhere leaves either the old location (move record not durable: the new slot is
+//! free after recovery's allocator rebuild) or the new one (record durable: its bytes were
+//! durable first). The old slot is freed only after the move is durable, so it is never reused
+//! while a recovery could still name it.
+
+use std::collections::HashMap;
+
+use super::durable::Inner;
+use super::engine::{Staged, StagedNode};
+use super::options::{CommitPolicy, CompactionOptions};
+use super::stats::Counters;
+use crate::alloc::{CLASS_COUNT, EmptySegment, class_slot_bytes};
+use crate::error::{Error, Result};
+use crate::object_table::{EntryState, NodeId, Version};
+
+/// What one compaction pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompactReport {
+    /// Segments chosen as victims.
+    pub victims: u64,
+    /// Live nodes moved to new slots.
+    pub nodes_moved: u64,
+    /// Bytes of those nodes.
+    pub bytes_moved: u64,
+    /// Nodes not moved: updated or retired by a transaction meanwhile (so already out of the
+    /// victim, or soon free), or failing their checksum (reported by `verify` and fsck).
+    pub nodes_skipped: u64,
+    /// Wholly free segments whose blocks went back to the filesystem.
+    pub segments_returned: u64,
+    /// Bytes of those segments.
+    pub bytes_returned: u64,
+}
+
+/// Progress of a pass, for tools that show it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CompactProgress {
+    /// Live nodes the pass will try to move.
+    pub nodes_total: u64,
+    /// Nodes handled so far (moved or skipped).
+    pub nodes_done: u64,
+    /// Bytes moved so far.
+    pub bytes_moved: u64,
+}
+
+/// A victim segment.
+#[derive(Debug, Clone, Copy)]
+struct Victim {
+    class: u8,
+    segment: u32,
+    used_slots: u64,
+    free_slots: u64,
+}
+
+/// M1: the victims of one pass, best first, within the byte budget.
+///
+/// Within a class, moving can only free segments if the live slots fit in fewer of them: the
+/// `ceil(live / slots per segment)` densest segments stay as destinations, and only the others
+/// may become victims, so a pass never moves nodes that cannot free a segment.
+fn choose_victims(inner: &Inner, options: &CompactionOptions) -> Vec<Victim> {
+    let mut candidates = Vec::new();
+    for class in 0..CLASS_COUNT as u8 {
+        let mut usage: Vec<_> = inner
+            .alloc
+            .segment_usage(class)
+            .into_iter()
+            .filter(|u| u.used_slots > 0)
+            .collect();
+        let Some(slots) = usage.first().map(|u| u64::from(u.slots)) else {
+            continue;
+        };
+        // A one-slot segment is never fragmented.
+        if slots < 2 {
+            continue;
+        }
+        let live: u64 = usage.iter().map(|u| u64::from(u.used_slots)).sum();
+        let keep = live.div_ceil(slots) as usize;
+        // Densest first; the first `keep` stay.
+        usage.sort_by(|a, b| {
+            b.used_slots
+                .cmp(&a.used_slots)
+                .then(a.segment.cmp(&b.segment))
+        });
+        for u in usage.into_iter().skip(keep) {
+            let used = u64::from(u.used_slots);
+            let free = slots - used;
+            if free * 100 < slots * u64::from(options.dead_percent_min) {
+                continue;
+            }
+            candidates.push(Victim {
+                class,
+                segment: u.segment,
+                used_slots: used,
+                free_slots: free,
+            });
+        }
+    }
+    // Benefit/cost: slots freed per slot moved, best first (free/used compared by cross product).
+    candidates.sort_by(|a, b| {
+        (b.free_slots * a.used_slots)
+            .cmp(&(a.free_slots * b.used_slots))
+            .then(a.class.cmp(&b.class))
+            .then(a.segment.cmp(&b.segment))
+    });
+    let mut budget = options.pass_bytes_max;
+    let mut out = Vec::new();
+    for v in candidates {
+        let bytes = v.used_slots * class_slot_bytes(v.class);
+        if bytes > budget {
+            continue;
+        }
+        budget -= bytes;
+        out.push(v);
+    }
+    out
+}
+
+/// Runs one pass (M1–M6) with `options`, reporting progress to `progress`.
+pub(crate) fn compact(
+    inner: &Inner,
+    options: &CompactionOptions,
+    progress: &mut dyn FnMut(CompactProgress),
+) -> Result<CompactReport> {
+    let _one = inner.compaction_lock.lock();
+    inner.poison.check()?;
+    let span = tracing::info_span!("compaction");
+    let _enter = span.enter();
+    let mut report = CompactReport::default();
+
+    let victims = choose_victims(inner, options);
+    report.victims = victims.len() as u64;
+    let mut by_class: HashMap<u8, Vec<u32>> = HashMap::new();
+    for v in &victims {
+        by_class.entry(v.class).or_default().push(v.segment);
+    }
+    // M2.
+    for (class, segments) in &by_class {
+        inner.alloc.begin_evacuation(*class, segments);
+    }
+    let moved = move_nodes(inner, options, &by_class, &mut report, progress);
+    // M5.
+    for (class, segments) in &by_class {
+        inner.alloc.end_evacuation(*class, segments);
+    }
+    moved?;
+    inner.engine().reclaim_ready();
+    // M6.
+    let returned = return_free_segments(inner)?;
+    report.segments_returned = returned.len() as u64;
+    report.bytes_returned = returned.iter().map(|s| s.len).sum();
+    Counters::add(&inner.counters.compactions, 1);
+    tracing::info!(?report, "compaction pass");
+    Ok(report)
+}
+
+/// M3–M4.
+fn move_nodes(
+    inner: &Inner,
+    options: &CompactionOptions,
+    victims: &HashMap<u8, Vec<u32>>,
+    report: &mut CompactReport,
+    progress: &mut dyn FnMut(CompactProgress),
+) -> Result<()> {
+    if victims.is_empty() {
+        return Ok(());
+    }
+    // M3.
+    let mut listed: Vec<(NodeId, Version)> = Vec::new();
+    {
+        let guard = crossbeam_epoch::pin();
+        inner.table.for_each(&guard, |id, view| {
+            if view.state != EntryState::Live {
+                return;
+            }
+            let Some(v) = view.current else { return };
+            let in_victim = victims.get(&v.location.class).is_some_and(|segs| {
+                inner
+                    .alloc
+                    .segment_of(v.location)
+                    .is_some_and(|s| segs.contains(&s))
+            });
+            if in_victim {
+                listed.push((id, v));
+            }
+        });
+    }
+    let mut done = CompactProgress {
+        nodes_total: listed.len() as u64,
+        ..CompactProgress::default()
+    };
+    progress(done);
+    for batch in listed.chunks(options.batch_nodes.max(1)) {
+        let (moved, bytes, skipped) = move_batch(inner, batch)?;
+        report.nodes_moved += moved;
+        report.bytes_moved += bytes;
+        report.nodes_skipped += skipped;
+        Counters::add(&inner.counters.nodes_moved, moved);
+        Counters::add(&inner.counters.bytes_moved, bytes);
+        done.nodes_done += batch.len() as u64;
+        done.bytes_moved += bytes;
+        progress(done);
+    }
+    Ok(())
+}
+
+/// M4 for one batch: returns (nodes moved, bytes moved, nodes skipped).
+fn move_batch(inner: &Inner, batch: &[(NodeId, Version)]) -> Result<(u64, u64, u64)> {
+    // Pinned at the newest visible epoch: every version listed is visible at it or was
+    // superseded later, so none of their slots is freed while this batch copies it.
+    let _pin = inner.snapshots.pin_with(|| inner.visible.epoch());
+    let mut staged = Staged::default();
+    let mut skipped = 0;
+    {
+        let guard = crossbeam_epoch::pin();
+        for (id, old) in batch {
+            // Still the current version? (A transaction may have updated or retired it.)
+            match inner.table.get(*id, &guard) {
+                Ok(v) if v == *old => {}
+                _ => {
+                    skipped += 1;
+                    continue;
+                }
+            }
+            // Copied out, so the guard below does not keep windows evicted by the write mapped.
+            let bytes = match inner.verified(old, &guard) {
+                Ok(b) => b.to_vec(),
+                Err(e) => {
+                    tracing::warn!(%id, %e, "compaction skips a node that fails its checksum");
+                    skipped += 1;
+                    continue;
+                }
+            };
+            let location = match inner.files.allocate_slot(&inner.alloc, old.location.class) {
+                Ok(l) => l,
+                Err(e) => {
+                    release(inner, &staged);
+                    return Err(e);
+                }
+            };
+            if let Err(e) = inner.files.write(location, &bytes) {
+                let _ = inner.alloc.free(location);
+                release(inner, &staged);
+                return Err(e);
+            }
+            staged.nodes.push(StagedNode {
+                id: *id,
+                version: Version { location, ..*old },
+                is_new: false,
+                base_birth: Some(old.birth),
+                small_bytes: None,
+                keep_birth: true,
+            });
+        }
+    }
+    inner.data_sync.note_written();
+    loop {
+        if staged.nodes.is_empty() {
+            return Ok((0, 0, skipped));
+        }
+        match inner.engine().commit(&staged, CommitPolicy::Strict) {
+            Ok(_) => {
+                let bytes = staged.nodes.iter().map(|n| u64::from(n.version.len)).sum();
+                return Ok((staged.nodes.len() as u64, bytes, skipped));
+            }
+            // Updated or retired since listed: drop it from the batch and commit the rest.
+            Err(Error::Conflict { id }) => {
+                let Some(i) = staged.nodes.iter().position(|n| n.id == id) else {
+                    release(inner, &staged);
+                    return Err(Error::Conflict { id });
+                };
+                let node = staged.nodes.swap_remove(i);
+                let _ = inner.alloc.free(node.version.location);
+                skipped += 1;
+            }
+            Err(e) => {
+                release(inner, &staged);
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Frees the new slots of a batch that did not commit (unless the runtime is poisoned: then
+/// the commit may be applied in memory, and nothing is freed; reopening recovers from disk).
+fn release(inner: &Inner, staged: &Staged) {
+    if inner.poison.is_poisoned() {
+        return;
+    }
+    for n in &staged.nodes {
+        let _ = inner.alloc.free(n.version.location);
+    }
+}
+
+/// M6: punches out every wholly free segment; returns them.
+pub(crate) fn return_free_segments(inner: &Inner) -> Result<Vec<EmptySegment>> {
+    let returned = inner
+        .alloc
+        .return_empty(usize::MAX, |seg| inner.files.punch(seg))?;
+    Counters::add(&inner.counters.segments_returned, returned.len() as u64);
+    Ok(returned)
+}
