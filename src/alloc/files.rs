@@ -497,6 +497,17 @@ impl DataFiles {
         }
     }
 
+    /// Reserves the blocks of the slot at `loc` (`fallocate`), growing its file first if needed,
+    /// so a write into it through a mapping cannot hit a full disk.
+    pub fn reserve_slot(&self, loc: Location) -> Result<()> {
+        self.ensure(loc)?;
+        let guard = crossbeam_epoch::pin();
+        match self.list(loc.class, &guard).get(loc.file as usize) {
+            Some(f) => f.file.allocate(loc.offset, class_slot_bytes(loc.class)),
+            None => Err(Error::InvalidArgument(format!("no data file for {loc:?}"))),
+        }
+    }
+
     /// Returns a wholly free segment's blocks to the filesystem.
     pub fn punch(&self, seg: &EmptySegment) -> Result<()> {
         let guard = crossbeam_epoch::pin();

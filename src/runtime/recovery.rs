@@ -398,11 +398,13 @@ pub(crate) fn open(
     for (id, (location, bytes)) in &replayed.payloads {
         let current = replayed.table.get(*id, &guard).ok();
         if current.is_some_and(|v| v.location == *location) {
-            files.ensure(*location)?;
+            files.reserve_slot(*location)?;
             files.write(*location, bytes)?;
         }
     }
     drop(guard);
+    // R6b.
+    alloc.return_empty(usize::MAX, |seg| files.punch(seg))?;
 
     let epoch = replayed.last_epoch;
     let roots = RootCatalog::try_from_pairs(replayed.roots).map_err(|e| {

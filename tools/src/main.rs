@@ -2,9 +2,10 @@
 //!
 //! `vellum bench` is the project's main job: the runtime's commit workload under each policy,
 //! then a reopen that verifies every acknowledged commit. `vellum bench group-commit` measures the
-//! delta log's group commit alone.
+//! delta log's group commit alone. `vellum compact DIR` compacts a store offline.
 
 mod bench;
+mod compact;
 mod group_commit;
 
 use std::path::PathBuf;
@@ -28,6 +29,9 @@ enum Command {
         #[command(flatten)]
         args: bench::BenchArgs,
     },
+    /// Compact a store no process has open: move live nodes out of sparse segments and return
+    /// the freed space to the filesystem.
+    Compact(compact::CompactArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -51,6 +55,7 @@ fn main() -> ExitCode {
             which: Some(BenchKind::GroupCommit(args)),
             ..
         } => group_commit::run(&args),
+        Command::Compact(args) => compact::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
