@@ -9,8 +9,8 @@
 //! M2 stop allocation from the victims (the allocator's evacuation), so no node moves back in;
 //! M3 list the LIVE nodes whose current version lies in a victim;
 //! M4 in batches, under a pinned epoch (so no source slot is freed while it is copied): read and
-//!    check each node's bytes, write them to a new slot, and commit the batch as STRICT moves:
-//!    node bytes durable, then the record, then the log synced. A move keeps the version's birth
+//!    check each node's bytes, write them to a new slot, make them durable (one data sync), and
+//!    commit the batch as STRICT moves: the record, then the log synced. A move keeps the version's birth
 //!    epoch (same bytes), so transactions that read or wrote the node meanwhile do not conflict;
 //!    a node a transaction updated since it was listed fails its move with a conflict and is
 //!    dropped from the batch (the update already moved it out of the victim);
@@ -271,7 +271,17 @@ fn move_batch(inner: &Inner, batch: &[(NodeId, Version)]) -> Result<(u64, u64, u
             });
         }
     }
-    inner.data_sync.note_written();
+    // The moved bytes are made durable here, by the compactor, so the flush that carries the
+    // batch's record (F2) has no data to sync for it and other commits do not wait for that.
+    let written = inner.data_sync.note_written();
+    if let Err(e) = inner
+        .data_sync
+        .sync_through(written, &inner.files, &inner.counters)
+    {
+        release(inner, &staged);
+        return Err(e);
+    }
+    staged.data_durable = true;
     loop {
         if staged.nodes.is_empty() {
             return Ok((0, 0, skipped));

@@ -170,6 +170,9 @@ pub(crate) struct Staged {
     /// Nodes only read: (id, birth of the version read), validated at commit.
     pub(crate) reads: Vec<(NodeId, u64)>,
     pub(crate) roots: Vec<RootChange>,
+    /// The caller made every node's bytes durable before committing (compaction does, so its
+    /// moves do not add a data sync to the flushes other commits wait for).
+    pub(crate) data_durable: bool,
 }
 
 /// The parts of the runtime the engine works on.
@@ -215,10 +218,11 @@ impl Engine<'_> {
             CommitPolicy::Strict => 0,
             CommitPolicy::Balanced | CommitPolicy::Eventual => self.payload_bytes_max,
         };
-        let needs_data = staged
-            .nodes
-            .iter()
-            .any(|n| n.version.len as usize > payload_max || n.small_bytes.is_none());
+        let needs_data = !staged.data_durable
+            && staged
+                .nodes
+                .iter()
+                .any(|n| n.version.len as usize > payload_max || n.small_bytes.is_none());
         let mut st = self.commit.lock();
         self.poison.check()?;
         // Step C1: validate (first committer wins), take the epoch, encode.

@@ -6,6 +6,7 @@
 
 mod bench;
 mod compact;
+mod compaction_bench;
 mod group_commit;
 
 use std::path::PathBuf;
@@ -38,6 +39,8 @@ enum Command {
 enum BenchKind {
     /// The delta log's group commit alone, against raw fdatasync.
     GroupCommit(group_commit::GroupCommitArgs),
+    /// Compaction throughput, its effect on concurrent commits, and space under churn.
+    Compaction(compaction_bench::CompactionBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +58,10 @@ fn main() -> ExitCode {
             which: Some(BenchKind::GroupCommit(args)),
             ..
         } => group_commit::run(&args),
+        Command::Bench {
+            which: Some(BenchKind::Compaction(args)),
+            ..
+        } => compaction_bench::run(&args),
         Command::Compact(args) => compact::run(&args),
     };
     match result {
