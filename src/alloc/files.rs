@@ -497,14 +497,14 @@ impl DataFiles {
         }
     }
 
-    /// Reserves the blocks of the slot at `loc` (`fallocate`), growing its file first if needed,
-    /// so a write into it through a mapping cannot hit a full disk.
-    pub fn reserve_slot(&self, loc: Location) -> Result<()> {
-        self.ensure(loc)?;
-        let guard = crossbeam_epoch::pin();
-        match self.list(loc.class, &guard).get(loc.file as usize) {
-            Some(f) => f.file.allocate(loc.offset, class_slot_bytes(loc.class)),
-            None => Err(Error::InvalidArgument(format!("no data file for {loc:?}"))),
+    /// The segment holding the slot at `loc`.
+    pub fn segment_of(loc: Location) -> EmptySegment {
+        let len = segment_bytes(loc.class);
+        EmptySegment {
+            class: loc.class,
+            file: loc.file,
+            offset: loc.offset / len * len,
+            len,
         }
     }
 

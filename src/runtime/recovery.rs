@@ -395,10 +395,15 @@ pub(crate) fn open(
 
     // R6: payloads go back only into slots their version still owns; a slot freed and reused
     // later in the log must not be overwritten with an old payload.
+    let mut reserved = std::collections::HashSet::new();
     for (id, (location, bytes)) in &replayed.payloads {
         let current = replayed.table.get(*id, &guard).ok();
         if current.is_some_and(|v| v.location == *location) {
-            files.reserve_slot(*location)?;
+            // One reservation per segment, not per payload.
+            let segment = DataFiles::segment_of(*location);
+            if reserved.insert((segment.class, segment.file, segment.offset)) {
+                files.back(&segment)?;
+            }
             files.write(*location, bytes)?;
         }
     }
