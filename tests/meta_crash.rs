@@ -58,6 +58,7 @@ fn state_of(store: &MetaStore) -> State {
 fn manifest_for(step: u64) -> Manifest {
     Manifest {
         seq: 0,
+        layout: vellum::meta::Layout::default(),
         checkpoint: None,
         delta_logs: vec![DeltaLogRef {
             file: format!("log-{step:016x}.vlog"),

@@ -6,8 +6,8 @@ use std::path::Path;
 use proptest::prelude::*;
 use vellum::meta::superblock::slot_index;
 use vellum::meta::{
-    CheckpointRef, Counters, DataFileRef, DeltaLogRef, LoadedSuperblock, Manifest, ManifestRef,
-    ROOT_NAME_BYTES_MAX, ROOTS_MAX, RootCatalog, SLOT_BYTES, Superblock,
+    CheckpointRef, Counters, DataFileRef, DeltaLogRef, Layout, LoadedSuperblock, Manifest,
+    ManifestRef, ROOT_NAME_BYTES_MAX, ROOTS_MAX, RootCatalog, SLOT_BYTES, Superblock,
 };
 
 fn sb_path() -> &'static Path {
@@ -131,22 +131,30 @@ fn manifest() -> impl Strategy<Value = Manifest> {
         delta_logs(),
         data_files(),
         (0..100u64, 0..100u64, any::<u64>()),
+        (26u32..=40, 20u32..=40),
     )
-        .prop_map(|(seq, checkpoint, delta_logs, data_files, extra)| {
-            let next_log_seq = delta_logs.last().map_or(0, |l| l.seq + 1) + extra.0;
-            let next_data_seq = data_files.iter().map(|d| d.seq + 1).max().unwrap_or(0) + extra.1;
-            Manifest {
-                seq,
-                checkpoint,
-                delta_logs,
-                data_files,
-                counters: Counters {
-                    next_log_seq,
-                    next_checkpoint_seq: extra.2,
-                    next_data_seq,
-                },
-            }
-        })
+        .prop_map(
+            |(seq, checkpoint, delta_logs, data_files, extra, (file_log2, window_log2))| {
+                let next_log_seq = delta_logs.last().map_or(0, |l| l.seq + 1) + extra.0;
+                let next_data_seq =
+                    data_files.iter().map(|d| d.seq + 1).max().unwrap_or(0) + extra.1;
+                Manifest {
+                    seq,
+                    layout: Layout {
+                        file_bytes_max: 1 << file_log2,
+                        window_bytes: 1 << window_log2.min(file_log2),
+                    },
+                    checkpoint,
+                    delta_logs,
+                    data_files,
+                    counters: Counters {
+                        next_log_seq,
+                        next_checkpoint_seq: extra.2,
+                        next_data_seq,
+                    },
+                }
+            },
+        )
 }
 
 /// A valid slot with up to eight bytes overwritten, possibly with its CRC fixed up afterwards so

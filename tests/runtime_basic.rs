@@ -329,3 +329,53 @@ fn a_corrupt_node_is_reported_by_checked_reads_with_file_and_offset() {
         );
     }
 }
+
+#[test]
+fn a_store_keeps_the_layout_it_was_created_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = options(); // 64 MiB files, 1 MiB windows
+    let mut ids = Vec::new();
+    {
+        let rt = DurableRuntime::open(dir.path(), small.clone()).unwrap();
+        let mut tx = rt.begin();
+        for i in 0..3u8 {
+            // 20 MiB nodes: one per 32 MiB slot, two slots per 64 MiB file.
+            ids.push(tx.alloc(1, &vec![i; 20 << 20]).unwrap());
+        }
+        tx.commit_with(CommitPolicy::Strict).unwrap();
+        rt.close().unwrap();
+    }
+    let data_files = |dir: &Path| {
+        let mut v: Vec<(String, u64)> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("data-"))
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    e.metadata().unwrap().len(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = data_files(dir.path());
+    assert!(before.iter().all(|(_, len)| *len <= 64 << 20), "{before:?}");
+    // Reopened with the default layout (1 GiB files, 64 MiB windows): the store's own layout is
+    // kept, every node reads back, and a new node takes the free slot of file 1 (under 1 GiB
+    // files it would land 64 MiB into file 0 and grow it past 64 MiB).
+    let rt = DurableRuntime::open(dir.path(), RuntimeOptions::default()).unwrap();
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(rt.read(*id).unwrap(), vec![i as u8; 20 << 20]);
+    }
+    let mut tx = rt.begin();
+    let extra = tx.alloc(1, &vec![9u8; 20 << 20]).unwrap();
+    tx.commit_with(CommitPolicy::Strict).unwrap();
+    assert_eq!(rt.read(extra).unwrap(), vec![9u8; 20 << 20]);
+    rt.close().unwrap();
+    let after = data_files(dir.path());
+    assert!(after.iter().all(|(_, len)| *len <= 64 << 20), "{after:?}");
+    assert_eq!(before.len(), 2, "{before:?}");
+    assert_eq!(after.len(), 2, "{after:?}");
+}

@@ -22,7 +22,14 @@ use crate::error::{CorruptionKind, Error, Result};
 pub const MANIFEST_FORMAT: &str = "vellum-manifest";
 
 /// The schema version this build writes and reads.
-pub const MANIFEST_VERSION: u32 = 1;
+pub const MANIFEST_VERSION: u32 = 2;
+
+/// Smallest `layout.file_bytes_max`: the largest segment (64 MiB), so every segment fits a file.
+pub const LAYOUT_FILE_BYTES_MIN: u64 = 64 << 20;
+/// Largest `layout.file_bytes_max` (1 TiB).
+pub const LAYOUT_FILE_BYTES_MAX: u64 = 1 << 40;
+/// Smallest `layout.window_bytes` (1 MiB).
+pub const LAYOUT_WINDOW_BYTES_MIN: u64 = 1 << 20;
 
 /// What a superblock slot records about the manifest in force: enough to find its file and to
 /// prove the file holds exactly the bytes that were published.
@@ -56,6 +63,8 @@ pub struct Manifest {
     /// The manifest's sequence number (at least 1); it also names the file. [`super::MetaStore`]
     /// assigns it when publishing.
     pub seq: u64,
+    /// How the store's data files are cut, fixed when the store is created.
+    pub layout: Layout,
     /// The newest complete checkpoint, if any.
     pub checkpoint: Option<CheckpointRef>,
     /// The delta logs to replay after the checkpoint, oldest first.
@@ -64,6 +73,44 @@ pub struct Manifest {
     pub data_files: Vec<DataFileRef>,
     /// The next sequence numbers to hand out.
     pub counters: Counters,
+}
+
+/// How a store's data files are cut: fixed at creation, since locations, segment numbers and
+/// file lengths depend on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Layout {
+    /// Size at which a class's data file rolls over to the next.
+    pub file_bytes_max: u64,
+    /// Bytes of a mapped window; data files grow in whole windows.
+    pub window_bytes: u64,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Layout {
+            file_bytes_max: 1 << 30,
+            window_bytes: 64 << 20,
+        }
+    }
+}
+
+impl Layout {
+    fn validate(&self) -> std::result::Result<(), String> {
+        let f = self.file_bytes_max;
+        if !f.is_power_of_two() || !(LAYOUT_FILE_BYTES_MIN..=LAYOUT_FILE_BYTES_MAX).contains(&f) {
+            return Err(format!(
+                "layout.file_bytes_max: {f} is not a power of two from 64 MiB to 1 TiB"
+            ));
+        }
+        let w = self.window_bytes;
+        if !w.is_power_of_two() || !(LAYOUT_WINDOW_BYTES_MIN..=f).contains(&w) {
+            return Err(format!(
+                "layout.window_bytes: {w} is not a power of two from 1 MiB to file_bytes_max"
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A checkpoint file.
@@ -142,6 +189,7 @@ struct DocumentOut<'a> {
     format: &'a str,
     version: u32,
     seq: u64,
+    layout: &'a Layout,
     checkpoint: &'a Option<CheckpointRef>,
     delta_logs: &'a [DeltaLogRef],
     data_files: &'a [DataFileRef],
@@ -156,7 +204,7 @@ struct Header {
     version: u64,
 }
 
-/// The whole version-1 document as read.
+/// The whole version-2 document as read.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DocumentIn {
@@ -165,6 +213,7 @@ struct DocumentIn {
     #[serde(rename = "version")]
     _version: u64,
     seq: u64,
+    layout: Layout,
     #[serde(deserialize_with = "present_option")]
     checkpoint: Option<CheckpointRef>,
     delta_logs: Vec<DeltaLogRef>,
@@ -194,10 +243,12 @@ fn check_file_name(name: &str) -> std::result::Result<(), String> {
 }
 
 impl Manifest {
-    /// An empty manifest: no checkpoint, logs or data files, every counter at 1.
+    /// An empty manifest with the default layout: no checkpoint, logs or data files, every
+    /// counter at 1.
     pub fn empty() -> Self {
         Manifest {
             seq: 1,
+            layout: Layout::default(),
             checkpoint: None,
             delta_logs: Vec::new(),
             data_files: Vec::new(),
@@ -214,6 +265,7 @@ impl Manifest {
         if self.seq == 0 {
             return Err("seq: must be at least 1".into());
         }
+        self.layout.validate()?;
         self.validate_file_names()?;
         self.validate_logs()?;
         let mut classes_seqs = BTreeSet::new();
@@ -337,6 +389,7 @@ impl Manifest {
             format: MANIFEST_FORMAT,
             version: MANIFEST_VERSION,
             seq: self.seq,
+            layout: &self.layout,
             checkpoint: &self.checkpoint,
             delta_logs: &self.delta_logs,
             data_files: &self.data_files,
@@ -370,6 +423,7 @@ impl Manifest {
             serde_json::from_slice(bytes).map_err(|e| invalid(format!("schema: {e}")))?;
         let manifest = Manifest {
             seq: doc.seq,
+            layout: doc.layout,
             checkpoint: doc.checkpoint,
             delta_logs: doc.delta_logs,
             data_files: doc.data_files,

@@ -6,6 +6,10 @@ use crate::error::Corruption;
 fn sample() -> Manifest {
     Manifest {
         seq: 2,
+        layout: Layout {
+            file_bytes_max: 256 << 20,
+            window_bytes: 16 << 20,
+        },
         checkpoint: Some(CheckpointRef {
             file: "checkpoint-0000000000000001.vckp".into(),
             epoch: 40,
@@ -54,8 +58,12 @@ fn sample() -> Manifest {
 /// The sample manifest's bytes, pinned: changing the encoding breaks this test on purpose.
 const GOLDEN: &str = r#"{
   "format": "vellum-manifest",
-  "version": 1,
+  "version": 2,
   "seq": 2,
+  "layout": {
+    "file_bytes_max": 268435456,
+    "window_bytes": 16777216
+  },
   "checkpoint": {
     "file": "checkpoint-0000000000000001.vckp",
     "epoch": 40,
@@ -103,8 +111,12 @@ const GOLDEN: &str = r#"{
 
 const EMPTY_GOLDEN: &str = r#"{
   "format": "vellum-manifest",
-  "version": 1,
+  "version": 2,
   "seq": 1,
+  "layout": {
+    "file_bytes_max": 1073741824,
+    "window_bytes": 67108864
+  },
   "checkpoint": null,
   "delta_logs": [],
   "data_files": [],
@@ -161,6 +173,7 @@ fn rejected(edit: impl FnOnce(&mut Manifest)) -> String {
         format: MANIFEST_FORMAT,
         version: MANIFEST_VERSION,
         seq: m.seq,
+        layout: &m.layout,
         checkpoint: &m.checkpoint,
         delta_logs: &m.delta_logs,
         data_files: &m.data_files,
@@ -173,6 +186,22 @@ fn rejected(edit: impl FnOnce(&mut Manifest)) -> String {
 
 #[test]
 fn validation_rules_name_the_field() {
+    assert_eq!(
+        rejected(|m| m.layout.file_bytes_max = 3 << 30),
+        "layout.file_bytes_max: 3221225472 is not a power of two from 64 MiB to 1 TiB"
+    );
+    assert_eq!(
+        rejected(|m| m.layout.file_bytes_max = 32 << 20),
+        "layout.file_bytes_max: 33554432 is not a power of two from 64 MiB to 1 TiB"
+    );
+    assert_eq!(
+        rejected(|m| m.layout.window_bytes = 512 << 20),
+        "layout.window_bytes: 536870912 is not a power of two from 1 MiB to file_bytes_max"
+    );
+    assert_eq!(
+        rejected(|m| m.layout.window_bytes = 4096),
+        "layout.window_bytes: 4096 is not a power of two from 1 MiB to file_bytes_max"
+    );
     let starts = |edit: fn(&mut Manifest), prefix: &str| {
         let reason = rejected(edit);
         assert!(
@@ -277,11 +306,15 @@ fn shape_errors_are_invalid_documents() {
             "format: expected \"vellum-manifest\", found \"other\"",
         ),
         (
-            "{\"format\": \"vellum-manifest\", \"version\": 2}",
-            "version: this build reads version 1, found 2",
+            "{\"format\": \"vellum-manifest\", \"version\": 1}",
+            "version: this build reads version 2, found 1",
         ),
         (
-            "{\"format\": \"vellum-manifest\", \"version\": 1}",
+            "{\"format\": \"vellum-manifest\", \"version\": 3}",
+            "version: this build reads version 2, found 3",
+        ),
+        (
+            "{\"format\": \"vellum-manifest\", \"version\": 2}",
             "schema:",
         ),
     ];

@@ -25,8 +25,9 @@ pub mod superblock;
 
 pub use files::{manifest_file_name, parse_manifest_file_name, read_manifest};
 pub use manifest::{
-    CheckpointRef, Counters, DataFileRef, DeltaLogRef, MANIFEST_FORMAT, MANIFEST_VERSION, Manifest,
-    ManifestRef,
+    CheckpointRef, Counters, DataFileRef, DeltaLogRef, LAYOUT_FILE_BYTES_MAX,
+    LAYOUT_FILE_BYTES_MIN, LAYOUT_WINDOW_BYTES_MIN, Layout, MANIFEST_FORMAT, MANIFEST_VERSION,
+    Manifest, ManifestRef,
 };
 pub use roots::{ROOT_NAME_BYTES_MAX, ROOTS_MAX, RootCatalog};
 pub use store::{LoadedMeta, MetaStore, MetaUpdate, Published};

@@ -30,7 +30,7 @@ use crate::checkpoint::{CheckpointExpect, parse_checkpoint_file_name, read_check
 use crate::error::{CorruptionKind, Error, Result};
 use crate::io::Storage;
 use crate::log::{DeltaLog, Frame, TailState, log_file_name, parse_log_file_name, replay};
-use crate::meta::{DeltaLogRef, Manifest, MetaStore, RootCatalog};
+use crate::meta::{DeltaLogRef, Layout, Manifest, MetaStore, RootCatalog};
 use crate::object_table::{NodeId, ObjectTable};
 use crate::poison::Poison;
 
@@ -136,6 +136,27 @@ fn lock_and_prepare(storage: &dyn Storage, dir: &Path) -> Result<crate::io::Lock
     storage.lock(&dir.join(LOCK_FILE))
 }
 
+/// An existing store keeps the layout it was created with (locations, segment numbers and file
+/// lengths depend on it): the options' layout settings apply only when a store is created.
+fn adopt_layout(options: &mut RuntimeOptions, layout: Layout) {
+    let data = &mut options.data;
+    if (data.alloc.file_bytes_max, data.window_bytes)
+        != (layout.file_bytes_max, layout.window_bytes)
+    {
+        tracing::info!(
+            requested_file_bytes_max = data.alloc.file_bytes_max,
+            requested_window_bytes = data.window_bytes,
+            file_bytes_max = layout.file_bytes_max,
+            window_bytes = layout.window_bytes,
+            "the store keeps the layout it was created with"
+        );
+    }
+    data.alloc.file_bytes_max = layout.file_bytes_max;
+    data.window_bytes = layout.window_bytes;
+    // The mapped budget must hold at least one window of the store's size.
+    data.mapped_bytes_max = data.mapped_bytes_max.max(layout.window_bytes);
+}
+
 /// Creates a new store: the first log, then the metadata naming it.
 fn create(
     storage: &Arc<dyn Storage>,
@@ -149,6 +170,10 @@ fn create(
     }
     let log = DeltaLog::create(storage.clone(), dir, 1, 1, options.log)?;
     let mut manifest = Manifest::empty();
+    manifest.layout = Layout {
+        file_bytes_max: options.data.alloc.file_bytes_max,
+        window_bytes: options.data.window_bytes,
+    };
     manifest.delta_logs.push(DeltaLogRef {
         file: log_file_name(1),
         seq: 1,
@@ -199,7 +224,7 @@ fn data_files_in(storage: &dyn Storage, dir: &Path) -> Result<Vec<(u8, u32)>> {
 pub(crate) fn open(
     storage: Arc<dyn Storage>,
     dir: &Path,
-    options: RuntimeOptions,
+    mut options: RuntimeOptions,
 ) -> Result<Inner> {
     let started = Instant::now();
     let span = tracing::info_span!("recovery", dir = %dir.display());
@@ -212,6 +237,7 @@ pub(crate) fn open(
         let meta = MetaStore::open(storage.clone(), dir)?;
         let published = meta.current();
         let manifest = published.manifest.clone();
+        adopt_layout(&mut options, manifest.layout);
         remove_unnamed(storage.as_ref(), dir, &manifest)?;
         named_data_files = manifest.data_files.iter().map(|d| d.file.clone()).collect();
         // Replay starts after the checkpoint's epoch, not the superblock's: a log rotation
