@@ -9,8 +9,8 @@ use proptest::prelude::*;
 use vellum::Error;
 use vellum::alloc::{CLASS_COUNT, FILE_MAX, Location, class_slot_bytes};
 use vellum::checkpoint::{
-    CheckpointEntry, CheckpointExpect, CheckpointInfo, CheckpointWriter, checkpoint_file_name,
-    read_checkpoint, scan_checkpoint,
+    CheckpointEntry, CheckpointExpect, CheckpointInfo, CheckpointItem, CheckpointWriter,
+    checkpoint_file_name, read_checkpoint, read_checkpoint_items, scan_checkpoint,
 };
 use vellum::io::{FaultConfig, FaultStorage, Storage};
 use vellum::object_table::{NodeId, Version};
@@ -184,5 +184,44 @@ proptest! {
         prop_assert_eq!(bytes.len() as u64, info.bytes);
         prop_assert_eq!(vellum::codec::crc32c(&bytes), info.crc32c);
         prop_assert_eq!(read_both(&bytes, Some(&info.expect())).unwrap(), entries);
+    }
+
+    #[test]
+    fn live_and_free_entries_round_trip_in_id_order(
+        (epoch, entries) in checkpoint(200),
+        free_mask in prop::collection::vec(any::<bool>(), 200),
+    ) {
+        // Some of the ids become free handles; the rest stay live.
+        let items: Vec<CheckpointItem> = entries
+            .iter()
+            .zip(&free_mask)
+            .map(|(e, &free)| if free { CheckpointItem::Free(e.id) } else { CheckpointItem::Live(*e) })
+            .collect();
+        let fs = fresh();
+        let mut w = CheckpointWriter::create(&fs, dir(), 1, epoch).unwrap();
+        for item in &items {
+            match item {
+                CheckpointItem::Live(e) => w.push(*e).unwrap(),
+                CheckpointItem::Free(id) => w.push_free(*id).unwrap(),
+            }
+        }
+        let info = w.finish().unwrap();
+        prop_assert_eq!(info.entries, items.len() as u64);
+        let mut seen = Vec::new();
+        read_checkpoint_items(&fs, &path(), Some(&info.expect()), |i| {
+            seen.push(i);
+            Ok(())
+        })
+        .unwrap();
+        prop_assert_eq!(&seen, &items);
+        let live: Vec<CheckpointEntry> = items
+            .iter()
+            .filter_map(|i| match i {
+                CheckpointItem::Live(e) => Some(*e),
+                CheckpointItem::Free(_) => None,
+            })
+            .collect();
+        let bytes = fs.open_read_only(&path()).unwrap().read_all().unwrap();
+        prop_assert_eq!(read_both(&bytes, Some(&info.expect())).unwrap(), live);
     }
 }

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use super::CheckpointEntry;
+use super::{CheckpointEntry, CheckpointItem};
 use crate::alloc::Location;
 use crate::codec::{Decoder, Encoder, crc32c, magic_value};
 use crate::error::{CorruptionKind, Error, Result};
@@ -18,7 +18,7 @@ pub const MAGIC: [u8; 8] = *b"VELCHKPT";
 /// The first eight bytes of the footer.
 pub const FOOTER_MAGIC: [u8; 8] = *b"VELCKEND";
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// Bytes of the file header.
 pub const HEADER_BYTES: usize = 64;
 /// Bytes of a block header.
@@ -58,7 +58,12 @@ const E_LEN: usize = 16;
 const E_CRC: usize = 20;
 const E_BIRTH: usize = 24;
 const E_KIND: usize = 32;
-const E_RESERVED: usize = 33;
+/// Offset of `flags` in an entry.
+pub const E_FLAGS: usize = 33;
+const E_RESERVED: usize = 34;
+/// `flags` bit 0: the entry is a free handle (its id carries the tag the handle's next node
+/// gets; every other field is zero).
+pub const FLAG_FREE: u8 = 1;
 const E_RESERVED_BYTES: usize = ENTRY_BYTES - E_RESERVED;
 
 // Footer fields.
@@ -73,7 +78,7 @@ const F_CRC: usize = F_RESERVED + 4;
 const _: () = assert!(H_SEQ == 16 && H_ENTRY_COUNT == 32 && H_BLOCK_MAX == 40);
 const _: () = assert!(H_RESERVED == 44 && H_CRC == 60 && H_CRC + 4 == HEADER_BYTES);
 const _: () = assert!(B_FIRST + 8 == BLOCK_HEADER_BYTES);
-const _: () = assert!(E_KIND == 32 && E_RESERVED_BYTES == 7);
+const _: () = assert!(E_KIND == 32 && E_FLAGS == 33 && E_RESERVED_BYTES == 6);
 const _: () = assert!(F_RESERVED == 24 && F_CRC == 28 && F_CRC + 4 == FOOTER_BYTES);
 
 /// The file header's variable fields.
@@ -197,6 +202,19 @@ pub fn encode_entry(entry: &CheckpointEntry) -> [u8; ENTRY_BYTES] {
         .u32(v.crc32c)
         .u64(v.birth)
         .u8(v.kind)
+        .u8(0)
+        .zeros(E_RESERVED_BYTES);
+    let mut out = [0u8; ENTRY_BYTES];
+    out.copy_from_slice(&e.finish());
+    out
+}
+
+/// A free handle's 40 bytes: its id, zeros, and `FLAG_FREE`.
+pub fn encode_free_entry(id: NodeId) -> [u8; ENTRY_BYTES] {
+    let mut e = Encoder::with_capacity(ENTRY_BYTES);
+    e.u64(id.raw())
+        .zeros(E_FLAGS - 8)
+        .u8(FLAG_FREE)
         .zeros(E_RESERVED_BYTES);
     let mut out = [0u8; ENTRY_BYTES];
     out.copy_from_slice(&e.finish());
@@ -217,7 +235,7 @@ pub fn decode_entry(
     offset: u64,
     epoch: u64,
     prev: Option<u64>,
-) -> Result<CheckpointEntry> {
+) -> Result<CheckpointItem> {
     let mut d = Decoder::new(bytes, file, offset);
     let raw = d.u64()?;
     let id = NodeId::from_raw(raw);
@@ -225,6 +243,23 @@ pub fn decode_entry(
     let (Some(id), true) = (id, prev.is_none_or(|p| raw > p)) else {
         return Err(invalid(&d, 0, "checkpoint_entry.node_id", raw));
     };
+    let flags = bytes.get(E_FLAGS).copied().unwrap_or(0);
+    if flags == FLAG_FREE {
+        // Every field of a free handle is zero.
+        let fields = [
+            (E_LOCATION, "checkpoint_entry.location", d.u64()?),
+            (E_LEN, "checkpoint_entry.len", u64::from(d.u32()?)),
+            (E_CRC, "checkpoint_entry.crc32c", u64::from(d.u32()?)),
+            (E_BIRTH, "checkpoint_entry.birth", d.u64()?),
+            (E_KIND, "checkpoint_entry.kind", u64::from(d.u8()?)),
+        ];
+        if let Some(&(at, field, value)) = fields.iter().find(|f| f.2 != 0) {
+            return Err(invalid(&d, at, field, value));
+        }
+        d.u8()?;
+        d.zeros(E_RESERVED_BYTES, "checkpoint_entry.reserved")?;
+        return Ok(CheckpointItem::Free(id));
+    }
     let packed = d.u64()?;
     let location = Location::unpack(packed)
         .ok_or_else(|| invalid(&d, E_LOCATION, "checkpoint_entry.location", packed))?;
@@ -241,9 +276,18 @@ pub fn decode_entry(
         return Err(invalid(&d, E_BIRTH, "checkpoint_entry.birth", birth));
     }
     let kind = d.u8()?;
-    debug_assert_eq!(d.position(), E_KIND + 1);
+    debug_assert_eq!(d.position(), E_FLAGS);
+    let flags = d.u8()?;
+    if flags != 0 {
+        return Err(invalid(
+            &d,
+            E_FLAGS,
+            "checkpoint_entry.flags",
+            u64::from(flags),
+        ));
+    }
     d.zeros(E_RESERVED_BYTES, "checkpoint_entry.reserved")?;
-    Ok(CheckpointEntry {
+    Ok(CheckpointItem::Live(CheckpointEntry {
         id,
         version: Version {
             location,
@@ -252,7 +296,7 @@ pub fn decode_entry(
             kind,
             birth,
         },
-    })
+    }))
 }
 
 /// The footer's variable fields.

@@ -35,7 +35,10 @@ mod reject_tests;
 mod tests;
 
 pub use format::{BLOCK_BYTES_MAX, BLOCK_ENTRIES_MAX};
-pub use reader::{CheckpointSummary, ScanReport, read_checkpoint, scan_checkpoint};
+pub use reader::{
+    CheckpointSummary, ScanReport, read_checkpoint, read_checkpoint_items, scan_checkpoint,
+    scan_checkpoint_items,
+};
 pub use writer::CheckpointWriter;
 
 use crate::meta::CheckpointRef;
@@ -48,6 +51,16 @@ pub struct CheckpointEntry {
     pub id: NodeId,
     /// Where its bytes are, their length, CRC32C and kind, and the epoch it became current.
     pub version: Version,
+}
+
+/// One entry of a checkpoint file: a live node, or a free handle whose tag must survive a restart
+/// (so an id issued before the restart stays stale after it, rather than naming a new node).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CheckpointItem {
+    /// A live node.
+    Live(CheckpointEntry),
+    /// A free handle; the id carries the tag the handle's next node gets.
+    Free(NodeId),
 }
 
 /// What [`CheckpointWriter::finish`] wrote: everything the manifest records about the file.

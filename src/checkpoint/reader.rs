@@ -10,7 +10,7 @@ use super::format::{
     F_ENTRY_COUNT, FOOTER_BYTES, Footer, H_ENTRY_COUNT, H_EPOCH, H_SEQ, HEADER_BYTES, Header,
     decode_entry, entry_raw_id,
 };
-use super::{CheckpointEntry, CheckpointExpect, parse_checkpoint_file_name};
+use super::{CheckpointEntry, CheckpointExpect, CheckpointItem, parse_checkpoint_file_name};
 use crate::codec::{crc32c, crc32c_append};
 use crate::error::{Corruption, CorruptionKind, Error, Result};
 use crate::io::{Storage, StorageFile};
@@ -65,7 +65,20 @@ pub fn read_checkpoint(
     storage: &dyn Storage,
     path: &Path,
     expect: Option<&CheckpointExpect>,
-    visit: impl FnMut(CheckpointEntry) -> Result<()>,
+    mut visit: impl FnMut(CheckpointEntry) -> Result<()>,
+) -> Result<CheckpointSummary> {
+    read_checkpoint_items(storage, path, expect, |item| match item {
+        CheckpointItem::Live(e) => visit(e),
+        CheckpointItem::Free(_) => Ok(()),
+    })
+}
+
+/// Like [`read_checkpoint`], but visits free handles too (recovery restores their tags).
+pub fn read_checkpoint_items(
+    storage: &dyn Storage,
+    path: &Path,
+    expect: Option<&CheckpointExpect>,
+    visit: impl FnMut(CheckpointItem) -> Result<()>,
 ) -> Result<CheckpointSummary> {
     let mut walk = Walk::open(storage, path, Policy::Stop, visit)?;
     let header = walk.run(expect)?;
@@ -98,7 +111,20 @@ pub fn scan_checkpoint(
     storage: &dyn Storage,
     path: &Path,
     expect: Option<&CheckpointExpect>,
-    visit: impl FnMut(CheckpointEntry) -> Result<()>,
+    mut visit: impl FnMut(CheckpointEntry) -> Result<()>,
+) -> Result<ScanReport> {
+    scan_checkpoint_items(storage, path, expect, |item| match item {
+        CheckpointItem::Live(e) => visit(e),
+        CheckpointItem::Free(_) => Ok(()),
+    })
+}
+
+/// Like [`scan_checkpoint`], but visits free handles too.
+pub fn scan_checkpoint_items(
+    storage: &dyn Storage,
+    path: &Path,
+    expect: Option<&CheckpointExpect>,
+    visit: impl FnMut(CheckpointItem) -> Result<()>,
 ) -> Result<ScanReport> {
     let mut walk = match Walk::open(storage, path, Policy::Collect(Vec::new()), visit) {
         Ok(walk) => walk,
@@ -176,7 +202,7 @@ struct Walk<'p, V> {
     visited: u64,
 }
 
-impl<'p, V: FnMut(CheckpointEntry) -> Result<()>> Walk<'p, V> {
+impl<'p, V: FnMut(CheckpointItem) -> Result<()>> Walk<'p, V> {
     fn open(storage: &dyn Storage, path: &'p Path, policy: Policy, visit: V) -> Result<Self> {
         if !storage.exists(path)? {
             return Err(Error::corruption(path, 0, CorruptionKind::MissingFile));

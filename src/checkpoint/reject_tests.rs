@@ -85,7 +85,8 @@ fn mismatch(what: &'static str, expected: u64, actual: u64) -> CorruptionKind {
 fn header_rejections() {
     let found = u64::from_le_bytes(*b"XELCHKPT");
     rejects(|b| b[0] = b'X', 0, BadMagic { found });
-    rejects(|b| b[8] = 2, 8, UnsupportedVersion { found: 2 });
+    rejects(|b| b[8] = 1, 8, UnsupportedVersion { found: 1 });
+    rejects(|b| b[8] = 3, 8, UnsupportedVersion { found: 3 });
     rejects(
         |b| b[12] = 65,
         12,
@@ -202,6 +203,34 @@ fn entry_rejections() {
         resealed(|b| b[195] = 1),
         195,
         field("checkpoint_entry.reserved", 1),
+    );
+    // A free handle's entry (flags 1) must have every other field zero; flags other than 0 and
+    // 1 are refused. Entry 1 of the golden file starts at 120: location 128, len 136, crc 140,
+    // birth 144, kind 152, flags 153.
+    let flags = "checkpoint_entry.flags";
+    rejects(resealed(|b| b[153] = 2), 153, field(flags, 2));
+    rejects(
+        resealed(|b| b[153] = 1),
+        128,
+        field("checkpoint_entry.location", 0x1800_0200_0000_0040),
+    );
+    rejects(
+        resealed(|b| {
+            b[128..153].fill(0);
+            b[144] = 9;
+            b[153] = 1;
+        }),
+        144,
+        field("checkpoint_entry.birth", 9),
+    );
+    rejects(
+        resealed(|b| {
+            b[128..153].fill(0);
+            b[152] = 7;
+            b[153] = 1;
+        }),
+        152,
+        field("checkpoint_entry.kind", 7),
     );
 }
 

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use super::format::{
     BLOCK_BYTES_MAX, BLOCK_ENTRIES_MAX, BLOCK_HEADER_BYTES, BlockHeader, Footer, HEADER_BYTES,
-    Header, decode_entry, encode_entry,
+    Header, decode_entry, encode_entry, encode_free_entry,
 };
-use super::{CheckpointEntry, CheckpointInfo, checkpoint_file_name};
+use super::{CheckpointEntry, CheckpointInfo, CheckpointItem, checkpoint_file_name};
 use crate::codec::{crc32c, crc32c_append, crc32c_combine};
 use crate::error::{Error, IoOp, Result};
 use crate::io::{Storage, StorageFile};
@@ -108,7 +108,7 @@ impl<'s> CheckpointWriter<'s> {
         // the round trip also catches a location that `pack` would silently truncate.
         let prev = self.last.map(NodeId::raw);
         match decode_entry(&bytes, &self.tmp, 0, self.epoch, prev) {
-            Ok(decoded) if decoded == entry => {}
+            Ok(decoded) if decoded == CheckpointItem::Live(entry) => {}
             Ok(_) => {
                 return Err(Error::InvalidArgument(format!(
                     "checkpoint entry {}: location {:?} cannot be packed",
@@ -126,10 +126,31 @@ impl<'s> CheckpointWriter<'s> {
                 )));
             }
         }
-        self.block.extend_from_slice(&bytes);
+        self.append(&bytes, entry.id)
+    }
+
+    /// Adds a free handle (step W2): `id` carries the tag its handle's next node gets. Ordered
+    /// with the live entries by id, like [`CheckpointWriter::push`].
+    pub fn push_free(&mut self, id: NodeId) -> Result<()> {
+        self.check_usable()?;
+        let bytes = encode_free_entry(id);
+        let prev = self.last.map(NodeId::raw);
+        if let Err(e) = decode_entry(&bytes, &self.tmp, 0, self.epoch, prev) {
+            let why = e.as_corruption().map(|c| c.kind.to_string());
+            return Err(Error::InvalidArgument(format!(
+                "free checkpoint entry {id} (previous id {:?}): {}",
+                self.last,
+                why.unwrap_or_else(|| e.to_string())
+            )));
+        }
+        self.append(&bytes, id)
+    }
+
+    fn append(&mut self, bytes: &[u8], id: NodeId) -> Result<()> {
+        self.block.extend_from_slice(bytes);
         self.block_entries += 1;
         self.entries += 1;
-        self.last = Some(entry.id);
+        self.last = Some(id);
         if self.block_entries == BLOCK_ENTRIES_MAX {
             self.write_block()?;
         }

@@ -431,4 +431,16 @@ impl Slot {
         self.unlock(fields(tag, v.kind, state));
         Ok(())
     }
+
+    /// Recovery: gives a FREE entry the tag its next node must carry (from a checkpoint), so ids
+    /// issued before the restart stay stale.
+    pub(super) fn restore_free(&self, tag: u16) -> Result<(), EntryView> {
+        let old = self.lock();
+        if EntryState::from_bits(old >> STATE_SHIFT) != EntryState::Free {
+            self.unlock(old);
+            return Err(self.view(&crossbeam_epoch::pin()));
+        }
+        self.unlock(fields(tag, 0, EntryState::Free));
+        Ok(())
+    }
 }

@@ -279,6 +279,35 @@ impl ObjectTable {
         Ok(())
     }
 
+    /// Recovery: records that the FREE handle of `id` must issue `id`'s tag next (a checkpoint's
+    /// free entry).
+    pub fn restore_free(&self, id: NodeId) -> Result<()> {
+        let shard = &self.shards[id.shard() % SHARDS];
+        let slot = shard
+            .slot_or_grow(id.handle())
+            .ok_or_else(|| not_found(id, "handle out of range"))?;
+        slot.restore_free(id.tag()).map_err(|v| refusal(id, &v))?;
+        shard
+            .next_handle
+            .fetch_max(id.handle() + 1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Calls `f` for every handle that was ever used (its entry is not FREE, or its tag is not 0),
+    /// with the entry's view, in shard and handle order.
+    pub fn for_each_used(&self, guard: &Guard, mut f: impl FnMut(usize, u64, EntryView)) {
+        for (shard_no, shard) in self.shards.iter().enumerate() {
+            let high = shard.next_handle.load(Ordering::Acquire);
+            for h in 0..high {
+                let Some(slot) = shard.slot(h) else { continue };
+                let view = slot.view(guard);
+                if view.state != EntryState::Free || view.tag != 0 {
+                    f(shard_no, h, view);
+                }
+            }
+        }
+    }
+
     /// Recovery: after every `restore`, puts each unused handle below a shard's high-water mark
     /// on its free list.
     pub fn finish_restore(&self, guard: &Guard) {

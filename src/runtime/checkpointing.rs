@@ -14,10 +14,11 @@ use std::time::Instant;
 
 use super::durable::Inner;
 use super::stats::Counters;
-use crate::checkpoint::{CheckpointEntry, CheckpointWriter};
+use crate::checkpoint::{CheckpointEntry, CheckpointItem, CheckpointWriter};
 use crate::error::Result;
 use crate::log::log_file_name;
 use crate::meta::{DataFileRef, DeltaLogRef, MetaUpdate};
+use crate::object_table::{EntryState, NodeId, next_tag};
 
 /// Runs K1–K6.
 pub(crate) fn checkpoint(inner: &Inner) -> Result<()> {
@@ -109,24 +110,43 @@ fn write_and_publish(inner: &Inner, epoch: u64, roots: &crate::meta::RootCatalog
         .sync_through(inner.data_sync.current(), &inner.files, &inner.counters)
         .map_err(poison)?;
 
-    // K4: entries in id order, as of `epoch`.
+    // K4: entries in id order, as of `epoch`: every node visible at it, and every other handle
+    // ever used as free, with the tag its next node must carry, so that ids issued before a
+    // restart stay stale after it.
     let guard = crossbeam_epoch::pin();
-    let mut entries = Vec::new();
-    inner.table.for_each(&guard, |id, _| entries.push(id));
-    let mut visible = Vec::with_capacity(entries.len());
-    for id in entries {
-        if let Ok(Some(version)) = inner.table.get_at(id, epoch, &guard) {
-            visible.push(CheckpointEntry { id, version });
-        }
+    let mut used = Vec::new();
+    inner.table.for_each_used(&guard, |shard, handle, view| {
+        used.push((shard, handle, view))
+    });
+    let mut items = Vec::with_capacity(used.len());
+    for (shard, handle, view) in used {
+        let visible = NodeId::new(shard, handle, view.tag)
+            .and_then(|id| Some((id, inner.table.get_at(id, epoch, &guard).ok()??)));
+        let item = match visible {
+            Some((id, version)) => Some(CheckpointItem::Live(CheckpointEntry { id, version })),
+            // A FREE entry holds the tag its next node gets; any other entry's id may have been
+            // handed out, so its handle's next node gets the tag after it.
+            None if view.state == EntryState::Free => {
+                NodeId::new(shard, handle, view.tag).map(CheckpointItem::Free)
+            }
+            None => NodeId::new(shard, handle, next_tag(view.tag)).map(CheckpointItem::Free),
+        };
+        items.extend(item);
     }
     drop(guard);
-    visible.sort_unstable_by_key(|e| e.id.raw());
+    items.sort_unstable_by_key(|item| match item {
+        CheckpointItem::Live(e) => e.id.raw(),
+        CheckpointItem::Free(id) => id.raw(),
+    });
     let current = inner.meta.current();
     let mut manifest = (*current.manifest).clone();
     let seq = manifest.counters.next_checkpoint_seq;
     let mut writer = CheckpointWriter::create(inner.storage.as_ref(), &inner.dir, seq, epoch)?;
-    for e in visible {
-        writer.push(e)?;
+    for item in items {
+        match item {
+            CheckpointItem::Live(e) => writer.push(e)?,
+            CheckpointItem::Free(id) => writer.push_free(id)?,
+        }
     }
     let info = writer.finish()?;
 

@@ -26,7 +26,9 @@ use super::stats::Counters;
 use crate::alloc::{
     CLASS_COUNT, DataFiles, Location, SegmentAllocator, parse_data_file_name, segment_bytes,
 };
-use crate::checkpoint::{CheckpointExpect, parse_checkpoint_file_name, read_checkpoint};
+use crate::checkpoint::{
+    CheckpointExpect, CheckpointItem, parse_checkpoint_file_name, read_checkpoint_items,
+};
 use crate::error::{CorruptionKind, Error, Result};
 use crate::io::Storage;
 use crate::log::{DeltaLog, Frame, TailState, log_file_name, parse_log_file_name, replay};
@@ -269,8 +271,9 @@ pub(crate) fn open(
                 )
             })?;
             let table = &replayed.table;
-            read_checkpoint(storage.as_ref(), &path, Some(&expect), |e| {
-                table.restore(e.id, e.version, None)
+            read_checkpoint_items(storage.as_ref(), &path, Some(&expect), |item| match item {
+                CheckpointItem::Live(e) => table.restore(e.id, e.version, None),
+                CheckpointItem::Free(id) => table.restore_free(id),
             })?;
             replayed.last_epoch = ck.epoch;
         }
