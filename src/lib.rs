@@ -25,6 +25,7 @@ pub mod alloc;
 pub mod checkpoint;
 pub mod codec;
 pub mod error;
+mod generation;
 pub mod io;
 pub mod log;
 pub mod meta;

@@ -32,16 +32,10 @@ pub fn resolve<'g>(
     id: NodeId,
     guard: &'g Guard,
 ) -> Result<Resolved<'g>> {
-    if let Some(w) = table.live_words(id, u64::MAX)
-        && let Some(bytes) = files.read_packed(w.location, w.len(), guard)
-    {
-        return Ok(Resolved {
-            bytes,
-            crc32c: w.crc32c(),
-            kind: w.kind(),
-        });
+    match fast(table, files, id, u64::MAX, guard) {
+        Some(r) => Ok(r),
+        None => resolve_slow(table, files, id, guard),
     }
-    resolve_slow(table, files, id, guard)
 }
 
 /// The bytes of the version of `id` a snapshot at `epoch` sees; `Ok(None)` if the node did not
@@ -54,16 +48,30 @@ pub fn resolve_at<'g>(
     epoch: u64,
     guard: &'g Guard,
 ) -> Result<Option<Resolved<'g>>> {
-    if let Some(w) = table.live_words(id, epoch)
-        && let Some(bytes) = files.read_packed(w.location, w.len(), guard)
-    {
-        return Ok(Some(Resolved {
-            bytes,
-            crc32c: w.crc32c(),
-            kind: w.kind(),
-        }));
+    match fast(table, files, id, epoch, guard) {
+        Some(r) => Ok(Some(r)),
+        None => resolve_at_slow(table, files, id, epoch, guard),
     }
-    resolve_at_slow(table, files, id, epoch, guard)
+}
+
+/// The fast path: a LIVE entry whose current version is visible at `epoch`, in an installed
+/// window. Always inlined: as a call it returned its result through memory and cost a fifth of
+/// the lookup.
+#[inline(always)]
+fn fast<'g>(
+    table: &ObjectTable,
+    files: &'g DataFiles,
+    id: NodeId,
+    epoch: u64,
+    guard: &'g Guard,
+) -> Option<Resolved<'g>> {
+    let w = table.live_words(id, epoch)?;
+    let bytes = files.read_packed(w.location, w.len(), guard)?;
+    Some(Resolved {
+        bytes,
+        crc32c: w.crc32c(),
+        kind: w.kind(),
+    })
 }
 
 #[cold]

@@ -25,7 +25,7 @@
 //! never advances again.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,7 @@ use parking_lot::{Mutex, MutexGuard};
 
 use super::writer::LogPosition;
 use crate::error::{Error, Result};
+use crate::generation::Generation;
 use crate::io::StorageFile;
 use crate::poison::Poison;
 
@@ -40,12 +41,10 @@ use crate::poison::Poison;
 #[derive(Debug)]
 pub(super) struct GroupCommit {
     shared: Mutex<Shared>,
-    /// The generation of the last sync that finished (successfully or not). Followers check it
-    /// without the shared lock.
-    finished_gen: AtomicU64,
-    /// Bumped after every raise of `finished_gen`; followers sleep on it (a futex), so a leader
-    /// wakes all of them with one call instead of one unpark each.
-    finished_word: AtomicU32,
+    /// The generation of the last sync that finished (successfully or not). Followers sleep on
+    /// it without the shared lock (a futex), so a leader wakes all of them with one call instead
+    /// of one unpark each.
+    finished: Generation,
     poison: Poison,
     /// `sync_data` calls that made frames durable.
     syncs: AtomicU64,
@@ -125,8 +124,7 @@ impl GroupCommit {
                 last_sync: Duration::ZERO,
                 gatherer: None,
             }),
-            finished_gen: AtomicU64::new(0),
-            finished_word: AtomicU32::new(0),
+            finished: Generation::default(),
             poison: Poison::new(),
             syncs: AtomicU64::new(0),
         }
@@ -189,7 +187,7 @@ impl GroupCommit {
                 shared.covered_waiters += usize::from(covered);
                 shared.parked += 1;
                 drop(shared);
-                self.park_until_finished(flight.gen_);
+                self.finished.wait_for(flight.gen_);
                 if covered {
                     return self.poison.check();
                 }
@@ -212,7 +210,7 @@ impl GroupCommit {
         let mut shared = self.shared.lock();
         while let Some(flight) = shared.in_flight {
             shared.parked += 1;
-            MutexGuard::unlocked(&mut shared, || self.park_until_finished(flight.gen_));
+            MutexGuard::unlocked(&mut shared, || self.finished.wait_for(flight.gen_));
         }
         let gen_ = shared.begin_sync();
         self.lead_sync(&mut shared, gen_, file, end)
@@ -241,20 +239,6 @@ impl GroupCommit {
     /// `sync_data` calls made so far.
     pub(super) fn syncs(&self) -> u64 {
         self.syncs.load(Ordering::Relaxed)
-    }
-
-    /// Sleeps until sync `gen_` has finished. Its leader raises `finished_gen`, bumps
-    /// `finished_word` and wakes every sleeper at once; a follower reads the word before checking
-    /// the generation, so a wake between the check and the sleep is never missed, and spurious
-    /// wake-ups just check again.
-    fn park_until_finished(&self, gen_: u64) {
-        loop {
-            let word = self.finished_word.load(Ordering::Acquire);
-            if self.finished_gen.load(Ordering::Acquire) >= gen_ {
-                return;
-            }
-            atomic_wait::wait(&self.finished_word, word);
-        }
     }
 
     /// S3: lets the committers that the previous sync released append their next frames before
@@ -317,10 +301,8 @@ impl GroupCommit {
         // Raised under the lock after publishing, so a follower that sees the sync finished also
         // sees the durable position or the poison flag it set.
         let parked = std::mem::take(&mut shared.parked);
-        self.finished_gen.store(gen_, Ordering::Release);
-        self.finished_word.fetch_add(1, Ordering::Release);
-        if parked > 0 {
-            MutexGuard::unlocked(shared, || atomic_wait::wake_all(&self.finished_word));
+        if self.finished.finish(gen_, parked > 0) {
+            MutexGuard::unlocked(shared, || self.finished.wake_all());
         }
         outcome
     }

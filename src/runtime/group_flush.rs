@@ -13,11 +13,13 @@
 //! committers, or at most as long as the last flush took. Without it the first committer back
 //! would lead a flush of one record and the rest would wait for the next.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, MutexGuard};
+
+use crate::generation::Generation;
 
 /// The leader role and the wake-up word of the runtime's flushes.
 #[derive(Debug, Default)]
@@ -27,10 +29,9 @@ pub(crate) struct GroupFlush {
     buffered: AtomicU64,
     /// True while a leader gathers, so `note_buffered` knows to look for it.
     gathering: AtomicBool,
-    /// The generation of the last flush that finished (successfully or not).
-    finished_gen: AtomicU64,
-    /// Bumped after every raise of `finished_gen`; followers sleep on it.
-    finished_word: AtomicU32,
+    /// The generation of the last flush that finished (successfully or not); followers sleep on
+    /// it.
+    finished: Generation,
 }
 
 #[derive(Debug, Default)]
@@ -104,7 +105,7 @@ impl GroupFlush {
             st.covered_waiters += usize::from(likely);
             st.parked += 1;
             drop(st);
-            self.park_until_finished(flight.gen_);
+            self.finished.wait_for(flight.gen_);
             return if covered { Role::Covered } else { Role::Retry };
         }
         st.next_gen += 1;
@@ -130,23 +131,10 @@ impl GroupFlush {
         st.returning = std::mem::take(&mut st.covered_waiters) as u64 + 1;
         st.buffered_at_release = self.buffered.load(Ordering::SeqCst);
         let parked = std::mem::take(&mut st.parked);
-        self.finished_gen.store(gen_, Ordering::Release);
-        self.finished_word.fetch_add(1, Ordering::Release);
+        let wake = self.finished.finish(gen_, parked > 0);
         drop(st);
-        if parked > 0 {
-            atomic_wait::wake_all(&self.finished_word);
-        }
-    }
-
-    /// Sleeps until flush `gen_` has finished. A follower reads the word before checking the
-    /// generation, so a wake between the check and the sleep is never missed.
-    fn park_until_finished(&self, gen_: u64) {
-        loop {
-            let word = self.finished_word.load(Ordering::Acquire);
-            if self.finished_gen.load(Ordering::Acquire) >= gen_ {
-                return;
-            }
-            atomic_wait::wait(&self.finished_word, word);
+        if wake {
+            self.finished.wake_all();
         }
     }
 
