@@ -337,11 +337,16 @@ impl DurableRuntime {
     /// Checks the store's invariants and returns how many nodes and bytes it checked: every live
     /// node's bytes match their checksum; every version the object table references (current or
     /// kept for snapshots) has an allocated slot; no two share a slot; and, when no transaction is
-    /// in flight, no allocated slot is without an owner (a leak).
+    /// in flight, no allocated slot is without an owner (a leak). Reclamation and compaction wait
+    /// while it runs, so the versions it lists keep their slots until it has checked them.
     pub fn verify(&self) -> Result<(u64, u64)> {
         let inner = &*self.inner;
         // Pinned so no version checked below is freed and rewritten while it is read.
         let _pin = inner.snapshots.pin_with(|| inner.visible.epoch());
+        // A version invisible at the pinned epoch (superseded before it) may still be freed by
+        // reclamation, and compaction moves nodes: both are held off until the check is done.
+        let _compaction = inner.compaction_lock.lock();
+        let _reclaim = inner.reclaim.lock();
         let guard = crossbeam_epoch::pin();
         let mut versions = Vec::new();
         inner.table.for_each(&guard, |id, view| {
