@@ -97,8 +97,10 @@ pub enum FindingKind {
         /// The slot.
         location: SlotView,
     },
-    /// A live version's slot is not inside a data file: the file does not exist, or the slot
-    /// ends past the file's length.
+    /// A live version's slot cannot be read: its data file does not exist, or the window holding
+    /// the slot ends past the file's length (counting the growth recovery's payload write-backs
+    /// make). The runtime maps whole windows, so a slot inside the file but in a cut-short window
+    /// is unreadable too.
     SlotOutsideFiles {
         /// The slot.
         location: SlotView,

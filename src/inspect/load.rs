@@ -22,7 +22,7 @@ use super::logs::{LogRole, LogSummary, check_closed_end, check_log};
 use super::meta::{MetaState, check_meta};
 use super::model::Model;
 use super::space::{ClassSpace, DataFile, check_live, open_data_files};
-use crate::alloc::AllocOptions;
+use crate::alloc::{AllocOptions, DataFileOptions, segment_bytes};
 use crate::checkpoint::{CheckpointExpect, scan_checkpoint};
 use crate::error::{Corruption, CorruptionKind, Result};
 use crate::io::Storage;
@@ -35,6 +35,10 @@ pub struct FsckOptions {
     /// slots must end within it. It is not stored on disk, so it must match the runtime's
     /// setting. Default: the runtime's default (1 GiB).
     pub file_bytes_max: u64,
+    /// The runtime's `window_bytes` (`DataFileOptions`): data files grow in whole windows of
+    /// `max(window_bytes, segment bytes)` per class, and the runtime reads a slot only if its
+    /// whole window lies in the file. Not stored on disk either. Default: the runtime's (64 MiB).
+    pub window_bytes: u64,
     /// Read the store without taking its lock, while a writer may be running (`--snapshot`,
     /// `design/TOOLS.md`).
     pub snapshot: bool,
@@ -42,10 +46,18 @@ pub struct FsckOptions {
     pub verify_bytes: bool,
 }
 
+impl FsckOptions {
+    /// The window size of `class`: data files of the class grow in multiples of it.
+    pub fn class_window_bytes(&self, class: u8) -> u64 {
+        self.window_bytes.max(segment_bytes(class))
+    }
+}
+
 impl Default for FsckOptions {
     fn default() -> Self {
         FsckOptions {
             file_bytes_max: AllocOptions::default().file_bytes_max,
+            window_bytes: DataFileOptions::default().window_bytes,
             snapshot: false,
             verify_bytes: true,
         }
@@ -131,7 +143,7 @@ pub fn load(storage: &dyn Storage, dir: &Path, options: &FsckOptions) -> Result<
         dir,
         &insp.names,
         named,
-        options.file_bytes_max,
+        options,
         &mut insp.findings,
     );
     if insp.replayed {
@@ -139,8 +151,7 @@ pub fn load(storage: &dyn Storage, dir: &Path, options: &FsckOptions) -> Result<
             dir,
             &insp.model,
             &insp.data_files,
-            options.file_bytes_max,
-            options.verify_bytes,
+            options,
             &mut insp.findings,
         );
         insp.space = space;

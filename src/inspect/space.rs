@@ -10,7 +10,11 @@
 //! 2. A live version whose record carried its bytes is never a problem for the state of its slot:
 //!    recovery writes those bytes back (R6), creating the file if it is one of the few past the
 //!    last that exists (`PayloadPending`, `Info`).
-//! 3. Node bytes are read with plain positional reads through read-only handles, never mapped,
+//! 3. A slot is readable exactly when the runtime could read it after recovery: its whole window
+//!    lies within the file's length, where that length is the larger of the file's own and what
+//!    recovery's payload write-backs grow it to (R6 grows a file to the end of a written window).
+//!    Bytes past the file's own end read as zeros, as they would once it is grown.
+//! 4. Node bytes are read with plain positional reads through read-only handles, never mapped,
 //!    one node at a time in file order.
 
 use std::collections::BTreeMap;
@@ -20,6 +24,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::finding::{FindingKind, Findings, Severity, SlotView};
+use super::load::FsckOptions;
 use super::model::{LiveVersion, Model};
 use crate::alloc::{CLASS_COUNT, class_slot_bytes, data_file_name};
 use crate::codec::crc32c;
@@ -77,9 +82,10 @@ pub(crate) fn open_data_files(
     dir: &Path,
     names: &[String],
     manifest: Option<(&Manifest, &Path)>,
-    file_bytes_max: u64,
+    options: &FsckOptions,
     findings: &mut Findings,
 ) -> BTreeMap<(u8, u32), DataFile> {
+    let file_bytes_max = options.file_bytes_max;
     let mut files = BTreeMap::new();
     for name in names {
         let Some((class, file)) = crate::alloc::parse_data_file_name(name) else {
@@ -101,6 +107,22 @@ pub(crate) fn open_data_files(
                         format!(
                             "data file is {bytes} bytes, above file_bytes_max {file_bytes_max} \
                              (recovery refuses the store)"
+                        ),
+                    );
+                }
+                let window = options.class_window_bytes(class);
+                if !bytes.is_multiple_of(window) {
+                    let detail = CorruptionKind::InvalidField {
+                        field: "data file length",
+                        value: bytes,
+                    };
+                    findings.push(
+                        Severity::Problem,
+                        &path,
+                        0,
+                        FindingKind::Corruption { detail },
+                        format!(
+                            "data file is {bytes} bytes, not a whole number of its {window}-byte                              windows: it was cut short (or --window-bytes differs from the                              runtime's setting)"
                         ),
                     );
                 }
@@ -214,21 +236,37 @@ fn check_named(
     }
 }
 
+/// The end of the window holding `loc`: the file length the runtime needs to read the slot
+/// (`DataFiles::ensure` grows a file to exactly this).
+fn window_end(options: &FsckOptions, loc: crate::alloc::Location) -> u64 {
+    let window = options.class_window_bytes(loc.class);
+    (loc.offset / window)
+        .saturating_add(1)
+        .saturating_mul(window)
+}
+
 /// Checks every live version's slot and (when `verify_bytes`) its bytes; returns the space
 /// figures of every class that has files or live nodes, and how many nodes' bytes were read.
 pub(crate) fn check_live(
     dir: &Path,
     model: &Model,
     files: &BTreeMap<(u8, u32), DataFile>,
-    file_bytes_max: u64,
-    verify_bytes: bool,
+    options: &FsckOptions,
     findings: &mut Findings,
 ) -> (Vec<ClassSpace>, u64) {
+    let file_bytes_max = options.file_bytes_max;
     let mut by_slot: Vec<&LiveVersion> = model.live.values().collect();
     by_slot.sort_by_key(|l| (l.version.location, l.id));
     let mut files_per_class = [0u64; CLASS_COUNT];
     for (class, _) in files.keys() {
         files_per_class[usize::from(*class)] += 1;
+    }
+    // The length each file has once recovery wrote the carried payloads back (invariant 3).
+    let mut grown: BTreeMap<(u8, u32), u64> = files.iter().map(|(k, f)| (*k, f.bytes)).collect();
+    for live in by_slot.iter().filter(|l| l.carried) {
+        let loc = live.version.location;
+        let len = grown.entry((loc.class, loc.file)).or_insert(0);
+        *len = (*len).max(window_end(options, loc));
     }
     let mut checked = 0u64;
     // The furthest slot end seen so far in the current file, and its owner.
@@ -278,61 +316,89 @@ pub(crate) fn check_live(
             continue;
         }
         let file = files.get(&(loc.class, loc.file));
-        let inside = file.filter(|f| end <= f.bytes);
-        let Some(file) = inside else {
-            let file_bytes = file.map(|f| f.bytes);
+        let need = window_end(options, loc);
+        if live.carried {
             let recreatable = u64::from(loc.file)
                 < files_per_class[usize::from(loc.class)] + UNSYNCED_DATA_FILES_MAX;
-            if live.carried && (file.is_some() || recreatable) {
-                pending(
+            match file {
+                Some(f) if need <= f.bytes => {
+                    if options.verify_bytes {
+                        checked += 1;
+                        verify_node(f, live, slot, findings);
+                    }
+                }
+                Some(_) => pending(
                     findings,
                     &path,
                     live,
                     slot,
-                    "its slot is not in the data files yet",
-                );
-            } else {
-                let message = match file_bytes {
-                    Some(b) => format!(
-                        "node {}'s slot {loc:?} ends past its data file ({b} bytes)",
-                        live.id
-                    ),
-                    None => format!("node {}'s data file does not exist", live.id),
-                };
-                findings
-                    .push(
-                        Severity::Problem,
-                        &path,
-                        loc.offset,
-                        FindingKind::SlotOutsideFiles {
-                            location: slot,
-                            file_bytes,
-                        },
-                        message,
-                    )
-                    .node = Some(live.id);
+                    "its window is not in the file yet",
+                ),
+                None if recreatable => pending(
+                    findings,
+                    &path,
+                    live,
+                    slot,
+                    "its data file does not exist yet",
+                ),
+                None => outside(findings, &path, live, slot, None),
             }
             continue;
-        };
-        if verify_bytes {
-            checked += 1;
-            verify_node(file, live, slot, findings);
+        }
+        let readable = grown
+            .get(&(loc.class, loc.file))
+            .is_some_and(|&g| need <= g);
+        match file {
+            Some(f) if readable => {
+                if options.verify_bytes {
+                    checked += 1;
+                    verify_node(f, live, slot, findings);
+                }
+            }
+            _ => outside(findings, &path, live, slot, file.map(|f| f.bytes)),
         }
     }
     (space(model, files), checked)
 }
 
+fn outside(
+    findings: &mut Findings,
+    path: &Path,
+    live: &LiveVersion,
+    slot: SlotView,
+    file_bytes: Option<u64>,
+) {
+    let message = match file_bytes {
+        Some(b) => format!(
+            "node {}'s slot at offset {} lies in a window past its data file's end ({b} bytes)",
+            live.id, slot.offset
+        ),
+        None => format!("node {}'s data file does not exist", live.id),
+    };
+    findings
+        .push(
+            Severity::Problem,
+            path,
+            slot.offset,
+            FindingKind::SlotOutsideFiles {
+                location: slot,
+                file_bytes,
+            },
+            message,
+        )
+        .node = Some(live.id);
+}
+
+/// Checks a node's bytes against its CRC32C; bytes past the file's end count as zeros (what the
+/// runtime reads once recovery grew the file).
 fn verify_node(file: &DataFile, live: &LiveVersion, slot: SlotView, findings: &mut Findings) {
     let loc = live.version.location;
     let mut buf = vec![0u8; live.version.len as usize];
-    let read = file.handle.read_at(&mut buf, loc.offset);
-    let actual = match read {
-        Ok(n) => crc32c(buf.get(..n).unwrap_or_default()),
-        Err(e) => {
-            findings.error(Severity::Problem, &file.path, e, "reading a node");
-            return;
-        }
-    };
+    if let Err(e) = file.handle.read_at(&mut buf, loc.offset) {
+        findings.error(Severity::Problem, &file.path, e, "reading a node");
+        return;
+    }
+    let actual = crc32c(&buf);
     if actual == live.version.crc32c {
         return;
     }
