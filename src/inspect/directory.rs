@@ -73,7 +73,10 @@ pub(crate) fn check_names(
         let leftover = match role(name) {
             Role::Lock | Role::Superblock | Role::Data(..) => None,
             Role::Tmp => Some("a file being written when the store was last open"),
-            Role::Manifest(seq) => (Some(seq) != active_seq).then_some("a manifest not in force"),
+            // Without a slot in force, no manifest is known to be a leftover.
+            Role::Manifest(seq) => active_seq
+                .is_some_and(|active| active != seq)
+                .then_some("a manifest not in force"),
             Role::Log(seq) => manifest
                 .filter(|m| !m.delta_logs.iter().any(|l| l.seq == seq))
                 .map(|_| "a delta log the manifest does not name"),

@@ -145,7 +145,7 @@ pub struct ManifestDump {
     pub trusted: bool,
     /// The document, if the file is JSON.
     pub document: Option<serde_json::Value>,
-    /// The file's text (lossy UTF-8), if it is not JSON.
+    /// The file's text as stored (lossy UTF-8).
     pub text: Option<String>,
     /// Why it could not be read, if it could not.
     pub error: Option<String>,
@@ -174,10 +174,10 @@ pub fn manifest(storage: &dyn Storage, insp: &Inspection) -> ManifestDump {
         f.read_all()
     });
     match read {
-        Ok(bytes) => match serde_json::from_slice(&bytes) {
-            Ok(v) => out.document = Some(v),
-            Err(_) => out.text = Some(String::from_utf8_lossy(&bytes).into_owned()),
-        },
+        Ok(bytes) => {
+            out.document = serde_json::from_slice(&bytes).ok();
+            out.text = Some(String::from_utf8_lossy(&bytes).into_owned());
+        }
         Err(e) => out.error = Some(e.to_string()),
     }
     out

@@ -92,7 +92,8 @@ pub enum FindingKind {
         next_index: u64,
     },
     /// A live version's slot is off its class's slot grid: its offset is not a multiple of the
-    /// slot size, or the slot ends past `file_bytes_max`.
+    /// slot size. (A slot past `file_bytes_max`, or more than two files past the last data file
+    /// of its class, is recovery's own refusal: `Corruption` with `InvalidField "op.location"`.)
     SlotOffGrid {
         /// The slot.
         location: SlotView,
@@ -213,10 +214,8 @@ impl Findings {
         message: impl Into<String>,
     ) -> &mut Finding {
         let message = message.into();
-        match severity {
-            Severity::Problem => tracing::warn!(file = %file.display(), offset, ?kind, %message),
-            _ => tracing::debug!(file = %file.display(), offset, ?kind, %message),
-        }
+        // Findings are the report, not log events: the caller prints them.
+        tracing::debug!(file = %file.display(), offset, ?severity, ?kind, %message);
         self.items.push(Finding {
             severity,
             file: file.to_path_buf(),

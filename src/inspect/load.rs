@@ -26,6 +26,7 @@ use crate::alloc::{AllocOptions, DataFileOptions, segment_bytes};
 use crate::checkpoint::{CheckpointExpect, scan_checkpoint};
 use crate::error::{Corruption, CorruptionKind, Result};
 use crate::io::Storage;
+use crate::log::log_file_name;
 use crate::meta::{Manifest, ROOTS_MAX};
 
 /// Settings of a check.
@@ -234,8 +235,24 @@ fn replay(storage: &dyn Storage, insp: &mut Inspection, manifest: &Manifest, man
     };
     let count = manifest.delta_logs.len();
     for (i, l) in manifest.delta_logs.iter().enumerate() {
-        let path = dir.join(&l.file);
+        let mut path = dir.join(&l.file);
         let role = if i + 1 == count {
+            // Recovery opens the open log by its seq (`DeltaLog::open`), not by the name the
+            // manifest gives, so that is the file checked; a different name is reported.
+            let by_seq = log_file_name(l.seq);
+            if by_seq != l.file {
+                let reason = format!(
+                    "delta_logs[{i}].file: {:?} is not the name of log {}; recovery opens {by_seq:?}",
+                    l.file, l.seq
+                );
+                let c = Corruption {
+                    file: manifest_path.to_path_buf(),
+                    offset: 0,
+                    kind: CorruptionKind::InvalidDocument { reason },
+                };
+                findings.corruption(Severity::Problem, c, "manifest");
+                path = dir.join(by_seq);
+            }
             LogRole::Open(l)
         } else {
             LogRole::Closed(l)

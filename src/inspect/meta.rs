@@ -157,7 +157,7 @@ fn report_slots(
                 findings.corruption(Severity::Warning, c.clone(), &what);
             }
         }
-        Ok(sb) if sb.generation + 1 != in_force.generation => {
+        Ok(sb) if sb.generation.checked_add(1) != Some(in_force.generation) => {
             let detail = CorruptionKind::Mismatch {
                 what: "superblock.inactive_generation",
                 expected: in_force.generation - 1,

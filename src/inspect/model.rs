@@ -83,7 +83,7 @@ impl Model {
             // Already in the checkpoint: a log may start before the checkpoint's epoch.
             return;
         }
-        let expected = self.last_epoch + 1;
+        let expected = self.last_epoch.saturating_add(1);
         if record.epoch != expected {
             let detail = CorruptionKind::Mismatch {
                 what: "commit_record.epoch",

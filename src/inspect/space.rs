@@ -299,7 +299,31 @@ pub(crate) fn check_live(
         if reach.is_none_or(|(key, furthest, _)| key != (loc.class, loc.file) || end > furthest) {
             reach = Some(((loc.class, loc.file), end, live));
         }
-        if !loc.offset.is_multiple_of(loc.slot_bytes()) || end > file_bytes_max {
+        // Recovery's own bound (R5): a slot at most a few files past the last that exists, and
+        // within `file_bytes_max`; it refuses the store otherwise, with this report.
+        let beyond = u64::from(loc.file)
+            >= files_per_class[usize::from(loc.class)] + UNSYNCED_DATA_FILES_MAX;
+        if beyond || end > file_bytes_max {
+            let detail = CorruptionKind::InvalidField {
+                field: "op.location",
+                value: loc.pack(),
+            };
+            findings
+                .push(
+                    Severity::Problem,
+                    &path,
+                    loc.offset,
+                    FindingKind::Corruption { detail },
+                    format!(
+                        "node {}'s slot {loc:?} lies past the data files recovery accepts \
+                         (recovery refuses the store)",
+                        live.id
+                    ),
+                )
+                .node = Some(live.id);
+            continue;
+        }
+        if !loc.offset.is_multiple_of(loc.slot_bytes()) {
             findings
                 .push(
                     Severity::Problem,
@@ -307,9 +331,10 @@ pub(crate) fn check_live(
                     loc.offset,
                     FindingKind::SlotOffGrid { location: slot },
                     format!(
-                        "node {}'s slot {loc:?} is off the slot grid of class {} (files of \
-                         {file_bytes_max} bytes)",
-                        live.id, loc.class
+                        "node {}'s slot {loc:?} is not aligned to the {}-byte slots of its class \
+                         (recovery refuses the store)",
+                        live.id,
+                        loc.slot_bytes()
                     ),
                 )
                 .node = Some(live.id);
@@ -318,8 +343,6 @@ pub(crate) fn check_live(
         let file = files.get(&(loc.class, loc.file));
         let need = window_end(options, loc);
         if live.carried {
-            let recreatable = u64::from(loc.file)
-                < files_per_class[usize::from(loc.class)] + UNSYNCED_DATA_FILES_MAX;
             match file {
                 Some(f) if need <= f.bytes => {
                     if options.verify_bytes {
@@ -334,14 +357,13 @@ pub(crate) fn check_live(
                     slot,
                     "its window is not in the file yet",
                 ),
-                None if recreatable => pending(
+                None => pending(
                     findings,
                     &path,
                     live,
                     slot,
                     "its data file does not exist yet",
                 ),
-                None => outside(findings, &path, live, slot, None),
             }
             continue;
         }
@@ -459,8 +481,8 @@ fn space(model: &Model, files: &BTreeMap<(u8, u32), DataFile>) -> Vec<ClassSpace
         entry(&mut classes, f.class);
         if let Some(c) = classes.get_mut(&f.class) {
             c.files += 1;
-            c.file_bytes += f.bytes;
-            c.disk_bytes += f.disk_bytes;
+            c.file_bytes = c.file_bytes.saturating_add(f.bytes);
+            c.disk_bytes = c.disk_bytes.saturating_add(f.disk_bytes);
         }
     }
     for live in model.live.values() {
