@@ -192,14 +192,13 @@ fn print_text(out: &Out) {
                 "NOT trusted: run fsck"
             }
         );
-        if let Some(doc) = &m.document {
-            let text = serde_json::to_string_pretty(doc).unwrap_or_default();
+        if let Some(text) = &m.text {
+            if m.document.is_none() {
+                println!("  (not JSON)");
+            }
             for line in text.lines() {
                 println!("  {line}");
             }
-        }
-        if let Some(text) = &m.text {
-            println!("  (not JSON) {text:?}");
         }
         if let Some(e) = &m.error {
             println!("  cannot read: {e}");
@@ -281,7 +280,7 @@ fn print_text(out: &Out) {
         print_hex(&n.bytes);
     }
     if let Some(e) = &out.error {
-        println!("error: {e}");
+        eprintln!("vellum dump: {e}");
     }
 }
 

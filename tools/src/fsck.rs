@@ -130,7 +130,7 @@ fn print_text(report: &Report, code: u8) {
     }
     if let Some(ck) = &s.checkpoint {
         println!(
-            "  checkpoint {}: epoch {}, {} valid entries in {} blocks",
+            "  checkpoint {}: epoch {}, {} valid entries, {} block(s)",
             ck.file, ck.epoch, ck.entries_valid, ck.blocks
         );
     }
