@@ -99,7 +99,7 @@ fn clean_stores_of_every_policy_have_no_findings() {
         assert_eq!(report.exit_code(true), 0);
         assert_eq!(report.access, Access::Locked);
         let s = &report.summary;
-        assert_eq!(s.recovered_epoch, Some(w.epoch), "{policies:?}");
+        assert_eq!(s.replayed_epoch, Some(w.epoch), "{policies:?}");
         assert_eq!(s.live_nodes, w.nodes.len() as u64, "{policies:?}");
         assert_eq!(s.nodes_verified, s.live_nodes, "{policies:?}");
         let bytes: u64 = w.nodes.values().map(|b| b.len() as u64).sum();
@@ -142,7 +142,7 @@ fn a_new_store_reports_only_its_unwritten_slot() {
         (Severity::Info, &FindingKind::UnwrittenSlot, "superblock", 0)
     );
     assert_eq!(report.exit_code(true), 0);
-    assert_eq!(report.summary.recovered_epoch, Some(0));
+    assert_eq!(report.summary.replayed_epoch, Some(0));
 }
 
 fn crash_mode(k: u64) -> CrashMode {
@@ -194,7 +194,7 @@ fn crashed_stores_agree_with_recovery() {
 
         let rt = open_fault(&fs).unwrap_or_else(|e| panic!("{ctx}: recovery: {e}"));
         assert_eq!(
-            report.summary.recovered_epoch,
+            report.summary.replayed_epoch,
             Some(rt.visible_epoch()),
             "{ctx}: fsck predicts the recovered epoch"
         );
@@ -255,7 +255,7 @@ fn a_locked_store_is_refused_unless_snapshot() {
     let report = fsck(&fs, Path::new(DIR), &snapshot).expect("snapshot");
     assert_eq!(report.access, Access::Snapshot);
     assert_eq!(report.count(Severity::Problem), 0, "{:#?}", report.findings);
-    assert_eq!(report.summary.recovered_epoch, Some(w.epoch));
+    assert_eq!(report.summary.replayed_epoch, Some(w.epoch));
     assert_eq!(report.summary.live_nodes, w.nodes.len() as u64);
     drop(rt);
     let report = check(&fs, Path::new(DIR));

@@ -39,8 +39,9 @@ pub struct Summary {
     pub checkpoint: Option<CheckpointSummary>,
     /// The delta logs, in replay order.
     pub logs: Vec<LogSummary>,
-    /// The epoch recovery would reach (absent when nothing could be replayed).
-    pub recovered_epoch: Option<u64>,
+    /// The epoch replay reaches: the epoch recovery recovers, if it accepts the store (absent
+    /// when nothing could be replayed).
+    pub replayed_epoch: Option<u64>,
     /// Commit records applied after the checkpoint.
     pub records_replayed: u64,
     /// Live nodes.
@@ -82,7 +83,7 @@ impl Report {
             manifest_trusted: insp.meta.manifest_trusted,
             checkpoint: insp.checkpoint.clone(),
             logs: insp.logs.clone(),
-            recovered_epoch: insp.replayed.then_some(insp.model.last_epoch),
+            replayed_epoch: insp.replayed.then_some(insp.model.last_epoch),
             records_replayed: insp.model.records,
             live_nodes: insp.model.live.len() as u64,
             live_bytes: insp

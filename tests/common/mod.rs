@@ -97,5 +97,6 @@ pub fn all_crash_modes() -> Vec<vellum::io::CrashMode> {
     m
 }
 
+pub mod format_oracle;
 pub mod image;
 pub mod workload;

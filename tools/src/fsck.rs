@@ -146,9 +146,9 @@ fn print_text(report: &Report, code: u8) {
             l.last_epoch.map_or("-".into(), |e| e.to_string()),
         );
     }
-    if let Some(epoch) = s.recovered_epoch {
+    if let Some(epoch) = s.replayed_epoch {
         println!(
-            "  replay: recovers epoch {epoch} ({} records); {} live nodes, {} bytes, {} verified; \
+            "  replay: reaches epoch {epoch} ({} records); {} live nodes, {} bytes, {} verified; \
              {} roots",
             s.records_replayed, s.live_nodes, s.live_bytes, s.nodes_verified, s.roots
         );
