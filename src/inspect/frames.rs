@@ -193,3 +193,102 @@ impl<'a> FrameWalker<'a> {
         Ok(Cow::Borrowed(window.get(..n).unwrap_or(window)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::io::{FaultStorage, Storage};
+    use crate::log::encode_frame;
+
+    /// A file holding `bytes` (the walker never reads the 64 header bytes).
+    fn file_with(bytes: &[u8]) -> Arc<dyn StorageFile> {
+        let fs = FaultStorage::new(1);
+        fs.create_dir_all(Path::new("/d")).unwrap();
+        let f = fs.create(Path::new("/d/log")).unwrap();
+        f.write_at(bytes, 0).unwrap();
+        f
+    }
+
+    #[test]
+    fn steps_follow_the_replay_rules_and_the_search_skips_damage() {
+        let mut bytes = vec![0u8; 64];
+        let f0 = encode_frame(0, b"first").unwrap();
+        let f1 = encode_frame(1, b"second frame").unwrap();
+        let f2 = encode_frame(2, b"third").unwrap();
+        let at1 = 64 + f0.len() as u64;
+        let at2 = at1 + f1.len() as u64;
+        bytes.extend_from_slice(&f0);
+        bytes.extend_from_slice(&f1);
+        bytes.extend_from_slice(&f2);
+        bytes.extend_from_slice(&[0u8; 64]);
+        // Damage frame 1's body: its CRC fails, frame 2 is intact.
+        bytes[at1 as usize + 20] ^= 1;
+        let file = file_with(&bytes);
+        let mut w = FrameWalker::new(file.as_ref()).unwrap();
+        let Step::Frame { end, body, .. } = w.step(64, 0).unwrap() else {
+            panic!("frame 0 is valid");
+        };
+        assert_eq!((end, body.as_slice()), (at1, &b"first"[..]));
+        assert!(matches!(
+            w.step(at1, 1).unwrap(),
+            Step::Bad {
+                kind: CorruptionKind::ChecksumMismatch { .. }
+            }
+        ));
+        assert_eq!(w.find_valid(at1 + 8, 2).unwrap(), Some((at2, 2)));
+        // Frame 2 carries index 2: not found when asked for later indexes only.
+        assert_eq!(w.find_valid(at1 + 8, 3).unwrap(), None);
+        // A frame read with the wrong expected index is a mismatch, not a frame.
+        assert!(matches!(
+            w.step(at2, 7).unwrap(),
+            Step::Bad {
+                kind: CorruptionKind::Mismatch { .. }
+            }
+        ));
+        let end2 = at2 + f2.len() as u64;
+        assert_eq!(w.step(end2, 3).unwrap(), Step::End);
+        assert_eq!(w.step(bytes.len() as u64, 3).unwrap(), Step::Eof);
+    }
+
+    #[test]
+    fn short_and_impossible_frames_are_bad_not_panics() {
+        let mut bytes = vec![0u8; 64];
+        bytes.extend_from_slice(&(FRAME_BODY_BYTES_MAX + 1).to_le_bytes());
+        bytes.extend_from_slice(&[0xff; 12]);
+        bytes.extend_from_slice(&100u32.to_le_bytes());
+        bytes.extend_from_slice(&[1, 2]);
+        let file = file_with(&bytes);
+        let mut w = FrameWalker::new(file.as_ref()).unwrap();
+        assert_eq!(
+            w.step(64, 0).unwrap(),
+            Step::Bad {
+                kind: CorruptionKind::InvalidField {
+                    field: "frame.body_bytes",
+                    value: u64::from(FRAME_BODY_BYTES_MAX + 1)
+                }
+            }
+        );
+        assert_eq!(
+            w.step(80, 0).unwrap(),
+            Step::Bad {
+                kind: CorruptionKind::Truncated {
+                    needed: frame_bytes(100),
+                    available: 6
+                }
+            }
+        );
+        assert_eq!(
+            w.step(84, 0).unwrap(),
+            Step::Bad {
+                kind: CorruptionKind::Truncated {
+                    needed: 16,
+                    available: 2
+                }
+            }
+        );
+        assert_eq!(w.find_valid(64, 0).unwrap(), None);
+    }
+}
