@@ -18,7 +18,7 @@ use crate::error::{Corruption, CorruptionKind, Error, IoOp, Result};
 use crate::io::Storage;
 use crate::meta::{Manifest, SLOT_BYTES, SUPERBLOCK_FILE, SUPERBLOCK_FILE_BYTES, Superblock};
 
-/// Bytes of the generation field's offset within a slot (`design/FORMAT.md` §3).
+/// Offset of the `generation` field within a slot (`design/FORMAT.md` §3).
 const GENERATION_OFFSET: u64 = 16;
 
 /// The largest manifest `fsck` reads into memory. Real manifests are a few KiB; a longer file

@@ -9,9 +9,11 @@
 //!    report corruption as values, and every length from disk is checked against the file before
 //!    it sizes a read.
 //! 3. The state is reconstructed as recovery reconstructs it (superblock → manifest → checkpoint
-//!    → commit records → data files), and every rule recovery enforces is checked with the kind
-//!    recovery would report; but instead of stopping at the first failure, the check records it
-//!    and goes on wherever the layout allows, so one run reports every problem.
+//!    → commit records → data files), and every rule recovery enforces is checked, with
+//!    recovery's own kind and offset wherever recovery reports a corruption (the allocator
+//!    rebuild's refusals, which recovery words as prose, get kinds of their own); but instead of
+//!    stopping at the first failure, the check records it and goes on wherever the layout
+//!    allows, so one run reports every problem.
 //! 4. Unless `snapshot` is set, the check holds the store's lock throughout (refusing with
 //!    [`crate::Error::Locked`] while a writer holds it), so no writer changes the store under it.
 //!
