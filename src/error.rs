@@ -119,7 +119,11 @@ pub struct Corruption {
 }
 
 /// What was wrong with stored bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// It serializes (for `vellum fsck --json`) as an object whose `type` names the variant in
+/// snake case, beside the variant's fields.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum CorruptionKind {
     /// The stored CRC32C does not match the one computed over the bytes.

@@ -5,7 +5,8 @@
 //!   fault-injecting one for crash tests;
 //! - [`codec`]: explicit little-endian encoding and CRC32C;
 //! - [`meta`]: the double-buffered superblock with its root catalog, and the JSON manifest;
-//! - [`log`]: the CRC32C-framed delta log with group commit.
+//! - [`log`]: the CRC32C-framed delta log with group commit;
+//! - [`inspect`]: read-only `fsck` and `dump` of a store's files.
 //!
 //! Formats are specified byte by byte in `design/FORMAT.md`; the order in which bytes become
 //! durable is specified in `design/DURABILITY.md`.
@@ -26,6 +27,7 @@ pub mod checkpoint;
 pub mod codec;
 pub mod error;
 mod generation;
+pub mod inspect;
 pub mod io;
 pub mod log;
 pub mod meta;

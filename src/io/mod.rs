@@ -70,6 +70,18 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// Takes an exclusive lock on the file at `path` (created if missing), held until the guard
     /// drops. Fails at once with [`crate::Error::Locked`] if another holder has it.
     fn lock(&self, path: &Path) -> Result<LockGuard>;
+
+    /// Takes the same exclusive lock as [`Storage::lock`], but only if the file at `path` exists,
+    /// and without creating or writing anything (`fsck` and `dump` must not change the store):
+    /// `Ok(None)` when there is no such file. The default opens it through [`Storage::lock`],
+    /// which creates nothing for an existing file; [`OsStorage`] locks a read-only handle, so it
+    /// also works on a read-only filesystem.
+    fn lock_existing(&self, path: &Path) -> Result<Option<LockGuard>> {
+        if !self.exists(path)? {
+            return Ok(None);
+        }
+        self.lock(path).map(Some)
+    }
 }
 
 /// Every file-level operation the runtime performs. Offsets and lengths are in bytes.

@@ -108,13 +108,28 @@ impl Storage for OsStorage {
             .truncate(false)
             .open(path)
             .map_err(io_err(IoOp::Lock, path))?;
-        match rustix::fs::flock(file.as_fd(), FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(LockGuard::new(Box::new(file))),
-            Err(rustix::io::Errno::WOULDBLOCK) => Err(Error::Locked {
-                path: path.to_path_buf(),
-            }),
-            Err(e) => Err(Error::io(IoOp::Lock, path, e.into())),
-        }
+        flock_exclusive(file, path)
+    }
+
+    fn lock_existing(&self, path: &Path) -> Result<Option<LockGuard>> {
+        // `flock` needs no write access, so a read-only handle takes the same lock.
+        let file = match OpenOptions::new().read(true).open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(IoOp::Lock, path, e)),
+        };
+        flock_exclusive(file, path).map(Some)
+    }
+}
+
+/// Takes a non-blocking exclusive `flock` on `file`, held as long as the returned guard.
+fn flock_exclusive(file: File, path: &Path) -> Result<LockGuard> {
+    match rustix::fs::flock(file.as_fd(), FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(LockGuard::new(Box::new(file))),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(Error::Locked {
+            path: path.to_path_buf(),
+        }),
+        Err(e) => Err(Error::io(IoOp::Lock, path, e.into())),
     }
 }
 

@@ -55,6 +55,17 @@ pub fn small_deterministic_options() -> vellum::runtime::RuntimeOptions {
     o
 }
 
+/// `fsck` options matching [`small_deterministic_options`] (the file and window sizes, which
+/// are not stored on disk).
+pub fn fsck_options() -> vellum::inspect::FsckOptions {
+    let data = small_deterministic_options().data;
+    vellum::inspect::FsckOptions {
+        file_bytes_max: data.alloc.file_bytes_max,
+        window_bytes: data.window_bytes,
+        ..vellum::inspect::FsckOptions::default()
+    }
+}
+
 /// A fault-injecting filesystem seeded with `seed`, with directory `dir` created and files of at
 /// most 64 MiB.
 pub fn fault_storage(seed: u64, dir: &str) -> vellum::io::FaultStorage {
@@ -86,3 +97,7 @@ pub fn all_crash_modes() -> Vec<vellum::io::CrashMode> {
     m.extend((0..8).map(CrashMode::Seeded));
     m
 }
+
+pub mod format_oracle;
+pub mod image;
+pub mod workload;

@@ -2,11 +2,15 @@
 //!
 //! `vellum bench` is the project's main job: the runtime's commit workload under each policy,
 //! then a reopen that verifies every acknowledged commit. `vellum bench group-commit` measures the
-//! delta log's group commit alone. `vellum compact DIR` compacts a store offline.
+//! delta log's group commit alone. `vellum compact DIR` compacts a store offline, `vellum fsck
+//! DIR` checks a store without changing it, and `vellum dump DIR` shows what its files hold
+//! (`design/TOOLS.md`).
 
 mod bench;
 mod compact;
 mod compaction_bench;
+mod dump;
+mod fsck;
 mod group_commit;
 
 use std::path::PathBuf;
@@ -33,6 +37,12 @@ enum Command {
     /// Compact a store no process has open: move live nodes out of sparse segments and return
     /// the freed space to the filesystem.
     Compact(compact::CompactArgs),
+    /// Check a store without changing it; report every problem with file, offset and kind.
+    /// Exit 0 clean, 1 problems found, 2 the store could not be read (or a writer holds it).
+    Fsck(fsck::FsckArgs),
+    /// Show what a store's files hold: superblock slots, manifest, roots, space, log frames,
+    /// checkpoint entries, a node's bytes.
+    Dump(dump::DumpArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -53,6 +63,8 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Fsck(args) => return ExitCode::from(fsck::run(&args)),
+        Command::Dump(args) => return ExitCode::from(dump::run(&args)),
         Command::Bench { which: None, args } => bench::run(&args),
         Command::Bench {
             which: Some(BenchKind::GroupCommit(args)),

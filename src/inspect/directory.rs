@@ -1,0 +1,108 @@
+//! The files of a store directory: what each name is, which ones opening the store removes, and
+//! which ones nothing ever uses or removes.
+//!
+//! Invariants:
+//! 1. A name is classified by the same parsers the layers that own the files use
+//!    (`parse_manifest_file_name`, `parse_log_file_name`, `parse_checkpoint_file_name`,
+//!    `parse_data_file_name`), so `fsck` and recovery agree on what a file is.
+//! 2. A file is a leftover exactly when `MetaStore::open` or recovery (R2) removes it: a manifest
+//!    other than the one in force, any `*.tmp`, a log or checkpoint the manifest does not name.
+
+use std::path::Path;
+
+use super::finding::{FindingKind, Findings, Severity};
+use crate::alloc::parse_data_file_name;
+use crate::checkpoint::parse_checkpoint_file_name;
+use crate::log::parse_log_file_name;
+use crate::meta::{Manifest, SUPERBLOCK_FILE, parse_manifest_file_name};
+use crate::runtime::LOCK_FILE;
+
+/// What a file in a store directory is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// `LOCK`.
+    Lock,
+    /// `superblock`.
+    Superblock,
+    /// `manifest-{seq}.json`.
+    Manifest(u64),
+    /// `log-{seq}.vlog`.
+    Log(u64),
+    /// `ot-{seq}.ckpt`.
+    Checkpoint(u64),
+    /// `data-{class}-{file}.seg`.
+    Data(u8, u32),
+    /// Any `*.tmp` file.
+    Tmp,
+    /// Anything else.
+    Unknown,
+}
+
+/// Classifies a file name.
+pub(crate) fn role(name: &str) -> Role {
+    if name == LOCK_FILE {
+        Role::Lock
+    } else if name == SUPERBLOCK_FILE {
+        Role::Superblock
+    } else if name.ends_with(".tmp") {
+        Role::Tmp
+    } else if let Some(seq) = parse_manifest_file_name(name) {
+        Role::Manifest(seq)
+    } else if let Some(seq) = parse_log_file_name(name) {
+        Role::Log(seq)
+    } else if let Some(seq) = parse_checkpoint_file_name(name) {
+        Role::Checkpoint(seq)
+    } else if let Some((class, file)) = parse_data_file_name(name) {
+        Role::Data(class, file)
+    } else {
+        Role::Unknown
+    }
+}
+
+/// Reports leftovers and unknown files among `names`. `manifest` is the manifest in force (when
+/// it parsed) and `active_seq` its seq.
+pub(crate) fn check_names(
+    dir: &Path,
+    names: &[String],
+    active_seq: Option<u64>,
+    manifest: Option<&Manifest>,
+    findings: &mut Findings,
+) {
+    for name in names {
+        let path = dir.join(name);
+        let leftover = match role(name) {
+            Role::Lock | Role::Superblock | Role::Data(..) => None,
+            Role::Tmp => Some("a file being written when the store was last open"),
+            // Without a slot in force, no manifest is known to be a leftover.
+            Role::Manifest(seq) => active_seq
+                .is_some_and(|active| active != seq)
+                .then_some("a manifest not in force"),
+            Role::Log(seq) => manifest
+                .filter(|m| !m.delta_logs.iter().any(|l| l.seq == seq))
+                .map(|_| "a delta log the manifest does not name"),
+            Role::Checkpoint(_) => manifest
+                .filter(|m| m.checkpoint.as_ref().is_none_or(|c| c.file != *name))
+                .map(|_| "a checkpoint the manifest does not name"),
+            Role::Unknown => {
+                findings.push(
+                    Severity::Warning,
+                    &path,
+                    0,
+                    FindingKind::UnknownFile,
+                    "not a vellum file: nothing uses or removes it, so its space is never \
+                     reclaimed",
+                );
+                None
+            }
+        };
+        if let Some(why) = leftover {
+            findings.push(
+                Severity::Info,
+                &path,
+                0,
+                FindingKind::Leftover,
+                format!("{why}; opening the store removes it"),
+            );
+        }
+    }
+}

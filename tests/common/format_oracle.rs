@@ -1,0 +1,310 @@
+//! Oracles for the corruption tests: the first check a decoder fails on damaged bytes, written
+//! from the layouts and check orders of `design/FORMAT.md`, independently of the decoders
+//! themselves, so a test compares the decoders with the document rather than with themselves.
+
+use vellum::CorruptionKind;
+use vellum::codec::crc32c;
+
+/// The little-endian u32 at `at`.
+pub fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+
+/// The little-endian u64 at `at`.
+pub fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// Bytes of a superblock slot.
+pub const SLOT: usize = 4096;
+
+/// §3 slot decoding: magic, version, slot_bytes, then the CRC over [0, 4092).
+pub fn slot_oracle(orig: &[u8], damaged: &[u8], slot: usize) -> Option<(u64, CorruptionKind)> {
+    let base = slot * SLOT;
+    let o = &orig[base..base + SLOT];
+    let d = damaged.get(base..).unwrap_or_default();
+    let d = &d[..d.len().min(SLOT)];
+    let at = |off: usize| (base + off) as u64;
+    if d == o {
+        return None;
+    }
+    if d.len() < SLOT {
+        let kind = CorruptionKind::Truncated {
+            needed: SLOT as u64,
+            available: d.len() as u64,
+        };
+        return Some((at(0), kind));
+    }
+    if &d[..8] != b"VELSUPER" {
+        let found = u64_at(d, 0);
+        return Some((at(0), CorruptionKind::BadMagic { found }));
+    }
+    if u32_at(d, 8) != 1 {
+        let found = u32_at(d, 8);
+        return Some((at(8), CorruptionKind::UnsupportedVersion { found }));
+    }
+    if u32_at(d, 12) != SLOT as u32 {
+        let kind = CorruptionKind::InvalidField {
+            field: "slot_bytes",
+            value: u64::from(u32_at(d, 12)),
+        };
+        return Some((at(12), kind));
+    }
+    let (expected, actual) = (u32_at(d, 4092), crc32c(&d[..4092]));
+    assert_ne!(
+        expected, actual,
+        "damage left a different slot with a valid CRC"
+    );
+    Some((
+        at(4092),
+        CorruptionKind::ChecksumMismatch { expected, actual },
+    ))
+}
+
+/// §4 header decoding: length, magic, version, header_bytes, then the CRC over [0, 60).
+pub fn log_header_oracle(orig: &[u8], d: &[u8]) -> Option<(u64, CorruptionKind)> {
+    if d.len() >= 64 && d[..64] == orig[..64] {
+        return None;
+    }
+    if d.len() < 64 {
+        let kind = CorruptionKind::Truncated {
+            needed: 64,
+            available: d.len() as u64,
+        };
+        return Some((0, kind));
+    }
+    if &d[..8] != b"VELDELTA" {
+        return Some((
+            0,
+            CorruptionKind::BadMagic {
+                found: u64_at(d, 0),
+            },
+        ));
+    }
+    if u32_at(d, 8) != 1 {
+        let found = u32_at(d, 8);
+        return Some((8, CorruptionKind::UnsupportedVersion { found }));
+    }
+    if u32_at(d, 12) != 64 {
+        let kind = CorruptionKind::InvalidField {
+            field: "log_header.header_bytes",
+            value: u64::from(u32_at(d, 12)),
+        };
+        return Some((12, kind));
+    }
+    let (expected, actual) = (u32_at(d, 60), crc32c(&d[..60]));
+    Some((60, CorruptionKind::ChecksumMismatch { expected, actual }))
+}
+
+/// One replay rule application (§4 "Replay") at `o` expecting `index`.
+pub enum Rule {
+    /// The end of the file.
+    Eof,
+    /// An end marker (zero body length).
+    End,
+    /// A frame that does not decode.
+    Bad(CorruptionKind),
+    /// A valid frame ending at this offset.
+    Frame(u64),
+}
+
+pub fn replay_rule(d: &[u8], o: u64, index: u64) -> Rule {
+    let len = d.len() as u64;
+    if o == len {
+        return Rule::Eof;
+    }
+    if len - o < 4 {
+        return Rule::Bad(CorruptionKind::Truncated {
+            needed: 16,
+            available: len - o,
+        });
+    }
+    let body = u64::from(u32_at(d, o as usize));
+    if body == 0 {
+        return Rule::End;
+    }
+    if body > 64 << 20 {
+        return Rule::Bad(CorruptionKind::InvalidField {
+            field: "frame.body_bytes",
+            value: body,
+        });
+    }
+    let total = (16 + body).next_multiple_of(8);
+    if o + total > len {
+        return Rule::Bad(CorruptionKind::Truncated {
+            needed: total,
+            available: len - o,
+        });
+    }
+    let f = &d[o as usize..(o + total) as usize];
+    let stored = u32_at(f, 4);
+    let mut covered = f[..4].to_vec();
+    covered.extend_from_slice(&f[8..]);
+    let computed = crc32c(&covered);
+    if stored != computed {
+        return Rule::Bad(CorruptionKind::ChecksumMismatch {
+            expected: stored,
+            actual: computed,
+        });
+    }
+    let found = u64_at(f, 8);
+    if found != index {
+        return Rule::Bad(CorruptionKind::Mismatch {
+            what: "frame.frame_index",
+            expected: index,
+            actual: found,
+        });
+    }
+    Rule::Frame(o + total)
+}
+
+/// The frames of an undamaged log: (start, end).
+pub fn frames_of(log: &[u8]) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let (mut o, mut i) = (64u64, 0u64);
+    while let Rule::Frame(end) = replay_rule(log, o, i) {
+        out.push((o, end));
+        o = end;
+        i += 1;
+    }
+    out
+}
+
+/// Where replay of the damaged log stops, why (`None`: an end marker or the end of the file),
+/// and the first original frame after the stop that the damage left whole: (offset, index).
+pub struct LogStop {
+    /// Where replay stops.
+    pub offset: u64,
+    /// Why (`None`: an end marker or the end of the file).
+    pub cause: Option<CorruptionKind>,
+    /// True when it stopped at the end of the file.
+    pub eof: bool,
+    /// The first original frame after the stop that the damage left whole: (offset, index).
+    pub next: Option<(u64, u64)>,
+}
+
+pub fn log_stop(orig: &[u8], d: &[u8], frames: &[(u64, u64)]) -> LogStop {
+    let (mut o, mut i) = (64u64, 0u64);
+    let (cause, eof) = loop {
+        match replay_rule(d, o, i) {
+            Rule::Frame(end) => (o, i) = (end, i + 1),
+            Rule::Eof => break (None, true),
+            Rule::End => break (None, false),
+            Rule::Bad(kind) => break (Some(kind), false),
+        }
+    };
+    let next = frames
+        .iter()
+        .enumerate()
+        .find(|(_, (start, end))| {
+            *start > o
+                && *end <= d.len() as u64
+                && d[*start as usize..*end as usize] == orig[*start as usize..*end as usize]
+        })
+        .map(|(j, (start, _))| (*start, j as u64));
+    LogStop {
+        offset: o,
+        cause,
+        eof,
+        next,
+    }
+}
+
+/// §7 reading, for a checkpoint of at most one block: the first problem.
+pub fn checkpoint_oracle(d: &[u8], bytes: u64, crc: u32, entries: u64) -> (u64, CorruptionKind) {
+    let len = d.len() as u64;
+    if len != bytes {
+        let kind = CorruptionKind::Mismatch {
+            what: "checkpoint.bytes",
+            expected: bytes,
+            actual: len,
+        };
+        return (0, kind);
+    }
+    if &d[..8] != b"VELCHKPT" {
+        return (
+            0,
+            CorruptionKind::BadMagic {
+                found: u64_at(d, 0),
+            },
+        );
+    }
+    if u32_at(d, 8) != 2 {
+        let found = u32_at(d, 8);
+        return (8, CorruptionKind::UnsupportedVersion { found });
+    }
+    if u32_at(d, 12) != 64 {
+        let kind = CorruptionKind::InvalidField {
+            field: "checkpoint_header.header_bytes",
+            value: u64::from(u32_at(d, 12)),
+        };
+        return (12, kind);
+    }
+    let (stored, computed) = (u32_at(d, 60), crc32c(&d[..60]));
+    if stored != computed {
+        let kind = CorruptionKind::ChecksumMismatch {
+            expected: stored,
+            actual: computed,
+        };
+        return (60, kind);
+    }
+    let count = u64::from(u32_at(d, 64));
+    let count_bad = CorruptionKind::InvalidField {
+        field: "checkpoint_block.count",
+        value: count,
+    };
+    if count == 0 || count > 4096 {
+        return (64, count_bad);
+    }
+    let first = u64_at(d, 72);
+    if first != 0 {
+        let kind = CorruptionKind::Mismatch {
+            what: "checkpoint_block.first_entry_index",
+            expected: 0,
+            actual: first,
+        };
+        return (72, kind);
+    }
+    if count > entries {
+        return (64, count_bad);
+    }
+    let need = count * 40;
+    if need > len - 80 {
+        let kind = CorruptionKind::Truncated {
+            needed: need,
+            available: len - 80,
+        };
+        return (80, kind);
+    }
+    let (stored, computed) = (u32_at(d, 68), crc32c(&d[80..(80 + need) as usize]));
+    if stored != computed {
+        let kind = CorruptionKind::ChecksumMismatch {
+            expected: stored,
+            actual: computed,
+        };
+        return (68, kind);
+    }
+    let f = (80 + need) as usize;
+    if &d[f..f + 8] != b"VELCKEND" {
+        return (
+            f as u64,
+            CorruptionKind::BadMagic {
+                found: u64_at(d, f),
+            },
+        );
+    }
+    let (stored, computed) = (u32_at(d, f + 28), crc32c(&d[f..f + 28]));
+    if stored != computed {
+        let kind = CorruptionKind::ChecksumMismatch {
+            expected: stored,
+            actual: computed,
+        };
+        return (f as u64 + 28, kind);
+    }
+    let kind = CorruptionKind::Mismatch {
+        what: "checkpoint.crc32c",
+        expected: u64::from(crc),
+        actual: u64::from(crc32c(d)),
+    };
+    (0, kind)
+}

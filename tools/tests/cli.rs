@@ -1,0 +1,256 @@
+//! The `vellum fsck` and `vellum dump` binaries: exit codes 0 (clean), 1 (problems), 2 (no store,
+//! no valid superblock, or locked by a live writer), `--strict`, `--snapshot`, and JSON output
+//! that parses and says what the text says.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use vellum::inspect::{FsckOptions, load};
+use vellum::io::OsStorage;
+use vellum::object_table::NodeId;
+use vellum::runtime::{CommitPolicy, DurableRuntime, RuntimeOptions};
+
+/// Small files and windows, so stores stay small; the binary is told the same sizes.
+fn runtime_options() -> RuntimeOptions {
+    let mut o = RuntimeOptions::default();
+    o.data.alloc.file_bytes_max = 64 << 20;
+    o.data.window_bytes = 1 << 20;
+    o.data.mapped_bytes_max = 16 << 20;
+    o.log.preallocate_bytes = 64 << 10;
+    o
+}
+
+fn fsck_options() -> FsckOptions {
+    let o = runtime_options();
+    FsckOptions {
+        file_bytes_max: o.data.alloc.file_bytes_max,
+        window_bytes: o.data.window_bytes,
+        ..FsckOptions::default()
+    }
+}
+
+fn vellum(args: &[&str], dir: &Path) -> Output {
+    let o = runtime_options();
+    Command::new(env!("CARGO_BIN_EXE_vellum"))
+        .args(args)
+        .arg(dir)
+        .arg("--file-bytes-max")
+        .arg(o.data.alloc.file_bytes_max.to_string())
+        .arg("--window-bytes")
+        .arg(o.data.window_bytes.to_string())
+        .output()
+        .expect("run vellum")
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// A closed store: STRICT nodes (bytes only in their slots) and BALANCED ones (bytes also in
+/// the log), a root, a checkpoint, then more commits. Returns the directory and the STRICT
+/// nodes with their bytes.
+fn store(tmp: &Path) -> (PathBuf, Vec<(NodeId, Vec<u8>)>) {
+    let dir = tmp.join("store");
+    let rt = DurableRuntime::open(&dir, runtime_options()).expect("open");
+    let mut strict = Vec::new();
+    for round in 0..2u8 {
+        let mut tx = rt.begin();
+        for i in 0..4u8 {
+            let bytes = vec![round * 16 + i; 5000];
+            let id = tx.alloc(1, &bytes).expect("alloc");
+            strict.push((id, bytes));
+        }
+        tx.set_root("first", strict[0].0).expect("root");
+        tx.commit_with(CommitPolicy::Strict).expect("strict commit");
+        let mut tx = rt.begin();
+        tx.alloc(2, b"small balanced node").expect("alloc");
+        tx.commit_with(CommitPolicy::Balanced)
+            .expect("balanced commit");
+        if round == 0 {
+            rt.checkpoint().expect("checkpoint");
+        }
+    }
+    rt.close().expect("close");
+    (dir, strict)
+}
+
+#[test]
+fn fsck_exit_codes_and_json() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (dir, strict) = store(tmp.path());
+
+    let out = vellum(&["fsck", "--json"], &dir);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let report = json(&out);
+    assert_eq!(report["exit_code"], 0);
+    assert_eq!(report["readable"], true);
+    assert_eq!(report["access"], "locked");
+    assert_eq!(report["findings"].as_array().map(Vec::len), Some(0));
+    assert_eq!(report["summary"]["live_nodes"], 10);
+    let out = vellum(&["fsck"], &dir);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("0 problems, 0 warnings, 0 info; exit 0"),
+        "{text}"
+    );
+
+    // A file vellum does not know is a warning: exit 0, or 1 with --strict.
+    std::fs::write(dir.join("notes.txt"), b"hello").expect("write");
+    assert_eq!(vellum(&["fsck"], &dir).status.code(), Some(0));
+    assert_eq!(vellum(&["fsck", "--strict"], &dir).status.code(), Some(1));
+    std::fs::remove_file(dir.join("notes.txt")).expect("remove");
+
+    // One flipped byte in a STRICT node: exit 1, and the finding names file, offset, node, kind.
+    let insp = load(&OsStorage::new(), &dir, &fsck_options()).expect("load");
+    let (id, _) = &strict[3];
+    let loc = insp.model.get(*id).expect("live").version.location;
+    let file = dir.join(vellum::alloc::data_file_name(loc.class, loc.file));
+    let mut bytes = std::fs::read(&file).expect("read");
+    bytes[loc.offset as usize + 100] ^= 0x40;
+    std::fs::write(&file, &bytes).expect("write");
+    let out = vellum(&["fsck", "--json"], &dir);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let report = json(&out);
+    assert_eq!(report["exit_code"], 1);
+    let findings = report["findings"].as_array().expect("findings");
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    let f = &findings[0];
+    assert_eq!(f["severity"], "problem");
+    assert_eq!(f["kind"], "corruption");
+    assert_eq!(f["detail"]["type"], "checksum_mismatch");
+    assert_eq!(f["node"], id.to_string());
+    assert_eq!(f["offset"], loc.offset);
+    assert_eq!(f["file"], file.to_str().expect("utf-8"));
+    bytes[loc.offset as usize + 100] ^= 0x40;
+    std::fs::write(&file, &bytes).expect("write");
+
+    // No valid superblock slot: exit 2, with both slots' findings.
+    let sb = dir.join("superblock");
+    let saved = std::fs::read(&sb).expect("read");
+    std::fs::write(&sb, vec![0u8; saved.len()]).expect("write");
+    let out = vellum(&["fsck", "--json"], &dir);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let report = json(&out);
+    assert_eq!(report["readable"], false);
+    assert_eq!(
+        report["findings"].as_array().map(Vec::len),
+        Some(2),
+        "{report:#}"
+    );
+    std::fs::write(&sb, &saved).expect("write");
+
+    // No store at all: exit 2, and the JSON says why.
+    let out = vellum(&["fsck", "--json"], &tmp.path().join("nothing-here"));
+    assert_eq!(out.status.code(), Some(2));
+    let report = json(&out);
+    assert_eq!(report["exit_code"], 2);
+    assert!(
+        report["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("cannot read"))
+    );
+
+    assert_eq!(vellum(&["fsck"], &dir).status.code(), Some(0), "restored");
+}
+
+#[test]
+fn fsck_refuses_a_locked_store_unless_snapshot() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (dir, _) = store(tmp.path());
+    let rt = DurableRuntime::open(&dir, runtime_options()).expect("open");
+    let out = vellum(&["fsck"], &dir);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("locked by a live writer"), "{stderr}");
+    let out = vellum(&["fsck", "--json"], &dir);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        json(&out)["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("--snapshot"))
+    );
+    let out = vellum(&["fsck", "--snapshot", "--json"], &dir);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(json(&out)["access"], "snapshot");
+    assert_eq!(vellum(&["dump"], &dir).status.code(), Some(2));
+    assert_eq!(vellum(&["dump", "--snapshot"], &dir).status.code(), Some(0));
+    drop(rt);
+    assert_eq!(vellum(&["fsck"], &dir).status.code(), Some(0));
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn dump_shows_each_section() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (dir, strict) = store(tmp.path());
+
+    let out = vellum(&["dump", "--json"], &dir);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let d = json(&out);
+    let slots = d["superblock"].as_array().expect("slots");
+    assert_eq!(slots.len(), 2);
+    assert_eq!(
+        slots.iter().filter(|s| s["in_force"] == true).count(),
+        1,
+        "{slots:#?}"
+    );
+    assert_eq!(d["manifest"]["document"]["format"], "vellum-manifest");
+    assert_eq!(d["manifest"]["trusted"], true);
+    assert_eq!(d["roots"]["recovered"][0]["name"], "first");
+    assert_eq!(d["roots"]["recovered"][0]["node"], strict[0].0.to_string());
+    assert_eq!(d["roots"]["recovered"][0]["live"], true);
+    let live: u64 = d["space"]
+        .as_array()
+        .expect("space")
+        .iter()
+        .map(|c| c["live_nodes"].as_u64().expect("count"))
+        .sum();
+    assert_eq!(live, 10);
+    assert!(d.get("log").is_none(), "only the default sections");
+
+    let (id, bytes) = &strict[5];
+    let out = vellum(&["dump", "--json", "--node", &id.to_string()], &dir);
+    assert_eq!(out.status.code(), Some(0));
+    let node = &json(&out)["node"];
+    assert_eq!(node["bytes"], hex(bytes));
+    assert_eq!(node["crc_ok"], true);
+    assert_eq!(node["carried"], false);
+    let out = vellum(&["dump", "--node", &id.to_string()], &dir);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("node {id}")), "{text}");
+
+    let out = vellum(&["dump", "--json", "--log", "--checkpoint"], &dir);
+    assert_eq!(out.status.code(), Some(0));
+    let d = json(&out);
+    let logs = d["log"].as_array().expect("logs");
+    assert_eq!(logs.len(), 1, "the checkpoint dropped the first log");
+    let epochs: Vec<u64> = logs[0]["frames"]
+        .as_array()
+        .expect("frames")
+        .iter()
+        .map(|f| f["epoch"].as_u64().expect("decoded"))
+        .collect();
+    assert_eq!(epochs, vec![3, 4], "the two commits after the checkpoint");
+    assert_eq!(logs[0]["stop_reason"], "end marker");
+    assert_eq!(d["checkpoint"]["entries"].as_array().map(Vec::len), Some(5));
+    assert_eq!(
+        d["checkpoint"]["problems"].as_array().map(Vec::len),
+        Some(0)
+    );
+
+    let out = vellum(&["dump", "--node", "63:99999:7"], &dir);
+    assert_eq!(out.status.code(), Some(1), "a node that is not live");
+    let out = vellum(&["dump", "--node", "not-an-id"], &dir);
+    assert_eq!(out.status.code(), Some(2), "clap refuses a malformed id");
+}
