@@ -84,6 +84,52 @@ pub struct LogStats {
     pub syncs: u64,
 }
 
+/// Most bytes of sealed frames held in memory before an append writes them out itself.
+const PENDING_BYTES_MAX: usize = 256 << 10;
+
+/// Frames appended but not yet written: the next sync writes them out with one `write_at` before
+/// its `sync_data`, so concurrent appenders cost one write per group, not one each. Guarded by
+/// its own lock, taken after the append lock (appends) or alone (a sync's leader, which must not
+/// wait for the append lock: a rotation holds it while it waits for the sync in flight).
+#[derive(Debug)]
+struct Pending {
+    /// The file they go to.
+    file: Arc<dyn StorageFile>,
+    seq: u64,
+    /// File offset of `bytes[0]`.
+    start: u64,
+    bytes: Vec<u8>,
+}
+
+impl Pending {
+    fn new(file: Arc<dyn StorageFile>, seq: u64, start: u64) -> Self {
+        Pending {
+            file,
+            seq,
+            start,
+            bytes: Vec::new(),
+        }
+    }
+
+    /// W1–W2: writes the pending frames out with one `write_at` and publishes the new written
+    /// end. A failure poisons: the file may now hold part of a frame already appended.
+    fn write_out(&mut self, commit: &GroupCommit) -> Result<()> {
+        if self.bytes.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.file.write_at(&self.bytes, self.start) {
+            return Err(commit.poison_with(e));
+        }
+        self.start += self.bytes.len() as u64;
+        self.bytes.clear();
+        commit.publish_written(LogPosition {
+            seq: self.seq,
+            offset: self.start,
+        });
+        Ok(())
+    }
+}
+
 /// Where the next frame goes; guarded by the append lock.
 #[derive(Debug)]
 struct Tail {
@@ -101,6 +147,7 @@ pub struct DeltaLog {
     dir: PathBuf,
     options: LogOptions,
     tail: Mutex<Tail>,
+    pending: Mutex<Pending>,
     commit: GroupCommit,
     frames_appended: AtomicU64,
     bytes_appended: AtomicU64,
@@ -221,6 +268,7 @@ impl DeltaLog {
                 end,
                 allocated_end: end,
             }),
+            pending: Mutex::new(Pending::new(Arc::clone(&file), seq, end)),
             commit: GroupCommit::new(file, position),
             frames_appended: AtomicU64::new(0),
             bytes_appended: AtomicU64::new(0),
@@ -254,11 +302,14 @@ impl DeltaLog {
             // A3.
             self.preallocate(&mut tail, end)?;
         }
-        // A4.
-        let start = tail.end;
-        let bytes = frame.seal(tail.next_index);
-        if let Err(e) = tail.file.write_at(bytes, start) {
-            return Err(self.commit.poison_with(e));
+        // A4: sealed into the pending frames, which the next sync writes out (or this append,
+        // once they pass PENDING_BYTES_MAX).
+        {
+            let mut pending = self.pending.lock();
+            pending.bytes.extend_from_slice(frame.seal(tail.next_index));
+            if pending.bytes.len() >= PENDING_BYTES_MAX {
+                pending.write_out(&self.commit)?;
+            }
         }
         tail.end = end;
         tail.next_index += 1;
@@ -266,8 +317,8 @@ impl DeltaLog {
             seq: tail.seq,
             offset: end,
         };
-        // A5: published while the append lock is still held.
-        self.commit.publish_written(position);
+        // A5: counted while the append lock is still held.
+        self.commit.note_appended(1, position);
         drop(tail);
         self.frames_appended.fetch_add(1, Ordering::Relaxed);
         self.bytes_appended
@@ -320,13 +371,15 @@ impl DeltaLog {
         if end > tail.allocated_end {
             self.preallocate(&mut tail, end)?;
         }
-        let start = tail.end;
-        let mut bytes = Vec::with_capacity(total as usize);
-        for (i, frame) in frames.iter_mut().enumerate() {
-            bytes.extend_from_slice(frame.seal(tail.next_index + i as u64));
-        }
-        if let Err(e) = tail.file.write_at(&bytes, start) {
-            return Err(self.commit.poison_with(e));
+        // Written out at once, with any frames still pending: one write.
+        {
+            let mut pending = self.pending.lock();
+            for (i, frame) in frames.iter_mut().enumerate() {
+                pending
+                    .bytes
+                    .extend_from_slice(frame.seal(tail.next_index + i as u64));
+            }
+            pending.write_out(&self.commit)?;
         }
         tail.end = end;
         tail.next_index += frames.len() as u64;
@@ -334,7 +387,7 @@ impl DeltaLog {
             seq: tail.seq,
             offset: end,
         };
-        self.commit.publish_written(position);
+        self.commit.note_appended(frames.len() as u64, position);
         drop(tail);
         self.frames_appended
             .fetch_add(frames.len() as u64, Ordering::Relaxed);
@@ -382,12 +435,13 @@ impl DeltaLog {
     /// position; callers arriving meanwhile wait for that sync and return at once if it covered
     /// them. A failed sync poisons the log.
     pub fn sync_to(&self, pos: LogPosition) -> Result<()> {
-        self.commit.sync_to(pos)
+        self.commit
+            .sync_to(pos, &|| self.pending.lock().write_out(&self.commit))
     }
 
     /// Makes everything appended so far durable and returns the position it covered.
     pub fn sync(&self) -> Result<LogPosition> {
-        let pos = self.written_position();
+        let pos = self.appended_position();
         self.sync_to(pos)?;
         Ok(pos)
     }
@@ -408,8 +462,10 @@ impl DeltaLog {
                 tail.seq
             )));
         }
+        // R2: every frame appended is written out; only preallocated zeros lie past `end`, and
+        // returning them keeps closed logs small.
+        self.pending.lock().write_out(&self.commit)?;
         if tail.allocated_end > tail.end {
-            // R2: only preallocated zeros lie past `end`; returning them keeps closed logs small.
             tail.file.set_len(tail.end)?;
             tail.allocated_end = tail.end;
         }
@@ -444,14 +500,24 @@ impl DeltaLog {
             end: start.offset,
             allocated_end: start.offset,
         };
+        *self.pending.lock() = Pending::new(Arc::clone(&file), new_seq, start.offset);
         self.commit.switch_file(file, start);
         tracing::debug!(dir = %self.dir.display(), seq = new_seq, start_epoch, "log rotated");
         Ok(())
     }
 
-    /// The end of the last frame written (not necessarily durable).
+    /// The end of the last frame written out to the file (not necessarily durable).
     pub fn written_position(&self) -> LogPosition {
         self.commit.written()
+    }
+
+    /// The end of the last frame appended (perhaps still pending, not yet written out).
+    pub fn appended_position(&self) -> LogPosition {
+        let tail = self.tail.lock();
+        LogPosition {
+            seq: tail.seq,
+            offset: tail.end,
+        }
     }
 
     /// Everything up to here is durable.

@@ -23,7 +23,11 @@ pub struct GroupCommitArgs {
     /// Bytes of each commit record.
     #[arg(long, default_value_t = 100)]
     record_bytes: usize,
-    /// A small run (for CI): 200 commits per thread count.
+    /// Repetitions: each measures raw fdatasync again and then every thread count, so the ratios
+    /// compare figures taken minutes, not tens of minutes, apart (this disk's latency drifts).
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// A small run (for CI): 200 commits per thread count, one repetition.
     #[arg(long)]
     quick: bool,
 }
@@ -163,6 +167,90 @@ fn verify(
     Ok(elapsed)
 }
 
+/// One thread, `rounds` times: a raw 100-byte `pwrite` + `fdatasync`, then a log commit of the
+/// same record (append + sync). Alternating them exposes both to the same moments of the disk,
+/// whose latency drifts by tens of percent over seconds. Returns (raw us, commit us) averages.
+fn interleaved_latency(
+    dir: &Path,
+    rounds: usize,
+    record_bytes: usize,
+) -> Result<(f64, f64), BoxError> {
+    let storage: Arc<dyn Storage> = Arc::new(OsStorage::new());
+    let path = dir.join("raw-interleaved");
+    if storage.exists(&path)? {
+        storage.remove(&path)?;
+    }
+    let raw = storage.create(&path)?;
+    let buf = [0x5au8; 100];
+    raw.write_at(&vec![0u8; rounds * buf.len()], 0)?;
+    raw.sync_all()?;
+    let log_dir = dir.join("interleaved");
+    if log_dir.exists() {
+        std::fs::remove_dir_all(&log_dir)?;
+    }
+    storage.create_dir_all(&log_dir)?;
+    let log = DeltaLog::create(storage.clone(), &log_dir, 1, 0, LogOptions::default())?;
+    let (mut raw_t, mut log_t) = (Duration::ZERO, Duration::ZERO);
+    for i in 0..rounds {
+        let t = Instant::now();
+        raw.write_at(&buf, (i * buf.len()) as u64)?;
+        raw.sync_data()?;
+        raw_t += t.elapsed();
+        let t = Instant::now();
+        let pos = log.append(&record(0, i, record_bytes))?;
+        log.sync_to(pos)?;
+        log_t += t.elapsed();
+    }
+    storage.remove(&path)?;
+    let us = |d: Duration| d.as_secs_f64() * 1e6 / rounds as f64;
+    Ok((us(raw_t), us(log_t)))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Medians over the repetitions of the ratios the targets are stated in: single-thread commit
+/// latency against a raw fdatasync of the same repetition, and each thread count's commits/s
+/// against one thread's of the same repetition.
+fn summarize(threads: &[usize], reps: &[(f64, Vec<(usize, f64, u64)>)]) {
+    let single = |rows: &[(usize, f64, u64)]| rows.iter().find(|r| r.0 == 1).copied();
+    let latency: Vec<f64> = reps
+        .iter()
+        .filter_map(|(raw, rows)| single(rows).map(|r| r.2 as f64 / 1e3 / raw))
+        .collect();
+    if !latency.is_empty() {
+        println!(
+            "median over {} repetitions: one thread's p50 commit latency = {:.2}x a raw fdatasync",
+            reps.len(),
+            median(latency)
+        );
+    }
+    for &t in threads {
+        let ratios: Vec<f64> = reps
+            .iter()
+            .filter_map(|(_, rows)| {
+                let one = single(rows)?;
+                let this = rows.iter().find(|r| r.0 == t)?;
+                Some(this.1 / one.1)
+            })
+            .collect();
+        let raw: Vec<f64> = reps
+            .iter()
+            .filter_map(|(raw, rows)| Some(rows.iter().find(|r| r.0 == t)?.1 * raw / 1e6))
+            .collect();
+        if !ratios.is_empty() {
+            println!(
+                "median over {} repetitions: {t:>2} threads = {:.2}x one thread's commits/s, {:.2}x raw fdatasync/s",
+                reps.len(),
+                median(ratios),
+                median(raw)
+            );
+        }
+    }
+}
+
 /// Runs the bench and prints its report.
 pub fn run(args: &GroupCommitArgs) -> Result<(), BoxError> {
     let commits = if args.quick { 200 } else { args.commits };
@@ -178,38 +266,63 @@ pub fn run(args: &GroupCommitArgs) -> Result<(), BoxError> {
     storage.create_dir_all(&dir)?;
     eprintln!("vellum bench: delta log group commit in {}", dir.display());
 
-    eprintln!("  measuring raw fdatasync ...");
-    let raw_us = raw_fdatasync_us(&dir, if args.quick { 50 } else { 500 })?;
+    let repeat = if args.quick { 1 } else { args.repeat.max(1) };
     println!(
-        "raw pwrite+fdatasync: {raw_us:.1} us/op ({:.0} ops/s)",
-        1e6 / raw_us
+        "{:>3} {:>7} {:>7} {:>9} {:>11} {:>9} {:>9} {:>9} {:>10} {:>10}",
+        "rep",
+        "raw us",
+        "threads",
+        "commits",
+        "commits/s",
+        "p50 us",
+        "p99 us",
+        "max us",
+        "syncs",
+        "replay ms"
     );
-    println!(
-        "{:>7} {:>9} {:>11} {:>9} {:>9} {:>9} {:>10} {:>10}",
-        "threads", "commits", "commits/s", "p50 us", "p99 us", "max us", "syncs", "replay ms"
-    );
-    for (i, &threads) in args.threads.iter().enumerate() {
-        let seq = i as u64 + 1;
-        eprintln!(
-            "  {threads} thread(s): {commits} durable commits of {} B ...",
-            args.record_bytes
-        );
-        let round = run_round(&storage, &dir, seq, threads, commits, args.record_bytes)?;
-        eprintln!("  {threads} thread(s): reopening and verifying every acknowledged commit ...");
-        let replay_time = verify(storage.as_ref(), &dir, &round, seq, args.record_bytes)?;
-        let l = &round.latencies_ns;
-        println!(
-            "{:>7} {:>9} {:>11.0} {:>9.1} {:>9.1} {:>9.1} {:>10} {:>10.2}",
-            round.threads,
-            round.commits,
-            round.commits as f64 / round.elapsed.as_secs_f64(),
-            percentile(l, 0.50) as f64 / 1e3,
-            percentile(l, 0.99) as f64 / 1e3,
-            percentile(l, 1.0) as f64 / 1e3,
-            round.syncs,
-            replay_time.as_secs_f64() * 1e3,
-        );
+    // Per repetition: raw microseconds, then (threads, commits/s, p50 ns) per thread count.
+    let mut reps: Vec<(f64, Vec<(usize, f64, u64)>)> = Vec::new();
+    let mut seq = 0;
+    for rep in 1..=repeat {
+        eprintln!("  repetition {rep}: measuring raw fdatasync ...");
+        let raw_us = raw_fdatasync_us(&dir, if args.quick { 50 } else { 300 })?;
+        let mut rows = Vec::new();
+        for &threads in &args.threads {
+            seq += 1;
+            eprintln!(
+                "  repetition {rep}, {threads} thread(s): {commits} durable commits of {} B ...",
+                args.record_bytes
+            );
+            let round = run_round(&storage, &dir, seq, threads, commits, args.record_bytes)?;
+            let replay_time = verify(storage.as_ref(), &dir, &round, seq, args.record_bytes)?;
+            let l = &round.latencies_ns;
+            let rate = round.commits as f64 / round.elapsed.as_secs_f64();
+            println!(
+                "{:>3} {:>7.1} {:>7} {:>9} {:>11.0} {:>9.1} {:>9.1} {:>9.1} {:>10} {:>10.2}",
+                rep,
+                raw_us,
+                round.threads,
+                round.commits,
+                rate,
+                percentile(l, 0.50) as f64 / 1e3,
+                percentile(l, 0.99) as f64 / 1e3,
+                percentile(l, 1.0) as f64 / 1e3,
+                round.syncs,
+                replay_time.as_secs_f64() * 1e3,
+            );
+            rows.push((threads, rate, percentile(l, 0.50)));
+        }
+        reps.push((raw_us, rows));
     }
+    summarize(&args.threads, &reps);
+    eprintln!("  one thread, commits interleaved with raw fdatasyncs ...");
+    let (raw_us, commit_us) =
+        interleaved_latency(&dir, if args.quick { 50 } else { 1000 }, args.record_bytes)?;
+    println!(
+        "one thread, interleaved with raw syncs: commit {commit_us:.1} us, raw pwrite+fdatasync \
+         {raw_us:.1} us = {:.2}x",
+        commit_us / raw_us
+    );
     println!("verified: every acknowledged commit was present after reopening");
     Ok(())
 }
