@@ -206,6 +206,10 @@ fn interleaved_latency(
     Ok((us(raw_t), us(log_t)))
 }
 
+/// One repetition: the raw fdatasync in microseconds, then (threads, commits/s, p50 latency in ns)
+/// for each thread count.
+type Repetition = (f64, Vec<(usize, f64, u64)>);
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(0.0)
@@ -214,7 +218,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Medians over the repetitions of the ratios the targets are stated in: single-thread commit
 /// latency against a raw fdatasync of the same repetition, and each thread count's commits/s
 /// against one thread's of the same repetition.
-fn summarize(threads: &[usize], reps: &[(f64, Vec<(usize, f64, u64)>)]) {
+fn summarize(threads: &[usize], reps: &[Repetition]) {
     let single = |rows: &[(usize, f64, u64)]| rows.iter().find(|r| r.0 == 1).copied();
     let latency: Vec<f64> = reps
         .iter()
@@ -280,8 +284,7 @@ pub fn run(args: &GroupCommitArgs) -> Result<(), BoxError> {
         "syncs",
         "replay ms"
     );
-    // Per repetition: raw microseconds, then (threads, commits/s, p50 ns) per thread count.
-    let mut reps: Vec<(f64, Vec<(usize, f64, u64)>)> = Vec::new();
+    let mut reps: Vec<Repetition> = Vec::new();
     let mut seq = 0;
     for rep in 1..=repeat {
         eprintln!("  repetition {rep}: measuring raw fdatasync ...");
