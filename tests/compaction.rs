@@ -295,3 +295,29 @@ fn a_crash_at_any_point_of_a_compaction_loses_nothing() {
     }
     assert!(crashes > 0, "the sweep crashed inside a pass");
 }
+
+#[test]
+fn a_throttled_pass_moves_no_faster_than_its_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = DurableRuntime::open(dir.path(), options()).unwrap();
+    let live = fill_and_thin(&rt, 40_000);
+    const RATE: u64 = 1 << 20;
+    let options = CompactionOptions {
+        batch_nodes: 100,
+        bytes_per_sec_max: Some(RATE),
+        ..CompactionOptions::full()
+    };
+    let started = std::time::Instant::now();
+    let report = rt.compact_with(&options, &mut |_| {}).unwrap();
+    let took = started.elapsed();
+    // The first batch goes at once; every later one waits until the pass is back under the rate.
+    let first_batch = 100 * NODE_BYTES as u64;
+    let floor = (report.bytes_moved - first_batch) as f64 / RATE as f64;
+    assert!(report.bytes_moved > 2 * first_batch, "{report:?}");
+    assert!(
+        took.as_secs_f64() >= floor,
+        "moved {} bytes in {took:?}, faster than {RATE} B/s allows ({floor:.3} s)",
+        report.bytes_moved
+    );
+    assert_contents(&rt, &live, "after a throttled pass");
+}

@@ -8,7 +8,7 @@
 //!    live-byte budget is spent;
 //! M2 stop allocation from the victims (the allocator's evacuation), so no node moves back in;
 //! M3 list the LIVE nodes whose current version lies in a victim;
-//! M4 in batches, under a pinned epoch (so no source slot is freed while it is copied): read and
+//! M4 in batches (throttled to `bytes_per_sec_max`), under a pinned epoch (so no source slot is freed while it is copied): read and
 //!    check each node's bytes, write them to a new slot, make them durable (one data sync), and
 //!    commit the batch as STRICT moves: the record, then the log synced. A move keeps the version's birth
 //!    epoch (same bytes), so transactions that read or wrote the node meanwhile do not conflict;
@@ -208,7 +208,15 @@ fn move_nodes(
         ..CompactProgress::default()
     };
     progress(done);
+    let started = std::time::Instant::now();
     for batch in listed.chunks(options.batch_nodes.max(1)) {
+        // Throttle: no faster than `bytes_per_sec_max` on average over the pass.
+        if let Some(rate) = options.bytes_per_sec_max {
+            let due = std::time::Duration::from_secs_f64(done.bytes_moved as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
         let (moved, bytes, skipped) = move_batch(inner, batch)?;
         report.nodes_moved += moved;
         report.bytes_moved += bytes;

@@ -33,6 +33,10 @@ pub struct CompactionOptions {
     pub pass_bytes_max: u64,
     /// Nodes moved per commit. Default 256.
     pub batch_nodes: usize,
+    /// Most bytes moved per second (a pass sleeps between batches to stay under it), so
+    /// compaction's writes and syncs leave the disk to commits. `None`: unthrottled. Default
+    /// 16 MiB/s.
+    pub bytes_per_sec_max: Option<u64>,
 }
 
 impl Default for CompactionOptions {
@@ -42,18 +46,21 @@ impl Default for CompactionOptions {
             dead_percent_min: 50,
             pass_bytes_max: 64 << 20,
             batch_nodes: 256,
+            bytes_per_sec_max: Some(16 << 20),
         }
     }
 }
 
 impl CompactionOptions {
-    /// A full compaction: every segment with a free slot is a victim, with no byte budget.
+    /// A full compaction: every segment the live nodes do not need is a victim, with no byte
+    /// budget and no throttle.
     pub fn full() -> Self {
         CompactionOptions {
             interval: None,
             dead_percent_min: 0,
             pass_bytes_max: u64::MAX,
             batch_nodes: 1024,
+            bytes_per_sec_max: None,
         }
     }
 
@@ -74,6 +81,11 @@ impl CompactionOptions {
         if self.interval.is_some_and(|d| d.is_zero()) {
             return Err(Error::InvalidArgument(
                 "compaction.interval must not be zero".into(),
+            ));
+        }
+        if self.bytes_per_sec_max == Some(0) {
+            return Err(Error::InvalidArgument(
+                "compaction.bytes_per_sec_max must not be zero (use None for no throttle)".into(),
             ));
         }
         Ok(())

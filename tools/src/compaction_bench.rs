@@ -26,6 +26,9 @@ pub struct CompactionBenchArgs {
     /// Seconds of each timed phase (concurrent commits, churn).
     #[arg(long, default_value_t = 5)]
     seconds: u64,
+    /// Compaction's throttle while commits run beside it, in MiB/s (0: unthrottled).
+    #[arg(long, default_value_t = 32)]
+    throttle_mib: u64,
     /// Committing threads in the concurrent and churn phases.
     #[arg(long, default_value_t = 4)]
     threads: usize,
@@ -185,8 +188,12 @@ pub fn run(args: &CompactionBenchArgs) -> Result<(), BoxError> {
     let beside = std::thread::scope(|s| -> Result<u64, BoxError> {
         let compactor = s.spawn(|| -> Result<(), vellum::Error> {
             let end = Instant::now() + phase;
+            let options = CompactionOptions {
+                bytes_per_sec_max: (args.throttle_mib > 0).then_some(args.throttle_mib << 20),
+                ..CompactionOptions::full()
+            };
             while Instant::now() < end {
-                rt.compact_with(&CompactionOptions::full(), &mut |_| {})?;
+                rt.compact_with(&options, &mut |_| {})?;
             }
             stop.store(true, Ordering::Release);
             Ok(())
@@ -199,10 +206,11 @@ pub fn run(args: &CompactionBenchArgs) -> Result<(), BoxError> {
     let moved = rt.stats().bytes_moved - moved_before;
     println!(
         "commits ({} threads, BALANCED, {len} B): {:.0}/s alone, {:.0}/s with compaction \
-         running ({:.1} MB/s moved meanwhile)",
+         running (throttle {} MiB/s; {:.1} MB/s moved meanwhile)",
         args.threads,
         alone_rate,
         beside as f64 / elapsed,
+        args.throttle_mib,
         moved as f64 / 1e6 / elapsed
     );
     rt.close()?;
