@@ -59,6 +59,25 @@ impl Shard {
         self.chunks.get(k)?.get()?.get(i)
     }
 
+    /// The entry of `handle`, creating its chunk if needed; an error instead of an abort when the
+    /// chunk cannot be allocated (recovery calls this with handles read from disk, and a corrupt
+    /// one could ask for a chunk of 2^41 entries).
+    fn slot_or_grow_checked(&self, handle: u64) -> Result<Option<&Slot>, usize> {
+        let (k, i) = chunk_of(handle);
+        let Some(cell) = self.chunks.get(k) else {
+            return Ok(None);
+        };
+        if let Some(chunk) = cell.get() {
+            return Ok(chunk.get(i));
+        }
+        let n = (CHUNK0_SLOTS << k) as usize;
+        let mut slots: Vec<Slot> = Vec::new();
+        slots.try_reserve_exact(n).map_err(|_| n)?;
+        slots.extend(std::iter::repeat_with(Slot::default).take(n));
+        // Another thread may have installed the chunk meanwhile; then ours is dropped.
+        Ok(cell.get_or_init(|| slots.into_boxed_slice()).get(i))
+    }
+
     /// The entry of `handle`, creating its chunk if needed.
     fn slot_or_grow(&self, handle: u64) -> Option<&Slot> {
         let (k, i) = chunk_of(handle);
@@ -89,6 +108,19 @@ pub struct ObjectTable {
 impl Default for ObjectTable {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// The entry recovery restores `id` into, growing the table; a clear error if the handle is out
+/// of range or its chunk does not fit in memory (a corrupt id, most likely).
+fn restore_slot(shard: &Shard, id: NodeId) -> Result<&Slot> {
+    match shard.slot_or_grow_checked(id.handle()) {
+        Ok(Some(slot)) => Ok(slot),
+        Ok(None) => Err(not_found(id, "handle out of range")),
+        Err(entries) => Err(Error::InvalidArgument(format!(
+            "node {id}: its handle needs an object-table chunk of {entries} entries, more memory \
+             than can be allocated (a corrupt id?)"
+        ))),
     }
 }
 
@@ -267,10 +299,8 @@ impl ObjectTable {
 
     /// Recovery: installs a committed node at exactly `id` (its entry must be FREE).
     pub fn restore(&self, id: NodeId, version: Version, retire_epoch: Option<u64>) -> Result<()> {
-        let shard = &self.shards[id.shard()];
-        let slot = shard
-            .slot_or_grow(id.handle())
-            .ok_or_else(|| not_found(id, "handle out of range"))?;
+        let shard = &self.shards[id.shard() % SHARDS];
+        let slot = restore_slot(shard, id)?;
         slot.restore(id.tag(), version, retire_epoch)
             .map_err(|v| refusal(id, &v))?;
         shard
@@ -283,9 +313,7 @@ impl ObjectTable {
     /// free entry).
     pub fn restore_free(&self, id: NodeId) -> Result<()> {
         let shard = &self.shards[id.shard() % SHARDS];
-        let slot = shard
-            .slot_or_grow(id.handle())
-            .ok_or_else(|| not_found(id, "handle out of range"))?;
+        let slot = restore_slot(shard, id)?;
         slot.restore_free(id.tag()).map_err(|v| refusal(id, &v))?;
         shard
             .next_handle
@@ -348,6 +376,33 @@ impl ObjectTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn restoring_an_absurd_handle_fails_instead_of_aborting() {
+        let table = ObjectTable::new();
+        let id = NodeId::new(3, HANDLE_MAX, 1).unwrap();
+        let v = Version {
+            location: crate::alloc::Location {
+                class: 0,
+                file: 0,
+                offset: 0,
+            },
+            len: 1,
+            crc32c: 0,
+            kind: 0,
+            birth: 1,
+        };
+        let err = table.restore(id, v, None).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidArgument(m) if m.contains("object-table chunk")),
+            "{err}"
+        );
+        assert!(table.restore_free(id).is_err());
+        // An ordinary handle still restores.
+        let ok = NodeId::new(3, 70, 1).unwrap();
+        table.restore(ok, v, None).unwrap();
+        assert_eq!(table.get(ok, &crossbeam_epoch::pin()).unwrap(), v);
+    }
 
     #[test]
     fn chunk_math() {
