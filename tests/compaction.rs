@@ -292,6 +292,13 @@ fn a_crash_at_any_point_of_a_compaction_loses_nothing() {
         rt.compact_with(&CompactionOptions::full(), &mut |_| {})
             .unwrap_or_else(|e| panic!("k={k}: compaction after recovery: {e}"));
         assert_contents(&rt, &live, &format!("k={k}: compacted after recovery"));
+        rt.close().unwrap();
+        // The recovered and compacted store is clean to fsck, node bytes included.
+        let report = vellum::inspect::fsck(&after, Path::new(DIR), &common::fsck_options())
+            .unwrap_or_else(|e| panic!("k={k}: fsck: {e}"));
+        let problems: Vec<_> = report.problems().collect();
+        assert!(problems.is_empty(), "k={k} {mode:?}: fsck found {problems:?}");
+        assert!(report.is_clean(false), "k={k} {mode:?}");
     }
     assert!(crashes > 0, "the sweep crashed inside a pass");
 }
