@@ -297,7 +297,10 @@ fn a_crash_at_any_point_of_a_compaction_loses_nothing() {
         let report = vellum::inspect::fsck(&after, Path::new(DIR), &common::fsck_options())
             .unwrap_or_else(|e| panic!("k={k}: fsck: {e}"));
         let problems: Vec<_> = report.problems().collect();
-        assert!(problems.is_empty(), "k={k} {mode:?}: fsck found {problems:?}");
+        assert!(
+            problems.is_empty(),
+            "k={k} {mode:?}: fsck found {problems:?}"
+        );
         assert!(report.is_clean(false), "k={k} {mode:?}");
     }
     assert!(crashes > 0, "the sweep crashed inside a pass");

@@ -16,7 +16,7 @@
 use std::borrow::Cow;
 
 use crate::error::{CorruptionKind, Result};
-use crate::io::StorageFile;
+use crate::io::{ReadBuffer, StorageFile};
 use crate::log::{
     FRAME_ALIGN, FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES, FrameHead, check_frame,
     decode_frame_len, frame_bytes,
@@ -61,20 +61,17 @@ pub(crate) enum Step {
 /// Walks the frames of one log file.
 #[derive(Debug)]
 pub(crate) struct FrameWalker<'a> {
-    file: &'a dyn StorageFile,
+    reader: ReadBuffer<'a>,
     len: u64,
-    buf: Vec<u8>,
-    buf_offset: u64,
 }
 
 impl<'a> FrameWalker<'a> {
     /// A walker over `file`.
     pub(crate) fn new(file: &'a dyn StorageFile) -> Result<Self> {
+        let len = file.len()?;
         Ok(FrameWalker {
-            file,
-            len: file.len()?,
-            buf: Vec::new(),
-            buf_offset: 0,
+            reader: ReadBuffer::new(file, len, BUFFER_BYTES),
+            len,
         })
     }
 
@@ -166,31 +163,7 @@ impl<'a> FrameWalker<'a> {
 
     /// Up to `n` bytes from `offset`; fewer only where the file ends.
     fn read(&mut self, offset: u64, n: usize) -> Result<Cow<'_, [u8]>> {
-        let available = self.len.saturating_sub(offset);
-        let n = n.min(usize::try_from(available).unwrap_or(usize::MAX));
-        if n > BUFFER_BYTES {
-            let mut own = vec![0u8; n];
-            let got = self.file.read_at(&mut own, offset)?;
-            own.truncate(got);
-            return Ok(Cow::Owned(own));
-        }
-        let buffered_end = self.buf_offset + self.buf.len() as u64;
-        if offset < self.buf_offset || offset + n as u64 > buffered_end {
-            let want = BUFFER_BYTES.min(usize::try_from(available).unwrap_or(usize::MAX));
-            self.buf.resize(want, 0);
-            self.buf_offset = offset;
-            let got = match self.file.read_at(&mut self.buf, offset) {
-                Ok(got) => got,
-                Err(e) => {
-                    self.buf.clear();
-                    return Err(e);
-                }
-            };
-            self.buf.truncate(got);
-        }
-        let start = usize::try_from(offset - self.buf_offset).unwrap_or(usize::MAX);
-        let window = self.buf.get(start..).unwrap_or_default();
-        Ok(Cow::Borrowed(window.get(..n).unwrap_or(window)))
+        self.reader.read(offset, n)
     }
 }
 

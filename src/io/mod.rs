@@ -19,6 +19,7 @@
 mod fault;
 mod mapping;
 mod os;
+mod read_buffer;
 
 use std::fmt;
 use std::path::Path;
@@ -27,6 +28,7 @@ use std::sync::Arc;
 pub use fault::{CrashMode, FaultConfig, FaultStorage};
 pub use mapping::Mapping;
 pub use os::OsStorage;
+pub(crate) use read_buffer::ReadBuffer;
 
 use crate::error::Result;
 

@@ -13,7 +13,7 @@ use super::format::{
     frame_bytes,
 };
 use crate::error::{CorruptionKind, Result};
-use crate::io::{Storage, StorageFile};
+use crate::io::{ReadBuffer, Storage, StorageFile};
 
 /// How many bytes the reader holds in memory at once, unless one frame is larger (such a frame is
 /// read on its own into a buffer of its exact size).
@@ -139,12 +139,9 @@ enum Advance {
 /// [`LogReader::summary`] says why it stopped. An I/O error is yielded once and ends the iteration.
 #[derive(Debug)]
 pub struct LogReader<'a> {
-    file: &'a dyn StorageFile,
     header: LogHeader,
     file_len: u64,
-    buf: Vec<u8>,
-    buf_offset: u64,
-    buf_capacity: usize,
+    reader: ReadBuffer<'a>,
     next_offset: u64,
     next_index: u64,
     tail: Option<TailState>,
@@ -163,12 +160,9 @@ impl<'a> LogReader<'a> {
         let header = read_header(file)?;
         let file_len = file.len()?;
         Ok(LogReader {
-            file,
             header,
             file_len,
-            buf: Vec::new(),
-            buf_offset: 0,
-            buf_capacity: buffer_bytes.max(FRAME_HEADER_BYTES),
+            reader: ReadBuffer::new(file, file_len, buffer_bytes.max(FRAME_HEADER_BYTES)),
             next_offset: LOG_HEADER_BYTES as u64,
             next_index: 0,
             tail: None,
@@ -301,40 +295,7 @@ impl<'a> LogReader<'a> {
 
     /// Up to `n` bytes of the file from `offset`; fewer only where the file ends.
     fn read_range(&mut self, offset: u64, n: usize) -> Result<Cow<'_, [u8]>> {
-        let available = self.file_len.saturating_sub(offset);
-        let n = n.min(usize::try_from(available).unwrap_or(usize::MAX));
-        if n > self.buf_capacity {
-            let mut own = vec![0u8; n];
-            let got = self.file.read_at(&mut own, offset)?;
-            own.truncate(got);
-            return Ok(Cow::Owned(own));
-        }
-        let buffered_end = self.buf_offset.saturating_add(self.buf.len() as u64);
-        let wanted_end = offset.saturating_add(n as u64);
-        if offset < self.buf_offset || wanted_end > buffered_end {
-            self.fill(offset, available)?;
-        }
-        let start = usize::try_from(offset.saturating_sub(self.buf_offset)).unwrap_or(usize::MAX);
-        let window = self.buf.get(start..).unwrap_or_default();
-        Ok(Cow::Borrowed(window.get(..n).unwrap_or(window)))
-    }
-
-    /// Refills the buffer with the file's bytes from `offset`.
-    fn fill(&mut self, offset: u64, available: u64) -> Result<()> {
-        let want = self
-            .buf_capacity
-            .min(usize::try_from(available).unwrap_or(usize::MAX));
-        self.buf.resize(want, 0);
-        self.buf_offset = offset;
-        let got = match self.file.read_at(&mut self.buf, offset) {
-            Ok(got) => got,
-            Err(e) => {
-                self.buf.clear();
-                return Err(e);
-            }
-        };
-        self.buf.truncate(got);
-        Ok(())
+        self.reader.read(offset, n)
     }
 }
 
