@@ -14,7 +14,7 @@ pub const HEADER_BYTES: usize = 8;
 /// The `len` of a filler header: the rest of the page holds no entry.
 pub const FILLER_LEN: u32 = u32::MAX;
 
-const _: () = assert!(HEADER_BYTES % 8 == 0);
+const _: () = assert!(HEADER_BYTES.is_multiple_of(8));
 
 /// Bytes an entry with a `len`-byte payload occupies (header and padding included).
 pub const fn entry_bytes(len: usize) -> usize {
@@ -83,7 +83,10 @@ mod tests {
         assert_eq!(entry_bytes(1), 16);
         assert_eq!(entry_bytes(8), 16);
         assert_eq!(entry_bytes(9), 24);
-        assert_eq!(FILLER_WORD.to_le_bytes(), [0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+        assert_eq!(
+            FILLER_WORD.to_le_bytes(),
+            [0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]
+        );
     }
 
     #[test]

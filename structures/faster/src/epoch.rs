@@ -132,8 +132,7 @@ impl Epoch {
                 return 0;
             }
             let bound = self.safe_bound();
-            let (ready, keep): (Vec<_>, Vec<_>) =
-                deferred.drain(..).partition(|(e, _)| *e < bound);
+            let (ready, keep): (Vec<_>, Vec<_>) = deferred.drain(..).partition(|(e, _)| *e < bound);
             *deferred = keep;
             ready.into_iter().map(|(_, a)| a).collect()
         };
@@ -180,7 +179,11 @@ mod tests {
             r.fetch_add(1, SeqCst);
         });
         assert_eq!(epoch.current(), 2);
-        assert_eq!(ran.load(SeqCst), 0, "a thread protected at epoch 1 is still inside");
+        assert_eq!(
+            ran.load(SeqCst),
+            0,
+            "a thread protected at epoch 1 is still inside"
+        );
         assert_eq!(epoch.pending(), 1);
         // A guard entered after the bump does not hold the action back.
         let late = epoch.protect();

@@ -134,9 +134,11 @@ impl FasterLog {
         if offset > 0 {
             // The page the tail is in comes back into memory, so appends continue in it and
             // the next commit rewrites its node (copy-on-write) with more bytes.
-            let node = state.pages.get(&page).copied().ok_or_else(|| {
-                corruption(&root, page, committed, "page_node", page)
-            })?;
+            let node = state
+                .pages
+                .get(&page)
+                .copied()
+                .ok_or_else(|| corruption(&root, page, committed, "page_node", page))?;
             let bytes = rt.read(node)?;
             if (bytes.len() as u64) < offset {
                 return Err(Error::Store(vellum::Error::corruption(
@@ -574,12 +576,15 @@ impl FasterLog {
         if address >= committed {
             return Err(Error::NotCommitted { address, committed });
         }
-        if address % 8 != 0 {
+        if !address.is_multiple_of(8) {
             return Err(Error::InvalidArgument(format!(
                 "address {address} is not 8-byte aligned"
             )));
         }
-        let (page, offset) = (address / self.page_bytes, (address % self.page_bytes) as usize);
+        let (page, offset) = (
+            address / self.page_bytes,
+            (address % self.page_bytes) as usize,
+        );
         {
             let _guard = self.epoch.protect();
             let slot = self.slot(page);
@@ -607,7 +612,13 @@ impl FasterLog {
         self.decode(&SlicePage(bytes), page, offset, committed)
     }
 
-    fn decode(&self, view: &dyn PageView, page: u64, offset: usize, committed: u64) -> Result<Step> {
+    fn decode(
+        &self,
+        view: &dyn PageView,
+        page: u64,
+        offset: usize,
+        committed: u64,
+    ) -> Result<Step> {
         let address = page * self.page_bytes + offset as u64;
         let word = view
             .word(offset)
@@ -617,11 +628,23 @@ impl FasterLog {
             Header::Entry { len, crc } => {
                 let size = entry_bytes(len as usize) as u64;
                 if offset as u64 + size > self.page_bytes || address + size > committed {
-                    return Err(corruption(&self.root, page, address, "entry_len", len.into()));
+                    return Err(corruption(
+                        &self.root,
+                        page,
+                        address,
+                        "entry_len",
+                        len.into(),
+                    ));
                 }
                 let mut bytes = Vec::with_capacity(len as usize);
                 if !view.read_into(offset + HEADER_BYTES, len as usize, &mut bytes) {
-                    return Err(corruption(&self.root, page, address, "entry_len", len.into()));
+                    return Err(corruption(
+                        &self.root,
+                        page,
+                        address,
+                        "entry_len",
+                        len.into(),
+                    ));
                 }
                 let actual = entry_crc(&bytes);
                 if actual != crc {

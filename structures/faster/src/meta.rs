@@ -99,11 +99,19 @@ impl Meta {
             ));
         }
         if body[..8] != META_MAGIC {
-            return Err(bad(0, CorruptionKind::BadMagic { found: u64_at(body, 0) }));
+            return Err(bad(
+                0,
+                CorruptionKind::BadMagic {
+                    found: u64_at(body, 0),
+                },
+            ));
         }
         let version = u32_at(body, 8);
         if version != META_VERSION {
-            return Err(bad(8, CorruptionKind::UnsupportedVersion { found: version }));
+            return Err(bad(
+                8,
+                CorruptionKind::UnsupportedVersion { found: version },
+            ));
         }
         let mut m = Meta {
             page_bytes: u32_at(body, 12),
@@ -117,7 +125,7 @@ impl Meta {
         let invalid = |offset: usize, field: &'static str, value: u64| {
             bad(offset, CorruptionKind::InvalidField { field, value })
         };
-        if m.page_bytes < 8 || m.page_bytes % 8 != 0 {
+        if m.page_bytes < 8 || !m.page_bytes.is_multiple_of(8) {
             return Err(invalid(12, "page_bytes", m.page_bytes.into()));
         }
         if m.begin > m.committed_tail {
@@ -134,7 +142,9 @@ impl Meta {
             at += 8;
         }
         for _ in 0..iterators {
-            let len = *body.get(at).ok_or_else(|| invalid(44, "iterator_count", iterators as u64))?
+            let len = *body
+                .get(at)
+                .ok_or_else(|| invalid(44, "iterator_count", iterators as u64))?
                 as usize;
             let end = at + 1 + len + 8;
             if len == 0 || len > ITERATOR_NAME_BYTES_MAX || end > body.len() {
@@ -142,7 +152,8 @@ impl Meta {
             }
             let name = std::str::from_utf8(&body[at + 1..at + 1 + len])
                 .map_err(|_| invalid(at + 1, "iterator_name", len as u64))?;
-            m.iterators.insert(name.to_owned(), u64_at(body, at + 1 + len));
+            m.iterators
+                .insert(name.to_owned(), u64_at(body, at + 1 + len));
             at = end;
         }
         if at != body.len() {

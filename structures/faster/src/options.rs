@@ -30,7 +30,7 @@ impl Default for FasterLogOptions {
 impl FasterLogOptions {
     /// Checks the settings.
     pub fn validate(&self) -> Result<()> {
-        if !(4096..=64 << 20).contains(&self.page_bytes) || self.page_bytes % 8 != 0 {
+        if !(4096..=64 << 20).contains(&self.page_bytes) || !self.page_bytes.is_multiple_of(8) {
             return Err(Error::InvalidArgument(format!(
                 "page_bytes must be a multiple of 8 within 4 KiB..=64 MiB, got {}",
                 self.page_bytes

@@ -167,7 +167,11 @@ fn tailing_reader_sees_every_committed_entry_exactly_once() {
                 n += 1;
             }
             // Nothing more comes.
-            assert!(it.next_timeout(Duration::from_millis(50)).unwrap().is_none());
+            assert!(
+                it.next_timeout(Duration::from_millis(50))
+                    .unwrap()
+                    .is_none()
+            );
             n
         });
         for t in 0..THREADS {

@@ -195,7 +195,8 @@ fn one_run(policy: CommitPolicy, seed: u64, k: u64, ops: usize) {
             log.save_iterator(ITER, pos).unwrap();
         }
         m.commits.insert(committed, it);
-        log.commit().unwrap_or_else(|e| panic!("{ctx}: gen 3 commit: {e}"));
+        log.commit()
+            .unwrap_or_else(|e| panic!("{ctx}: gen 3 commit: {e}"));
     }
     let rt = log.runtime().clone();
     drop(log);
@@ -206,7 +207,11 @@ fn one_run(policy: CommitPolicy, seed: u64, k: u64, ops: usize) {
     m.acked = committed;
     let log = open(&fs, policy).unwrap_or_else(|e| panic!("{ctx}: reopen: {e}"));
     check(&log, &mut m, &format!("{ctx} gen 3"));
-    assert_eq!(m.entries.len(), committed, "{ctx}: a clean close loses nothing");
+    assert_eq!(
+        m.entries.len(),
+        committed,
+        "{ctx}: a clean close loses nothing"
+    );
 }
 
 fn sweep(policy: CommitPolicy, seed: u64) {
@@ -216,7 +221,13 @@ fn sweep(policy: CommitPolicy, seed: u64) {
     let fs = storage(seed);
     let log = open(&fs, policy).unwrap();
     let before = fs.op_count();
-    run(&log, &mut Rng::new(seed), policy, ops, &mut Model::default());
+    run(
+        &log,
+        &mut Rng::new(seed),
+        policy,
+        ops,
+        &mut Model::default(),
+    );
     let total = fs.op_count() - before;
     drop(log);
     assert!(total > 10, "the workload does storage operations ({total})");

@@ -101,7 +101,8 @@ fn journal(dir: &Path, line: &str) {
         .append(true)
         .open(dir.join("acks"))
         .expect("journal");
-    f.write_all(format!("{line}\n").as_bytes()).expect("journal write");
+    f.write_all(format!("{line}\n").as_bytes())
+        .expect("journal write");
 }
 
 /// The child: recovers, then runs the workload from the recovered entry on until killed.
@@ -178,7 +179,10 @@ fn check(dir: &Path, seed: u64, policy: CommitPolicy, ctx: &str) -> u64 {
         .map(|e| e.unwrap_or_else(|e| panic!("{ctx}: scan: {e}")))
         .collect();
     let n = got.len() as u64;
-    assert!(n >= acked, "{ctx}: {n} entries recovered, {acked} acknowledged");
+    assert!(
+        n >= acked,
+        "{ctx}: {n} entries recovered, {acked} acknowledged"
+    );
     let mut w = Workload::new(seed);
     let mut want = Vec::new();
     while (want.len() as u64) < n {
@@ -205,7 +209,10 @@ fn round(policy: &str, seed: u64) {
     let mut recovered = 0;
     for kill in 0..3 {
         let ctx = format!("{policy} seed {seed} kill {kill}");
-        let opens_before = read_journal(dir).iter().filter(|(w, _)| w == "open").count();
+        let opens_before = read_journal(dir)
+            .iter()
+            .filter(|(w, _)| w == "open")
+            .count();
         let mut child = Command::new(&exe)
             .args(["child_workload", "--exact", "--ignored", "--nocapture"])
             .env(ENV_DIR, dir)
@@ -216,21 +223,37 @@ fn round(policy: &str, seed: u64) {
             .spawn()
             .unwrap();
         let wait_open = Instant::now();
-        while read_journal(dir).iter().filter(|(w, _)| w == "open").count() == opens_before {
+        while read_journal(dir)
+            .iter()
+            .filter(|(w, _)| w == "open")
+            .count()
+            == opens_before
+        {
             assert!(
                 wait_open.elapsed() < Duration::from_secs(30),
                 "{ctx}: the child never opened"
             );
-            assert!(child.try_wait().unwrap().is_none(), "{ctx}: the child exited");
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "{ctx}: the child exited"
+            );
             std::thread::sleep(Duration::from_millis(2));
         }
         let delay = 50 + rng.below(350);
         std::thread::sleep(Duration::from_millis(delay));
         child.kill().unwrap();
         child.wait().unwrap();
-        recovered = check(dir, seed, policy_from(policy), &format!("{ctx} delay {delay} ms"));
+        recovered = check(
+            dir,
+            seed,
+            policy_from(policy),
+            &format!("{ctx} delay {delay} ms"),
+        );
     }
-    assert!(recovered > 0, "{policy} seed {seed}: the children committed nothing");
+    assert!(
+        recovered > 0,
+        "{policy} seed {seed}: the children committed nothing"
+    );
 }
 
 #[test]

@@ -64,7 +64,10 @@ fn entry_and_batch_limits_are_enforced() {
         log.append_batch(&big),
         Err(Error::InvalidArgument(_))
     ));
-    assert!(matches!(log.append_batch(&[]), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        log.append_batch(&[]),
+        Err(Error::InvalidArgument(_))
+    ));
     let addrs = log.append_batch(&[b"a", b"bb", b"ccc"]).unwrap();
     assert_eq!(addrs, vec![4096, 4112, 4128]);
     log.commit().unwrap();
@@ -121,7 +124,10 @@ fn reads_outside_the_committed_range_error() {
     assert_eq!(log.begin_address(), b);
     assert!(matches!(
         log.read(a),
-        Err(Error::BelowBegin { address: 0, begin: 16 })
+        Err(Error::BelowBegin {
+            address: 0,
+            begin: 16
+        })
     ));
     assert_eq!(log.read(b).unwrap(), b"two");
     assert!(matches!(

@@ -32,7 +32,8 @@ fn truncating_ninety_percent_shrinks_the_data_files() {
     }
     log.commit().unwrap();
     rt.sync().unwrap();
-    rt.compact_with(&CompactionOptions::full(), &mut |_| {}).unwrap();
+    rt.compact_with(&CompactionOptions::full(), &mut |_| {})
+        .unwrap();
     let before = rt.data_allocated_bytes().unwrap();
     assert!(before >= 16 << 20, "{before}");
 

@@ -84,7 +84,5 @@ pub fn open_real(dir: &std::path::Path, name: &str, options: FasterLogOptions) -
 
 /// Every committed entry's bytes, in order.
 pub fn scan_bytes(log: &FasterLog) -> Vec<Vec<u8>> {
-    log.scan_all()
-        .map(|e| e.expect("scan").bytes)
-        .collect()
+    log.scan_all().map(|e| e.expect("scan").bytes).collect()
 }
