@@ -74,11 +74,12 @@ mod tests {
         let mut bytes = word.to_le_bytes().to_vec();
         bytes.extend_from_slice(payload);
         bytes.resize(entry_bytes(payload.len()), 0);
-        let crc = vellum::codec::crc32c(&[3, 0, 0, 0, b'a', b'b', b'c']);
-        let mut want = vec![3, 0, 0, 0];
-        want.extend_from_slice(&crc.to_le_bytes());
-        want.extend_from_slice(b"abc\0\0\0\0\0");
+        // The bytes shown in `design/FORMAT.md` §8.
+        let want = [
+            0x03, 0, 0, 0, 0xf8, 0x83, 0x14, 0x55, b'a', b'b', b'c', 0, 0, 0, 0, 0,
+        ];
         assert_eq!(bytes, want);
+        assert_eq!(entry_crc(&[]), 0x48674bc7);
         assert_eq!(entry_bytes(0), 8);
         assert_eq!(entry_bytes(1), 16);
         assert_eq!(entry_bytes(8), 16);
