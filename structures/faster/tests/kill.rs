@@ -57,7 +57,17 @@ fn open(dir: &Path, policy: CommitPolicy) -> FasterLog {
     o.data.window_bytes = 1 << 20;
     o.data.mapped_bytes_max = 64 << 20;
     o.log.preallocate_bytes = 256 << 10;
-    let rt = DurableRuntime::open(dir.join("store"), o).expect("open runtime");
+    // Another round's child, forked while this process held the lock and not yet exec'd, may
+    // hold the lock file's description for a moment: retry `Locked` briefly.
+    let start = Instant::now();
+    let rt = loop {
+        match DurableRuntime::open(dir.join("store"), o.clone()) {
+            Err(vellum::Error::Locked { .. }) if start.elapsed() < Duration::from_secs(10) => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            r => break r.expect("open runtime"),
+        }
+    };
     let options = FasterLogOptions {
         page_bytes: 16 << 10,
         memory_pages: 8,
