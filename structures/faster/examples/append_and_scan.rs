@@ -9,7 +9,9 @@ use vellum::runtime::{DurableRuntime, RuntimeOptions};
 use vellum_faster::{FasterLog, FasterLogOptions};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let dir = std::env::args().nth(1).unwrap_or_else(|| "flog-example".into());
+    let dir = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "flog-example".into());
     let rt = Arc::new(DurableRuntime::open(&dir, RuntimeOptions::default())?);
     let log = FasterLog::open(rt.clone(), "events", FasterLogOptions::default())?;
     let first = log.append(b"hello")?;

@@ -491,6 +491,11 @@ impl FasterLog {
         }
     }
 
+    /// Waits up to `timeout` for a commit to cover the entry at `address`; true if one did.
+    pub fn wait_for_commit_timeout(&self, address: u64, timeout: Duration) -> bool {
+        self.wait_committed_past(address, Instant::now() + timeout)
+    }
+
     /// Waits until the committed tail passes `address` or `deadline` passes; true if it did.
     pub(crate) fn wait_committed_past(&self, address: u64, deadline: Instant) -> bool {
         let mut cs = self.commit.lock();
@@ -673,9 +678,10 @@ impl FasterLog {
     pub fn truncate_until(&self, address: u64) -> Result<()> {
         let _writer = self.writer.lock();
         let committed = self.committed_tail();
-        if address > committed {
+        if address > committed || !address.is_multiple_of(8) {
             return Err(Error::InvalidArgument(format!(
-                "cannot truncate to {address}, past the committed tail {committed}"
+                "cannot truncate to {address}: past the committed tail {committed}, or not an \
+                 entry address (8-byte aligned)"
             )));
         }
         let mut next = {

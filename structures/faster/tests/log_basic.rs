@@ -134,6 +134,27 @@ fn reads_outside_the_committed_range_error() {
         log.truncate_until(log.committed_tail() + 8),
         Err(Error::InvalidArgument(_))
     ));
+    assert!(matches!(
+        log.truncate_until(b + 4),
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
+#[test]
+fn wait_for_commit_returns_once_a_commit_covers_the_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_real(dir.path(), "wait", log_options(4096, 2));
+    let a = log.append(b"x").unwrap();
+    assert!(!log.wait_for_commit_timeout(a, Duration::from_millis(20)));
+    std::thread::scope(|s| {
+        s.spawn(|| log.wait_for_commit(a));
+        std::thread::sleep(Duration::from_millis(10));
+        log.commit().unwrap();
+    });
+    assert!(log.wait_for_commit_timeout(a, Duration::ZERO));
+    let b = log.append_and_commit(b"y").unwrap();
+    assert!(log.wait_for_commit_timeout(b, Duration::ZERO));
+    assert_eq!(log.read(b).unwrap(), b"y");
 }
 
 #[test]
