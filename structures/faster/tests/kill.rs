@@ -9,8 +9,8 @@
 //! **Child.** The test binary re-executes itself (`child_workload --exact --ignored`) with
 //! `VELLUM_FLOG_KILL_DIR`, `VELLUM_FLOG_KILL_SEED` and `VELLUM_FLOG_KILL_POLICY` set; without them
 //! `child_workload` returns at once. The workload is a pure function of the seed: batch after
-//! batch (1 to 4 entries of 0 to 2000 bytes), a commit every few batches after saving the
-//! iterator at the last entry appended (a commit covers at most 64 KiB, so a full ring never
+//! batch (1 to 4 entries of 0 to 2000 bytes), a commit every few batches (and at least every
+//! 32 KiB) after saving the iterator at the last entry appended (so a full ring of 128 KiB never
 //! forces a commit in between, which would save an older position).
 //!
 //! **Journal** (`<dir>/acks`, O_APPEND, one `write` per line, never synced: a SIGKILL keeps the
@@ -140,6 +140,7 @@ fn child_workload() {
     journal(dir, &format!("open {recovered}"));
     let mut count = recovered;
     let mut last = None;
+    let mut uncommitted = 0u64;
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(60) {
         let (batch, commit) = w.next_batch();
@@ -147,7 +148,11 @@ fn child_workload() {
         let addrs = log.append_batch(&refs).expect("append");
         count += batch.len() as u64;
         last = addrs.last().copied().or(last);
-        if commit {
+        uncommitted += batch.iter().map(|b| b.len() as u64 + 16).sum::<u64>();
+        // A commit at least every 32 KiB: the ring (8 pages of 16 KiB) never fills with
+        // unflushed pages, which would force a commit carrying an older iterator position.
+        if commit || uncommitted > 32 << 10 {
+            uncommitted = 0;
             if let Some(a) = last {
                 log.save_iterator(ITER, a).expect("save");
             }
