@@ -233,20 +233,22 @@ fn print_text(out: &Out) {
     }
     for l in out.faster_logs.iter().flatten() {
         println!(
-            "FasterLog {} (metadata {}): page_bytes {}, begin {}, committed tail {}, pages {}..{}",
+            "FasterLog {} (metadata {}): page_bytes {}, begin {}, committed tail {}, pages {}..{} in {} extents ({} to retire)",
             l.root,
             l.meta_node,
             l.page_bytes,
             l.begin,
             l.committed_tail,
             l.first_page,
-            l.first_page + l.page_count
+            l.first_page + l.page_count,
+            l.extent_count,
+            l.retire_pending
         );
         for (name, pos) in &l.iterators {
             println!("  iterator {name} at {pos}");
         }
         println!(
-            "  {} entries ({} payload bytes) checked, {} pages carried by the log (unchecked), {} problems",
+            "  {} entries ({} payload bytes) checked, {} extents carried by the log (unchecked), {} problems",
             l.entries,
             l.entry_bytes,
             l.pages_pending,

@@ -8,14 +8,17 @@
 //! 2. `written` is the published tail: every reservation below it is fully written. Reservations
 //!    publish in address order, so `written` always sits on a reservation boundary, and a batch
 //!    (one reservation) is either wholly below it or wholly above it.
-//! 3. A commit persists pages up to a value of `written` and the metadata naming them in one
-//!    runtime transaction, so the committed tail is a reservation boundary too: recovery never
-//!    exposes part of a batch, and never an entry appended after the last acknowledged commit's
-//!    tail.
+//! 3. A commit persists the bytes between the persisted tail and a value of `written` as new
+//!    extent nodes, and the metadata naming them, in one runtime transaction, so the committed
+//!    tail is a reservation boundary too: recovery never exposes part of a batch, and never an
+//!    entry appended after the last acknowledged commit's tail. Extents are never rewritten; a
+//!    merge writes a new node and retires the old ones one commit later (meta invariant 4).
 //! 4. One commit runs at a time (`writer`); callers whose target a running commit does not cover
 //!    wait for it and start the next one (group commit).
-//! 5. `state.pages` lists every page node; a page leaves memory only when `persisted` covers it,
-//!    so a reader that does not find a page in the ring finds its node.
+//! 5. `state.pages` lists every page's extents; a page leaves memory only when `persisted` covers
+//!    it, so a reader that does not find a page in the ring finds its extents. A reader takes its
+//!    runtime snapshot while holding the state lock: the snapshot then sees every node that state
+//!    lists (created by commits at or before it; retired no earlier than two commits later).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -32,7 +35,7 @@ use crate::entry::{FILLER_WORD, HEADER_BYTES, Header, decode_header, entry_bytes
 use crate::epoch::Epoch;
 use crate::error::{Error, Result};
 use crate::iter::{LogEntry, ScanIter, TailIter};
-use crate::meta::{ITERATOR_NAME_BYTES_MAX, META_KIND, Meta, PAGE_KIND};
+use crate::meta::{Extent, ITERATOR_NAME_BYTES_MAX, META_KIND, Meta, PAGE_KIND, extent_at};
 use crate::options::FasterLogOptions;
 use crate::ring::Slot;
 
@@ -40,6 +43,13 @@ use crate::ring::Slot;
 pub const ROOT_PREFIX: &str = "faster-log:";
 /// Longest log name: root names are at most 47 bytes.
 const NAME_BYTES_MAX: usize = 47 - ROOT_PREFIX.len();
+/// A commit's new extent absorbs the page's previous extent while that one is no longer than the
+/// new one and both together stay within this (a binary counter: each byte of a page filled by
+/// small commits is rewritten O(log) times, and a page holds O(log) small extents).
+const MERGE_BYTES_MAX: u32 = 64 << 10;
+/// A page that becomes complete with more extents than this is rewritten as one extent, so a
+/// sealed page costs at most this many entries in the metadata.
+const SEALED_EXTENTS_MAX: usize = 4;
 
 /// What the entry at an address is.
 pub(crate) enum Step {
@@ -53,7 +63,9 @@ pub(crate) enum Step {
 #[derive(Debug, Clone, Default)]
 struct State {
     begin: u64,
-    pages: BTreeMap<u64, NodeId>,
+    pages: BTreeMap<u64, Vec<Extent>>,
+    /// Extent nodes merged away by the last commit, retired by the next one.
+    retire_pending: Vec<NodeId>,
     meta_node: Option<NodeId>,
     /// Bytes below this are in page nodes (durable once the transaction's policy holds).
     persisted: u64,
@@ -124,8 +136,9 @@ impl FasterLog {
             state.persisted = meta.committed_tail;
             state.meta_node = Some(id);
             state.saved_iterators = meta.iterators.clone();
-            for (i, n) in meta.page_nodes.iter().enumerate() {
-                state.pages.insert(meta.first_page + i as u64, *n);
+            state.retire_pending = meta.retire_pending.clone();
+            for (i, extents) in meta.pages.into_iter().enumerate() {
+                state.pages.insert(meta.first_page + i as u64, extents);
             }
         }
         let committed = state.persisted;
@@ -133,24 +146,25 @@ impl FasterLog {
         let slot = &slots[(page % slots.len() as u64) as usize];
         if offset > 0 {
             // The page the tail is in comes back into memory, so appends continue in it and
-            // the next commit rewrites its node (copy-on-write) with more bytes.
-            let node = state
-                .pages
-                .get(&page)
-                .copied()
-                .ok_or_else(|| corruption(&root, page, committed, "page_node", page))?;
-            let bytes = rt.read(node)?;
-            if (bytes.len() as u64) < offset {
+            // the next commit adds an extent after the last one.
+            let extents = state.pages.get(&page).cloned().unwrap_or_default();
+            let covered = extents.last().map_or(0, |e| u64::from(e.end()));
+            if covered != offset {
                 return Err(Error::Store(vellum::Error::corruption(
                     page_path(&root, page),
                     committed,
-                    CorruptionKind::Truncated {
-                        needed: offset,
-                        available: bytes.len() as u64,
+                    CorruptionKind::Mismatch {
+                        what: "extents' end and committed tail",
+                        expected: offset,
+                        actual: covered,
                     },
                 )));
             }
-            slot.write(0, &bytes[..offset as usize]);
+            for e in &extents {
+                let bytes = rt.read(e.node)?;
+                check_extent_len(&root, page, e, bytes.len())?;
+                slot.write(e.start as usize, &bytes);
+            }
         }
         slot.reusable.store(false, SeqCst);
         slot.resident.store(page + 1, SeqCst);
@@ -421,25 +435,41 @@ impl FasterLog {
         let target = self.written.load(Acquire);
         let mut next = self.state.lock().clone();
         let mut txn = self.rt.begin();
+        for id in std::mem::take(&mut next.retire_pending) {
+            txn.retire(id)?;
+        }
         let p = self.page_bytes;
         if target > next.persisted {
             for page in next.persisted / p..=(target - 1) / p {
-                let upto = (target.min((page + 1) * p) - page * p) as usize;
+                let lo = (next.persisted.max(page * p) - page * p) as u32;
+                let hi = (target.min((page + 1) * p) - page * p) as u32;
                 let slot = self.slot(page);
                 if !slot.holds(page) {
                     return Err(Error::InvalidArgument(format!(
                         "internal: unflushed page {page} is not in memory"
                     )));
                 }
-                let mut bytes = Vec::with_capacity(upto);
-                slot.read_into(0, upto, &mut bytes);
-                match next.pages.get(&page) {
-                    Some(id) => txn.write(*id, &bytes)?,
-                    None => {
-                        let id = txn.alloc(PAGE_KIND, &bytes)?;
-                        next.pages.insert(page, id);
+                let extents = next.pages.entry(page).or_default();
+                let mut start = lo;
+                while let Some(prev) = extents.last().copied() {
+                    let len = hi - start;
+                    if prev.end() != start || prev.len > len || prev.len + len > MERGE_BYTES_MAX {
+                        break;
                     }
+                    extents.pop();
+                    next.retire_pending.push(prev.node);
+                    start = prev.start;
                 }
+                if u64::from(hi) == p && extents.len() >= SEALED_EXTENTS_MAX {
+                    next.retire_pending
+                        .extend(extents.drain(..).map(|e| e.node));
+                    start = 0;
+                }
+                let len = hi - start;
+                let mut bytes = Vec::with_capacity(len as usize);
+                slot.read_into(start as usize, len as usize, &mut bytes);
+                let node = txn.alloc(PAGE_KIND, &bytes)?;
+                extents.push(Extent { start, len, node });
             }
         }
         next.persisted = next.persisted.max(target);
@@ -461,7 +491,8 @@ impl FasterLog {
                 .next()
                 .copied()
                 .unwrap_or(s.persisted / self.page_bytes),
-            page_nodes: s.pages.values().copied().collect(),
+            pages: s.pages.values().cloned().collect(),
+            retire_pending: s.retire_pending.clone(),
             iterators: s.saved_iterators.clone(),
         }
         .encode();
@@ -595,11 +626,10 @@ impl FasterLog {
             let slot = self.slot(page);
             if slot.holds(page) {
                 let view = MemPage(slot);
-                return self.decode(&view, page, offset, committed);
+                return self.decode(&view, 0, page, offset, committed);
             }
         }
-        let snapshot = self.rt.snapshot();
-        let node = {
+        let (extent, snapshot) = {
             let s = self.state.lock();
             if address < s.begin {
                 return Err(Error::BelowBegin {
@@ -607,26 +637,42 @@ impl FasterLog {
                     begin: s.begin,
                 });
             }
-            s.pages.get(&page).copied()
+            let extent = s
+                .pages
+                .get(&page)
+                .and_then(|extents| extent_at(extents, offset as u32));
+            // Taken under the state lock, so it sees every node the state lists (invariant 5).
+            (extent, self.rt.snapshot())
         };
-        let node = node.ok_or_else(|| corruption(&self.root, page, address, "page_node", page))?;
+        let extent =
+            extent.ok_or_else(|| corruption(&self.root, page, address, "extent", offset as u64))?;
         let reader = snapshot.reader();
-        let bytes = reader
-            .get_unverified(node)?
-            .ok_or_else(|| corruption(&self.root, page, address, "page_node", node.raw()))?;
-        self.decode(&SlicePage(bytes), page, offset, committed)
+        let bytes = reader.get_unverified(extent.node)?.ok_or_else(|| {
+            corruption(&self.root, page, address, "extent_node", extent.node.raw())
+        })?;
+        check_extent_len(&self.root, page, &extent, bytes.len())?;
+        self.decode(
+            &SlicePage(bytes),
+            extent.start as usize,
+            page,
+            offset,
+            committed,
+        )
     }
 
+    /// Decodes the entry at page offset `offset` from `view`, which holds the page's bytes from
+    /// offset `base` on.
     fn decode(
         &self,
         view: &dyn PageView,
+        base: usize,
         page: u64,
         offset: usize,
         committed: u64,
     ) -> Result<Step> {
         let address = page * self.page_bytes + offset as u64;
         let word = view
-            .word(offset)
+            .word(offset - base)
             .ok_or_else(|| corruption(&self.root, page, address, "page_len", view.len() as u64))?;
         match decode_header(word) {
             Header::Filler => Ok(Step::Skip((page + 1) * self.page_bytes)),
@@ -642,7 +688,7 @@ impl FasterLog {
                     ));
                 }
                 let mut bytes = Vec::with_capacity(len as usize);
-                if !view.read_into(offset + HEADER_BYTES, len as usize, &mut bytes) {
+                if !view.read_into(offset - base + HEADER_BYTES, len as usize, &mut bytes) {
                     return Err(corruption(
                         &self.root,
                         page,
@@ -696,15 +742,19 @@ impl FasterLog {
         };
         next.begin = address;
         let mut txn = self.rt.begin();
+        for id in std::mem::take(&mut next.retire_pending) {
+            txn.retire(id)?;
+        }
         let below: Vec<u64> = next
             .pages
             .keys()
             .copied()
             .take_while(|p| (p + 1) * self.page_bytes <= address)
             .collect();
+        // Retired at once: readers check begin (already moved) before they look extents up.
         for p in &below {
-            if let Some(id) = next.pages.remove(p) {
-                txn.retire(id)?;
+            for e in next.pages.remove(p).unwrap_or_default() {
+                txn.retire(e.node)?;
             }
         }
         self.write_meta(&mut txn, &mut next)?;
@@ -765,6 +815,22 @@ impl PageView for SlicePage<'_> {
             None => false,
         }
     }
+}
+
+/// An extent node must hold exactly the bytes the metadata says.
+fn check_extent_len(root: &str, page: u64, e: &Extent, actual: usize) -> Result<()> {
+    if actual == e.len as usize {
+        return Ok(());
+    }
+    Err(Error::Store(vellum::Error::corruption(
+        page_path(root, page),
+        u64::from(e.start),
+        CorruptionKind::Mismatch {
+            what: "extent length",
+            expected: e.len.into(),
+            actual: actual as u64,
+        },
+    )))
 }
 
 fn page_path(root: &str, page: u64) -> PathBuf {

@@ -2,12 +2,16 @@
 //!
 //! Invariants:
 //! 1. Root `faster-log:<name>` names the metadata node; one runtime transaction changes the
-//!    metadata node together with every page node it lists, so a recovered metadata node never
-//!    lists a page node that is not durable, nor misses one holding committed entries.
-//! 2. Pages `first_page .. first_page + page_count` are listed in order; page `first_page + i`
-//!    lives in node `page_nodes[i]`, and its node holds at least the bytes of that page below
-//!    `committed_tail`.
+//!    metadata node together with every extent node it lists, so a recovered metadata node never
+//!    lists an extent node that is not durable, nor misses one holding committed entries.
+//! 2. Pages `first_page .. first_page + page_count` are listed in order. Each page's extents are
+//!    sorted, contiguous from offset 0 (`start` of each is the previous one's `start + len`), and
+//!    together cover at least the page's bytes below `committed_tail`. Extent boundaries are
+//!    commit tails, hence reservation boundaries: no entry crosses one.
 //! 3. `begin <= committed_tail`; no page wholly below `begin` is listed.
+//! 4. `retire_pending` lists extent nodes merged away by the commit that wrote this metadata;
+//!    the next commit retires them (so a reader that looked the old extents up under the
+//!    previous metadata can still read them, and a crash leaks nothing).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -22,12 +26,38 @@ pub const META_MAGIC: [u8; 8] = *b"VFLOGMD1";
 pub const META_VERSION: u32 = 1;
 /// Node kind of a metadata node.
 pub const META_KIND: u8 = 0x4d;
-/// Node kind of a page node.
+/// Node kind of an extent node (bytes of part of a page).
 pub const PAGE_KIND: u8 = 0x50;
 /// Bytes of the fixed part of a metadata node, before the page list.
-pub const META_FIXED_BYTES: usize = 48;
+pub const META_FIXED_BYTES: usize = 56;
+/// Bytes of one extent in the page list.
+pub const EXTENT_BYTES: usize = 16;
 /// Longest iterator name, in bytes.
 pub const ITERATOR_NAME_BYTES_MAX: usize = 64;
+
+/// Part of a page stored in one node: page bytes `[start, start + len)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extent {
+    /// Offset in the page of the node's first byte.
+    pub start: u32,
+    /// Bytes of the node.
+    pub len: u32,
+    /// The node.
+    pub node: NodeId,
+}
+
+impl Extent {
+    /// The offset in the page just past the extent.
+    pub fn end(&self) -> u32 {
+        self.start + self.len
+    }
+}
+
+/// The extent of `extents` (sorted, contiguous) holding page offset `offset`.
+pub fn extent_at(extents: &[Extent], offset: u32) -> Option<Extent> {
+    let i = extents.partition_point(|e| e.end() <= offset);
+    extents.get(i).copied().filter(|e| e.start <= offset)
+}
 
 /// A decoded metadata node.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -38,10 +68,12 @@ pub struct Meta {
     pub begin: u64,
     /// Every entry below this address is committed.
     pub committed_tail: u64,
-    /// The page number of `page_nodes[0]`.
+    /// The page number of `pages[0]`.
     pub first_page: u64,
-    /// The node of each page from `first_page` on.
-    pub page_nodes: Vec<NodeId>,
+    /// The extents of each page from `first_page` on.
+    pub pages: Vec<Vec<Extent>>,
+    /// Extent nodes the next commit retires.
+    pub retire_pending: Vec<NodeId>,
     /// Named iterators and their saved positions.
     pub iterators: BTreeMap<String, u64>,
 }
@@ -49,17 +81,31 @@ pub struct Meta {
 impl Meta {
     /// Encodes the node's bytes.
     pub fn encode(&self) -> Vec<u8> {
-        let mut b = Vec::with_capacity(META_FIXED_BYTES + self.page_nodes.len() * 8 + 64);
+        let extents: usize = self.pages.iter().map(Vec::len).sum();
+        let mut b = Vec::with_capacity(
+            META_FIXED_BYTES + self.pages.len() * 8 + extents * EXTENT_BYTES + 64,
+        );
         b.extend_from_slice(&META_MAGIC);
         b.extend_from_slice(&META_VERSION.to_le_bytes());
         b.extend_from_slice(&self.page_bytes.to_le_bytes());
         b.extend_from_slice(&self.begin.to_le_bytes());
         b.extend_from_slice(&self.committed_tail.to_le_bytes());
         b.extend_from_slice(&self.first_page.to_le_bytes());
-        b.extend_from_slice(&(self.page_nodes.len() as u32).to_le_bytes());
+        b.extend_from_slice(&(self.pages.len() as u32).to_le_bytes());
         b.extend_from_slice(&(self.iterators.len() as u32).to_le_bytes());
+        b.extend_from_slice(&(self.retire_pending.len() as u32).to_le_bytes());
+        b.extend_from_slice(&0u32.to_le_bytes());
         debug_assert_eq!(b.len(), META_FIXED_BYTES);
-        for n in &self.page_nodes {
+        for page in &self.pages {
+            b.extend_from_slice(&(page.len() as u32).to_le_bytes());
+            b.extend_from_slice(&0u32.to_le_bytes());
+            for e in page {
+                b.extend_from_slice(&e.start.to_le_bytes());
+                b.extend_from_slice(&e.len.to_le_bytes());
+                b.extend_from_slice(&e.node.raw().to_le_bytes());
+            }
+        }
+        for n in &self.retire_pending {
             b.extend_from_slice(&n.raw().to_le_bytes());
         }
         for (name, pos) in &self.iterators {
@@ -122,6 +168,7 @@ impl Meta {
         };
         let pages = u32_at(body, 40) as usize;
         let iterators = u32_at(body, 44) as usize;
+        let pending = u32_at(body, 48) as usize;
         let invalid = |offset: usize, field: &'static str, value: u64| {
             bad(offset, CorruptionKind::InvalidField { field, value })
         };
@@ -131,14 +178,56 @@ impl Meta {
         if m.begin > m.committed_tail {
             return Err(invalid(16, "begin", m.begin));
         }
+        if u32_at(body, 52) != 0 {
+            return Err(invalid(52, "reserved", u32_at(body, 52).into()));
+        }
         let mut at = META_FIXED_BYTES;
         if pages > (body.len() - at) / 8 {
             return Err(invalid(40, "page_count", pages as u64));
         }
-        for _ in 0..pages {
+        let node_at = |at: usize| {
             let raw = u64_at(body, at);
-            let id = NodeId::from_raw(raw).ok_or_else(|| invalid(at, "page_node", raw))?;
-            m.page_nodes.push(id);
+            NodeId::from_raw(raw).ok_or_else(|| invalid(at, "extent_node", raw))
+        };
+        for _ in 0..pages {
+            if at + 8 > body.len() {
+                return Err(invalid(40, "page_count", pages as u64));
+            }
+            let count = u32_at(body, at) as usize;
+            if u32_at(body, at + 4) != 0 {
+                return Err(invalid(at + 4, "reserved", u32_at(body, at + 4).into()));
+            }
+            at += 8;
+            if count > (body.len() - at) / EXTENT_BYTES {
+                return Err(invalid(at - 8, "extent_count", count as u64));
+            }
+            let mut page = Vec::with_capacity(count);
+            let mut expect_start = 0u32;
+            for _ in 0..count {
+                let (start, len) = (u32_at(body, at), u32_at(body, at + 4));
+                let end = u64::from(start) + u64::from(len);
+                if start != expect_start
+                    || len == 0
+                    || !len.is_multiple_of(8)
+                    || end > u64::from(m.page_bytes)
+                {
+                    return Err(invalid(at, "extent_start", start.into()));
+                }
+                page.push(Extent {
+                    start,
+                    len,
+                    node: node_at(at + 8)?,
+                });
+                expect_start = start + len;
+                at += EXTENT_BYTES;
+            }
+            m.pages.push(page);
+        }
+        if pending > (body.len() - at) / 8 {
+            return Err(invalid(48, "retire_pending_count", pending as u64));
+        }
+        for _ in 0..pending {
+            m.retire_pending.push(node_at(at)?);
             at += 8;
         }
         for _ in 0..iterators {
@@ -169,10 +258,10 @@ impl Meta {
         Ok(m)
     }
 
-    /// The node holding page `page`, if listed.
-    pub fn page_node(&self, page: u64) -> Option<NodeId> {
+    /// The extents of page `page`, if listed.
+    pub fn page_extents(&self, page: u64) -> Option<&[Extent]> {
         let i = page.checked_sub(self.first_page)?;
-        self.page_nodes.get(usize::try_from(i).ok()?).copied()
+        self.pages.get(usize::try_from(i).ok()?).map(Vec::as_slice)
     }
 }
 
@@ -192,6 +281,10 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 mod tests {
     use super::*;
 
+    fn id(h: u64) -> NodeId {
+        NodeId::new(0, h, 1).unwrap()
+    }
+
     fn sample() -> Meta {
         let mut iterators = BTreeMap::new();
         iterators.insert("reader".to_owned(), 4096);
@@ -200,7 +293,26 @@ mod tests {
             begin: 8,
             committed_tail: 5000,
             first_page: 0,
-            page_nodes: vec![NodeId::new(0, 1, 1).unwrap(), NodeId::new(0, 2, 1).unwrap()],
+            pages: vec![
+                vec![Extent {
+                    start: 0,
+                    len: 4096,
+                    node: id(1),
+                }],
+                vec![
+                    Extent {
+                        start: 0,
+                        len: 512,
+                        node: id(2),
+                    },
+                    Extent {
+                        start: 512,
+                        len: 392,
+                        node: id(3),
+                    },
+                ],
+            ],
+            retire_pending: vec![id(4)],
             iterators,
         }
     }
@@ -209,11 +321,22 @@ mod tests {
     fn round_trips() {
         let m = sample();
         assert_eq!(Meta::decode(&m.encode(), "m").unwrap(), m);
+        assert_eq!(m.page_extents(1).unwrap().len(), 2);
+        assert_eq!(
+            extent_at(m.page_extents(1).unwrap(), 511).unwrap().node,
+            id(2)
+        );
+        assert_eq!(
+            extent_at(m.page_extents(1).unwrap(), 512).unwrap().node,
+            id(3)
+        );
+        assert_eq!(extent_at(m.page_extents(1).unwrap(), 904), None);
+        assert_eq!(m.page_extents(2), None);
     }
 
-    /// Golden layout of the fixed part (`design/FORMAT.md` §FasterLog).
+    /// Golden layout (`design/FORMAT.md` §8).
     #[test]
-    fn golden_fixed_part() {
+    fn golden_layout() {
         let b = sample().encode();
         assert_eq!(&b[0..8], b"VFLOGMD1");
         assert_eq!(&b[8..12], &1u32.to_le_bytes());
@@ -221,11 +344,26 @@ mod tests {
         assert_eq!(&b[16..24], &8u64.to_le_bytes());
         assert_eq!(&b[24..32], &5000u64.to_le_bytes());
         assert_eq!(&b[32..40], &0u64.to_le_bytes());
-        assert_eq!(&b[40..44], &2u32.to_le_bytes());
-        assert_eq!(&b[44..48], &1u32.to_le_bytes());
-        assert_eq!(b.len(), 48 + 16 + 1 + 6 + 8 + 4);
-        assert_eq!(b[64], 6);
-        assert_eq!(&b[65..71], b"reader");
+        assert_eq!(&b[40..44], &2u32.to_le_bytes(), "page_count");
+        assert_eq!(&b[44..48], &1u32.to_le_bytes(), "iterator_count");
+        assert_eq!(&b[48..52], &1u32.to_le_bytes(), "retire_pending_count");
+        assert_eq!(&b[52..56], &[0; 4], "reserved");
+        // Page 0: one extent.
+        assert_eq!(&b[56..64], &[1, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(&b[64..68], &0u32.to_le_bytes());
+        assert_eq!(&b[68..72], &4096u32.to_le_bytes());
+        assert_eq!(&b[72..80], &id(1).raw().to_le_bytes());
+        // Page 1: two extents.
+        assert_eq!(&b[80..88], &[2, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(&b[104..108], &512u32.to_le_bytes());
+        assert_eq!(&b[108..112], &392u32.to_le_bytes());
+        // Retire pending, then the iterator, then the CRC.
+        assert_eq!(&b[120..128], &id(4).raw().to_le_bytes());
+        assert_eq!(b[128], 6);
+        assert_eq!(&b[129..135], b"reader");
+        assert_eq!(&b[135..143], &4096u64.to_le_bytes());
+        assert_eq!(b.len(), 147);
+        assert_eq!(&b[143..], &crc32c(&b[..143]).to_le_bytes());
     }
 
     #[test]
@@ -240,5 +378,12 @@ mod tests {
         for len in 0..b.len() {
             assert!(Meta::decode(&b[..len], "m").is_err());
         }
+    }
+
+    #[test]
+    fn non_contiguous_extents_are_refused() {
+        let mut m = sample();
+        m.pages[1][1].start = 520;
+        assert!(Meta::decode(&m.encode(), "m").is_err());
     }
 }

@@ -9,7 +9,7 @@ use vellum::CorruptionKind;
 use vellum::inspect::{FindingKind, FsckOptions, Severity, faster_logs, fsck, load};
 use vellum::io::OsStorage;
 use vellum::runtime::{CommitPolicy, DurableRuntime};
-use vellum_faster::meta::Meta;
+use vellum_faster::meta::{Meta, extent_at};
 use vellum_faster::{FasterLog, FasterLogOptions};
 
 mod common;
@@ -92,10 +92,11 @@ fn fsck_and_dump_check_a_faster_log_root() {
         )
         .unwrap();
         let page = begin / 4096;
-        let node = meta.page_node(page).unwrap();
+        let off = (begin % 4096) as u32;
+        let extent = extent_at(meta.page_extents(page).unwrap(), off).unwrap();
+        let node = extent.node;
         let mut bytes = rt.read(node).unwrap();
-        let off = (begin % 4096) as usize;
-        bytes[off + 8] ^= 0x40;
+        bytes[(off - extent.start) as usize + 8] ^= 0x40;
         bad_address = begin;
         let mut tx = rt.begin();
         tx.write(node, &bytes).unwrap();

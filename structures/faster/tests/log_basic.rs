@@ -201,7 +201,10 @@ fn a_corrupt_entry_is_a_structured_corruption_error() {
     // Flip one payload byte of the second entry in its page node, through the runtime.
     let meta_id = rt.root("faster-log:corrupt").unwrap();
     let meta = Meta::decode(&rt.read(meta_id).unwrap(), "meta").unwrap();
-    let page = meta.page_nodes[0];
+    assert_eq!(meta.pages[0].len(), 1, "one commit, one extent");
+    let extent = meta.pages[0][0];
+    assert_eq!((extent.start, extent.len), (0, 336));
+    let page = extent.node;
     let mut bytes = rt.read(page).unwrap();
     bytes[112 + 8 + 5] ^= 1;
     let mut tx = rt.begin();
