@@ -1,4 +1,4 @@
-//! The entry format inside a page (`design/FORMAT.md` §FasterLog).
+//! The entry format inside a page (`design/FORMAT.md` §8).
 //!
 //! Invariants:
 //! 1. Every entry starts at an 8-byte-aligned offset of its page and occupies

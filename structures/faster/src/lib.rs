@@ -10,7 +10,7 @@
 //! - `log.rs`: reservation, publication, commit, truncation and recovery;
 //! - `iter.rs`: scan and tailing iterators.
 //!
-//! Formats: `design/FORMAT.md` §FasterLog; the commit path: `design/DURABILITY.md` §FasterLog.
+//! Formats: `design/FORMAT.md` §8; the commit path: `design/DURABILITY.md` §7.
 
 #![deny(unsafe_code)]
 #![warn(

@@ -1,6 +1,6 @@
 //! FasterLog: reservation, publication, commit, reads, truncation and recovery.
 //!
-//! Invariants (the commit path is numbered in `design/DURABILITY.md` §FasterLog):
+//! Invariants (the commit path is numbered in `design/DURABILITY.md` §7):
 //! 1. `tail` packs `page << 32 | offset`; appenders reserve with one `fetch_add`. The one
 //!    reservation that crosses the page end writes a filler at its start, publishes the rest of
 //!    the page and advances `tail` to the next page, which happens only once that page's ring
@@ -67,7 +67,7 @@ struct State {
     /// Extent nodes merged away by the last commit, retired by the next one.
     retire_pending: Vec<NodeId>,
     meta_node: Option<NodeId>,
-    /// Bytes below this are in page nodes (durable once the transaction's policy holds).
+    /// Bytes below this are in extent nodes (durable once the transaction's policy holds).
     persisted: u64,
     /// Iterator positions as of the last commit.
     saved_iterators: BTreeMap<String, u64>,
@@ -428,8 +428,8 @@ impl FasterLog {
         result
     }
 
-    /// Writes the pages between the persisted and the published tail and the metadata node in
-    /// one runtime transaction (steps C1-C4 of `design/DURABILITY.md` §FasterLog).
+    /// Writes the bytes between the persisted and the published tail as extents, and the
+    /// metadata, in one runtime transaction (steps C1-C4 of `design/DURABILITY.md` §7).
     fn persist(&self, iterators: &BTreeMap<String, u64>) -> Result<u64> {
         let _writer = self.writer.lock();
         let target = self.written.load(Acquire);
@@ -718,7 +718,7 @@ impl FasterLog {
     }
 
     /// Moves the begin address to `address` (at most the committed tail; an entry address or
-    /// page start) and retires every page node wholly below it, in one transaction, so the
+    /// page start) and retires the extents of every page wholly below it, in one transaction, so the
     /// runtime reclaims their space. Reads below the new begin fail with
     /// [`Error::BelowBegin`].
     pub fn truncate_until(&self, address: u64) -> Result<()> {

@@ -1,4 +1,4 @@
-//! The metadata node (`design/FORMAT.md` §FasterLog): what recovery starts from.
+//! The metadata node (`design/FORMAT.md` §8): what recovery starts from.
 //!
 //! Invariants:
 //! 1. Root `faster-log:<name>` names the metadata node; one runtime transaction changes the

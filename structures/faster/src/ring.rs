@@ -5,7 +5,7 @@
 //!    the slot holds no page.
 //! 2. A slot is given to a new page only when `reusable` is set, which happens (a) at open for
 //!    slots holding nothing, or (b) as an epoch-deferred action after its page was evicted; a
-//!    page is evicted only after every byte of it is durable in its page node. So an unflushed
+//!    page is evicted only after every byte of it is durable in its extents. So an unflushed
 //!    page is never overwritten, and no protected reader copies from a slot being refilled.
 //! 3. Bytes are stored as `AtomicU64` words (entries are 8-byte aligned), so concurrent writers
 //!    of disjoint reservations and readers of published ones need no unsafe code; visibility of
