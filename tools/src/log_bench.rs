@@ -30,8 +30,9 @@ pub struct LogBenchArgs {
     /// Appender thread counts, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = [1usize, 2, 4])]
     threads: Vec<usize>,
-    /// The commit policy of the log's commits.
-    #[arg(long, default_value_t = Policy::Strict)]
+    /// The commit policy of the store and the log's commits (the runtime's default, BALANCED,
+    /// unless given).
+    #[arg(long, default_value_t = Policy::Balanced)]
     policy: Policy,
     /// Page size in KiB.
     #[arg(long, default_value_t = 1024)]
