@@ -164,6 +164,10 @@ pub fn load(storage: &dyn Storage, dir: &Path, options: &FsckOptions) -> Result<
         );
         insp.space = space;
         insp.nodes_verified = verified;
+        // FasterLog roots: their metadata and every committed entry's length and CRC32C.
+        for log in super::faster_log::faster_logs(&insp) {
+            insp.findings.items.extend(log.findings);
+        }
     }
     let active_seq = insp.meta.superblock().map(|sb| sb.manifest.seq);
     check_names(

@@ -20,10 +20,12 @@
 //! Layout: [`finding`] (findings and severities), `meta` (superblock slots, manifest), `frames`
 //! and `logs` (delta logs, records), `model` (the replayed state), `space` (data files, slots,
 //! node bytes, space), `directory` (leftovers, unknown files), [`load`] (the reconstruction),
-//! `snapshot` (checking under a live writer), [`report`], [`dump`].
+//! `snapshot` (checking under a live writer), [`report`], [`dump`], [`faster_log`] (FasterLog
+//! roots: metadata and every committed entry).
 
 mod directory;
 pub mod dump;
+pub mod faster_log;
 pub mod finding;
 mod frames;
 pub mod load;
@@ -36,6 +38,7 @@ mod space;
 
 use std::path::Path;
 
+pub use faster_log::{FasterLogDump, faster_logs};
 pub use finding::{Finding, FindingKind, Severity, SlotView};
 pub use load::{CheckpointSummary, FsckOptions, Inspection, load};
 pub use logs::LogSummary;

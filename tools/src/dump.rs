@@ -1,5 +1,5 @@
 //! `vellum dump DIR`: what a store's files hold, decoded. Without a section flag it shows the
-//! superblock slots, the manifest, the roots and the space per size class. It reads what it can
+//! superblock slots, the manifest, the roots, FasterLog roots and the space per size class. It reads what it can
 //! from a damaged store and says what it could not decode. Exit codes: 0 shown, 1 a requested
 //! node is not live, 2 the store could not be read (or is locked by a writer).
 
@@ -9,7 +9,9 @@ use std::sync::Arc;
 use clap::Args;
 use serde::Serialize;
 use vellum::inspect::dump::{self, CheckpointDump, LogDump, ManifestDump, NodeDump, RootsDump};
-use vellum::inspect::{ClassSpace, FsckOptions, Inspection, load, lock};
+use vellum::inspect::{
+    ClassSpace, FasterLogDump, FsckOptions, Inspection, faster_logs, load, lock,
+};
 use vellum::io::{OsStorage, Storage};
 use vellum::object_table::NodeId;
 
@@ -31,6 +33,10 @@ pub struct DumpArgs {
     /// Per size class: files, bytes, bytes on disk, live nodes and bytes.
     #[arg(long)]
     space: bool,
+    /// FasterLog roots: metadata (begin, committed tail, pages, named iterators) and a check of
+    /// every committed entry.
+    #[arg(long)]
+    faster_log: bool,
     /// Every frame of the delta logs, with its commit record decoded.
     #[arg(long)]
     log: bool,
@@ -63,6 +69,8 @@ struct Out {
     manifest: Option<ManifestDump>,
     #[serde(skip_serializing_if = "Option::is_none")]
     roots: Option<RootsDump>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    faster_logs: Option<Vec<FasterLogDump>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     space: Option<Vec<ClassSpace>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -122,6 +130,7 @@ fn collect(args: &DumpArgs, storage: &dyn Storage, insp: &Inspection) -> (Out, u
         || args.manifest
         || args.roots
         || args.space
+        || args.faster_log
         || args.log
         || args.checkpoint
         || args.node.is_some());
@@ -135,6 +144,9 @@ fn collect(args: &DumpArgs, storage: &dyn Storage, insp: &Inspection) -> (Out, u
     }
     if none || args.roots {
         out.roots = Some(dump::roots(insp));
+    }
+    if none || args.faster_log {
+        out.faster_logs = Some(faster_logs(insp));
     }
     if none || args.space {
         out.space = Some(insp.space.clone());
@@ -217,6 +229,33 @@ fn print_text(out: &Out) {
                 None => "unknown",
             };
             println!("  {} -> {} ({live})", root.name, root.node);
+        }
+    }
+    for l in out.faster_logs.iter().flatten() {
+        println!(
+            "FasterLog {} (metadata {}): page_bytes {}, begin {}, committed tail {}, pages {}..{} in {} extents ({} to retire)",
+            l.root,
+            l.meta_node,
+            l.page_bytes,
+            l.begin,
+            l.committed_tail,
+            l.first_page,
+            l.first_page + l.page_count,
+            l.extent_count,
+            l.retire_pending
+        );
+        for (name, pos) in &l.iterators {
+            println!("  iterator {name} at {pos}");
+        }
+        println!(
+            "  {} entries ({} payload bytes) checked, {} extents carried by the log (unchecked), {} problems",
+            l.entries,
+            l.entry_bytes,
+            l.pages_pending,
+            l.findings.len()
+        );
+        for f in &l.findings {
+            println!("  problem: {}", f.message);
         }
     }
     if let Some(space) = &out.space {

@@ -2,9 +2,9 @@
 //!
 //! `vellum bench` is the project's main job: the runtime's commit workload under each policy,
 //! then a reopen that verifies every acknowledged commit. `vellum bench group-commit` measures the
-//! delta log's group commit alone. `vellum compact DIR` compacts a store offline, `vellum fsck
-//! DIR` checks a store without changing it, and `vellum dump DIR` shows what its files hold
-//! (`design/TOOLS.md`).
+//! delta log's group commit alone and `vellum bench log` FasterLog's appends, commits and tailing
+//! reads. `vellum compact DIR` compacts a store offline, `vellum fsck DIR` checks a store without
+//! changing it, and `vellum dump DIR` shows what its files hold (`design/TOOLS.md`).
 
 mod bench;
 mod compact;
@@ -12,6 +12,7 @@ mod compaction_bench;
 mod dump;
 mod fsck;
 mod group_commit;
+mod log_bench;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,6 +52,9 @@ enum BenchKind {
     GroupCommit(group_commit::GroupCommitArgs),
     /// Compaction throughput, its effect on concurrent commits, and space under churn.
     Compaction(compaction_bench::CompactionBenchArgs),
+    /// FasterLog: append throughput beside raw write+fdatasync bandwidth, commit latency beside
+    /// raw fdatasync, tailing-reader lag.
+    Log(log_bench::LogBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -74,6 +78,10 @@ fn main() -> ExitCode {
             which: Some(BenchKind::Compaction(args)),
             ..
         } => compaction_bench::run(&args),
+        Command::Bench {
+            which: Some(BenchKind::Log(args)),
+            ..
+        } => log_bench::run(&args),
         Command::Compact(args) => compact::run(&args),
     };
     match result {

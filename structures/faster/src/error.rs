@@ -1,0 +1,46 @@
+//! FasterLog's error type: its own refusals beside the store's errors (corruption included).
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Every error a FasterLog returns.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `try_append`: every in-memory page holds data not yet flushed; nothing was appended.
+    #[error("log full: every in-memory page holds unflushed entries")]
+    Full,
+    /// The address is below the log's begin address (truncated away).
+    #[error("address {address} is below the begin address {begin} (truncated)")]
+    BelowBegin {
+        /// The address asked for.
+        address: u64,
+        /// The begin address.
+        begin: u64,
+    },
+    /// The address is at or past the committed tail.
+    #[error("address {address} is not committed (committed tail {committed})")]
+    NotCommitted {
+        /// The address asked for.
+        address: u64,
+        /// The committed tail.
+        committed: u64,
+    },
+    /// A caller passed an argument the log cannot accept (an entry or batch too large, a bad
+    /// name, a bad option).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The store failed, or bytes read from it are corrupt ([`vellum::Error::Corruption`]).
+    #[error(transparent)]
+    Store(#[from] vellum::Error),
+}
+
+impl Error {
+    /// The store's corruption report, if this is one.
+    pub fn as_corruption(&self) -> Option<&vellum::Corruption> {
+        match self {
+            Error::Store(e) => e.as_corruption(),
+            _ => None,
+        }
+    }
+}

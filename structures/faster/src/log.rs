@@ -1,0 +1,846 @@
+//! FasterLog: reservation, publication, commit, reads, truncation and recovery.
+//!
+//! Invariants (the commit path is numbered in `design/DURABILITY.md` §7):
+//! 1. `tail` packs `page << 32 | offset`; appenders reserve with one `fetch_add`. The one
+//!    reservation that crosses the page end writes a filler at its start, publishes the rest of
+//!    the page and advances `tail` to the next page, which happens only once that page's ring
+//!    slot is reusable (ring invariant 2): an unflushed page is never overwritten.
+//! 2. `written` is the published tail: every reservation below it is fully written. Reservations
+//!    publish in address order, so `written` always sits on a reservation boundary, and a batch
+//!    (one reservation) is either wholly below it or wholly above it.
+//! 3. A commit persists the bytes between the persisted tail and a value of `written` as new
+//!    extent nodes, and the metadata naming them, in one runtime transaction, so the committed
+//!    tail is a reservation boundary too: recovery never exposes part of a batch, and never an
+//!    entry appended after the last acknowledged commit's tail. Extents are never rewritten; a
+//!    merge writes a new node and retires the old ones one commit later (meta invariant 4).
+//! 4. One commit runs at a time (`writer`); callers whose target a running commit does not cover
+//!    wait for it and start the next one (group commit).
+//! 5. `state.pages` lists every page's extents; a page leaves memory only when `persisted` covers
+//!    it, so a reader that does not find a page in the ring finds its extents. A reader takes its
+//!    runtime snapshot while holding the state lock: the snapshot then sees every node that state
+//!    lists (created by commits at or before it; retired no earlier than two commits later).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Acquire, Ordering::Release, Ordering::SeqCst};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use vellum::CorruptionKind;
+use vellum::object_table::NodeId;
+use vellum::runtime::{DurableRuntime, WriteTxn};
+
+use crate::entry::{FILLER_WORD, HEADER_BYTES, Header, decode_header, entry_bytes, entry_crc};
+use crate::epoch::Epoch;
+use crate::error::{Error, Result};
+use crate::iter::{LogEntry, ScanIter, TailIter};
+use crate::meta::{Extent, ITERATOR_NAME_BYTES_MAX, META_KIND, Meta, PAGE_KIND, extent_at};
+use crate::options::FasterLogOptions;
+use crate::ring::Slot;
+
+/// Prefix of the root naming a log's metadata node: `faster-log:<name>`.
+pub const ROOT_PREFIX: &str = "faster-log:";
+/// Longest log name: root names are at most 47 bytes.
+const NAME_BYTES_MAX: usize = 47 - ROOT_PREFIX.len();
+/// A commit's new extent absorbs the page's previous extent while that one is no longer than the
+/// new one and both together stay within this (a binary counter: each byte of a page filled by
+/// small commits is rewritten O(log) times, and a page holds O(log) small extents).
+const MERGE_BYTES_MAX: u32 = 64 << 10;
+/// A page that becomes complete with more extents than this is rewritten as one extent, so a
+/// sealed page costs at most this many entries in the metadata.
+const SEALED_EXTENTS_MAX: usize = 4;
+
+/// What the entry at an address is.
+pub(crate) enum Step {
+    /// An entry.
+    Entry(LogEntry),
+    /// A filler: the next entry is at this address (the next page).
+    Skip(u64),
+}
+
+/// What the durable side of the log looks like (changed only by the commit leader).
+#[derive(Debug, Clone, Default)]
+struct State {
+    begin: u64,
+    pages: BTreeMap<u64, Vec<Extent>>,
+    /// Extent nodes merged away by the last commit, retired by the next one.
+    retire_pending: Vec<NodeId>,
+    meta_node: Option<NodeId>,
+    /// Bytes below this are in extent nodes (durable once the transaction's policy holds).
+    persisted: u64,
+    /// Iterator positions as of the last commit.
+    saved_iterators: BTreeMap<String, u64>,
+}
+
+/// Group commit bookkeeping.
+#[derive(Debug, Default)]
+struct CommitState {
+    committed: u64,
+    in_flight: bool,
+    iterators: BTreeMap<String, u64>,
+    iterators_changed: u64,
+    iterators_saved: u64,
+}
+
+/// A durable, concurrent, recoverable append-only log on a [`DurableRuntime`].
+#[derive(Debug)]
+pub struct FasterLog {
+    rt: Arc<DurableRuntime>,
+    root: String,
+    options: FasterLogOptions,
+    page_bytes: u64,
+    epoch: Epoch,
+    slots: Box<[Arc<Slot>]>,
+    tail: AtomicU64,
+    written: AtomicU64,
+    advance_lock: Mutex<()>,
+    writer: Mutex<()>,
+    state: Mutex<State>,
+    commit: Mutex<CommitState>,
+    committed_cv: Condvar,
+}
+
+fn pack(page: u64, offset: u64) -> u64 {
+    (page << 32) | offset
+}
+
+impl FasterLog {
+    /// Opens log `name` (1 to 36 bytes) in `rt`, creating it if its root does not exist, or
+    /// recovering begin, committed tail and named iterators from its metadata node. Appends
+    /// continue at the committed tail; entries appended after the last commit are gone. At most
+    /// one `FasterLog` may have a given log open.
+    pub fn open(rt: Arc<DurableRuntime>, name: &str, options: FasterLogOptions) -> Result<Self> {
+        options.validate()?;
+        if name.is_empty() || name.len() > NAME_BYTES_MAX {
+            return Err(Error::InvalidArgument(format!(
+                "log names are 1 to {NAME_BYTES_MAX} bytes, got {}",
+                name.len()
+            )));
+        }
+        let root = format!("{ROOT_PREFIX}{name}");
+        let page_bytes = u64::from(options.page_bytes);
+        let slots: Box<[Arc<Slot>]> = (0..options.memory_pages)
+            .map(|_| Arc::new(Slot::new(options.page_bytes)))
+            .collect();
+        let mut state = State::default();
+        if let Some(id) = rt.root(&root) {
+            let meta = Meta::decode(&rt.read(id)?, &root)?;
+            if meta.page_bytes != options.page_bytes {
+                return Err(Error::InvalidArgument(format!(
+                    "log {name} was created with page_bytes {}, opened with {}",
+                    meta.page_bytes, options.page_bytes
+                )));
+            }
+            state.begin = meta.begin;
+            state.persisted = meta.committed_tail;
+            state.meta_node = Some(id);
+            state.saved_iterators = meta.iterators.clone();
+            state.retire_pending = meta.retire_pending.clone();
+            for (i, extents) in meta.pages.into_iter().enumerate() {
+                state.pages.insert(meta.first_page + i as u64, extents);
+            }
+        }
+        let committed = state.persisted;
+        let (page, offset) = (committed / page_bytes, committed % page_bytes);
+        let slot = &slots[(page % slots.len() as u64) as usize];
+        if offset > 0 {
+            // The page the tail is in comes back into memory, so appends continue in it and
+            // the next commit adds an extent after the last one.
+            let extents = state.pages.get(&page).cloned().unwrap_or_default();
+            let covered = extents.last().map_or(0, |e| u64::from(e.end()));
+            if covered != offset {
+                return Err(Error::Store(vellum::Error::corruption(
+                    page_path(&root, page),
+                    committed,
+                    CorruptionKind::Mismatch {
+                        what: "extents' end and committed tail",
+                        expected: offset,
+                        actual: covered,
+                    },
+                )));
+            }
+            for e in &extents {
+                let bytes = rt.read(e.node)?;
+                check_extent_len(&root, page, e, bytes.len())?;
+                slot.write(e.start as usize, &bytes);
+            }
+        }
+        slot.reusable.store(false, SeqCst);
+        slot.resident.store(page + 1, SeqCst);
+        tracing::debug!(%root, begin = state.begin, committed, "opened FasterLog");
+        let commit = CommitState {
+            committed,
+            iterators: state.saved_iterators.clone(),
+            ..CommitState::default()
+        };
+        Ok(FasterLog {
+            rt,
+            root,
+            options,
+            page_bytes,
+            epoch: Epoch::new(),
+            slots,
+            tail: AtomicU64::new(pack(page, offset)),
+            written: AtomicU64::new(committed),
+            advance_lock: Mutex::new(()),
+            writer: Mutex::new(()),
+            state: Mutex::new(state),
+            commit: Mutex::new(commit),
+            committed_cv: Condvar::new(),
+        })
+    }
+
+    /// The runtime the log lives on.
+    pub fn runtime(&self) -> &Arc<DurableRuntime> {
+        &self.rt
+    }
+
+    /// The root naming the log's metadata node.
+    pub fn root_name(&self) -> &str {
+        &self.root
+    }
+
+    /// The settings the log was opened with.
+    pub fn options(&self) -> &FasterLogOptions {
+        &self.options
+    }
+
+    /// The largest entry payload (`page_bytes - 8`).
+    pub fn entry_bytes_max(&self) -> usize {
+        self.options.entry_bytes_max()
+    }
+
+    /// The first readable address.
+    pub fn begin_address(&self) -> u64 {
+        self.state.lock().begin
+    }
+
+    /// Every entry below this address is committed.
+    pub fn committed_tail(&self) -> u64 {
+        self.commit.lock().committed
+    }
+
+    /// Every entry below this address is written (in memory); a commit now would cover them.
+    pub fn published_tail(&self) -> u64 {
+        self.written.load(Acquire)
+    }
+
+    /// Appends `payload`; waits while every in-memory page holds unflushed entries (flushing
+    /// them itself). Returns the entry's address. Durable only after a commit covering it.
+    pub fn append(&self, payload: &[u8]) -> Result<u64> {
+        Ok(self.append_entries(&[payload], true)?[0])
+    }
+
+    /// Like [`FasterLog::append`] but returns [`Error::Full`] instead of waiting.
+    pub fn try_append(&self, payload: &[u8]) -> Result<u64> {
+        Ok(self.append_entries(&[payload], false)?[0])
+    }
+
+    /// Appends `entries` as one reservation in one page: a crash keeps all of them or none.
+    /// Together they must fit in one page (`entry_bytes` of each summed `<= page_bytes`).
+    pub fn append_batch(&self, entries: &[&[u8]]) -> Result<Vec<u64>> {
+        self.append_entries(entries, true)
+    }
+
+    /// Appends `payload` and commits; returns its address once the commit holds.
+    pub fn append_and_commit(&self, payload: &[u8]) -> Result<u64> {
+        let address = self.append(payload)?;
+        self.commit()?;
+        Ok(address)
+    }
+
+    fn append_entries(&self, entries: &[&[u8]], blocking: bool) -> Result<Vec<u64>> {
+        if entries.is_empty() {
+            return Err(Error::InvalidArgument("an empty batch".into()));
+        }
+        let max = self.entry_bytes_max();
+        let mut total = 0u64;
+        for e in entries {
+            if e.len() > max {
+                return Err(Error::InvalidArgument(format!(
+                    "an entry of {} bytes exceeds the largest entry, {max} bytes (page_bytes - 8)",
+                    e.len()
+                )));
+            }
+            total += entry_bytes(e.len()) as u64;
+        }
+        if total > self.page_bytes {
+            return Err(Error::InvalidArgument(format!(
+                "a batch of {total} bytes does not fit one page of {} bytes",
+                self.page_bytes
+            )));
+        }
+        let start = self.reserve(total, blocking)?;
+        let (page, offset) = (start / self.page_bytes, start % self.page_bytes);
+        let slot = self.slot(page);
+        let mut addresses = Vec::with_capacity(entries.len());
+        {
+            let _guard = self.epoch.protect();
+            let mut at = offset as usize;
+            for e in entries {
+                slot.write(at + HEADER_BYTES, e);
+                slot.write_word(at, crate::entry::header_word(e));
+                addresses.push(page * self.page_bytes + at as u64);
+                at += entry_bytes(e.len());
+            }
+        }
+        self.publish(start, start + total);
+        Ok(addresses)
+    }
+
+    fn slot(&self, page: u64) -> &Arc<Slot> {
+        &self.slots[(page % self.slots.len() as u64) as usize]
+    }
+
+    /// Reserves `size` bytes in one page (ring invariant 1).
+    fn reserve(&self, size: u64, blocking: bool) -> Result<u64> {
+        let p = self.page_bytes;
+        loop {
+            // A tail already past its page end waits for the advance instead of adding more,
+            // so a caller retrying `try_append` cannot run the offset into the page bits.
+            let seen = self.tail.load(SeqCst);
+            if seen & 0xffff_ffff >= p {
+                self.advance(seen >> 32, blocking)?;
+                continue;
+            }
+            let old = self.tail.fetch_add(size, SeqCst);
+            let (page, offset) = (old >> 32, old & 0xffff_ffff);
+            if offset + size <= p {
+                return Ok(page * p + offset);
+            }
+            if offset < p {
+                // The one reservation crossing the page end seals the page with a filler.
+                self.slot(page).write_word(offset as usize, FILLER_WORD);
+                self.publish(page * p + offset, (page + 1) * p);
+            }
+            self.advance(page, blocking)?;
+        }
+    }
+
+    /// Waits until `written` reaches `start` (earlier reservations published), then publishes
+    /// up to `end`.
+    fn publish(&self, start: u64, end: u64) {
+        let mut spins = 0u32;
+        while self.written.load(Acquire) != start {
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        self.written.store(end, Release);
+    }
+
+    /// Moves the tail from `page` to the next page once that page's slot is reusable.
+    fn advance(&self, page: u64, blocking: bool) -> Result<()> {
+        let next = page + 1;
+        let mut waits = 0u32;
+        loop {
+            if self.tail.load(SeqCst) >> 32 != page {
+                return Ok(());
+            }
+            let slot = self.slot(next);
+            if slot.reusable.load(SeqCst) {
+                let _a = self.advance_lock.lock();
+                if self.tail.load(SeqCst) >> 32 != page {
+                    return Ok(());
+                }
+                slot.reusable.store(false, SeqCst);
+                slot.resident.store(next + 1, SeqCst);
+                self.tail.store(pack(next, 0), SeqCst);
+                return Ok(());
+            }
+            if !blocking {
+                self.make_room(next, false)?;
+                if slot.reusable.load(SeqCst) {
+                    continue;
+                }
+                return Err(Error::Full);
+            }
+            self.make_room(next, true)?;
+            waits += 1;
+            if waits > 8 {
+                std::thread::sleep(Duration::from_micros(50));
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    /// Frees the slot page `next` needs: evicts the page in it once flushed (flushing it first
+    /// when `flush`), then runs deferred actions that are safe.
+    fn make_room(&self, next: u64, flush: bool) -> Result<()> {
+        let slot = self.slot(next).clone();
+        let resident = slot.resident.load(SeqCst);
+        if resident != 0 {
+            let old = resident - 1;
+            let end = (old + 1) * self.page_bytes;
+            if flush && self.state.lock().persisted < end && self.written.load(Acquire) >= end {
+                self.commit()?;
+            }
+            if self.state.lock().persisted >= end
+                && slot
+                    .resident
+                    .compare_exchange(resident, 0, SeqCst, SeqCst)
+                    .is_ok()
+            {
+                // Readers protected now may still copy from the slot; it is reused only after
+                // they leave (ring invariant 2).
+                let s = slot.clone();
+                self.epoch.bump_with(move || s.reusable.store(true, SeqCst));
+            }
+        }
+        self.epoch.drain();
+        Ok(())
+    }
+
+    /// Makes every entry published before the call durable (per the commit policy), together
+    /// with the named iterators' positions; returns the committed tail. Concurrent calls are
+    /// grouped: one commit runs, the others wait for it, and one of them runs the next.
+    pub fn commit(&self) -> Result<u64> {
+        let target = self.written.load(Acquire);
+        let mut cs = self.commit.lock();
+        let changed = cs.iterators_changed;
+        loop {
+            if cs.committed >= target && cs.iterators_saved >= changed {
+                return Ok(cs.committed);
+            }
+            if !cs.in_flight {
+                break;
+            }
+            self.committed_cv.wait(&mut cs);
+        }
+        cs.in_flight = true;
+        let iterators = cs.iterators.clone();
+        let changed = cs.iterators_changed;
+        drop(cs);
+        let result = self.persist(&iterators);
+        let mut cs = self.commit.lock();
+        cs.in_flight = false;
+        let result = result.map(|tail| {
+            cs.committed = cs.committed.max(tail);
+            cs.iterators_saved = cs.iterators_saved.max(changed);
+            cs.committed
+        });
+        self.committed_cv.notify_all();
+        result
+    }
+
+    /// Writes the bytes between the persisted and the published tail as extents, and the
+    /// metadata, in one runtime transaction (steps C1-C4 of `design/DURABILITY.md` §7).
+    fn persist(&self, iterators: &BTreeMap<String, u64>) -> Result<u64> {
+        let _writer = self.writer.lock();
+        let target = self.written.load(Acquire);
+        let mut next = self.state.lock().clone();
+        let mut txn = self.rt.begin();
+        for id in std::mem::take(&mut next.retire_pending) {
+            txn.retire(id)?;
+        }
+        let p = self.page_bytes;
+        if target > next.persisted {
+            for page in next.persisted / p..=(target - 1) / p {
+                let lo = (next.persisted.max(page * p) - page * p) as u32;
+                let hi = (target.min((page + 1) * p) - page * p) as u32;
+                let slot = self.slot(page);
+                if !slot.holds(page) {
+                    return Err(Error::InvalidArgument(format!(
+                        "internal: unflushed page {page} is not in memory"
+                    )));
+                }
+                let extents = next.pages.entry(page).or_default();
+                let mut start = lo;
+                while let Some(prev) = extents.last().copied() {
+                    let len = hi - start;
+                    if prev.end() != start || prev.len > len || prev.len + len > MERGE_BYTES_MAX {
+                        break;
+                    }
+                    extents.pop();
+                    next.retire_pending.push(prev.node);
+                    start = prev.start;
+                }
+                if u64::from(hi) == p && extents.len() >= SEALED_EXTENTS_MAX {
+                    next.retire_pending
+                        .extend(extents.drain(..).map(|e| e.node));
+                    start = 0;
+                }
+                let len = hi - start;
+                let mut bytes = Vec::with_capacity(len as usize);
+                slot.read_into(start as usize, len as usize, &mut bytes);
+                let node = txn.alloc(PAGE_KIND, &bytes)?;
+                extents.push(Extent { start, len, node });
+            }
+        }
+        next.persisted = next.persisted.max(target);
+        next.saved_iterators = iterators.clone();
+        self.write_meta(&mut txn, &mut next)?;
+        self.commit_txn(txn)?;
+        *self.state.lock() = next;
+        Ok(target)
+    }
+
+    fn write_meta(&self, txn: &mut WriteTxn<'_>, s: &mut State) -> Result<()> {
+        let meta = Meta {
+            page_bytes: self.options.page_bytes,
+            begin: s.begin,
+            committed_tail: s.persisted,
+            first_page: s
+                .pages
+                .keys()
+                .next()
+                .copied()
+                .unwrap_or(s.persisted / self.page_bytes),
+            pages: s.pages.values().cloned().collect(),
+            retire_pending: s.retire_pending.clone(),
+            iterators: s.saved_iterators.clone(),
+        }
+        .encode();
+        match s.meta_node {
+            Some(id) => txn.write(id, &meta)?,
+            None => {
+                let id = txn.alloc(META_KIND, &meta)?;
+                txn.set_root(&self.root, id)?;
+                s.meta_node = Some(id);
+            }
+        }
+        Ok(())
+    }
+
+    fn commit_txn(&self, txn: WriteTxn<'_>) -> Result<u64> {
+        Ok(match self.options.policy {
+            Some(policy) => txn.commit_with(policy)?,
+            None => txn.commit()?,
+        })
+    }
+
+    /// Waits until a commit covers the entry at `address`.
+    pub fn wait_for_commit(&self, address: u64) {
+        let mut cs = self.commit.lock();
+        while cs.committed <= address {
+            self.committed_cv.wait(&mut cs);
+        }
+    }
+
+    /// Waits up to `timeout` for a commit to cover the entry at `address`; true if one did.
+    pub fn wait_for_commit_timeout(&self, address: u64, timeout: Duration) -> bool {
+        self.wait_committed_past(address, Instant::now() + timeout)
+    }
+
+    /// Waits until the committed tail passes `address` or `deadline` passes; true if it did.
+    pub(crate) fn wait_committed_past(&self, address: u64, deadline: Instant) -> bool {
+        let mut cs = self.commit.lock();
+        while cs.committed <= address {
+            if self.committed_cv.wait_until(&mut cs, deadline).timed_out() {
+                return cs.committed > address;
+            }
+        }
+        true
+    }
+
+    /// Saves `position` for iterator `name` (1 to 64 bytes); the next commit makes it durable.
+    pub fn save_iterator(&self, name: &str, position: u64) -> Result<()> {
+        if name.is_empty() || name.len() > ITERATOR_NAME_BYTES_MAX {
+            return Err(Error::InvalidArgument(format!(
+                "iterator names are 1 to {ITERATOR_NAME_BYTES_MAX} bytes, got {}",
+                name.len()
+            )));
+        }
+        let mut cs = self.commit.lock();
+        cs.iterators.insert(name.to_owned(), position);
+        cs.iterators_changed += 1;
+        Ok(())
+    }
+
+    /// The position last saved for iterator `name` (restored on recovery from the last commit).
+    pub fn iterator_position(&self, name: &str) -> Option<u64> {
+        self.commit.lock().iterators.get(name).copied()
+    }
+
+    /// A tailing iterator for `name` starting where it was last saved (or at begin).
+    pub fn named_iterator(&self, name: &str) -> TailIter<'_> {
+        let from = self
+            .iterator_position(name)
+            .unwrap_or_else(|| self.begin_address())
+            .max(self.begin_address());
+        TailIter::new(self, from)
+    }
+
+    /// Scans committed entries in `[from, to)` (`to` capped at the committed tail now); `from`
+    /// must be an entry address, a page start or the begin address.
+    pub fn scan(&self, from: u64, to: u64) -> ScanIter<'_> {
+        ScanIter::new(self, from, to.min(self.committed_tail()))
+    }
+
+    /// Scans every committed entry from the begin address.
+    pub fn scan_all(&self) -> ScanIter<'_> {
+        self.scan(self.begin_address(), u64::MAX)
+    }
+
+    /// A tailing iterator from `from`: it returns committed entries and waits for new commits.
+    pub fn tail_iter(&self, from: u64) -> TailIter<'_> {
+        TailIter::new(self, from)
+    }
+
+    /// Reads the committed entry at `address`.
+    pub fn read(&self, address: u64) -> Result<Vec<u8>> {
+        match self.entry_at(address)? {
+            Step::Entry(e) => Ok(e.bytes),
+            Step::Skip(_) => Err(Error::InvalidArgument(format!(
+                "address {address} holds a page filler, not an entry"
+            ))),
+        }
+    }
+
+    /// Scans every committed entry, checking each checksum; returns the number of entries.
+    pub fn verify(&self) -> Result<u64> {
+        let mut n = 0;
+        for e in self.scan_all() {
+            e?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Decodes what is at `address` (committed, at or above begin), from memory or its node.
+    pub(crate) fn entry_at(&self, address: u64) -> Result<Step> {
+        let committed = self.committed_tail();
+        let begin = self.begin_address();
+        if address < begin {
+            return Err(Error::BelowBegin { address, begin });
+        }
+        if address >= committed {
+            return Err(Error::NotCommitted { address, committed });
+        }
+        if !address.is_multiple_of(8) {
+            return Err(Error::InvalidArgument(format!(
+                "address {address} is not 8-byte aligned"
+            )));
+        }
+        let (page, offset) = (
+            address / self.page_bytes,
+            (address % self.page_bytes) as usize,
+        );
+        {
+            let _guard = self.epoch.protect();
+            let slot = self.slot(page);
+            if slot.holds(page) {
+                let view = MemPage(slot);
+                return self.decode(&view, 0, page, offset, committed);
+            }
+        }
+        let (extent, snapshot) = {
+            let s = self.state.lock();
+            if address < s.begin {
+                return Err(Error::BelowBegin {
+                    address,
+                    begin: s.begin,
+                });
+            }
+            let extent = s
+                .pages
+                .get(&page)
+                .and_then(|extents| extent_at(extents, offset as u32));
+            // Taken under the state lock, so it sees every node the state lists (invariant 5).
+            (extent, self.rt.snapshot())
+        };
+        let extent =
+            extent.ok_or_else(|| corruption(&self.root, page, address, "extent", offset as u64))?;
+        let reader = snapshot.reader();
+        let bytes = reader.get_unverified(extent.node)?.ok_or_else(|| {
+            corruption(&self.root, page, address, "extent_node", extent.node.raw())
+        })?;
+        check_extent_len(&self.root, page, &extent, bytes.len())?;
+        self.decode(
+            &SlicePage(bytes),
+            extent.start as usize,
+            page,
+            offset,
+            committed,
+        )
+    }
+
+    /// Decodes the entry at page offset `offset` from `view`, which holds the page's bytes from
+    /// offset `base` on.
+    fn decode(
+        &self,
+        view: &dyn PageView,
+        base: usize,
+        page: u64,
+        offset: usize,
+        committed: u64,
+    ) -> Result<Step> {
+        let address = page * self.page_bytes + offset as u64;
+        let word = view
+            .word(offset - base)
+            .ok_or_else(|| corruption(&self.root, page, address, "page_len", view.len() as u64))?;
+        match decode_header(word) {
+            Header::Filler => Ok(Step::Skip((page + 1) * self.page_bytes)),
+            Header::Entry { len, crc } => {
+                let size = entry_bytes(len as usize) as u64;
+                if offset as u64 + size > self.page_bytes || address + size > committed {
+                    return Err(corruption(
+                        &self.root,
+                        page,
+                        address,
+                        "entry_len",
+                        len.into(),
+                    ));
+                }
+                let mut bytes = Vec::with_capacity(len as usize);
+                if !view.read_into(offset - base + HEADER_BYTES, len as usize, &mut bytes) {
+                    return Err(corruption(
+                        &self.root,
+                        page,
+                        address,
+                        "entry_len",
+                        len.into(),
+                    ));
+                }
+                let actual = entry_crc(&bytes);
+                if actual != crc {
+                    return Err(Error::Store(vellum::Error::corruption(
+                        page_path(&self.root, page),
+                        address,
+                        CorruptionKind::ChecksumMismatch {
+                            expected: crc,
+                            actual,
+                        },
+                    )));
+                }
+                Ok(Step::Entry(LogEntry {
+                    address,
+                    next_address: address + size,
+                    bytes,
+                }))
+            }
+        }
+    }
+
+    /// Moves the begin address to `address` (at most the committed tail; an entry address or
+    /// page start) and retires the extents of every page wholly below it, in one transaction, so the
+    /// runtime reclaims their space. Reads below the new begin fail with
+    /// [`Error::BelowBegin`].
+    pub fn truncate_until(&self, address: u64) -> Result<()> {
+        let _writer = self.writer.lock();
+        let committed = self.committed_tail();
+        if address > committed || !address.is_multiple_of(8) {
+            return Err(Error::InvalidArgument(format!(
+                "cannot truncate to {address}: past the committed tail {committed}, or not an \
+                 entry address (8-byte aligned)"
+            )));
+        }
+        let mut next = {
+            let mut s = self.state.lock();
+            if address <= s.begin {
+                return Ok(());
+            }
+            let next = s.clone();
+            // Readers check begin before they look a page up, so they stop now.
+            s.begin = address;
+            next
+        };
+        next.begin = address;
+        let mut txn = self.rt.begin();
+        for id in std::mem::take(&mut next.retire_pending) {
+            txn.retire(id)?;
+        }
+        let below: Vec<u64> = next
+            .pages
+            .keys()
+            .copied()
+            .take_while(|p| (p + 1) * self.page_bytes <= address)
+            .collect();
+        // Retired at once: readers check begin (already moved) before they look extents up.
+        for p in &below {
+            for e in next.pages.remove(p).unwrap_or_default() {
+                txn.retire(e.node)?;
+            }
+        }
+        self.write_meta(&mut txn, &mut next)?;
+        match self.commit_txn(txn) {
+            Ok(_) => {
+                *self.state.lock() = next;
+                tracing::debug!(root = %self.root, address, retired = below.len(), "truncated");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Read access to a page's bytes, in memory or in its node.
+trait PageView {
+    fn len(&self) -> usize;
+    fn word(&self, offset: usize) -> Option<u64>;
+    fn read_into(&self, offset: usize, len: usize, out: &mut Vec<u8>) -> bool;
+}
+
+struct MemPage<'a>(&'a Slot);
+
+impl PageView for MemPage<'_> {
+    fn len(&self) -> usize {
+        self.0.word_count() * 8
+    }
+    fn word(&self, offset: usize) -> Option<u64> {
+        (offset + 8 <= self.len()).then(|| self.0.word(offset))
+    }
+    fn read_into(&self, offset: usize, len: usize, out: &mut Vec<u8>) -> bool {
+        if offset + len > self.len() {
+            return false;
+        }
+        self.0.read_into(offset, len, out);
+        true
+    }
+}
+
+struct SlicePage<'a>(&'a [u8]);
+
+impl PageView for SlicePage<'_> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn word(&self, offset: usize) -> Option<u64> {
+        let b = self.0.get(offset..offset + 8)?;
+        let mut w = [0u8; 8];
+        w.copy_from_slice(b);
+        Some(u64::from_le_bytes(w))
+    }
+    fn read_into(&self, offset: usize, len: usize, out: &mut Vec<u8>) -> bool {
+        match self.0.get(offset..offset + len) {
+            Some(b) => {
+                out.extend_from_slice(b);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// An extent node must hold exactly the bytes the metadata says.
+fn check_extent_len(root: &str, page: u64, e: &Extent, actual: usize) -> Result<()> {
+    if actual == e.len as usize {
+        return Ok(());
+    }
+    Err(Error::Store(vellum::Error::corruption(
+        page_path(root, page),
+        u64::from(e.start),
+        CorruptionKind::Mismatch {
+            what: "extent length",
+            expected: e.len.into(),
+            actual: actual as u64,
+        },
+    )))
+}
+
+fn page_path(root: &str, page: u64) -> PathBuf {
+    PathBuf::from(format!("{root}/page-{page}"))
+}
+
+fn corruption(root: &str, page: u64, address: u64, field: &'static str, value: u64) -> Error {
+    Error::Store(vellum::Error::corruption(
+        page_path(root, page),
+        address,
+        CorruptionKind::InvalidField { field, value },
+    ))
+}

@@ -1,0 +1,87 @@
+//! The in-memory page ring.
+//!
+//! Invariants:
+//! 1. Page `p` lives in slot `p % memory_pages` while `resident == p + 1`; `resident == 0` means
+//!    the slot holds no page.
+//! 2. A slot is given to a new page only when `reusable` is set, which happens (a) at open for
+//!    slots holding nothing, or (b) as an epoch-deferred action after its page was evicted; a
+//!    page is evicted only after every byte of it is durable in its extents. So an unflushed
+//!    page is never overwritten, and no protected reader copies from a slot being refilled.
+//! 3. Bytes are stored as `AtomicU64` words (entries are 8-byte aligned), so concurrent writers
+//!    of disjoint reservations and readers of published ones need no unsafe code; visibility of
+//!    a reservation's words to readers comes from the `Release` store that publishes it.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
+
+/// One slot of the ring.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    /// `page + 1` of the page held, or 0.
+    pub resident: AtomicU64,
+    /// May be given to a new page.
+    pub reusable: AtomicBool,
+    words: Box<[AtomicU64]>,
+}
+
+impl Slot {
+    pub fn new(page_bytes: u32) -> Slot {
+        Slot {
+            resident: AtomicU64::new(0),
+            reusable: AtomicBool::new(true),
+            words: (0..page_bytes / 8).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// True while the slot holds `page`.
+    pub fn holds(&self, page: u64) -> bool {
+        self.resident.load(SeqCst) == page + 1
+    }
+
+    /// Stores `bytes` from byte `offset` (a multiple of 8); a last partial word is zero padded.
+    pub fn write(&self, offset: usize, bytes: &[u8]) {
+        debug_assert_eq!(offset % 8, 0);
+        let mut w = offset / 8;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(c);
+            self.words[w].store(u64::from_le_bytes(a), Relaxed);
+            w += 1;
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut a = [0u8; 8];
+            a[..rest.len()].copy_from_slice(rest);
+            self.words[w].store(u64::from_le_bytes(a), Relaxed);
+        }
+    }
+
+    /// Stores one word at byte `offset`.
+    pub fn write_word(&self, offset: usize, word: u64) {
+        self.words[offset / 8].store(word, Relaxed);
+    }
+
+    /// The word at byte `offset`.
+    pub fn word(&self, offset: usize) -> u64 {
+        self.words[offset / 8].load(Relaxed)
+    }
+
+    /// Appends `len` bytes from byte `offset` (a multiple of 8) to `out`.
+    pub fn read_into(&self, offset: usize, len: usize, out: &mut Vec<u8>) {
+        out.reserve(len);
+        let mut w = offset / 8;
+        let mut left = len;
+        while left > 0 {
+            let b = self.words[w].load(Relaxed).to_le_bytes();
+            let n = left.min(8);
+            out.extend_from_slice(&b[..n]);
+            left -= n;
+            w += 1;
+        }
+    }
+
+    /// Number of words.
+    pub fn word_count(&self) -> usize {
+        self.words.len()
+    }
+}

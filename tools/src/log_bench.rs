@@ -1,0 +1,264 @@
+//! `vellum bench log`: FasterLog append throughput beside raw sequential write+fdatasync
+//! bandwidth, commit latency beside raw fdatasync latency, and tailing-reader lag, all in one
+//! run on one disk.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use vellum::runtime::{DurableRuntime, RuntimeOptions};
+use vellum_faster::{FasterLog, FasterLogOptions};
+
+use crate::bench::Policy;
+use crate::group_commit::BoxError;
+
+/// Arguments of `vellum bench log`.
+#[derive(clap::Args, Debug)]
+pub struct LogBenchArgs {
+    /// Directory for the stores (created if missing; the bench owns its `bench-log` folder).
+    #[arg(long, default_value_os_t = crate::default_dir())]
+    dir: PathBuf,
+    /// MiB appended per throughput run.
+    #[arg(long, default_value_t = 64)]
+    mib: u64,
+    /// Entry sizes in bytes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [64usize, 1024, 16384])]
+    entry_bytes: Vec<usize>,
+    /// Appender thread counts, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 2, 4])]
+    threads: Vec<usize>,
+    /// The commit policy of the store and the log's commits (the runtime's default, BALANCED,
+    /// unless given).
+    #[arg(long, default_value_t = Policy::Balanced)]
+    policy: Policy,
+    /// Page size in KiB.
+    #[arg(long, default_value_t = 1024)]
+    page_kib: u32,
+    /// Commits measured for the latency figures.
+    #[arg(long, default_value_t = 300)]
+    commits: usize,
+    /// A small run (for CI).
+    #[arg(long)]
+    quick: bool,
+}
+
+/// Bytes appended between commits.
+const COMMIT_EVERY_BYTES: u64 = 1 << 20;
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i]
+}
+
+fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+/// Sequential 1 MiB writes, each followed by fdatasync: MiB/s.
+fn raw_bandwidth_mib_s(dir: &Path, mib: u64) -> Result<f64, BoxError> {
+    let path = dir.join("raw-seq");
+    let mut f = File::create(&path)?;
+    let chunk = vec![0x5au8; 1 << 20];
+    let start = Instant::now();
+    for _ in 0..mib {
+        f.write_all(&chunk)?;
+        f.sync_data()?;
+    }
+    let s = start.elapsed().as_secs_f64();
+    drop(f);
+    std::fs::remove_file(&path)?;
+    Ok(mib as f64 / s)
+}
+
+/// Latencies of a 1 KiB overwrite plus fdatasync, in µs, sorted.
+fn raw_fdatasync_latencies_us(dir: &Path, rounds: usize) -> Result<Vec<f64>, BoxError> {
+    use std::os::unix::fs::FileExt;
+    let path = dir.join("raw-sync");
+    let f = File::create(&path)?;
+    f.write_all_at(&vec![0u8; rounds * 1024], 0)?;
+    f.sync_all()?;
+    let buf = [0x5au8; 1024];
+    let mut out = Vec::with_capacity(rounds);
+    for i in 0..rounds {
+        let t = Instant::now();
+        f.write_all_at(&buf, (i * 1024) as u64)?;
+        f.sync_data()?;
+        out.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    drop(f);
+    std::fs::remove_file(&path)?;
+    Ok(sorted(out))
+}
+
+fn open_log(dir: &Path, args: &LogBenchArgs) -> Result<FasterLog, BoxError> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)?;
+    }
+    let options = RuntimeOptions {
+        policy: args.policy.into(),
+        ..RuntimeOptions::default()
+    };
+    let rt = Arc::new(DurableRuntime::open(dir, options)?);
+    let log = FasterLog::open(
+        rt,
+        "bench",
+        FasterLogOptions {
+            page_bytes: args.page_kib << 10,
+            memory_pages: 16,
+            policy: Some(args.policy.into()),
+        },
+    )?;
+    Ok(log)
+}
+
+/// Appends `total` bytes of `entry`-byte entries from `threads` threads, committing every 1 MiB;
+/// returns MiB/s of payload.
+fn append_run(
+    dir: &Path,
+    args: &LogBenchArgs,
+    entry: usize,
+    threads: usize,
+    total: u64,
+) -> Result<f64, BoxError> {
+    let log = open_log(dir, args)?;
+    let since_commit = AtomicU64::new(0);
+    let per_thread = total / threads as u64 / entry as u64;
+    let payload = vec![0xa5u8; entry];
+    let start = Instant::now();
+    std::thread::scope(|s| -> Result<(), BoxError> {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| -> Result<(), vellum_faster::Error> {
+                    for _ in 0..per_thread {
+                        log.append(&payload)?;
+                        let before = since_commit.fetch_add(entry as u64, Ordering::Relaxed);
+                        if before / COMMIT_EVERY_BYTES
+                            != (before + entry as u64) / COMMIT_EVERY_BYTES
+                        {
+                            log.commit()?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().map_err(|_| "appender panicked")??;
+        }
+        Ok(())
+    })?;
+    log.commit()?;
+    let s = start.elapsed().as_secs_f64();
+    let bytes = per_thread * threads as u64 * entry as u64;
+    Ok(bytes as f64 / (1 << 20) as f64 / s)
+}
+
+/// Latencies of `append_and_commit` of one 1 KiB entry, in µs, sorted.
+fn commit_latencies_us(
+    dir: &Path,
+    args: &LogBenchArgs,
+    rounds: usize,
+) -> Result<Vec<f64>, BoxError> {
+    let log = open_log(dir, args)?;
+    let payload = [0x3cu8; 1024];
+    let mut out = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let t = Instant::now();
+        log.append_and_commit(&payload)?;
+        out.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    Ok(sorted(out))
+}
+
+/// Lag from `append` to a tailing reader seeing the entry, in µs, sorted: one appender of 1 KiB
+/// entries committing every 64 entries.
+fn tail_lag_us(dir: &Path, args: &LogBenchArgs, entries: u64) -> Result<Vec<f64>, BoxError> {
+    let log = open_log(dir, args)?;
+    let origin = Instant::now();
+    std::thread::scope(|s| -> Result<Vec<f64>, BoxError> {
+        let reader = s.spawn(|| -> Result<Vec<f64>, vellum_faster::Error> {
+            let mut it = log.tail_iter(0);
+            let mut lags = Vec::with_capacity(entries as usize);
+            while (lags.len() as u64) < entries {
+                let Some(e) = it.next_timeout(Duration::from_secs(30))? else {
+                    break;
+                };
+                let mut w = [0u8; 8];
+                w.copy_from_slice(&e.bytes[..8]);
+                let sent = u64::from_le_bytes(w);
+                let now = origin.elapsed().as_nanos() as u64;
+                lags.push(now.saturating_sub(sent) as f64 / 1e3);
+            }
+            Ok(lags)
+        });
+        let mut payload = vec![0u8; 1024];
+        for i in 0..entries {
+            let now = origin.elapsed().as_nanos() as u64;
+            payload[..8].copy_from_slice(&now.to_le_bytes());
+            log.append(&payload)?;
+            if i % 64 == 63 {
+                log.commit()?;
+            }
+        }
+        log.commit()?;
+        let lags = reader.join().map_err(|_| "reader panicked")??;
+        Ok(sorted(lags))
+    })
+}
+
+/// Runs the log benchmark and prints its table.
+pub fn run(args: &LogBenchArgs) -> Result<(), BoxError> {
+    let root = args.dir.join("bench-log");
+    std::fs::create_dir_all(&root)?;
+    let mib = if args.quick { 4 } else { args.mib.max(2) };
+    let commits = if args.quick { 30 } else { args.commits };
+    println!(
+        "vellum bench log: policy {}, page {} KiB, {} MiB per run, commit every 1 MiB",
+        args.policy, args.page_kib, mib
+    );
+    let raw = raw_bandwidth_mib_s(&root, mib)?;
+    println!("raw sequential write+fdatasync (1 MiB writes): {raw:.1} MiB/s");
+    println!(
+        "{:>10} {:>8} {:>12} {:>10}",
+        "entry_B", "threads", "MiB/s", "% of raw"
+    );
+    for &entry in &args.entry_bytes {
+        for &threads in &args.threads {
+            let store = root.join(format!("append-{entry}-{threads}"));
+            let mib_s = append_run(&store, args, entry, threads.max(1), mib << 20)?;
+            println!(
+                "{entry:>10} {threads:>8} {mib_s:>12.1} {:>9.0}%",
+                mib_s / raw * 100.0
+            );
+            std::fs::remove_dir_all(&store)?;
+        }
+    }
+    let raw_sync = raw_fdatasync_latencies_us(&root, commits)?;
+    let store = root.join("commit-latency");
+    let commit = commit_latencies_us(&store, args, commits)?;
+    std::fs::remove_dir_all(&store)?;
+    let (c50, r50) = (percentile(&commit, 0.5), percentile(&raw_sync, 0.5));
+    println!(
+        "commit latency (append_and_commit 1 KiB): p50 {c50:.0} us, p99 {:.0} us; raw 1 KiB write+fdatasync p50 {r50:.0} us, p99 {:.0} us; p50 ratio {:.2}",
+        percentile(&commit, 0.99),
+        percentile(&raw_sync, 0.99),
+        c50 / r50
+    );
+    let store = root.join("tail-lag");
+    let lag = tail_lag_us(&store, args, if args.quick { 2000 } else { 20_000 })?;
+    std::fs::remove_dir_all(&store)?;
+    println!(
+        "tailing-reader lag (append to read, commit every 64 x 1 KiB): p50 {:.0} us, p99 {:.0} us, max {:.0} us",
+        percentile(&lag, 0.5),
+        percentile(&lag, 0.99),
+        lag.last().copied().unwrap_or(0.0)
+    );
+    Ok(())
+}
