@@ -146,10 +146,18 @@ pub fn load(storage: &dyn Storage, dir: &Path, options: &FsckOptions) -> Result<
         _ => standalone(storage, &mut insp),
     }
     let named = manifest.as_ref().zip(manifest_path.as_deref());
+    // Under a running writer (`--snapshot`), a data file may have been created after the first
+    // listing and before the records naming its slots were read; data files are never removed
+    // while a store is open, so a listing taken now is the right one for them.
+    let data_names = if options.snapshot {
+        storage.list(dir)?
+    } else {
+        insp.names.clone()
+    };
     insp.data_files = open_data_files(
         storage,
         dir,
-        &insp.names,
+        &data_names,
         named,
         options,
         &mut insp.findings,
