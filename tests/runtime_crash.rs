@@ -51,8 +51,9 @@ fn open(fs: &FaultStorage) -> vellum::Result<DurableRuntime> {
 }
 
 fn bytes_for(rng: &mut Rng) -> Vec<u8> {
-    // Mostly payload-sized nodes; some too large to travel in the log (4 KiB limit).
-    let len = [1usize, 60, 700, 3000, 4096, 5000, 20_000][rng.below(7) as usize];
+    // Mostly payload-sized nodes; some too large to travel in the log (4 KiB limit), and some
+    // large enough to be written with `write_at` rather than through a mapped window (64 KiB).
+    let len = [1usize, 60, 700, 3000, 4096, 5000, 20_000, 70_000][rng.below(8) as usize];
     let fill = rng.next();
     (0..len)
         .map(|i| (fill >> (i % 8 * 8)) as u8 ^ i as u8)
