@@ -21,6 +21,7 @@ use vellum::runtime::{CommitPolicy, DurableRuntime, RuntimeOptions, Snapshot};
 
 mod common;
 
+use common::workload::bytes_for;
 use common::{Rng, env_u64};
 
 const DIR: &str = "/store";
@@ -48,16 +49,6 @@ fn storage(seed: u64) -> FaultStorage {
 
 fn open(fs: &FaultStorage) -> vellum::Result<DurableRuntime> {
     DurableRuntime::open_with(Arc::new(fs.clone()), Path::new(DIR), options())
-}
-
-fn bytes_for(rng: &mut Rng) -> Vec<u8> {
-    // Mostly payload-sized nodes; some too large to travel in the log (4 KiB limit), and some
-    // large enough to be written with `write_at` rather than through a mapped window (64 KiB).
-    let len = [1usize, 60, 700, 3000, 4096, 5000, 20_000, 70_000][rng.below(8) as usize];
-    let fill = rng.next();
-    (0..len)
-        .map(|i| (fill >> (i % 8 * 8)) as u8 ^ i as u8)
-        .collect()
 }
 
 /// The history of one run: `states[e]` is the state after commit epoch `e`.

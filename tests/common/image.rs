@@ -45,6 +45,7 @@ impl Image {
                 f.write_at(bytes, 0).expect("write");
             }
             f.sync_data().expect("sync");
+            assert_eq!(f.len().expect("len"), bytes.len() as u64, "{name}");
         }
         fs.sync_dir(&self.dir).expect("sync dir");
         fs

@@ -22,9 +22,10 @@ pub struct Written {
     pub epoch: u64,
 }
 
-/// Node bytes: mostly small enough to travel in a BALANCED record (4 KiB), some larger.
+/// Node bytes: mostly small enough to travel in a BALANCED record (4 KiB), some larger, and
+/// some large enough to be written with `write_at` rather than through a mapped window (64 KiB).
 pub fn bytes_for(rng: &mut Rng) -> Vec<u8> {
-    let len = [1usize, 60, 700, 3000, 4096, 5000, 20_000][rng.below(7) as usize];
+    let len = [1usize, 60, 700, 3000, 4096, 5000, 20_000, 70_000][rng.below(8) as usize];
     let fill = rng.next();
     (0..len)
         .map(|i| (fill >> (i % 8 * 8)) as u8 ^ i as u8)
@@ -86,6 +87,12 @@ pub fn run(
             }
         }
         next.epoch = tx.commit_with(policy)?;
+        assert!(
+            next.epoch > w.epoch,
+            "commit epochs increase: {} after {}",
+            next.epoch,
+            w.epoch
+        );
         *w = next;
     }
     Ok(())

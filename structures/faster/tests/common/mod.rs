@@ -82,7 +82,20 @@ pub fn open_real(dir: &std::path::Path, name: &str, options: FasterLogOptions) -
     FasterLog::open(rt, name, options).expect("open log")
 }
 
-/// Every committed entry's bytes, in order.
+/// Every committed entry's bytes, in order. Entries come back at increasing addresses below the
+/// committed tail (asserted), or the scan itself would be wrong.
 pub fn scan_bytes(log: &FasterLog) -> Vec<Vec<u8>> {
-    log.scan_all().map(|e| e.expect("scan").bytes).collect()
+    let mut last = None;
+    log.scan_all()
+        .map(|e| {
+            let e = e.expect("scan");
+            assert!(
+                last.is_none_or(|l| e.address > l),
+                "scan went back: {} after {last:?}",
+                e.address
+            );
+            last = Some(e.address);
+            e.bytes
+        })
+        .collect()
 }
