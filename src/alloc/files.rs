@@ -484,17 +484,11 @@ impl DataFiles {
     }
 
     /// Allocates a slot of `class` from `alloc` whose blocks are reserved on disk, ready to write.
-    /// If reserving fails (a full disk), the slot is given back and the error returned.
+    /// The blocks of a new or returned segment are reserved while the allocator still holds the
+    /// class, so no other allocation writes into the segment first; if reserving fails (a full
+    /// disk), the slot is given back and the error returned.
     pub fn allocate_slot(&self, alloc: &SegmentAllocator, class: u8) -> Result<Location> {
-        let a = alloc.allocate(class)?;
-        if let Some(seg) = a.back
-            && let Err(e) = self.back(&seg)
-        {
-            alloc.unback(a.location);
-            alloc.free(a.location)?;
-            return Err(e);
-        }
-        Ok(a.location)
+        alloc.allocate_backed(class, |seg| self.back(seg))
     }
 
     /// Reserves the blocks of a segment (`fallocate`), so writes through a window into it cannot

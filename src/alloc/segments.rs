@@ -255,6 +255,35 @@ impl SegmentAllocator {
     /// Hands out a free slot of `class`, adding a segment if every one is full.
     pub fn allocate(&self, class: u8) -> Result<Allocation> {
         let mut c = self.class(class)?.lock();
+        self.allocate_in(&mut c, class)
+    }
+
+    /// Hands out a free slot of `class` whose segment's blocks are reserved: when the slot is the
+    /// first of a new or returned segment, `back` reserves them (`fallocate`) while the class is
+    /// still locked, so no other allocation can write into the segment before that is done
+    /// (invariant 4). If `back` fails, the slot is given back and the segment stays unreserved.
+    pub fn allocate_backed(
+        &self,
+        class: u8,
+        back: impl FnOnce(&EmptySegment) -> Result<()>,
+    ) -> Result<Location> {
+        let mut c = self.class(class)?.lock();
+        let a = self.allocate_in(&mut c, class)?;
+        if let Some(seg) = a.back
+            && let Err(e) = back(&seg)
+        {
+            if let Some((seg_no, _)) = self.index(a.location)
+                && let Some(s) = c.segments.get_mut(seg_no as usize)
+            {
+                s.backed = false;
+            }
+            self.free_in(&mut c, a.location)?;
+            return Err(e);
+        }
+        Ok(a.location)
+    }
+
+    fn allocate_in(&self, c: &mut Class, class: u8) -> Result<Allocation> {
         loop {
             let Some(&seg_no) = c.partial.last() else {
                 let seg_no = c.segments.len() as u32;
@@ -311,9 +340,13 @@ impl SegmentAllocator {
 
     /// Gives a slot back. Freeing a slot that is not in use is an error (and changes nothing).
     pub fn free(&self, loc: Location) -> Result<()> {
+        let mut c = self.class(loc.class)?.lock();
+        self.free_in(&mut c, loc)
+    }
+
+    fn free_in(&self, c: &mut Class, loc: Location) -> Result<()> {
         let bad = || Error::InvalidArgument(format!("free of {loc:?}: not an allocated slot"));
         let (seg_no, slot) = self.index(loc).ok_or_else(bad)?;
-        let mut c = self.class(loc.class)?.lock();
         let seg = c.segments.get_mut(seg_no as usize).ok_or_else(bad)?;
         if seg.free[slot as usize] {
             return Err(bad());
@@ -667,5 +700,62 @@ mod tests {
         assert_eq!(a.space(12).returned_segments, 0);
         assert_eq!(a.return_empty(10, |_| Ok(())).unwrap().len(), 1);
         assert_eq!(a.space(12).returned_segments, 1);
+    }
+
+    #[test]
+    fn no_allocation_returns_before_its_segment_is_backed() {
+        use std::collections::HashSet;
+        use std::sync::Mutex as StdMutex;
+        let a = small();
+        // Segments whose blocks `back` reserved (it sleeps first, to widen any race).
+        let backed: StdMutex<HashSet<u64>> = StdMutex::new(HashSet::new());
+        let calls = std::sync::atomic::AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..3000 {
+                        let loc = a
+                            .allocate_backed(0, |seg| {
+                                calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                                std::thread::sleep(std::time::Duration::from_millis(2));
+                                backed.lock().unwrap().insert(seg.offset);
+                                Ok(())
+                            })
+                            .unwrap();
+                        let seg_start = loc.offset / (1 << 20) * (1 << 20);
+                        assert!(
+                            backed.lock().unwrap().contains(&seg_start),
+                            "{loc:?} handed out before its segment was backed"
+                        );
+                    }
+                });
+            }
+        });
+        // 12 000 slots of 64 B fill one 1 MiB segment (16 384 slots): backed exactly once.
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(a.space(0).used_slots, 12_000);
+    }
+
+    #[test]
+    fn a_failed_backing_gives_the_slot_back_and_asks_again() {
+        let a = small();
+        let err = a.allocate_backed(12, |_| Err(Error::InvalidArgument("full".into())));
+        assert!(err.is_err());
+        assert_eq!(a.space(12).used_slots, 0);
+        let mut asked = 0;
+        let loc = a
+            .allocate_backed(12, |_| {
+                asked += 1;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(
+            asked, 1,
+            "the segment is still unreserved, so it is reserved now"
+        );
+        assert!(a.is_allocated(loc));
+        // The next slot of the same segment needs no reservation.
+        let next = a.allocate_backed(12, |_| panic!("already backed")).unwrap();
+        assert_ne!(next, loc);
     }
 }

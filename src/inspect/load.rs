@@ -235,6 +235,7 @@ fn replay(storage: &dyn Storage, insp: &mut Inspection, manifest: &Manifest, man
             Err(e) => findings.error(Severity::Problem, &path, e, "checkpoint"),
         }
         model.last_epoch = ck.epoch;
+        model.checkpoint_epoch = ck.epoch;
     }
     let Some(last) = manifest.delta_logs.last() else {
         let c = Corruption {

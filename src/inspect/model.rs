@@ -42,6 +42,8 @@ pub struct Model {
     pub live: BTreeMap<u64, LiveVersion>,
     /// The root catalog, replayed onto the superblock's roots as recovery does.
     pub roots: BTreeMap<String, u64>,
+    /// The checkpoint's epoch: records at or below it are already in the checkpoint.
+    pub checkpoint_epoch: u64,
     /// The newest epoch applied (the checkpoint's, before any record).
     pub last_epoch: u64,
     /// Records applied (those at or below the checkpoint's epoch are skipped, not applied).
@@ -79,7 +81,7 @@ impl Model {
         frame_offset: u64,
         findings: &mut Findings,
     ) {
-        if record.epoch <= self.last_epoch {
+        if record.epoch <= self.checkpoint_epoch {
             // Already in the checkpoint: a log may start before the checkpoint's epoch.
             return;
         }

@@ -51,6 +51,8 @@ struct Replayed {
     /// checkpoint on top of roots that may be newer, which can pass the 64-root limit for a
     /// moment (a name set and later removed). Only the final catalog must respect it.
     roots: BTreeMap<String, u64>,
+    /// The checkpoint's epoch: records at or below it are already in the checkpoint.
+    checkpoint_epoch: u64,
     last_epoch: u64,
     records: u64,
     /// Payload bytes of the newest version of each node that carried one.
@@ -70,7 +72,7 @@ impl Replayed {
     /// retired nodes are dropped at once.
     fn apply(&mut self, path: &Path, frame: &Frame) -> Result<()> {
         let record = CommitRecordRef::decode(&frame.body, path, frame.offset + 16)?;
-        if record.epoch <= self.last_epoch {
+        if record.epoch <= self.checkpoint_epoch {
             // Already in the checkpoint (a log may start before the checkpoint's epoch).
             return Ok(());
         }
@@ -254,6 +256,7 @@ pub(crate) fn open(
                 .iter()
                 .map(|(n, id)| (n.to_owned(), id))
                 .collect(),
+            checkpoint_epoch: 0,
             last_epoch: 0,
             records: 0,
             payloads: HashMap::new(),
@@ -276,6 +279,7 @@ pub(crate) fn open(
                 CheckpointItem::Free(id) => table.restore_free(id),
             })?;
             replayed.last_epoch = ck.epoch;
+            replayed.checkpoint_epoch = ck.epoch;
         }
         // R4.
         let Some((last, earlier)) = manifest.delta_logs.split_last() else {
@@ -336,6 +340,7 @@ pub(crate) fn open(
         let replayed = Replayed {
             table: ObjectTable::new(),
             roots: BTreeMap::new(),
+            checkpoint_epoch: 0,
             last_epoch: 0,
             records: 0,
             payloads: HashMap::new(),
