@@ -74,7 +74,7 @@ pub const F_BLOCK_COUNT: usize = F_ENTRY_COUNT + 8;
 const F_RESERVED: usize = F_BLOCK_COUNT + 8;
 const F_CRC: usize = F_RESERVED + 4;
 
-// The landmarks of design/FORMAT-checkpoint.md.
+// The landmarks of design/FORMAT.md §7.
 const _: () = assert!(H_SEQ == 16 && H_ENTRY_COUNT == 32 && H_BLOCK_MAX == 40);
 const _: () = assert!(H_RESERVED == 44 && H_CRC == 60 && H_CRC + 4 == HEADER_BYTES);
 const _: () = assert!(B_FIRST + 8 == BLOCK_HEADER_BYTES);
@@ -108,7 +108,7 @@ impl Header {
     }
 
     /// Decodes the header from `bytes`, read from offset 0 of `file`. Stops at the first failed
-    /// check, in the order of `design/FORMAT-checkpoint.md`.
+    /// check, in the order of `design/FORMAT.md` §7.
     pub fn decode(bytes: &[u8], file: &Path) -> Result<Header> {
         let mut d = Decoder::new(bytes, file, 0);
         if bytes.len() < HEADER_BYTES {

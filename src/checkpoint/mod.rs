@@ -4,7 +4,7 @@
 //! Invariants:
 //! 1. A checkpoint appears under its final name `ot-{seq:016x}.ckpt` only complete and durable:
 //!    it is written as `ot-{seq:016x}.ckpt.tmp`, synced, renamed, and the directory is synced
-//!    (`design/DURABILITY-checkpoint.md`). Only after [`CheckpointWriter::finish`] returned may a
+//!    (`design/DURABILITY.md` §5). Only after [`CheckpointWriter::finish`] returned may a
 //!    manifest name it, with the length and CRC32C `finish` returned.
 //! 2. A `.tmp` file is never read. After an error or a crash it stays where it is, for the store's
 //!    open to remove (with every `*.tmp`); a new writer for the same seq also removes it first.
@@ -23,7 +23,7 @@
 //!    first problem a scan reports is the error the read returns.
 //!
 //! Layout: [`format`] (byte layout, shared decoders), `writer` ([`CheckpointWriter`]), `reader`
-//! ([`read_checkpoint`], [`scan_checkpoint`]). The format is in `design/FORMAT-checkpoint.md`.
+//! ([`read_checkpoint`], [`scan_checkpoint`]). The format is in `design/FORMAT.md` §7.
 
 pub mod format;
 mod reader;

@@ -1,5 +1,5 @@
 //! Reading a checkpoint: one walk over the file that checks every rule of
-//! `design/FORMAT-checkpoint.md`, with two policies for what to do with a problem (invariant 6):
+//! `design/FORMAT.md` §7, with two policies for what to do with a problem (invariant 6):
 //! [`read_checkpoint`] stops at the first, [`scan_checkpoint`] records each and goes on.
 
 use std::path::Path;

@@ -1,4 +1,4 @@
-//! The reader's rejection matrix: each rule of `design/FORMAT-checkpoint.md` broken on its own,
+//! The reader's rejection matrix: each rule of `design/FORMAT.md` §7 broken on its own,
 //! with the exact kind and absolute offset; truncation at every offset; and the scan policy.
 //!
 //! Golden file layout: header 0..64, block header 64..80, entries at 80, 120 and 160, footer

@@ -1,5 +1,5 @@
 //! [`CheckpointWriter`]: streams entries into blocks, then makes the file durable under its final
-//! name. The steps (W1–W6) and the crash argument are in `design/DURABILITY-checkpoint.md`.
+//! name. The steps (W1–W6) and the crash argument are in `design/DURABILITY.md` §5.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -185,7 +185,7 @@ impl<'s> CheckpointWriter<'s> {
         self.file.sync_data()?;
         let path = self.dir.join(&self.name);
         // Nothing names `path` until the caller publishes a manifest, so a crash or a failure from
-        // here on leaves nothing recovery would read (DURABILITY-checkpoint.md).
+        // here on leaves nothing recovery would read (DURABILITY.md §5).
         self.storage.rename(&self.tmp, &path)?;
         self.storage.sync_dir(&self.dir)?;
         tracing::info!(

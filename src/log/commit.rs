@@ -74,7 +74,7 @@ struct Shared {
     /// How many callers wait on the sync in flight (woken by one call when it finishes; none,
     /// no call).
     parked: usize,
-    /// Frames written so far.
+    /// Frames appended so far (written out or still pending).
     frames_written: u64,
     /// Committers the last finished sync released (its covered followers and its leader), which
     /// are expected to append again soon.

@@ -1,9 +1,12 @@
 //! [`DeltaLog`]: the appender, with group commit (see `commit.rs`) and rotation.
 //!
-//! Two locks, always taken in this order, keep the writer correct: the *append lock* (`tail`)
-//! places a frame and writes it, so frames reach the file in index order with no gap before any of
-//! them; the group-commit lock guards the published positions and is never held across I/O. The
-//! steps L, A, R and O cited in comments are those of `design/DURABILITY.md` §4.
+//! Three locks, always taken in this order, keep the writer correct: the *append lock* (`tail`)
+//! places a frame (index, offset) and seals it into the pending frames; the *pending lock* guards
+//! those frames until a sync's leader (or an append past 256 KiB) writes them out with one
+//! `write_at`, so frames reach the file in index order with no gap before any of them; the
+//! group-commit lock guards the published positions and is never held across I/O. A leader takes
+//! the pending lock alone, never while waiting for anything. The steps L, A, W, S, R and O cited in
+//! comments are those of `design/DURABILITY.md` §4.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -276,8 +279,9 @@ impl DeltaLog {
     }
 
     /// Appends one frame carrying `body` (1..=`frame_body_bytes_max` bytes) and returns the
-    /// position of its end. The frame is written but not durable: pass the position to
-    /// [`DeltaLog::sync_to`] before acknowledging anything that depends on it.
+    /// position of its end. The frame is appended (perhaps still pending in memory, written out by
+    /// the next sync) but not durable: pass the position to [`DeltaLog::sync_to`] before
+    /// acknowledging anything that depends on it.
     ///
     /// A failure to reserve space (a full disk) changes nothing and leaves the log usable; a
     /// failed frame write poisons it, since the file may now hold part of a frame.

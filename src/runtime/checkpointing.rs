@@ -1,8 +1,9 @@
 //! Checkpoints: a complete object-table image at one epoch, after which older logs can go.
 //!
 //! Steps (`design/DURABILITY.md` §6, K1–K6), writers running throughout except in K1:
-//! K1 under the commit lock: append buffered EVENTUAL records, sync the log, rotate to a new log
-//!    starting at epoch E+1, and publish a manifest naming it (the old log closed at E);
+//! K1 under the append-order and commit locks: append every buffered record, sync the log,
+//!    rotate to a new log starting at epoch E+1, and publish a manifest naming it (the old log
+//!    closed at E); after the locks, mark E durable and visible;
 //! K2 still under the commit lock, pin a snapshot at E so the versions it sees are not reclaimed
 //!    while written;
 //! K3 make every data file durable (BALANCED payload bytes included);

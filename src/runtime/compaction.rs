@@ -8,10 +8,11 @@
 //!    live-byte budget is spent;
 //! M2 stop allocation from the victims (the allocator's evacuation), so no node moves back in;
 //! M3 list the LIVE nodes whose current version lies in a victim;
-//! M4 in batches (throttled to `bytes_per_sec_max`), under a pinned epoch (so no source slot is freed while it is copied): read and
-//!    check each node's bytes, write them to a new slot, make them durable (one data sync), and
-//!    commit the batch as STRICT moves: the record, then the log synced. A move keeps the version's birth
-//!    epoch (same bytes), so transactions that read or wrote the node meanwhile do not conflict;
+//! M4 in batches (throttled to `bytes_per_sec_max`), under a pinned epoch (so no source slot is
+//!    freed while it is copied): read and check each node's bytes, write them to a new slot, make
+//!    them durable (one data sync), and commit the batch as STRICT moves: the record, then the log
+//!    synced. A move keeps the version's birth epoch (same bytes), so transactions that read or
+//!    wrote the node meanwhile do not conflict;
 //!    a node a transaction updated since it was listed fails its move with a conflict and is
 //!    dropped from the batch (the update already moved it out of the victim);
 //! M5 allow allocation from the victims again; reclamation frees each source slot once its move

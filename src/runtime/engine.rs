@@ -11,7 +11,7 @@
 //!    the whole buffer, so records reach the log in epoch order. A commit reserves its log space
 //!    before it is applied, so a full disk fails the commit cleanly instead of a later flush.
 //! 3. A commit is applied to the object table under the commit lock, after its record was
-//!    appended (STRICT/BALANCED: a full disk then fails the commit with nothing applied).
+//!    buffered and its log space reserved (a full disk fails the commit with nothing applied).
 //! 4. Snapshots see an epoch only once it is visible: STRICT/BALANCED commits once durable,
 //!    EVENTUAL commits once applied (visibility never passes an epoch a reader could miss).
 //! 5. A superseded or retired version's slot is freed only when its superseding epoch is durable
@@ -93,7 +93,7 @@ pub(crate) struct Retirement {
 pub(crate) struct CommitState {
     pub(crate) next_epoch: u64,
     pub(crate) roots: Arc<RootCatalog>,
-    /// EVENTUAL records not yet in the log file, in epoch order.
+    /// Records (of every policy) not yet in the log file, in epoch order.
     pub(crate) buffer: Vec<(u64, Vec<u8>)>,
     /// Whether a buffered record references node bytes that are not yet durable.
     pub(crate) buffer_needs_data: bool,

@@ -1,12 +1,13 @@
 //! Opening a store: create it, or recover it from what is durable.
 //!
 //! Recovery steps (`design/DURABILITY.md` §6, R1–R7):
-//! R1 lock the directory; R2 load the superblock and the manifest it names, and remove the logs
-//! and checkpoints it does not name; R3 load the
-//! checkpoint; R4 replay the commit records of the delta logs in order, whole records only, each
-//! exactly one epoch after the previous; the last log's torn tail is cut; R5 rebuild the
-//! allocator from the live versions; R6 write BALANCED payloads back into the slots of versions
-//! that are still current; R7 publish the recovered epoch; the runtime then accepts writes.
+//! R1 lock the directory; R2 load the superblock and the manifest it names, adopt its layout, and
+//! remove the logs and checkpoints it does not name; R3 load the checkpoint (live nodes and free
+//! handles' tags); R4 replay the commit records of the delta logs in order, whole records only,
+//! each exactly one epoch after the previous past the checkpoint's; the last log's torn tail is
+//! cut; R5 rebuild the allocator from the live versions; R6 write BALANCED payloads back into the
+//! slots of versions that are still current; R6b punch out wholly free segments; R7 publish the
+//! recovered epoch; the runtime then accepts writes.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};

@@ -47,8 +47,8 @@ const NAME_BYTES_MAX: usize = 47 - ROOT_PREFIX.len();
 /// new one and both together stay within this (a binary counter: each byte of a page filled by
 /// small commits is rewritten O(log) times, and a page holds O(log) small extents).
 const MERGE_BYTES_MAX: u32 = 64 << 10;
-/// A page that becomes complete with more extents than this is rewritten as one extent, so a
-/// sealed page costs at most this many entries in the metadata.
+/// A page that becomes complete with this many extents or more is rewritten as one extent, so a
+/// sealed page costs fewer than this many entries in the metadata.
 const SEALED_EXTENTS_MAX: usize = 4;
 
 /// What the entry at an address is.
