@@ -94,24 +94,20 @@ pub(crate) fn open_data_files(
         let path = dir.join(name);
         match open_one(storage, &path) {
             Ok((handle, bytes, disk_bytes)) => {
-                if bytes > file_bytes_max {
-                    let detail = CorruptionKind::InvalidField {
-                        field: "data file length",
-                        value: bytes,
-                    };
-                    findings.push(
-                        Severity::Problem,
-                        &path,
-                        0,
-                        FindingKind::Corruption { detail },
-                        format!(
-                            "data file is {bytes} bytes, above file_bytes_max {file_bytes_max} \
-                             (recovery refuses the store)"
-                        ),
-                    );
-                }
                 let window = options.class_window_bytes(class);
-                if !bytes.is_multiple_of(window) {
+                let too_long = (bytes > file_bytes_max).then(|| {
+                    format!(
+                        "data file is {bytes} bytes, above file_bytes_max {file_bytes_max} \
+                         (recovery refuses the store)"
+                    )
+                });
+                let cut_short = (!bytes.is_multiple_of(window)).then(|| {
+                    format!(
+                        "data file is {bytes} bytes, not a whole number of its {window}-byte \
+                         windows: it was cut short"
+                    )
+                });
+                for message in too_long.into_iter().chain(cut_short) {
                     let detail = CorruptionKind::InvalidField {
                         field: "data file length",
                         value: bytes,
@@ -121,9 +117,7 @@ pub(crate) fn open_data_files(
                         &path,
                         0,
                         FindingKind::Corruption { detail },
-                        format!(
-                            "data file is {bytes} bytes, not a whole number of its {window}-byte                              windows: it was cut short (or --window-bytes differs from the                              runtime's setting)"
-                        ),
+                        message,
                     );
                 }
                 let f = DataFile {
