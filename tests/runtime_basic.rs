@@ -437,3 +437,40 @@ fn stale_ids_stay_stale_across_a_restart_after_a_checkpoint() {
 fn stale_ids_stay_stale_across_a_restart_by_log_replay() {
     stale_ids_stay_stale_across_a_restart(false);
 }
+
+/// A flush syncs only the data files holding bytes its records need durable: under BALANCED a
+/// node small enough to travel in its record leaves its file for the checkpoint to sync.
+#[test]
+fn a_flush_syncs_only_the_data_files_its_records_need() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = open(dir.path());
+    let small = vec![0x11u8; 100];
+    let large = vec![0x22u8; 64 << 10];
+    assert!(small.len() <= options().balanced_payload_bytes_max);
+    assert!(large.len() > options().balanced_payload_bytes_max);
+    let commit = |policy, nodes: &[&[u8]]| {
+        let before = rt.stats();
+        let mut tx = rt.begin();
+        for n in nodes {
+            tx.alloc(1, n).unwrap();
+        }
+        tx.commit_with(policy).unwrap();
+        let after = rt.stats();
+        (
+            after.data_syncs - before.data_syncs,
+            after.data_file_syncs - before.data_file_syncs,
+        )
+    };
+    // The small node's bytes are in the record: no data sync at all.
+    assert_eq!(commit(CommitPolicy::Balanced, &[&small]), (0, 0));
+    // The large node's file only, although the small node's file is written too.
+    assert_eq!(commit(CommitPolicy::Balanced, &[&small, &large]), (1, 1));
+    // STRICT needs both files.
+    assert_eq!(commit(CommitPolicy::Strict, &[&small, &large]), (1, 2));
+    // The small node's file, written again, waits for the checkpoint: exactly one file left.
+    assert_eq!(commit(CommitPolicy::Balanced, &[&small]), (0, 0));
+    let before = rt.stats();
+    rt.checkpoint().unwrap();
+    let after = rt.stats();
+    assert_eq!(after.data_file_syncs - before.data_file_syncs, 1);
+}

@@ -113,6 +113,21 @@ struct DataFile {
     dirty: AtomicBool,
 }
 
+impl DataFile {
+    /// `fdatasync` if written since the last sync; true if it synced. The flag is cleared before
+    /// the sync (a write racing it sets it again) and restored if the sync fails.
+    fn sync_if_dirty(&self) -> Result<bool> {
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return Ok(false);
+        }
+        if let Err(e) = self.file.sync_data() {
+            self.dirty.store(true, Ordering::Release);
+            return Err(e);
+        }
+        Ok(true)
+    }
+}
+
 /// Every data file of a store.
 #[derive(Debug)]
 pub struct DataFiles {
@@ -456,20 +471,29 @@ impl DataFiles {
         pin.flush(within, len.max(1))
     }
 
-    /// `fdatasync` of every file written since its last sync.
-    pub fn sync_written(&self) -> Result<()> {
+    /// `fdatasync` of every file written since its last sync; returns how many it synced.
+    pub fn sync_written(&self) -> Result<u64> {
         let guard = crossbeam_epoch::pin();
+        let mut synced = 0;
         for class in 0..CLASS_COUNT as u8 {
             for f in self.list(class, &guard) {
-                if f.dirty.swap(false, Ordering::AcqRel)
-                    && let Err(e) = f.file.sync_data()
-                {
-                    f.dirty.store(true, Ordering::Release);
-                    return Err(e);
-                }
+                synced += u64::from(f.sync_if_dirty()?);
             }
         }
-        Ok(())
+        Ok(synced)
+    }
+
+    /// `fdatasync` of each of `which` (class, number) written since its last sync; returns how
+    /// many it synced. Numbers past a class's files are skipped (nothing was written there).
+    pub fn sync_files(&self, which: &[(u8, u32)]) -> Result<u64> {
+        let guard = crossbeam_epoch::pin();
+        let mut synced = 0;
+        for &(class, file) in which {
+            if let Some(f) = self.list(class, &guard).get(file as usize) {
+                synced += u64::from(f.sync_if_dirty()?);
+            }
+        }
+        Ok(synced)
     }
 
     /// Makes the directory entries of files created since the last call durable.

@@ -295,6 +295,7 @@ impl DurableRuntime {
             log_syncs: log.syncs,
             flushes: Counters::get(&c.flushes),
             data_syncs: Counters::get(&c.data_syncs),
+            data_file_syncs: Counters::get(&c.data_file_syncs),
             node_bytes_written: Counters::get(&c.node_bytes_written),
             log_bytes_appended: Counters::get(&c.log_bytes_appended),
             slots_reclaimed: Counters::get(&c.slots_reclaimed),

@@ -95,8 +95,9 @@ pub(crate) struct CommitState {
     pub(crate) roots: Arc<RootCatalog>,
     /// Records (of every policy) not yet in the log file, in epoch order.
     pub(crate) buffer: Vec<(u64, Vec<u8>)>,
-    /// Whether a buffered record references node bytes that are not yet durable.
-    pub(crate) buffer_needs_data: bool,
+    /// The data files (class, number) holding node bytes that buffered records reference and
+    /// that are not yet durable: the next flush syncs these files only (F2).
+    pub(crate) buffer_data_files: Vec<(u8, u32)>,
     /// Applied STRICT/BALANCED commits not yet visible: epoch and roots after it.
     pub(crate) unpublished: VecDeque<(u64, Arc<RootCatalog>)>,
 }
@@ -133,9 +134,27 @@ impl DataSync {
         }
         let target = self.written.load(Ordering::Acquire);
         files.sync_created()?;
-        files.sync_written()?;
+        let synced_files = files.sync_written()?;
         *synced = target;
         Counters::add(&counters.data_syncs, 1);
+        Counters::add(&counters.data_file_syncs, synced_files);
+        Ok(())
+    }
+
+    /// Makes every write so far to the data files `which` durable, and the directory entries of
+    /// created files. Serialised with `sync_through`, so a file whose dirty flag another sync
+    /// cleared has had that sync's `fdatasync` finish.
+    pub(crate) fn sync_files(
+        &self,
+        which: &[(u8, u32)],
+        files: &DataFiles,
+        counters: &Counters,
+    ) -> Result<()> {
+        let _synced = self.synced.lock();
+        files.sync_created()?;
+        let synced_files = files.sync_files(which)?;
+        Counters::add(&counters.data_syncs, 1);
+        Counters::add(&counters.data_file_syncs, synced_files);
         Ok(())
     }
 }
@@ -218,11 +237,17 @@ impl Engine<'_> {
             CommitPolicy::Strict => 0,
             CommitPolicy::Balanced | CommitPolicy::Eventual => self.payload_bytes_max,
         };
-        let needs_data = !staged.data_durable
-            && staged
+        // The files of the nodes whose bytes do not travel in the record: F2 syncs them.
+        let data_files: Vec<(u8, u32)> = if staged.data_durable {
+            Vec::new()
+        } else {
+            staged
                 .nodes
                 .iter()
-                .any(|n| n.version.len as usize > payload_max || n.small_bytes.is_none());
+                .filter(|n| n.version.len as usize > payload_max || n.small_bytes.is_none())
+                .map(|n| (n.version.location.class, n.version.location.file))
+                .collect()
+        };
         let mut st = self.commit.lock();
         self.poison.check()?;
         // Step C1: validate (first committer wins), take the epoch, encode.
@@ -304,7 +329,11 @@ impl Engine<'_> {
         self.unappended_frame_bytes
             .fetch_add(frame, Ordering::AcqRel);
         st.buffer.push((epoch, body));
-        st.buffer_needs_data |= needs_data;
+        for f in data_files {
+            if !st.buffer_data_files.contains(&f) {
+                st.buffer_data_files.push(f);
+            }
+        }
 
         Counters::add(&self.counters.log_bytes_appended, body_bytes);
 
@@ -370,20 +399,21 @@ impl Engine<'_> {
     /// lock (the checkpoint's K1).
     pub(crate) fn flush_buffer_locked(&self, st: &mut CommitState) -> Result<()> {
         let bodies = std::mem::take(&mut st.buffer);
-        let needs_data = std::mem::take(&mut st.buffer_needs_data);
-        self.append_buffered(bodies, needs_data)
+        let data_files = std::mem::take(&mut st.buffer_data_files);
+        self.append_buffered(bodies, &data_files)
     }
 
-    /// Steps F2–F3: makes the buffered records' node bytes durable if they need it, then appends
-    /// the records. Caller holds `append_order`, taken before it took the records out of the
-    /// buffer. Failure poisons: those commits are applied in memory, and some were acknowledged.
-    fn append_buffered(&self, bodies: Vec<(u64, Vec<u8>)>, needs_data: bool) -> Result<()> {
+    /// Steps F2–F3: syncs the data files holding node bytes the buffered records reference
+    /// and need durable (none when every node travels in its record), then appends the records.
+    /// Caller holds `append_order`, taken before it took the records out of the buffer. Failure
+    /// poisons: those commits are applied in memory, and some were acknowledged.
+    fn append_buffered(&self, bodies: Vec<(u64, Vec<u8>)>, data_files: &[(u8, u32)]) -> Result<()> {
         if bodies.is_empty() {
             return Ok(());
         }
-        if needs_data {
+        if !data_files.is_empty() {
             self.data_sync
-                .sync_through(self.data_sync.current(), self.files, self.counters)
+                .sync_files(data_files, self.files, self.counters)
                 .map_err(|e| self.poison_with(e))?;
         }
         // One write for the whole batch, in frames the log can hold. The space was reserved at
@@ -454,14 +484,14 @@ impl Engine<'_> {
     /// now durable. Failure poisons (the commits it carried are applied in memory).
     fn lead_flush(&self, gen_: u64) -> Result<u64> {
         let order = self.append_order.lock();
-        let (bodies, needs_data, epoch) = {
+        let (bodies, data_files, epoch) = {
             let mut st = self.commit.lock();
             let bodies = std::mem::take(&mut st.buffer);
-            let needs_data = std::mem::take(&mut st.buffer_needs_data);
-            (bodies, needs_data, st.next_epoch - 1)
+            let data_files = std::mem::take(&mut st.buffer_data_files);
+            (bodies, data_files, st.next_epoch - 1)
         };
         self.group.set_covers(gen_, epoch);
-        self.append_buffered(bodies, needs_data)?;
+        self.append_buffered(bodies, &data_files)?;
         let pos = self.log.written_position();
         drop(order);
         self.log.sync_to(pos).map_err(|e| self.poison_with(e))?;

@@ -482,7 +482,7 @@ pub(crate) fn open(
             next_epoch: epoch + 1,
             roots: roots.clone(),
             buffer: Vec::new(),
-            buffer_needs_data: false,
+            buffer_data_files: Vec::new(),
             unpublished: VecDeque::new(),
         }),
         append_order: Mutex::new(()),

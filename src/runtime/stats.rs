@@ -15,8 +15,11 @@ pub struct RuntimeStats {
     pub log_syncs: u64,
     /// Flushes led (each a commit group: at most one data sync and one log sync).
     pub flushes: u64,
-    /// Data-file sync rounds (each syncs every data file written since the previous round).
+    /// Data-file sync rounds: a flush's (the files holding node bytes its records need durable),
+    /// a checkpoint's and a compaction batch's (every data file written since its last sync).
     pub data_syncs: u64,
+    /// `fdatasync` calls on data files, over all rounds.
+    pub data_file_syncs: u64,
     /// Bytes of node versions written to data files.
     pub node_bytes_written: u64,
     /// Bytes of commit records committed (buffered, then appended to the log by a flush).
@@ -58,6 +61,7 @@ pub(crate) struct Counters {
     pub(crate) conflicts: AtomicU64,
     pub(crate) aborts: AtomicU64,
     pub(crate) data_syncs: AtomicU64,
+    pub(crate) data_file_syncs: AtomicU64,
     pub(crate) flushes: AtomicU64,
     pub(crate) node_bytes_written: AtomicU64,
     pub(crate) log_bytes_appended: AtomicU64,

@@ -68,15 +68,18 @@ impl Slot {
 
     /// Appends `len` bytes from byte `offset` (a multiple of 8) to `out`.
     pub fn read_into(&self, offset: usize, len: usize, out: &mut Vec<u8>) {
-        out.reserve(len);
-        let mut w = offset / 8;
-        let mut left = len;
-        while left > 0 {
-            let b = self.words[w].load(Relaxed).to_le_bytes();
-            let n = left.min(8);
-            out.extend_from_slice(&b[..n]);
-            left -= n;
-            w += 1;
+        let start = out.len();
+        out.resize(start + len, 0);
+        let first = offset / 8;
+        let words = &self.words[first..first + len.div_ceil(8)];
+        let mut chunks = out[start..].chunks_exact_mut(8);
+        for (c, w) in (&mut chunks).zip(words) {
+            c.copy_from_slice(&w.load(Relaxed).to_le_bytes());
+        }
+        let rest = chunks.into_remainder();
+        if let Some(w) = words.last().filter(|_| !rest.is_empty()) {
+            let n = rest.len();
+            rest.copy_from_slice(&w.load(Relaxed).to_le_bytes()[..n]);
         }
     }
 
