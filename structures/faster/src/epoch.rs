@@ -143,6 +143,25 @@ impl Epoch {
         n
     }
 
+    /// Bumps the epoch and waits until every thread protected before the bump has left: every
+    /// write a thread made inside a region it entered before the call is then visible to the
+    /// caller. Spins briefly, then yields, then sleeps (a protected thread may be preempted). The
+    /// caller must not be protected itself.
+    pub fn wait_for_protected(&self) {
+        let e = self.current.fetch_add(1, SeqCst);
+        let mut spins = 0u32;
+        while self.safe_bound() <= e {
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else if spins < 128 {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(std::time::Duration::from_micros(20));
+            }
+        }
+    }
+
     /// Deferred actions not yet run.
     pub fn pending(&self) -> usize {
         self.deferred.lock().len()

@@ -1,18 +1,21 @@
 //! FasterLog: reservation, publication, commit, reads, truncation and recovery.
 //!
 //! Invariants (the commit path is numbered in `design/DURABILITY.md` §7):
-//! 1. `tail` packs `page << 32 | offset`; appenders reserve with one `fetch_add`. The one
-//!    reservation that crosses the page end writes a filler at its start, publishes the rest of
-//!    the page and advances `tail` to the next page, which happens only once that page's ring
-//!    slot is reusable (ring invariant 2): an unflushed page is never overwritten.
-//! 2. `written` is the published tail: every reservation below it is fully written. Reservations
-//!    publish in address order, so `written` always sits on a reservation boundary, and a batch
-//!    (one reservation) is either wholly below it or wholly above it.
-//! 3. A commit persists the bytes between the persisted tail and a value of `written` as new
-//!    extent nodes, and the metadata naming them, in one runtime transaction, so the committed
-//!    tail is a reservation boundary too: recovery never exposes part of a batch, and never an
-//!    entry appended after the last acknowledged commit's tail. Extents are never rewritten; a
-//!    merge writes a new node and retires the old ones one commit later (meta invariant 4).
+//! 1. `tail` packs `page << 32 | offset`; appenders reserve with one `fetch_add`, inside an epoch
+//!    protected region that lasts until their bytes are written. The one reservation that
+//!    crosses the page end writes a filler at its start (still protected) and advances `tail` to
+//!    the next page, which happens only once that page's ring slot is reusable (ring invariant
+//!    2): an unflushed page is never overwritten. Nobody waits for anybody else's reservation.
+//! 2. The *settled* tail: read `tail` (an offset past the page end counts as the page end), then
+//!    wait until every thread protected at that moment has left (`Epoch::wait_for_protected`).
+//!    Every reservation below the value read was made by such a thread, so every byte below it
+//!    is written, and it is a reservation boundary: a batch (one reservation) is wholly below it
+//!    or wholly above it.
+//! 3. A commit persists the bytes between the persisted tail and a settled tail as new extent
+//!    nodes, and the metadata naming them, in one runtime transaction, so the committed tail is a
+//!    reservation boundary too: recovery never exposes part of a batch, and never an entry
+//!    appended after the last acknowledged commit's tail. Extents are never rewritten; a merge
+//!    writes a new node and retires the old ones one commit later (meta invariant 4).
 //! 4. One commit runs at a time (`writer`); callers whose target a running commit does not cover
 //!    wait for it and start the next one (group commit).
 //! 5. `state.pages` lists every page's extents; a page leaves memory only when `persisted` covers
@@ -23,7 +26,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Acquire, Ordering::SeqCst};
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
@@ -32,7 +35,7 @@ use vellum::object_table::NodeId;
 use vellum::runtime::{DurableRuntime, WriteTxn};
 
 use crate::entry::{FILLER_WORD, HEADER_BYTES, Header, decode_header, entry_bytes, entry_crc};
-use crate::epoch::Epoch;
+use crate::epoch::{Epoch, EpochGuard};
 use crate::error::{Error, Result};
 use crate::iter::{LogEntry, ScanIter, TailIter};
 use crate::meta::{Extent, ITERATOR_NAME_BYTES_MAX, META_KIND, Meta, PAGE_KIND, extent_at};
@@ -93,11 +96,6 @@ pub struct FasterLog {
     epoch: Epoch,
     slots: Box<[Arc<Slot>]>,
     tail: AtomicU64,
-    written: AtomicU64,
-    /// Bumped by every publish; appenders waiting for their turn to publish sleep on it.
-    published_word: AtomicU32,
-    /// Appenders asleep on `published_word`.
-    publish_waiters: AtomicU32,
     advance_lock: Mutex<()>,
     writer: Mutex<()>,
     state: Mutex<State>,
@@ -186,9 +184,6 @@ impl FasterLog {
             epoch: Epoch::new(),
             slots,
             tail: AtomicU64::new(pack(page, offset)),
-            written: AtomicU64::new(committed),
-            published_word: AtomicU32::new(0),
-            publish_waiters: AtomicU32::new(0),
             advance_lock: Mutex::new(()),
             writer: Mutex::new(()),
             state: Mutex::new(state),
@@ -227,9 +222,19 @@ impl FasterLog {
         self.commit.lock().committed
     }
 
-    /// Every entry below this address is written (in memory); a commit now would cover them.
+    /// Every entry below this address is written (in memory), and every entry whose `append`
+    /// returned before the call is below it; a commit now would cover them. Waits for appenders
+    /// still writing reservations below it (invariant 2).
     pub fn published_tail(&self) -> u64 {
-        self.written.load(Acquire)
+        self.settled_tail()
+    }
+
+    /// Invariant 2. The caller must not be epoch protected.
+    fn settled_tail(&self) -> u64 {
+        let seen = self.tail.load(SeqCst);
+        let (page, offset) = (seen >> 32, (seen & 0xffff_ffff).min(self.page_bytes));
+        self.epoch.wait_for_protected();
+        page * self.page_bytes + offset
     }
 
     /// Appends `payload`; waits while every in-memory page holds unflushed entries (flushing
@@ -277,21 +282,19 @@ impl FasterLog {
                 self.page_bytes
             )));
         }
-        let start = self.reserve(total, blocking)?;
+        let (start, guard) = self.reserve(total, blocking)?;
         let (page, offset) = (start / self.page_bytes, start % self.page_bytes);
         let slot = self.slot(page);
         let mut addresses = Vec::with_capacity(entries.len());
-        {
-            let _guard = self.epoch.protect();
-            let mut at = offset as usize;
-            for e in entries {
-                slot.write(at + HEADER_BYTES, e);
-                slot.write_word(at, crate::entry::header_word(e));
-                addresses.push(page * self.page_bytes + at as u64);
-                at += entry_bytes(e.len());
-            }
+        let mut at = offset as usize;
+        for e in entries {
+            slot.write(at + HEADER_BYTES, e);
+            slot.write_word(at, crate::entry::header_word(e));
+            addresses.push(page * self.page_bytes + at as u64);
+            at += entry_bytes(e.len());
         }
-        self.publish(start, start + total);
+        // Leaving the protected region publishes the entries (invariant 2).
+        drop(guard);
         Ok(addresses)
     }
 
@@ -299,8 +302,9 @@ impl FasterLog {
         &self.slots[(page % self.slots.len() as u64) as usize]
     }
 
-    /// Reserves `size` bytes in one page (ring invariant 1).
-    fn reserve(&self, size: u64, blocking: bool) -> Result<u64> {
+    /// Reserves `size` bytes in one page (invariant 1); returns their address and the protected
+    /// region the caller writes them in.
+    fn reserve(&self, size: u64, blocking: bool) -> Result<(u64, EpochGuard<'_>)> {
         let p = self.page_bytes;
         loop {
             // A tail already past its page end waits for the advance instead of adding more,
@@ -310,48 +314,19 @@ impl FasterLog {
                 self.advance(seen >> 32, blocking)?;
                 continue;
             }
+            let guard = self.epoch.protect();
             let old = self.tail.fetch_add(size, SeqCst);
             let (page, offset) = (old >> 32, old & 0xffff_ffff);
             if offset + size <= p {
-                return Ok(page * p + offset);
+                return Ok((page * p + offset, guard));
             }
             if offset < p {
                 // The one reservation crossing the page end seals the page with a filler.
                 self.slot(page).write_word(offset as usize, FILLER_WORD);
-                self.publish(page * p + offset, (page + 1) * p);
             }
+            // Not protected while it waits: a commit it may run waits for protected threads.
+            drop(guard);
             self.advance(page, blocking)?;
-        }
-    }
-
-    /// Waits until `written` reaches `start` (earlier reservations published), then publishes
-    /// up to `end`.
-    ///
-    /// It spins briefly, then yields, then sleeps on a futex word that every publish bumps: with
-    /// more appenders than cores, the one whose turn it is may have been preempted, and spinning
-    /// or yielding only takes the CPU it needs (64-byte appends from 4 threads on 2 cores ran at
-    /// a fifth of the 2-thread rate).
-    fn publish(&self, start: u64, end: u64) {
-        let mut spins = 0u32;
-        while self.written.load(Acquire) != start {
-            spins += 1;
-            if spins < 64 {
-                std::hint::spin_loop();
-            } else if spins < 96 {
-                std::thread::yield_now();
-            } else {
-                let word = self.published_word.load(SeqCst);
-                self.publish_waiters.fetch_add(1, SeqCst);
-                if self.written.load(SeqCst) != start {
-                    atomic_wait::wait(&self.published_word, word);
-                }
-                self.publish_waiters.fetch_sub(1, SeqCst);
-            }
-        }
-        self.written.store(end, SeqCst);
-        self.published_word.fetch_add(1, SeqCst);
-        if self.publish_waiters.load(SeqCst) > 0 {
-            atomic_wait::wake_all(&self.published_word);
         }
     }
 
@@ -399,7 +374,7 @@ impl FasterLog {
         if resident != 0 {
             let old = resident - 1;
             let end = (old + 1) * self.page_bytes;
-            if flush && self.state.lock().persisted < end && self.written.load(Acquire) >= end {
+            if flush && self.state.lock().persisted < end && self.settled_tail() >= end {
                 self.commit()?;
             }
             if self.state.lock().persisted >= end
@@ -422,7 +397,7 @@ impl FasterLog {
     /// with the named iterators' positions; returns the committed tail. Concurrent calls are
     /// grouped: one commit runs, the others wait for it, and one of them runs the next.
     pub fn commit(&self) -> Result<u64> {
-        let target = self.written.load(Acquire);
+        let target = self.settled_tail();
         let mut cs = self.commit.lock();
         let changed = cs.iterators_changed;
         loop {
@@ -450,11 +425,11 @@ impl FasterLog {
         result
     }
 
-    /// Writes the bytes between the persisted and the published tail as extents, and the
+    /// Writes the bytes between the persisted and the settled tail as extents, and the
     /// metadata, in one runtime transaction (steps C1-C4 of `design/DURABILITY.md` §7).
     fn persist(&self, iterators: &BTreeMap<String, u64>) -> Result<u64> {
         let _writer = self.writer.lock();
-        let target = self.written.load(Acquire);
+        let target = self.settled_tail();
         let mut next = self.state.lock().clone();
         let mut txn = self.rt.begin();
         for id in std::mem::take(&mut next.retire_pending) {
@@ -488,9 +463,13 @@ impl FasterLog {
                     start = 0;
                 }
                 let len = hi - start;
-                let mut bytes = Vec::with_capacity(len as usize);
-                slot.read_into(start as usize, len as usize, &mut bytes);
-                let node = txn.alloc(PAGE_KIND, &bytes)?;
+                #[expect(unsafe_code, reason = "borrowing published words (ring invariant 4)")]
+                // SAFETY: `[start, hi)` lies below `target`, a settled tail, so every store to
+                // it happened before (invariant 2); the slot holds `page` (checked above)
+                // and keeps it until `persisted` covers the page, which only this commit (under
+                // `writer`) advances, after the borrow ends.
+                let bytes = unsafe { slot.published_bytes(start as usize, len as usize) };
+                let node = txn.alloc(PAGE_KIND, bytes)?;
                 extents.push(Extent { start, len, node });
             }
         }

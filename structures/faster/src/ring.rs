@@ -9,7 +9,11 @@
 //!    page is never overwritten, and no protected reader copies from a slot being refilled.
 //! 3. Bytes are stored as `AtomicU64` words (entries are 8-byte aligned), so concurrent writers
 //!    of disjoint reservations and readers of published ones need no unsafe code; visibility of
-//!    a reservation's words to readers comes from the `Release` store that publishes it.
+//!    a reservation's words to readers comes from its writer leaving the epoch-protected region
+//!    (a `SeqCst` store) before the commit that covers it settles the tail.
+//! 4. Published words are never stored again while the slot holds their page, so the commit
+//!    leader may borrow them as bytes ([`Slot::published_bytes`], the module's one `unsafe`)
+//!    instead of copying a page before the runtime copies it again.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 
@@ -81,6 +85,25 @@ impl Slot {
             let n = rest.len();
             rest.copy_from_slice(&w.load(Relaxed).to_le_bytes()[..n]);
         }
+    }
+
+    /// Borrows bytes `[offset, offset + len)` (`offset` a multiple of 8) without copying.
+    ///
+    /// # Safety
+    ///
+    /// No thread may store to the words holding these bytes while the borrow lives, and every
+    /// store to them must happen before this call (the caller took a settled tail covering
+    /// them, which synchronises with every writer leaving its protected region): published
+    /// words of a page still in the slot qualify (invariant 4).
+    #[expect(unsafe_code, reason = "a copy-free view of published words")]
+    pub unsafe fn published_bytes(&self, offset: usize, len: usize) -> &[u8] {
+        let first = offset / 8;
+        let words = &self.words[first..first + len.div_ceil(8)];
+        // SAFETY: `AtomicU64` has the size, alignment and bit validity of `u64`, so `words` is
+        // `8 * words.len() >= len` initialised bytes; no store to them races with the borrow
+        // (the caller's contract), and these plain reads are ordered after the earlier atomic
+        // stores by the caller's synchronisation with their writers.
+        unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), len) }
     }
 
     /// Number of words.
