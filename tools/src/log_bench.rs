@@ -21,8 +21,8 @@ pub struct LogBenchArgs {
     /// Directory for the stores (created if missing; the bench owns its `bench-log` folder).
     #[arg(long, default_value_os_t = crate::default_dir())]
     dir: PathBuf,
-    /// MiB appended per throughput run.
-    #[arg(long, default_value_t = 64)]
+    /// MiB appended per throughput run (after 1 MiB of warm-up, not timed).
+    #[arg(long, default_value_t = 256)]
     mib: u64,
     /// Entry sizes in bytes, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = [64usize, 1024, 16384])]
@@ -82,24 +82,47 @@ fn raw_bandwidth_mib_s(dir: &Path, mib: u64) -> Result<f64, BoxError> {
     Ok(mib as f64 / s)
 }
 
-/// Latencies of a 1 KiB overwrite plus fdatasync, in µs, sorted.
-fn raw_fdatasync_latencies_us(dir: &Path, rounds: usize) -> Result<Vec<f64>, BoxError> {
-    use std::os::unix::fs::FileExt;
-    let path = dir.join("raw-sync");
-    let f = File::create(&path)?;
-    f.write_all_at(&vec![0u8; rounds * 1024], 0)?;
-    f.sync_all()?;
-    let buf = [0x5au8; 1024];
-    let mut out = Vec::with_capacity(rounds);
-    for i in 0..rounds {
-        let t = Instant::now();
-        f.write_all_at(&buf, (i * 1024) as u64)?;
-        f.sync_data()?;
-        out.push(t.elapsed().as_secs_f64() * 1e6);
+/// A file of `rounds` KiB written and synced ahead, so each raw 1 KiB write+fdatasync overwrites
+/// written blocks, like a commit into the log's zeroed-ahead space.
+struct RawSyncFile {
+    file: File,
+    path: PathBuf,
+    next: usize,
+    rounds: usize,
+}
+
+impl RawSyncFile {
+    fn create(dir: &Path, rounds: usize) -> Result<Self, BoxError> {
+        use std::os::unix::fs::FileExt;
+        let path = dir.join("raw-sync");
+        let file = File::create(&path)?;
+        file.write_all_at(&vec![0u8; rounds * 1024], 0)?;
+        file.sync_all()?;
+        Ok(RawSyncFile {
+            file,
+            path,
+            next: 0,
+            rounds,
+        })
     }
-    drop(f);
-    std::fs::remove_file(&path)?;
-    Ok(sorted(out))
+
+    /// One 1 KiB write+fdatasync; its latency in µs.
+    fn round_us(&mut self) -> Result<f64, BoxError> {
+        use std::os::unix::fs::FileExt;
+        let buf = [0x5au8; 1024];
+        let at = (self.next % self.rounds * 1024) as u64;
+        self.next += 1;
+        let t = Instant::now();
+        self.file.write_all_at(&buf, at)?;
+        self.file.sync_data()?;
+        Ok(t.elapsed().as_secs_f64() * 1e6)
+    }
+
+    fn remove(self) -> Result<(), BoxError> {
+        drop(self.file);
+        std::fs::remove_file(&self.path)?;
+        Ok(())
+    }
 }
 
 fn open_log(dir: &Path, args: &LogBenchArgs) -> Result<FasterLog, BoxError> {
@@ -140,6 +163,11 @@ fn append_run(
     let appenders_left = AtomicU64::new(threads as u64);
     let per_thread = total / threads as u64 / entry as u64;
     let payload = vec![0xa5u8; entry];
+    // Warm-up, not timed: the store's first commit creates its log and data files.
+    for _ in 0..(COMMIT_EVERY_BYTES / entry as u64).max(1) {
+        log.append(&payload)?;
+    }
+    log.commit()?;
     let start = Instant::now();
     std::thread::scope(|s| -> Result<(), BoxError> {
         let committer = s.spawn(|| -> Result<u64, vellum_faster::Error> {
@@ -181,21 +209,36 @@ fn append_run(
     Ok(bytes as f64 / (1 << 20) as f64 / s)
 }
 
-/// Latencies of `append_and_commit` of one 1 KiB entry, in µs, sorted.
+/// Commits measured before the latency figures, so a store's first-use costs (creating its
+/// log and data files) do not count.
+const COMMIT_WARMUP: usize = 20;
+
+/// Latencies, in µs and sorted, of `append_and_commit` of one 1 KiB entry and of a raw 1 KiB
+/// write+fdatasync, measured alternately on the same disk, so both see the same moments of a
+/// disk whose sync latency drifts.
 fn commit_latencies_us(
     dir: &Path,
+    root: &Path,
     args: &LogBenchArgs,
     rounds: usize,
-) -> Result<Vec<f64>, BoxError> {
+) -> Result<(Vec<f64>, Vec<f64>), BoxError> {
     let log = open_log(dir, args)?;
+    let mut raw = RawSyncFile::create(root, rounds)?;
     let payload = [0x3cu8; 1024];
-    let mut out = Vec::with_capacity(rounds);
-    for _ in 0..rounds {
+    let mut ours = Vec::with_capacity(rounds);
+    let mut theirs = Vec::with_capacity(rounds);
+    for i in 0..COMMIT_WARMUP + rounds {
         let t = Instant::now();
         log.append_and_commit(&payload)?;
-        out.push(t.elapsed().as_secs_f64() * 1e6);
+        let us = t.elapsed().as_secs_f64() * 1e6;
+        let raw_us = raw.round_us()?;
+        if i >= COMMIT_WARMUP {
+            ours.push(us);
+            theirs.push(raw_us);
+        }
     }
-    Ok(sorted(out))
+    raw.remove()?;
+    Ok((sorted(ours), sorted(theirs)))
 }
 
 /// Lag from `append` to a tailing reader seeing the entry, in µs, sorted: one appender of 1 KiB
@@ -244,31 +287,34 @@ pub fn run(args: &LogBenchArgs) -> Result<(), BoxError> {
         "vellum bench log: policy {}, page {} KiB, {} MiB per run, a committer thread commits every 1 MiB appended",
         args.policy, args.page_kib, mib
     );
-    let raw = raw_bandwidth_mib_s(&root, mib)?;
-    println!("raw sequential write+fdatasync (1 MiB writes): {raw:.1} MiB/s");
     println!(
-        "{:>10} {:>8} {:>12} {:>10}",
-        "entry_B", "threads", "MiB/s", "% of raw"
+        "{:>10} {:>8} {:>12} {:>14} {:>10}",
+        "entry_B", "threads", "MiB/s", "raw MiB/s", "% of raw"
     );
     for &entry in &args.entry_bytes {
         for &threads in &args.threads {
+            // Raw just before and just after the run: the host absorbs sequential writes at a
+            // rate that drifts over seconds, so the mean of the two is the run's baseline.
+            let before = raw_bandwidth_mib_s(&root, mib)?;
             let store = root.join(format!("append-{entry}-{threads}"));
             let mib_s = append_run(&store, args, entry, threads.max(1), mib << 20)?;
+            std::fs::remove_dir_all(&store)?;
+            let raw = (before + raw_bandwidth_mib_s(&root, mib)?) / 2.0;
             println!(
-                "{entry:>10} {threads:>8} {mib_s:>12.1} {:>9.0}%",
+                "{entry:>10} {threads:>8} {mib_s:>12.1} {raw:>14.1} {:>9.0}%",
                 mib_s / raw * 100.0
             );
-            std::fs::remove_dir_all(&store)?;
         }
     }
-    let raw_sync = raw_fdatasync_latencies_us(&root, commits)?;
     let store = root.join("commit-latency");
-    let commit = commit_latencies_us(&store, args, commits)?;
+    let (commit, raw_sync) = commit_latencies_us(&store, &root, args, commits)?;
     std::fs::remove_dir_all(&store)?;
     let (c50, r50) = (percentile(&commit, 0.5), percentile(&raw_sync, 0.5));
     println!(
-        "commit latency (append_and_commit 1 KiB): p50 {c50:.0} us, p99 {:.0} us; raw 1 KiB write+fdatasync p50 {r50:.0} us, p99 {:.0} us; p50 ratio {:.2}",
+        "commit latency (append_and_commit 1 KiB, {commits} after {COMMIT_WARMUP} warm-up, alternating with raw): p50 {c50:.0} us, p90 {:.0} us, p99 {:.0} us; raw 1 KiB write+fdatasync p50 {r50:.0} us, p90 {:.0} us, p99 {:.0} us; p50 ratio {:.2}",
+        percentile(&commit, 0.9),
         percentile(&commit, 0.99),
+        percentile(&raw_sync, 0.9),
         percentile(&raw_sync, 0.99),
         c50 / r50
     );
