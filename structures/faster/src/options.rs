@@ -7,12 +7,14 @@ use crate::error::{Error, Result};
 
 /// Settings of a [`crate::FasterLog`].
 ///
-/// The store's settings matter too: a commit writes the bytes it adds as extent nodes of at most
-/// 64 KiB (merged like a binary counter) plus a small metadata node. Under BALANCED, nodes up to
-/// the runtime's `balanced_payload_bytes_max` travel inside the commit record, so with that set to
-/// 64 KiB a small commit costs one log sync; with the runtime's default (4 KiB), a commit that
-/// merges extents past 4 KiB also waits for a data-file sync. Measured (2-vCPU VM, 1 KiB
-/// `append_and_commit`): p50 1.83x a raw fdatasync with 4 KiB, 1.12x with 64 KiB.
+/// The store's settings matter too: a commit writes the bytes it adds as extent nodes (small ones
+/// merged like a binary counter up to 64 KiB) plus a small metadata node. Under BALANCED, nodes
+/// up to the runtime's `balanced_payload_bytes_max` travel inside the commit record, so with that
+/// set to 64 KiB a small commit costs one log sync; with the runtime's default (4 KiB), a commit
+/// that merges extents past 4 KiB also waits for a sync of the data file holding them. Larger
+/// commits (whole pages) cost one sync of the page nodes' data file plus one log sync. Measured
+/// (2-vCPU VM, 1 KiB `append_and_commit`): p50 1.83x a raw fdatasync with 4 KiB, 1.12-1.22x with
+/// 64 KiB.
 #[derive(Debug, Clone)]
 pub struct FasterLogOptions {
     /// Bytes per page (a multiple of 8, 4 KiB to 64 MiB). The largest entry is
