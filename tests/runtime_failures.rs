@@ -949,3 +949,31 @@ fn a_commit_record_larger_than_a_log_frame_is_refused_at_commit() {
         assert_eq!(rt.node_ids(), vec![a], "{ctx}");
     }
 }
+
+/// Nodes of 256 KiB or more start their writeback as soon as they are written (one hint each);
+/// smaller ones leave it to the commit's sync. The hint changes nothing durable: after a power
+/// loss only the committed node is there.
+#[test]
+fn large_node_writes_start_their_writeback() {
+    let fs = new_fs(7);
+    let rt = open(&fs, CommitPolicy::Strict);
+    let large = bytes(1, 256 << 10);
+    let before = fs.writeback_hints();
+    let mut tx = rt.begin();
+    tx.alloc(1, &bytes(2, (256 << 10) - 1)).unwrap();
+    tx.alloc(1, &bytes(3, 100)).unwrap();
+    assert_eq!(fs.writeback_hints(), before);
+    let id = tx.alloc(1, &large).unwrap();
+    tx.set_root("large", id).unwrap();
+    assert_eq!(fs.writeback_hints(), before + 1);
+    tx.commit().unwrap();
+    let mut tx = rt.begin();
+    tx.alloc(1, &bytes(4, 1 << 20)).unwrap();
+    assert_eq!(fs.writeback_hints(), before + 2);
+    drop(tx);
+    drop(rt);
+    let fs = fs.crash();
+    let rt = open(&fs, CommitPolicy::Strict);
+    let id = rt.root("large").unwrap();
+    assert_eq!(rt.read(id).unwrap(), large);
+}

@@ -31,6 +31,11 @@ const _: () = assert!(super::segments::FILE_BYTES_MAX_LIMIT >> 20 <= 1 << FILE_S
 /// Writes at least this large go through `write_at` rather than a mapped window: a fresh mapped
 /// page costs a page fault (and zeroing) before the copy, which for a 1 MiB node is 256 faults.
 const WRITE_AT_BYTES_MIN: usize = 64 << 10;
+/// Nodes of at least this many bytes start their writeback as soon as they are written
+/// (`StorageFile::start_writeback`), so the device writes them while the writer goes on and the
+/// commit's data sync finds them mostly done. Measured with FasterLog's 1 MiB pages (2-vCPU VM):
+/// append throughput went from 73-86 % to 106-118 % of a raw sequential write+fdatasync.
+const START_WRITEBACK_BYTES_MIN: usize = 256 << 10;
 
 /// Most collector rounds one write runs to unmap evicted windows (each is a pin and a flush).
 const COLLECT_ROUNDS_MAX: usize = 64;
@@ -379,6 +384,9 @@ impl DataFiles {
                 })?;
             f.file.write_at(data, loc.offset)?;
             f.dirty.store(true, Ordering::Release);
+            if data.len() >= START_WRITEBACK_BYTES_MIN {
+                f.file.start_writeback(loc.offset, data.len() as u64);
+            }
             return Ok(());
         }
         {

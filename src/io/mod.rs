@@ -116,6 +116,13 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
     /// change.
     fn punch_hole(&self, offset: u64, len: u64) -> Result<()>;
 
+    /// Starts writing `[offset, offset + len)` back to the device without waiting for it, so a
+    /// later [`StorageFile::sync_data`] finds less to do while the caller works on
+    /// (`sync_file_range(SYNC_FILE_RANGE_WRITE)` on Linux). Only a hint: it makes nothing
+    /// durable, reports nothing (the sync that follows reports I/O errors), and storage without
+    /// such a call does nothing.
+    fn start_writeback(&self, _offset: u64, _len: u64) {}
+
     /// Makes written data (and the length) durable: `fdatasync`.
     fn sync_data(&self) -> Result<()>;
 

@@ -182,6 +182,30 @@ impl StorageFile for OsFile {
         Ok(())
     }
 
+    #[cfg(target_os = "linux")]
+    fn start_writeback(&self, offset: u64, len: u64) {
+        use std::os::fd::AsRawFd;
+        let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+            return;
+        };
+        #[expect(unsafe_code, reason = "rustix does not wrap sync_file_range")]
+        // SAFETY: the descriptor is open for as long as `self.file` lives (the whole call), and
+        // the call takes no pointers.
+        let rc = unsafe {
+            libc::sync_file_range(
+                self.file.as_raw_fd(),
+                offset,
+                len,
+                libc::SYNC_FILE_RANGE_WRITE,
+            )
+        };
+        if rc != 0 {
+            // A hint only: the sync that follows reports any I/O error.
+            tracing::trace!(path = %self.path.display(), offset, len,
+                error = %std::io::Error::last_os_error(), "sync_file_range failed");
+        }
+    }
+
     fn set_len(&self, len: u64) -> Result<()> {
         rustix::fs::ftruncate(self.file.as_fd(), len).map_err(errno(IoOp::SetLen, &self.path))
     }

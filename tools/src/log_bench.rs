@@ -22,7 +22,7 @@ pub struct LogBenchArgs {
     #[arg(long, default_value_os_t = crate::default_dir())]
     dir: PathBuf,
     /// MiB appended per throughput run (after 1 MiB of warm-up, not timed).
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 128)]
     mib: u64,
     /// Entry sizes in bytes, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = [64usize, 1024, 16384])]
@@ -43,8 +43,12 @@ pub struct LogBenchArgs {
     #[arg(long, default_value_t = 1024)]
     page_kib: u32,
     /// Commits measured for the latency figures.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 1000)]
     commits: usize,
+    /// Throughput runs per row; the row reports the medians (this disk's bandwidth drifts, and
+    /// the host sometimes stalls a run).
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
     /// A small run (for CI).
     #[arg(long)]
     quick: bool,
@@ -288,21 +292,36 @@ pub fn run(args: &LogBenchArgs) -> Result<(), BoxError> {
         args.policy, args.page_kib, mib
     );
     println!(
-        "{:>10} {:>8} {:>12} {:>14} {:>10}",
-        "entry_B", "threads", "MiB/s", "raw MiB/s", "% of raw"
+        "{:>10} {:>8} {:>12} {:>14} {:>10}   (medians of {} runs; % of raw is the median ratio)",
+        "entry_B",
+        "threads",
+        "MiB/s",
+        "raw MiB/s",
+        "% of raw",
+        if args.quick { 1 } else { args.repeat.max(1) }
     );
+    let repeat = if args.quick { 1 } else { args.repeat.max(1) };
     for &entry in &args.entry_bytes {
         for &threads in &args.threads {
-            // Raw just before and just after the run: the host absorbs sequential writes at a
-            // rate that drifts over seconds, so the mean of the two is the run's baseline.
-            let before = raw_bandwidth_mib_s(&root, mib)?;
-            let store = root.join(format!("append-{entry}-{threads}"));
-            let mib_s = append_run(&store, args, entry, threads.max(1), mib << 20)?;
-            std::fs::remove_dir_all(&store)?;
-            let raw = (before + raw_bandwidth_mib_s(&root, mib)?) / 2.0;
+            let (mut ours, mut raws, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..repeat {
+                // Raw just before and just after the run: the host absorbs sequential writes at
+                // a rate that drifts over seconds, so the mean of the two is the run's baseline.
+                let before = raw_bandwidth_mib_s(&root, mib)?;
+                let store = root.join(format!("append-{entry}-{threads}"));
+                let mib_s = append_run(&store, args, entry, threads.max(1), mib << 20)?;
+                std::fs::remove_dir_all(&store)?;
+                let raw = (before + raw_bandwidth_mib_s(&root, mib)?) / 2.0;
+                ours.push(mib_s);
+                raws.push(raw);
+                ratios.push(mib_s / raw);
+            }
+            let median = |v: Vec<f64>| percentile(&sorted(v), 0.5);
             println!(
-                "{entry:>10} {threads:>8} {mib_s:>12.1} {raw:>14.1} {:>9.0}%",
-                mib_s / raw * 100.0
+                "{entry:>10} {threads:>8} {:>12.1} {:>14.1} {:>9.0}%",
+                median(ours),
+                median(raws),
+                median(ratios) * 100.0
             );
         }
     }

@@ -121,6 +121,7 @@ struct FaultFs {
     crashed: AtomicBool,
     next_ino: AtomicU64,
     space: Space,
+    writeback_hints: AtomicU64,
 }
 
 impl FaultFs {
@@ -200,12 +201,19 @@ impl FaultStorage {
                 fail_ops: Mutex::new(BTreeSet::new()),
                 crashed: AtomicBool::new(false),
                 next_ino: AtomicU64::new(1),
+                writeback_hints: AtomicU64::new(0),
                 space: Space {
                     used_bytes: AtomicU64::new(0),
                     max_bytes: AtomicU64::new(max),
                 },
             }),
         }
+    }
+
+    /// `start_writeback` calls so far (hints: they change nothing here, and are not counted as
+    /// operations, so crash points do not move).
+    pub fn writeback_hints(&self) -> u64 {
+        self.fs.writeback_hints.load(Ordering::Acquire)
     }
 
     /// Storage operations performed so far (failed ones included).
@@ -552,6 +560,10 @@ impl StorageFile for FaultFile {
         self.inode
             .punch_hole(offset, len, &self.fs.space)
             .map_err(self.io(IoOp::PunchHole))
+    }
+
+    fn start_writeback(&self, _offset: u64, _len: u64) {
+        self.fs.writeback_hints.fetch_add(1, Ordering::AcqRel);
     }
 
     fn sync_data(&self) -> Result<()> {
