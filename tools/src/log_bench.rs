@@ -49,6 +49,10 @@ pub struct LogBenchArgs {
     /// the host sometimes stalls a run).
     #[arg(long, default_value_t = 3)]
     repeat: usize,
+    /// The appender that crosses each 1 MiB mark commits itself and waits for it, instead of a
+    /// committer thread committing beside the appenders.
+    #[arg(long)]
+    inline_commit: bool,
     /// A small run (for CI).
     #[arg(long)]
     quick: bool,
@@ -177,7 +181,7 @@ fn append_run(
         let committer = s.spawn(|| -> Result<u64, vellum_faster::Error> {
             let mut commits = 0u64;
             let mut covered = 0u64;
-            while appenders_left.load(Ordering::Acquire) > 0 {
+            while !args.inline_commit && appenders_left.load(Ordering::Acquire) > 0 {
                 if appended.load(Ordering::Acquire) >= covered + COMMIT_EVERY_BYTES {
                     covered = appended.load(Ordering::Acquire);
                     log.commit()?;
@@ -193,7 +197,11 @@ fn append_run(
                 s.spawn(|| -> Result<(), vellum_faster::Error> {
                     let result = (0..per_thread).try_for_each(|_| {
                         log.append(&payload)?;
-                        appended.fetch_add(entry as u64, Ordering::Release);
+                        let before = appended.fetch_add(entry as u64, Ordering::Release);
+                        let mark = COMMIT_EVERY_BYTES;
+                        if args.inline_commit && before / mark != (before + entry as u64) / mark {
+                            log.commit()?;
+                        }
                         Ok(())
                     });
                     appenders_left.fetch_sub(1, Ordering::AcqRel);
@@ -288,8 +296,15 @@ pub fn run(args: &LogBenchArgs) -> Result<(), BoxError> {
     let mib = if args.quick { 4 } else { args.mib.max(2) };
     let commits = if args.quick { 30 } else { args.commits };
     println!(
-        "vellum bench log: policy {}, page {} KiB, {} MiB per run, a committer thread commits every 1 MiB appended",
-        args.policy, args.page_kib, mib
+        "vellum bench log: policy {}, page {} KiB, {} MiB per run, {} every 1 MiB appended",
+        args.policy,
+        args.page_kib,
+        mib,
+        if args.inline_commit {
+            "the appender crossing the mark commits"
+        } else {
+            "a committer thread commits"
+        }
     );
     println!(
         "{:>10} {:>8} {:>12} {:>14} {:>10}   (medians of {} runs; % of raw is the median ratio)",
