@@ -474,3 +474,66 @@ fn a_flush_syncs_only_the_data_files_its_records_need() {
     let after = rt.stats();
     assert_eq!(after.data_file_syncs - before.data_file_syncs, 1);
 }
+
+/// A transaction whose small nodes hold more than `record_payload_bytes_max` carries none of
+/// them in its record: one data sync makes them durable, the record stays small, and even a
+/// transaction whose payloads would overflow a log frame (68 MiB here) commits.
+#[test]
+fn a_large_transaction_syncs_its_small_nodes_in_the_data_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = options();
+    o.data.alloc.file_bytes_max = 256 << 20;
+    o.data.mapped_bytes_max = 256 << 20;
+    let node = |i: u32| -> Vec<u8> {
+        let mut b = vec![(i % 251) as u8; 4096];
+        b[..4].copy_from_slice(&i.to_le_bytes());
+        b
+    };
+    let count = 17_000u32;
+    let ids = {
+        let rt = DurableRuntime::open(dir.path(), o.clone()).unwrap();
+        // A small transaction still carries its nodes in the record: no data sync.
+        let before = rt.stats();
+        let mut tx = rt.begin();
+        for i in 0..200 {
+            tx.alloc(1, &node(i)).unwrap();
+        }
+        tx.commit_with(CommitPolicy::Balanced).unwrap();
+        let after = rt.stats();
+        assert_eq!(after.data_syncs - before.data_syncs, 0);
+        assert!(after.log_bytes_appended - before.log_bytes_appended > 200 * 4096);
+
+        let before = rt.stats();
+        let mut tx = rt.begin();
+        let ids: Vec<_> = (0..count).map(|i| tx.alloc(1, &node(i)).unwrap()).collect();
+        tx.set_root("last", ids[ids.len() - 1]).unwrap();
+        tx.commit_with(CommitPolicy::Balanced).unwrap();
+        let after = rt.stats();
+        assert_eq!(after.data_syncs - before.data_syncs, 1);
+        // About 40 bytes per node in the record, none of their 4096.
+        let record = after.log_bytes_appended - before.log_bytes_appended;
+        assert!(record < u64::from(count) * 64, "{record} record bytes");
+        ids
+    };
+    let rt = DurableRuntime::open(dir.path(), o).unwrap();
+    assert_eq!(rt.root("last"), Some(ids[ids.len() - 1]));
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(rt.read(*id).unwrap(), node(i as u32));
+    }
+}
+
+#[test]
+fn record_payload_bytes_max_is_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = options();
+    o.record_payload_bytes_max = o.balanced_payload_bytes_max - 1;
+    assert!(matches!(
+        DurableRuntime::open(dir.path(), o.clone()),
+        Err(Error::InvalidArgument(m)) if m.contains("record_payload_bytes_max")
+    ));
+    o.record_payload_bytes_max = (32 << 20) + 1;
+    assert!(matches!(
+        DurableRuntime::open(dir.path(), o),
+        Err(Error::InvalidArgument(m)) if m.contains("record_payload_bytes_max")
+    ));
+}

@@ -99,6 +99,13 @@ pub struct RuntimeOptions {
     pub policy: CommitPolicy,
     /// Largest node that BALANCED (and EVENTUAL) commits carry inside the log record. Default 4 KiB.
     pub balanced_payload_bytes_max: usize,
+    /// Most node bytes one commit record carries. A transaction whose small nodes hold more
+    /// carries none of them: their bytes are synced in their data files instead (one data sync
+    /// for the flush, as under STRICT), so a large transaction (a checkpoint of thousands of
+    /// index chunks, say) writes its bytes once instead of twice, its record stays small, and it
+    /// stops keeping in-memory copies of them past this many bytes. Default 1 MiB; at least
+    /// `balanced_payload_bytes_max`, at most 32 MiB.
+    pub record_payload_bytes_max: usize,
     /// How long an EVENTUAL commit may stay volatile. Default 10 ms.
     pub eventual_flush_interval: Duration,
     /// Log bytes since the last checkpoint that trigger a new one. Default 64 MiB.
@@ -119,6 +126,7 @@ impl Default for RuntimeOptions {
         RuntimeOptions {
             policy: CommitPolicy::default(),
             balanced_payload_bytes_max: 4 << 10,
+            record_payload_bytes_max: 1 << 20,
             eventual_flush_interval: Duration::from_millis(10),
             checkpoint_log_bytes: 64 << 20,
             checkpoint_interval: None,
@@ -138,6 +146,15 @@ impl RuntimeOptions {
             return Err(Error::InvalidArgument(format!(
                 "balanced_payload_bytes_max must be at most 1 MiB, got {}",
                 self.balanced_payload_bytes_max
+            )));
+        }
+        if self.record_payload_bytes_max < self.balanced_payload_bytes_max
+            || self.record_payload_bytes_max > (32 << 20)
+        {
+            return Err(Error::InvalidArgument(format!(
+                "record_payload_bytes_max must be within balanced_payload_bytes_max ({}) ..= 32 \
+                 MiB, got {}",
+                self.balanced_payload_bytes_max, self.record_payload_bytes_max
             )));
         }
         if self.eventual_flush_interval.is_zero()

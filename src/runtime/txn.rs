@@ -54,6 +54,10 @@ pub struct WriteTxn<'rt> {
     index: IdMap<usize>,
     /// Birth of the version of each node this transaction read from the store.
     reads: IdMap<u64>,
+    /// Bytes of small-node copies kept for the record so far.
+    payload_bytes: usize,
+    /// The copies passed `record_payload_bytes_max`: none is kept, and none travels.
+    payloads_dropped: bool,
     done: bool,
 }
 
@@ -64,6 +68,8 @@ impl<'rt> WriteTxn<'rt> {
             staged: Staged::default(),
             index: IdMap::default(),
             reads: IdMap::default(),
+            payload_bytes: 0,
+            payloads_dropped: false,
             done: false,
         }
     }
@@ -96,8 +102,23 @@ impl<'rt> WriteTxn<'rt> {
         })
     }
 
-    fn small_copy(&self, bytes: &[u8]) -> Option<Vec<u8>> {
-        (bytes.len() <= self.rt.options.balanced_payload_bytes_max).then(|| bytes.to_vec())
+    /// A copy of `bytes` to carry in the record, if small enough and the transaction's copies
+    /// stay within `record_payload_bytes_max`; past that, every copy is dropped and the nodes'
+    /// bytes are synced in their data files at commit (DURABILITY §6 C1).
+    fn small_copy(&mut self, bytes: &[u8]) -> Option<Vec<u8>> {
+        let options = &self.rt.options;
+        if self.payloads_dropped || bytes.len() > options.balanced_payload_bytes_max {
+            return None;
+        }
+        self.payload_bytes += bytes.len();
+        if self.payload_bytes > options.record_payload_bytes_max {
+            self.payloads_dropped = true;
+            for n in &mut self.staged.nodes {
+                n.small_bytes = None;
+            }
+            return None;
+        }
+        Some(bytes.to_vec())
     }
 
     /// Creates a node holding `bytes`; its id is usable at once within this transaction and by
