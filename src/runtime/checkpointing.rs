@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use super::durable::Inner;
 use super::stats::Counters;
-use crate::checkpoint::{CheckpointEntry, CheckpointItem, CheckpointWriter};
+use crate::checkpoint::{CheckpointEntry, CheckpointWriter};
 use crate::error::Result;
 use crate::log::log_file_name;
 use crate::meta::{DataFileRef, DeltaLogRef, MetaUpdate};
@@ -99,6 +99,31 @@ pub(crate) fn checkpoint(inner: &Inner) -> Result<()> {
     Ok(())
 }
 
+/// The raw ids of the checkpoint's live and free entries at `epoch`, each sorted (K4).
+fn entry_ids(inner: &Inner, epoch: u64) -> (Vec<u64>, Vec<u64>) {
+    let guard = crossbeam_epoch::pin();
+    let (mut live, mut free) = (Vec::new(), Vec::new());
+    inner.table.for_each_used(&guard, |shard, handle, view| {
+        let id = NodeId::new(shard, handle, view.tag);
+        if id.is_some_and(|id| matches!(inner.table.get_at(id, epoch, &guard), Ok(Some(_)))) {
+            live.extend(id.map(NodeId::raw));
+            return;
+        }
+        // A FREE entry holds the tag its next node gets; any other entry's id may have been
+        // handed out, so its handle's next node gets the tag after it.
+        let tag = if view.state == EntryState::Free {
+            view.tag
+        } else {
+            next_tag(view.tag)
+        };
+        free.extend(NodeId::new(shard, handle, tag).map(NodeId::raw));
+    });
+    drop(guard);
+    live.sort_unstable();
+    free.sort_unstable();
+    (live, free)
+}
+
 fn write_and_publish(inner: &Inner, epoch: u64, roots: &crate::meta::RootCatalog) -> Result<()> {
     let poison = |e: crate::Error| {
         inner.poison.poison(&e);
@@ -113,42 +138,45 @@ fn write_and_publish(inner: &Inner, epoch: u64, roots: &crate::meta::RootCatalog
 
     // K4: entries in id order, as of `epoch`: every node visible at it, and every other handle
     // ever used as free, with the tag its next node must carry, so that ids issued before a
-    // restart stay stale after it.
-    let guard = crossbeam_epoch::pin();
-    let mut used = Vec::new();
-    inner.table.for_each_used(&guard, |shard, handle, view| {
-        used.push((shard, handle, view))
-    });
-    let mut items = Vec::with_capacity(used.len());
-    for (shard, handle, view) in used {
-        let visible = NodeId::new(shard, handle, view.tag)
-            .and_then(|id| Some((id, inner.table.get_at(id, epoch, &guard).ok()??)));
-        let item = match visible {
-            Some((id, version)) => Some(CheckpointItem::Live(CheckpointEntry { id, version })),
-            // A FREE entry holds the tag its next node gets; any other entry's id may have been
-            // handed out, so its handle's next node gets the tag after it.
-            None if view.state == EntryState::Free => {
-                NodeId::new(shard, handle, view.tag).map(CheckpointItem::Free)
-            }
-            None => NodeId::new(shard, handle, next_tag(view.tag)).map(CheckpointItem::Free),
-        };
-        items.extend(item);
-    }
-    drop(guard);
-    items.sort_unstable_by_key(|item| match item {
-        CheckpointItem::Live(e) => e.id.raw(),
-        CheckpointItem::Free(id) => id.raw(),
-    });
+    // restart stay stale after it. The table is walked in handle order, but ids order by tag
+    // first, so the walk keeps only raw ids (8 bytes per entry, sorted), and the live entries'
+    // versions are looked up again while writing: the snapshot pinned at K2 keeps each of them.
+    let (live, free) = entry_ids(inner, epoch);
     let current = inner.meta.current();
     let mut manifest = (*current.manifest).clone();
     let seq = manifest.counters.next_checkpoint_seq;
     let mut writer = CheckpointWriter::create(inner.storage.as_ref(), &inner.dir, seq, epoch)?;
-    for item in items {
-        match item {
-            CheckpointItem::Live(e) => writer.push(e)?,
-            CheckpointItem::Free(id) => writer.push_free(id)?,
+    let (mut l, mut f) = (live.iter().peekable(), free.iter().peekable());
+    let mut guard = crossbeam_epoch::pin();
+    let mut written = 0usize;
+    loop {
+        let next_live = match (l.peek(), f.peek()) {
+            (None, None) => break,
+            (Some(a), Some(b)) => a < b,
+            (a, _) => a.is_some(),
+        };
+        if next_live {
+            let raw = l.next().copied().unwrap_or_default();
+            let entry = NodeId::from_raw(raw)
+                .and_then(|id| Some((id, inner.table.get_at(id, epoch, &guard).ok()??)))
+                .map(|(id, version)| CheckpointEntry { id, version });
+            let Some(entry) = entry else {
+                return Err(crate::Error::InvalidArgument(format!(
+                    "internal: node {raw:#x}, visible at checkpoint epoch {epoch} when listed, \
+                     is gone while written"
+                )));
+            };
+            writer.push(entry)?;
+        } else if let Some(id) = f.next().copied().and_then(NodeId::from_raw) {
+            writer.push_free(id)?;
+        }
+        written += 1;
+        if written.is_multiple_of(4096) {
+            // Not pinned across the writer's I/O for the whole checkpoint.
+            guard.repin();
         }
     }
+    drop(guard);
     let info = writer.finish()?;
 
     // K5.
