@@ -137,7 +137,7 @@ fn node_bytes(insp: &Inspection, id: NodeId) -> Result<Vec<u8>, bool> {
 }
 
 /// One page's extents: (start in the page, length, node).
-type Extents = Vec<(u32, u32, NodeId)>;
+pub type Extents = Vec<(u32, u32, NodeId)>;
 
 fn check_one(insp: &Inspection, root: &str, raw: u64) -> FasterLogDump {
     let mut out = FasterLogDump {
@@ -241,12 +241,37 @@ fn check_one(insp: &Inspection, root: &str, raw: u64) -> FasterLogDump {
     out
 }
 
-/// A decoded metadata node's page table: chunk references (first page, page count, node) and
-/// the in-line pages from `first_page` on.
-struct MetaPages {
-    chunks: Vec<(u64, u32, NodeId)>,
+/// A decoded metadata node's page table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaPages {
+    /// Chunk references: first page, page count, node.
+    pub chunks: Vec<(u64, u32, NodeId)>,
+    /// The first in-line page.
+    pub first_page: u64,
+    /// Each in-line page's extents.
+    pub pages: Vec<Extents>,
+}
+
+/// Decodes a metadata node's bytes alone, outside a store: the fields [`FasterLogDump`] shows
+/// (its `extent_count` counting in-line extents only) and the page table, or the byte offset
+/// and kind of the first problem. `vellum-faster`'s tests compare it with that crate's decoder.
+pub fn decode_meta_node(bytes: &[u8]) -> Result<(FasterLogDump, MetaPages), (u64, CorruptionKind)> {
+    let mut out = FasterLogDump::default();
+    parse_meta(&mut out, bytes)
+        .map(|m| (out, m))
+        .map_err(|(at, kind)| (at as u64, kind))
+}
+
+/// Decodes a chunk node's bytes alone, checked against the metadata's reference to it (pages
+/// `first_page .. first_page + page_count` of a log of `page_bytes` pages): each page's extents,
+/// or the byte offset and kind of the first problem.
+pub fn decode_chunk_node(
+    bytes: &[u8],
+    page_bytes: u32,
     first_page: u64,
-    pages: Vec<Extents>,
+    page_count: u32,
+) -> Result<Vec<Extents>, (u64, CorruptionKind)> {
+    parse_chunk(bytes, page_bytes, first_page, page_count).map_err(|(at, kind)| (at as u64, kind))
 }
 
 /// A decoding failure: the byte offset in the node and what was wrong.
@@ -425,16 +450,29 @@ fn parse_meta(out: &mut FasterLogDump, b: &[u8]) -> Result<MetaPages, Bad> {
     if pending > (body.len() - at) / 8 {
         return Err(invalid(48, "retire_pending_count", pending as u64));
     }
-    at += pending * 8;
-    let mut named = BTreeMap::new();
+    for _ in 0..pending {
+        if NodeId::from_raw(u64_at(body, at)).is_none() {
+            return Err(invalid(at, "retire_pending", u64_at(body, at)));
+        }
+        at += 8;
+    }
+    let mut named: BTreeMap<String, u64> = BTreeMap::new();
     for _ in 0..iterators {
         let len = body.get(at).copied().unwrap_or(0) as usize;
         let end = at + 1 + len + 8;
         if len == 0 || len > 64 || end > body.len() {
             return Err(invalid(at, "iterator_name_len", len as u64));
         }
-        let name = String::from_utf8_lossy(&body[at + 1..at + 1 + len]).into_owned();
-        named.insert(name, u64_at(body, at + 1 + len));
+        // Names are UTF-8, in strictly ascending byte order.
+        let name = std::str::from_utf8(&body[at + 1..at + 1 + len])
+            .ok()
+            .filter(|n| {
+                named
+                    .last_key_value()
+                    .is_none_or(|(last, _)| last.as_str() < *n)
+            })
+            .ok_or_else(|| invalid(at + 1, "iterator_name", len as u64))?;
+        named.insert(name.to_owned(), u64_at(body, at + 1 + len));
         at = end;
     }
     if at != body.len() {

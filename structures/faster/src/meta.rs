@@ -210,8 +210,15 @@ impl Meta {
             if len == 0 || len > ITERATOR_NAME_BYTES_MAX || end > body.len() {
                 return Err(invalid(at, "iterator_name_len", len as u64));
             }
+            // Names are UTF-8, in strictly ascending byte order (the encoding is canonical).
             let name = std::str::from_utf8(&body[at + 1..at + 1 + len])
-                .map_err(|_| invalid(at + 1, "iterator_name", len as u64))?;
+                .ok()
+                .filter(|n| {
+                    m.iterators
+                        .last_key_value()
+                        .is_none_or(|(last, _)| last.as_str() < *n)
+                })
+                .ok_or_else(|| invalid(at + 1, "iterator_name", len as u64))?;
             m.iterators
                 .insert(name.to_owned(), u64_at(body, at + 1 + len));
             at = end;
