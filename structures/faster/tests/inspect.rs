@@ -1,7 +1,8 @@
 //! `fsck` and `dump` understand a FasterLog root: the inspect code's own decoder (in
 //! `vellum::inspect::faster_log`) agrees with `vellum-faster` on a real log (begin, committed
-//! tail, pages, named iterators, every committed entry checked), and an entry whose bytes no
-//! longer match their CRC32C is an fsck problem naming the page and the entry's address.
+//! tail, pages, chunk nodes, named iterators, every committed entry checked); an entry whose
+//! bytes no longer match their CRC32C is an fsck problem naming the page and the entry's address,
+//! and a damaged chunk node one naming the chunk and the byte in it.
 
 use std::sync::Arc;
 
