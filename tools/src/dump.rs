@@ -256,7 +256,7 @@ fn print_text(out: &Out) {
             println!("  iterator {name} at {pos}");
         }
         println!(
-            "  {} entries ({} payload bytes) checked, {} extents carried by the log (unchecked), {} problems",
+            "  {} entries ({} payload bytes) checked, {} extent or chunk nodes carried by the log (unchecked), {} problems",
             l.entries,
             l.entry_bytes,
             l.pages_pending,
