@@ -38,7 +38,7 @@ mod space;
 
 use std::path::Path;
 
-pub use faster_log::{FasterLogDump, faster_logs};
+pub use faster_log::{ChunkDump, FasterLogDump, faster_logs};
 pub use finding::{Finding, FindingKind, Severity, SlotView};
 pub use load::{CheckpointSummary, FsckOptions, Inspection, load};
 pub use logs::LogSummary;

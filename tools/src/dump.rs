@@ -244,11 +244,19 @@ fn print_text(out: &Out) {
             l.extent_count,
             l.retire_pending
         );
+        for c in &l.chunks {
+            println!(
+                "  chunk {} lists pages {}..{}",
+                c.node,
+                c.first_page,
+                c.first_page + u64::from(c.page_count)
+            );
+        }
         for (name, pos) in &l.iterators {
             println!("  iterator {name} at {pos}");
         }
         println!(
-            "  {} entries ({} payload bytes) checked, {} extents carried by the log (unchecked), {} problems",
+            "  {} entries ({} payload bytes) checked, {} extent or chunk nodes carried by the log (unchecked), {} problems",
             l.entries,
             l.entry_bytes,
             l.pages_pending,

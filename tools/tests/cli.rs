@@ -254,3 +254,72 @@ fn dump_shows_each_section() {
     let out = vellum(&["dump", "--node", "not-an-id"], &dir);
     assert_eq!(out.status.code(), Some(2), "clap refuses a malformed id");
 }
+
+/// `dump --faster-log` shows a FasterLog root with one line per chunk node, and its JSON lists
+/// the chunks; `fsck` finds the log clean.
+#[test]
+fn dump_shows_a_faster_log_with_its_chunks() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("store");
+    let nodes;
+    {
+        let rt = std::sync::Arc::new(DurableRuntime::open(&dir, runtime_options()).expect("open"));
+        let options = vellum_faster::FasterLogOptions {
+            page_bytes: 4096,
+            memory_pages: 4,
+            // Nodes go to their slots at commit, where dump reads them.
+            policy: Some(CommitPolicy::Strict),
+        };
+        let log = vellum_faster::FasterLog::open(rt.clone(), "events", options).expect("log");
+        // 130 entries that each fill a page, committed two pages at a time: two chunk nodes.
+        for i in 0..130u8 {
+            log.append(&[i; 4088]).expect("append");
+            if i % 2 == 1 {
+                log.commit().expect("commit");
+            }
+        }
+        nodes = rt.node_ids().len();
+        drop(log);
+        std::sync::Arc::into_inner(rt)
+            .expect("last handle")
+            .close()
+            .expect("close");
+    }
+    assert_eq!(
+        nodes,
+        1 + 2 + 130,
+        "the metadata, two chunks, one extent per page"
+    );
+    assert_eq!(vellum(&["fsck"], &dir).status.code(), Some(0));
+
+    let out = vellum(&["dump", "--json", "--faster-log"], &dir);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let l = &json(&out)["faster_logs"][0];
+    assert_eq!(l["root"], "faster-log:events");
+    assert_eq!(
+        (l["first_page"].as_u64(), l["page_count"].as_u64()),
+        (Some(0), Some(130))
+    );
+    assert_eq!(l["extent_count"], 130);
+    assert_eq!(l["entries"], 130);
+    let chunks = l["chunks"].as_array().expect("chunks");
+    let pages: Vec<(u64, u64)> = chunks
+        .iter()
+        .map(|c| {
+            (
+                c["first_page"].as_u64().expect("first"),
+                c["page_count"].as_u64().expect("count"),
+            )
+        })
+        .collect();
+    assert_eq!(pages, [(0, 64), (64, 64)]);
+
+    let out = vellum(&["dump", "--faster-log"], &dir);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("pages 0..130 in 130 extents"), "{text}");
+    for (c, range) in chunks.iter().zip(["0..64", "64..128"]) {
+        let node = c["node"].as_str().expect("node");
+        let line = format!("  chunk {node} lists pages {range}\n");
+        assert!(text.contains(&line), "{text}");
+    }
+}

@@ -5,7 +5,10 @@
 //! - `epoch.rs`: LightEpoch-style protection with actions deferred until every thread has left
 //!   the epoch they were registered in;
 //! - `entry.rs`: the on-page entry format (length + CRC32C header, filler marker);
+//! - `extent.rs`: a page's extents and their encoding;
 //! - `meta.rs`: the metadata node a root names, which recovery starts from;
+//! - `chunk.rs`: chunk nodes, the extent lists of complete pages out of the metadata node;
+//! - `table.rs`: the page table a commit and a truncation change, in memory and as chunks;
 //! - `ring.rs`: the in-memory page ring;
 //! - `log.rs`: reservation, publication, commit, truncation and recovery;
 //! - `iter.rs`: scan and tailing iterators.
@@ -21,14 +24,17 @@
 )]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod chunk;
 pub mod entry;
 pub mod epoch;
 mod error;
+mod extent;
 mod iter;
 mod log;
 pub mod meta;
 mod options;
 mod ring;
+mod table;
 
 pub use error::{Error, Result};
 pub use iter::{LogEntry, ScanIter, TailIter};

@@ -12,16 +12,22 @@
 //!    is written, and it is a reservation boundary: a batch (one reservation) is wholly below it
 //!    or wholly above it.
 //! 3. A commit persists the bytes between the persisted tail and a settled tail as new extent
-//!    nodes, and the metadata naming them, in one runtime transaction, so the committed tail is a
-//!    reservation boundary too: recovery never exposes part of a batch, and never an entry
-//!    appended after the last acknowledged commit's tail. Extents are never rewritten; a merge
-//!    writes a new node and retires the old ones one commit later (meta invariant 4).
+//!    nodes, any new chunk nodes listing complete pages, and the metadata naming them, in one
+//!    runtime transaction, so the committed tail is a reservation boundary too: recovery never
+//!    exposes part of a batch, and never an entry appended after the last acknowledged commit's
+//!    tail. Extents are never rewritten; a merge writes a new node and retires the old ones one
+//!    commit later (meta invariant 4). Chunk nodes are never rewritten either (chunk invariant 1).
 //! 4. One commit runs at a time (`writer`); callers whose target a running commit does not cover
 //!    wait for it and start the next one (group commit).
-//! 5. `state.pages` lists every page's extents; a page leaves memory only when `persisted` covers
-//!    it, so a reader that does not find a page in the ring finds its extents. A reader takes its
-//!    runtime snapshot while holding the state lock: the snapshot then sees every node that state
-//!    lists (created by commits at or before it; retired no earlier than two commits later).
+//! 5. `state.table` lists every page's extents (table invariant 1); a page leaves memory only
+//!    when `persisted` covers it, so a reader that does not find a page in the ring finds its
+//!    extents. A reader takes its runtime snapshot while holding the state lock: the snapshot then
+//!    sees every extent node that state lists (created by commits at or before it; retired no
+//!    earlier than two commits later, or by a truncation, after begin moved past it). Readers
+//!    never read chunk nodes; only recovery does.
+//! 6. Only the holder of `writer` changes `state`, and it replaces the state's parts only after
+//!    its runtime transaction committed, so a failed commit or truncation leaves the state as it
+//!    was (apart from a truncation's in-memory `begin`, which only narrows what readers see).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -41,6 +47,7 @@ use crate::iter::{LogEntry, ScanIter, TailIter};
 use crate::meta::{Extent, ITERATOR_NAME_BYTES_MAX, META_KIND, Meta, PAGE_KIND, extent_at};
 use crate::options::FasterLogOptions;
 use crate::ring::Slot;
+use crate::table::{Draft, PageTable};
 
 /// Prefix of the root naming a log's metadata node: `faster-log:<name>`.
 pub const ROOT_PREFIX: &str = "faster-log:";
@@ -63,10 +70,10 @@ pub(crate) enum Step {
 }
 
 /// What the durable side of the log looks like (changed only by the commit leader).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 struct State {
     begin: u64,
-    pages: BTreeMap<u64, Vec<Extent>>,
+    table: PageTable,
     /// Extent nodes merged away by the last commit, retired by the next one.
     retire_pending: Vec<NodeId>,
     meta_node: Option<NodeId>,
@@ -139,9 +146,7 @@ impl FasterLog {
             state.meta_node = Some(id);
             state.saved_iterators = meta.iterators.clone();
             state.retire_pending = meta.retire_pending.clone();
-            for (i, extents) in meta.pages.into_iter().enumerate() {
-                state.pages.insert(meta.first_page + i as u64, extents);
-            }
+            state.table = PageTable::recover(&rt, &root, &meta)?;
         }
         let committed = state.persisted;
         let (page, offset) = (committed / page_bytes, committed % page_bytes);
@@ -149,7 +154,7 @@ impl FasterLog {
         if offset > 0 {
             // The page the tail is in comes back into memory, so appends continue in it and
             // the next commit adds an extent after the last one.
-            let extents = state.pages.get(&page).cloned().unwrap_or_default();
+            let extents = state.table.extents(page).unwrap_or_default().to_vec();
             let covered = extents.last().map_or(0, |e| u64::from(e.end()));
             if covered != offset {
                 return Err(Error::Store(vellum::Error::corruption(
@@ -425,20 +430,34 @@ impl FasterLog {
         result
     }
 
-    /// Writes the bytes between the persisted and the settled tail as extents, and the
-    /// metadata, in one runtime transaction (steps C1-C4 of `design/DURABILITY.md` §7).
+    /// Writes the bytes between the persisted and the settled tail as extents, the complete
+    /// pages' extent lists as chunk nodes once there are enough of them, and the metadata, in
+    /// one runtime transaction (steps C1-C5 of `design/DURABILITY.md` §7).
     fn persist(&self, iterators: &BTreeMap<String, u64>) -> Result<u64> {
         let _writer = self.writer.lock();
         let target = self.settled_tail();
-        let mut next = self.state.lock().clone();
+        let p = self.page_bytes;
+        // Only the holder of `writer` changes the state, so this copy stays current; it is
+        // bounded (table invariant 4), never the whole page map.
+        let (begin, persisted, retire, mut meta_node, mut draft) = {
+            let s = self.state.lock();
+            let draft = s.table.draft(s.persisted / p);
+            (
+                s.begin,
+                s.persisted,
+                s.retire_pending.clone(),
+                s.meta_node,
+                draft,
+            )
+        };
         let mut txn = self.rt.begin();
-        for id in std::mem::take(&mut next.retire_pending) {
+        for id in retire {
             txn.retire(id)?;
         }
-        let p = self.page_bytes;
-        if target > next.persisted {
-            for page in next.persisted / p..=(target - 1) / p {
-                let lo = (next.persisted.max(page * p) - page * p) as u32;
+        let mut retire_pending = Vec::new();
+        if target > persisted {
+            for page in persisted / p..=(target - 1) / p {
+                let lo = (persisted.max(page * p) - page * p) as u32;
                 let hi = (target.min((page + 1) * p) - page * p) as u32;
                 let slot = self.slot(page);
                 if !slot.holds(page) {
@@ -446,7 +465,7 @@ impl FasterLog {
                         "internal: unflushed page {page} is not in memory"
                     )));
                 }
-                let extents = next.pages.entry(page).or_default();
+                let extents = draft.inline.entry(page).or_default();
                 let mut start = lo;
                 while let Some(prev) = extents.last().copied() {
                     let len = hi - start;
@@ -454,12 +473,11 @@ impl FasterLog {
                         break;
                     }
                     extents.pop();
-                    next.retire_pending.push(prev.node);
+                    retire_pending.push(prev.node);
                     start = prev.start;
                 }
                 if u64::from(hi) == p && extents.len() >= SEALED_EXTENTS_MAX {
-                    next.retire_pending
-                        .extend(extents.drain(..).map(|e| e.node));
+                    retire_pending.extend(extents.drain(..).map(|e| e.node));
                     start = 0;
                 }
                 let len = hi - start;
@@ -473,36 +491,60 @@ impl FasterLog {
                 extents.push(Extent { start, len, node });
             }
         }
-        next.persisted = next.persisted.max(target);
-        next.saved_iterators = iterators.clone();
-        self.write_meta(&mut txn, &mut next)?;
+        let persisted = persisted.max(target);
+        let sealed = draft.seal(&mut txn, persisted, self.options.page_bytes)?;
+        let meta = self.meta(begin, persisted, &draft, &retire_pending, iterators);
+        self.write_meta(&mut txn, &mut meta_node, &meta)?;
         self.commit_txn(txn)?;
-        *self.state.lock() = next;
+        if sealed > 0 {
+            tracing::debug!(root = %self.root, sealed, chunks = draft.chunks.len(), "chunked pages");
+        }
+        let mut s = self.state.lock();
+        s.table.apply(draft);
+        s.retire_pending = retire_pending;
+        s.persisted = persisted;
+        s.saved_iterators = iterators.clone();
+        s.meta_node = meta_node;
         Ok(target)
     }
 
-    fn write_meta(&self, txn: &mut WriteTxn<'_>, s: &mut State) -> Result<()> {
-        let meta = Meta {
+    /// The metadata a commit or truncation writes.
+    fn meta(
+        &self,
+        begin: u64,
+        persisted: u64,
+        draft: &Draft,
+        retire_pending: &[NodeId],
+        iterators: &BTreeMap<String, u64>,
+    ) -> Meta {
+        let (first_page, pages) = draft.inline_pages(persisted / self.page_bytes);
+        Meta {
             page_bytes: self.options.page_bytes,
-            begin: s.begin,
-            committed_tail: s.persisted,
-            first_page: s
-                .pages
-                .keys()
-                .next()
-                .copied()
-                .unwrap_or(s.persisted / self.page_bytes),
-            pages: s.pages.values().cloned().collect(),
-            retire_pending: s.retire_pending.clone(),
-            iterators: s.saved_iterators.clone(),
+            begin,
+            committed_tail: persisted,
+            chunks: draft.chunks.clone(),
+            first_page,
+            pages,
+            retire_pending: retire_pending.to_vec(),
+            iterators: iterators.clone(),
         }
-        .encode();
-        match s.meta_node {
-            Some(id) => txn.write(id, &meta)?,
+    }
+
+    /// Writes `meta` as the metadata node: over `meta_node`, or as a new node the root names
+    /// (the log's first commit).
+    fn write_meta(
+        &self,
+        txn: &mut WriteTxn<'_>,
+        meta_node: &mut Option<NodeId>,
+        meta: &Meta,
+    ) -> Result<()> {
+        let bytes = meta.encode();
+        match *meta_node {
+            Some(id) => txn.write(id, &bytes)?,
             None => {
-                let id = txn.alloc(META_KIND, &meta)?;
+                let id = txn.alloc(META_KIND, &bytes)?;
                 txn.set_root(&self.root, id)?;
-                s.meta_node = Some(id);
+                *meta_node = Some(id);
             }
         }
         Ok(())
@@ -639,8 +681,8 @@ impl FasterLog {
                 });
             }
             let extent = s
-                .pages
-                .get(&page)
+                .table
+                .extents(page)
                 .and_then(|extents| extent_at(extents, offset as u32));
             // Taken under the state lock, so it sees every node the state lists (invariant 5).
             (extent, self.rt.snapshot())
@@ -719,9 +761,10 @@ impl FasterLog {
     }
 
     /// Moves the begin address to `address` (at most the committed tail; an entry address or
-    /// page start) and retires the extents of every page wholly below it, in one transaction, so the
-    /// runtime reclaims their space. Reads below the new begin fail with
-    /// [`Error::BelowBegin`].
+    /// page start) and retires the extents of every page wholly below it, with the chunk nodes
+    /// listing only such pages, in one transaction, so the runtime reclaims their space; a chunk
+    /// node listing some of them is replaced by one listing only the rest (steps T1-T3 of
+    /// `design/DURABILITY.md` §7). Reads below the new begin fail with [`Error::BelowBegin`].
     pub fn truncate_until(&self, address: u64) -> Result<()> {
         let _writer = self.writer.lock();
         let committed = self.committed_tail();
@@ -731,42 +774,51 @@ impl FasterLog {
                  entry address (8-byte aligned)"
             )));
         }
-        let mut next = {
+        // Pages below `cut` are wholly below the new begin.
+        let cut = address / self.page_bytes;
+        let (persisted, retire, iterators, mut meta_node, plan) = {
             let mut s = self.state.lock();
             if address <= s.begin {
                 return Ok(());
             }
-            let next = s.clone();
+            let plan =
+                s.table
+                    .truncate(cut, s.persisted / self.page_bytes, self.options.page_bytes)?;
             // Readers check begin before they look a page up, so they stop now.
             s.begin = address;
-            next
+            (
+                s.persisted,
+                s.retire_pending.clone(),
+                s.saved_iterators.clone(),
+                s.meta_node,
+                plan,
+            )
         };
-        next.begin = address;
         let mut txn = self.rt.begin();
-        for id in std::mem::take(&mut next.retire_pending) {
+        // Retired at once: readers check begin (already moved) before they look extents up,
+        // and never read chunk nodes.
+        for &id in retire.iter().chain(&plan.retire) {
             txn.retire(id)?;
         }
-        let below: Vec<u64> = next
-            .pages
-            .keys()
-            .copied()
-            .take_while(|p| (p + 1) * self.page_bytes <= address)
-            .collect();
-        // Retired at once: readers check begin (already moved) before they look extents up.
-        for p in &below {
-            for e in next.pages.remove(p).unwrap_or_default() {
-                txn.retire(e.node)?;
-            }
+        let mut draft = plan.draft;
+        if let Some(chunk) = &plan.rewrite {
+            draft.write_chunk(&mut txn, chunk)?;
         }
-        self.write_meta(&mut txn, &mut next)?;
-        match self.commit_txn(txn) {
-            Ok(_) => {
-                *self.state.lock() = next;
-                tracing::debug!(root = %self.root, address, retired = below.len(), "truncated");
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
+        let meta = self.meta(address, persisted, &draft, &[], &iterators);
+        self.write_meta(&mut txn, &mut meta_node, &meta)?;
+        self.commit_txn(txn)?;
+        let mut s = self.state.lock();
+        s.table.apply_truncation(cut, draft);
+        s.retire_pending.clear();
+        s.meta_node = meta_node;
+        tracing::debug!(
+            root = %self.root,
+            address,
+            retired = plan.retire.len(),
+            rewrote_chunk = plan.rewrite.is_some(),
+            "truncated"
+        );
+        Ok(())
     }
 }
 

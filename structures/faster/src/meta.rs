@@ -2,16 +2,21 @@
 //!
 //! Invariants:
 //! 1. Root `faster-log:<name>` names the metadata node; one runtime transaction changes the
-//!    metadata node together with every extent node it lists, so a recovered metadata node never
-//!    lists an extent node that is not durable, nor misses one holding committed entries.
-//! 2. Pages `first_page .. first_page + page_count` are listed in order. Each page's extents are
-//!    sorted, contiguous from offset 0 (`start` of each is the previous one's `start + len`), and
-//!    together cover at least the page's bytes below `committed_tail`. Extent boundaries are
-//!    commit tails, hence reservation boundaries: no entry crosses one.
-//! 3. `begin <= committed_tail`; no page wholly below `begin` is listed.
+//!    metadata node together with every chunk node and extent node it lists (directly or
+//!    through a chunk), so a recovered metadata node never lists a node that is not durable, nor
+//!    misses one holding committed entries.
+//! 2. `chunks` are ascending and contiguous (each starts where the previous one ends) and list
+//!    complete pages only: the last one ends at or below the committed tail's page. The in-line
+//!    pages `first_page .. first_page + page_count` follow them (`first_page` is the last chunk's
+//!    end when there are chunks) in order; each page's extents follow the extent invariants
+//!    (`extent.rs`) and together cover at least the page's bytes below `committed_tail`.
+//! 3. `begin <= committed_tail`; no page wholly below `begin` is listed, in-line or in a chunk.
 //! 4. `retire_pending` lists extent nodes merged away by the commit that wrote this metadata;
 //!    the next commit retires them (so a reader that looked the old extents up under the
-//!    previous metadata can still read them, and a crash leaks nothing).
+//!    previous metadata can still read them, and a crash leaks nothing). No chunk or in-line page
+//!    lists one of them.
+//! 5. Version 2 is written; version 1 (no chunks, the word at offset 52 reserved and zero) is
+//!    still read, and the next commit rewrites it as version 2.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -20,44 +25,28 @@ use vellum::codec::crc32c;
 use vellum::object_table::NodeId;
 use vellum::{CorruptionKind, Error as StoreError};
 
+pub use crate::chunk::{CHUNK_REF_BYTES, ChunkRef};
+pub use crate::extent::{EXTENT_BYTES, Extent, extent_at};
+use crate::extent::{get_pages, pages_bytes, put_page, u32_at, u64_at};
+
 /// Magic of a metadata node.
 pub const META_MAGIC: [u8; 8] = *b"VFLOGMD1";
-/// Format version of a metadata node.
-pub const META_VERSION: u32 = 1;
+/// Format version of the metadata nodes written.
+pub const META_VERSION: u32 = 2;
+/// The first format version, still read: no chunks.
+pub const META_VERSION_1: u32 = 1;
 /// Node kind of a metadata node.
 pub const META_KIND: u8 = 0x4d;
 /// Node kind of an extent node (bytes of part of a page).
 pub const PAGE_KIND: u8 = 0x50;
-/// Bytes of the fixed part of a metadata node, before the page list.
+/// Bytes of the fixed part of a metadata node, before the chunk references.
 pub const META_FIXED_BYTES: usize = 56;
-/// Bytes of one extent in the page list.
-pub const EXTENT_BYTES: usize = 16;
 /// Longest iterator name, in bytes.
 pub const ITERATOR_NAME_BYTES_MAX: usize = 64;
+/// Bytes of the CRC32C that ends a metadata node.
+const CRC_BYTES: usize = 4;
 
-/// Part of a page stored in one node: page bytes `[start, start + len)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Extent {
-    /// Offset in the page of the node's first byte.
-    pub start: u32,
-    /// Bytes of the node.
-    pub len: u32,
-    /// The node.
-    pub node: NodeId,
-}
-
-impl Extent {
-    /// The offset in the page just past the extent.
-    pub fn end(&self) -> u32 {
-        self.start + self.len
-    }
-}
-
-/// The extent of `extents` (sorted, contiguous) holding page offset `offset`.
-pub fn extent_at(extents: &[Extent], offset: u32) -> Option<Extent> {
-    let i = extents.partition_point(|e| e.end() <= offset);
-    extents.get(i).copied().filter(|e| e.start <= offset)
-}
+const _: () = assert!(META_FIXED_BYTES == 8 + 4 + 4 + 8 + 8 + 8 + 4 + 4 + 4 + 4);
 
 /// A decoded metadata node.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -68,9 +57,11 @@ pub struct Meta {
     pub begin: u64,
     /// Every entry below this address is committed.
     pub committed_tail: u64,
-    /// The page number of `pages[0]`.
+    /// Chunk nodes listing the oldest pages, ascending and contiguous.
+    pub chunks: Vec<ChunkRef>,
+    /// The page number of `pages[0]` (the last chunk's end when there are chunks).
     pub first_page: u64,
-    /// The extents of each page from `first_page` on.
+    /// The extents of each in-line page from `first_page` on.
     pub pages: Vec<Vec<Extent>>,
     /// Extent nodes the next commit retires.
     pub retire_pending: Vec<NodeId>,
@@ -79,11 +70,15 @@ pub struct Meta {
 }
 
 impl Meta {
-    /// Encodes the node's bytes.
+    /// Encodes the node's bytes (always the current version).
     pub fn encode(&self) -> Vec<u8> {
-        let extents: usize = self.pages.iter().map(Vec::len).sum();
         let mut b = Vec::with_capacity(
-            META_FIXED_BYTES + self.pages.len() * 8 + extents * EXTENT_BYTES + 64,
+            META_FIXED_BYTES
+                + self.chunks.len() * CHUNK_REF_BYTES
+                + pages_bytes(&self.pages)
+                + self.retire_pending.len() * 8
+                + self.iterators.len() * (1 + ITERATOR_NAME_BYTES_MAX + 8)
+                + CRC_BYTES,
         );
         b.extend_from_slice(&META_MAGIC);
         b.extend_from_slice(&META_VERSION.to_le_bytes());
@@ -94,16 +89,13 @@ impl Meta {
         b.extend_from_slice(&(self.pages.len() as u32).to_le_bytes());
         b.extend_from_slice(&(self.iterators.len() as u32).to_le_bytes());
         b.extend_from_slice(&(self.retire_pending.len() as u32).to_le_bytes());
-        b.extend_from_slice(&0u32.to_le_bytes());
+        b.extend_from_slice(&(self.chunks.len() as u32).to_le_bytes());
         debug_assert_eq!(b.len(), META_FIXED_BYTES);
+        for c in &self.chunks {
+            c.put(&mut b);
+        }
         for page in &self.pages {
-            b.extend_from_slice(&(page.len() as u32).to_le_bytes());
-            b.extend_from_slice(&0u32.to_le_bytes());
-            for e in page {
-                b.extend_from_slice(&e.start.to_le_bytes());
-                b.extend_from_slice(&e.len.to_le_bytes());
-                b.extend_from_slice(&e.node.raw().to_le_bytes());
-            }
+            put_page(&mut b, page);
         }
         for n in &self.retire_pending {
             b.extend_from_slice(&n.raw().to_le_bytes());
@@ -118,26 +110,26 @@ impl Meta {
         b
     }
 
-    /// Decodes a metadata node; `what` names it in corruption reports.
+    /// Decodes a metadata node of version 1 or 2; `what` names it in corruption reports.
     pub fn decode(bytes: &[u8], what: &str) -> Result<Meta, StoreError> {
         let bad = |offset: usize, kind: CorruptionKind| {
             StoreError::corruption(PathBuf::from(what), offset as u64, kind)
         };
-        if bytes.len() < META_FIXED_BYTES + 4 {
+        if bytes.len() < META_FIXED_BYTES + CRC_BYTES {
             return Err(bad(
                 0,
                 CorruptionKind::Truncated {
-                    needed: (META_FIXED_BYTES + 4) as u64,
+                    needed: (META_FIXED_BYTES + CRC_BYTES) as u64,
                     available: bytes.len() as u64,
                 },
             ));
         }
-        let body = &bytes[..bytes.len() - 4];
-        let stored = u32_at(bytes, bytes.len() - 4);
+        let body = &bytes[..bytes.len() - CRC_BYTES];
+        let stored = u32_at(bytes, body.len());
         let actual = crc32c(body);
         if stored != actual {
             return Err(bad(
-                bytes.len() - 4,
+                body.len(),
                 CorruptionKind::ChecksumMismatch {
                     expected: stored,
                     actual,
@@ -153,7 +145,7 @@ impl Meta {
             ));
         }
         let version = u32_at(body, 8);
-        if version != META_VERSION {
+        if version != META_VERSION && version != META_VERSION_1 {
             return Err(bad(
                 8,
                 CorruptionKind::UnsupportedVersion { found: version },
@@ -169,6 +161,7 @@ impl Meta {
         let pages = u32_at(body, 40) as usize;
         let iterators = u32_at(body, 44) as usize;
         let pending = u32_at(body, 48) as usize;
+        let chunks = u32_at(body, 52) as usize;
         let invalid = |offset: usize, field: &'static str, value: u64| {
             bad(offset, CorruptionKind::InvalidField { field, value })
         };
@@ -178,56 +171,34 @@ impl Meta {
         if m.begin > m.committed_tail {
             return Err(invalid(16, "begin", m.begin));
         }
-        if u32_at(body, 52) != 0 {
-            return Err(invalid(52, "reserved", u32_at(body, 52).into()));
+        if version == META_VERSION_1 && chunks != 0 {
+            return Err(invalid(52, "reserved", chunks as u64));
+        }
+        if m.first_page < m.begin / u64::from(m.page_bytes) {
+            return Err(invalid(32, "first_page", m.first_page));
         }
         let mut at = META_FIXED_BYTES;
-        if pages > (body.len() - at) / 8 {
-            return Err(invalid(40, "page_count", pages as u64));
+        m.chunks = get_chunk_refs(body, &mut at, chunks, &m, what)?;
+        if let Some(last) = m.chunks.last()
+            && m.first_page != last.end()
+        {
+            return Err(bad(
+                32,
+                CorruptionKind::Mismatch {
+                    what: "first_page and the last chunk's end",
+                    expected: last.end(),
+                    actual: m.first_page,
+                },
+            ));
         }
-        let node_at = |at: usize| {
-            let raw = u64_at(body, at);
-            NodeId::from_raw(raw).ok_or_else(|| invalid(at, "extent_node", raw))
-        };
-        for _ in 0..pages {
-            if at + 8 > body.len() {
-                return Err(invalid(40, "page_count", pages as u64));
-            }
-            let count = u32_at(body, at) as usize;
-            if u32_at(body, at + 4) != 0 {
-                return Err(invalid(at + 4, "reserved", u32_at(body, at + 4).into()));
-            }
-            at += 8;
-            if count > (body.len() - at) / EXTENT_BYTES {
-                return Err(invalid(at - 8, "extent_count", count as u64));
-            }
-            let mut page = Vec::with_capacity(count);
-            let mut expect_start = 0u32;
-            for _ in 0..count {
-                let (start, len) = (u32_at(body, at), u32_at(body, at + 4));
-                let end = u64::from(start) + u64::from(len);
-                if start != expect_start
-                    || len == 0
-                    || !len.is_multiple_of(8)
-                    || end > u64::from(m.page_bytes)
-                {
-                    return Err(invalid(at, "extent_start", start.into()));
-                }
-                page.push(Extent {
-                    start,
-                    len,
-                    node: node_at(at + 8)?,
-                });
-                expect_start = start + len;
-                at += EXTENT_BYTES;
-            }
-            m.pages.push(page);
-        }
+        m.pages = get_pages(body, &mut at, pages, m.page_bytes, false, what, 40)?;
         if pending > (body.len() - at) / 8 {
             return Err(invalid(48, "retire_pending_count", pending as u64));
         }
         for _ in 0..pending {
-            m.retire_pending.push(node_at(at)?);
+            let raw = u64_at(body, at);
+            m.retire_pending
+                .push(NodeId::from_raw(raw).ok_or_else(|| invalid(at, "retire_pending", raw))?);
             at += 8;
         }
         for _ in 0..iterators {
@@ -239,8 +210,15 @@ impl Meta {
             if len == 0 || len > ITERATOR_NAME_BYTES_MAX || end > body.len() {
                 return Err(invalid(at, "iterator_name_len", len as u64));
             }
+            // Names are UTF-8, in strictly ascending byte order (the encoding is canonical).
             let name = std::str::from_utf8(&body[at + 1..at + 1 + len])
-                .map_err(|_| invalid(at + 1, "iterator_name", len as u64))?;
+                .ok()
+                .filter(|n| {
+                    m.iterators
+                        .last_key_value()
+                        .is_none_or(|(last, _)| last.as_str() < *n)
+                })
+                .ok_or_else(|| invalid(at + 1, "iterator_name", len as u64))?;
             m.iterators
                 .insert(name.to_owned(), u64_at(body, at + 1 + len));
             at = end;
@@ -258,23 +236,72 @@ impl Meta {
         Ok(m)
     }
 
-    /// The extents of page `page`, if listed.
+    /// The extents of in-line page `page`, if listed (pages in chunks are not).
     pub fn page_extents(&self, page: u64) -> Option<&[Extent]> {
         let i = page.checked_sub(self.first_page)?;
         self.pages.get(usize::try_from(i).ok()?).map(Vec::as_slice)
     }
+
+    /// The first page listed, in a chunk or in-line.
+    pub fn first_listed_page(&self) -> u64 {
+        self.chunks
+            .first()
+            .map_or(self.first_page, |c| c.first_page)
+    }
 }
 
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    let mut w = [0u8; 4];
-    w.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(w)
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(w)
+/// Decodes `count` chunk references at `*at` (invariants 2 and 3, given `m`'s fixed fields),
+/// advancing `*at` past them.
+fn get_chunk_refs(
+    body: &[u8],
+    at: &mut usize,
+    count: usize,
+    m: &Meta,
+    what: &str,
+) -> Result<Vec<ChunkRef>, StoreError> {
+    let invalid = |offset: usize, field: &'static str, value: u64| {
+        StoreError::corruption(
+            PathBuf::from(what),
+            offset as u64,
+            CorruptionKind::InvalidField { field, value },
+        )
+    };
+    if count > (body.len() - *at) / CHUNK_REF_BYTES {
+        return Err(invalid(52, "chunk_count", count as u64));
+    }
+    let page_bytes = u64::from(m.page_bytes);
+    let mut refs: Vec<ChunkRef> = Vec::with_capacity(count);
+    for _ in 0..count {
+        let first_page = u64_at(body, *at);
+        let page_count = u32_at(body, *at + 8);
+        let raw = u64_at(body, *at + 16);
+        let expected_first = refs.last().map_or(m.begin / page_bytes, ChunkRef::end);
+        // The first chunk lists no page wholly below begin; each next one starts where the
+        // previous one ends.
+        if (refs.is_empty() && first_page < expected_first)
+            || (!refs.is_empty() && first_page != expected_first)
+        {
+            return Err(invalid(*at, "chunk_first_page", first_page));
+        }
+        let end = first_page.checked_add(page_count.into());
+        let complete = end
+            .and_then(|e| e.checked_mul(page_bytes))
+            .is_some_and(|bytes| bytes <= m.committed_tail);
+        if page_count == 0 || page_count > crate::chunk::CHUNK_PAGES || !complete {
+            return Err(invalid(*at + 8, "chunk_page_count", page_count.into()));
+        }
+        if u32_at(body, *at + 12) != 0 {
+            return Err(invalid(*at + 12, "reserved", u32_at(body, *at + 12).into()));
+        }
+        let node = NodeId::from_raw(raw).ok_or_else(|| invalid(*at + 16, "chunk_node", raw))?;
+        refs.push(ChunkRef {
+            first_page,
+            page_count,
+            node,
+        });
+        *at += CHUNK_REF_BYTES;
+    }
+    Ok(refs)
 }
 
 #[cfg(test)]
@@ -292,6 +319,7 @@ mod tests {
             page_bytes: 4096,
             begin: 8,
             committed_tail: 5000,
+            chunks: Vec::new(),
             first_page: 0,
             pages: vec![
                 vec![Extent {
@@ -317,6 +345,56 @@ mod tests {
         }
     }
 
+    /// Pages 5..65 in a chunk a partial truncation rewrote, 65..129 in a full one, page 129
+    /// in-line with 512 bytes committed.
+    fn chunked() -> Meta {
+        Meta {
+            page_bytes: 4096,
+            begin: 5 * 4096 + 8,
+            committed_tail: 129 * 4096 + 512,
+            chunks: vec![
+                ChunkRef {
+                    first_page: 5,
+                    page_count: 60,
+                    node: id(10),
+                },
+                ChunkRef {
+                    first_page: 65,
+                    page_count: 64,
+                    node: id(11),
+                },
+            ],
+            first_page: 129,
+            pages: vec![vec![Extent {
+                start: 0,
+                len: 512,
+                node: id(12),
+            }]],
+            retire_pending: Vec::new(),
+            iterators: BTreeMap::new(),
+        }
+    }
+
+    /// `m`'s bytes with the version word set to `version` and the CRC32C recomputed.
+    fn with_version(mut b: Vec<u8>, version: u32) -> Vec<u8> {
+        b[8..12].copy_from_slice(&version.to_le_bytes());
+        reseal(b)
+    }
+
+    /// `b` with its CRC32C recomputed, so a decoder gets past the checksum to the fields.
+    fn reseal(mut b: Vec<u8>) -> Vec<u8> {
+        let body = b.len() - 4;
+        let crc = crc32c(&b[..body]);
+        b[body..].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    fn corruption(b: &[u8]) -> (u64, CorruptionKind) {
+        let e = Meta::decode(b, "m").unwrap_err();
+        let c = e.as_corruption().unwrap();
+        (c.offset, c.kind.clone())
+    }
+
     #[test]
     fn round_trips() {
         let m = sample();
@@ -332,14 +410,19 @@ mod tests {
         );
         assert_eq!(extent_at(m.page_extents(1).unwrap(), 904), None);
         assert_eq!(m.page_extents(2), None);
+        let c = chunked();
+        assert_eq!(Meta::decode(&c.encode(), "m").unwrap(), c);
+        assert_eq!(c.first_listed_page(), 5);
+        assert_eq!(c.page_extents(64), None, "pages in chunks are not in-line");
+        assert_eq!(c.page_extents(129).unwrap().len(), 1);
     }
 
-    /// Golden layout (`design/FORMAT.md` §8).
+    /// Golden layout (`design/FORMAT.md` §8): version 2 without chunks.
     #[test]
     fn golden_layout() {
         let b = sample().encode();
         assert_eq!(&b[0..8], b"VFLOGMD1");
-        assert_eq!(&b[8..12], &1u32.to_le_bytes());
+        assert_eq!(&b[8..12], &2u32.to_le_bytes());
         assert_eq!(&b[12..16], &4096u32.to_le_bytes());
         assert_eq!(&b[16..24], &8u64.to_le_bytes());
         assert_eq!(&b[24..32], &5000u64.to_le_bytes());
@@ -347,7 +430,7 @@ mod tests {
         assert_eq!(&b[40..44], &2u32.to_le_bytes(), "page_count");
         assert_eq!(&b[44..48], &1u32.to_le_bytes(), "iterator_count");
         assert_eq!(&b[48..52], &1u32.to_le_bytes(), "retire_pending_count");
-        assert_eq!(&b[52..56], &[0; 4], "reserved");
+        assert_eq!(&b[52..56], &[0; 4], "chunk_count");
         // Page 0: one extent.
         assert_eq!(&b[56..64], &[1, 0, 0, 0, 0, 0, 0, 0]);
         assert_eq!(&b[64..68], &0u32.to_le_bytes());
@@ -366,17 +449,91 @@ mod tests {
         assert_eq!(&b[143..], &crc32c(&b[..143]).to_le_bytes());
     }
 
+    /// Golden layout (`design/FORMAT.md` §8, the example with chunks): every byte.
+    #[test]
+    fn golden_layout_with_chunks() {
+        let b = chunked().encode();
+        assert_eq!(b.len(), 132);
+        assert_eq!(&b[52..56], &2u32.to_le_bytes(), "chunk_count");
+        // Chunk references: first_page, page_count, reserved, node.
+        assert_eq!(&b[56..64], &5u64.to_le_bytes());
+        assert_eq!(&b[64..68], &60u32.to_le_bytes());
+        assert_eq!(&b[68..72], &[0; 4]);
+        assert_eq!(&b[72..80], &id(10).raw().to_le_bytes());
+        assert_eq!(&b[80..88], &65u64.to_le_bytes());
+        assert_eq!(&b[88..92], &64u32.to_le_bytes());
+        assert_eq!(&b[96..104], &id(11).raw().to_le_bytes());
+        // The in-line page 129.
+        assert_eq!(&b[32..40], &129u64.to_le_bytes(), "first_page");
+        assert_eq!(&b[104..112], &[1, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(&b[112..116], &0u32.to_le_bytes());
+        assert_eq!(&b[116..120], &512u32.to_le_bytes());
+        assert_eq!(&b[120..128], &id(12).raw().to_le_bytes());
+        assert_eq!(&b[128..], &crc32c(&b[..128]).to_le_bytes());
+        let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+        assert_eq!(hex, GOLDEN_CHUNKED_HEX);
+    }
+
+    /// The bytes of `chunked()`, as `design/FORMAT.md` §8 shows them.
+    const GOLDEN_CHUNKED_HEX: &str = "56464c4f474d4431020000000010000008500000000000000012080000000000\
+     8100000000000000010000000000000000000000020000000500000000000000\
+     3c000000000000000a0000000000010041000000000000004000000000000000\
+     0b00000000000100010000000000000000000000000200000c00000000000100\
+     74a69362";
+
+    /// A version 1 node (written before chunks existed; the word at 52 is reserved) still
+    /// decodes: these are the bytes the version 1 encoder wrote for `sample()`.
+    #[test]
+    fn version_1_still_decodes() {
+        let v1: Vec<u8> = (0..GOLDEN_V1_HEX.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&GOLDEN_V1_HEX[i..i + 2], 16).unwrap())
+            .collect();
+        assert_eq!(Meta::decode(&v1, "m").unwrap(), sample());
+        assert_eq!(
+            v1,
+            with_version(sample().encode(), 1),
+            "only the version differs"
+        );
+        // In version 1 the word at 52 is reserved: a chunk count there is refused.
+        let mut b = chunked().encode();
+        b[8..12].copy_from_slice(&1u32.to_le_bytes());
+        assert_eq!(
+            corruption(&reseal(b)),
+            (
+                52,
+                CorruptionKind::InvalidField {
+                    field: "reserved",
+                    value: 2
+                }
+            )
+        );
+        assert_eq!(
+            corruption(&with_version(sample().encode(), 3)),
+            (8, CorruptionKind::UnsupportedVersion { found: 3 })
+        );
+    }
+
+    /// `sample()` as the version 1 encoder wrote it.
+    const GOLDEN_V1_HEX: &str = "56464c4f474d4431010000000010000008000000000000008813000000000000\
+     0000000000000000020000000100000001000000000000000100000000000000\
+     0000000000100000010000000000010002000000000000000000000000020000\
+     0200000000000100000200008801000003000000000001000400000000000100\
+     067265616465720010000000000000a59d9d6d";
+
     #[test]
     fn every_flipped_byte_is_reported_as_corruption() {
-        let b = sample().encode();
-        for i in 0..b.len() {
-            let mut c = b.clone();
-            c[i] ^= 0x20;
-            let e = Meta::decode(&c, "m").unwrap_err();
-            assert!(e.as_corruption().is_some(), "byte {i}: {e}");
-        }
-        for len in 0..b.len() {
-            assert!(Meta::decode(&b[..len], "m").is_err());
+        for b in [sample().encode(), chunked().encode()] {
+            for i in 0..b.len() {
+                let mut c = b.clone();
+                c[i] ^= 0x20;
+                let e = Meta::decode(&c, "m").unwrap_err();
+                assert!(e.as_corruption().is_some(), "byte {i}: {e}");
+            }
+            for len in 0..b.len() {
+                let e = Meta::decode(&b[..len], "m").unwrap_err();
+                assert!(e.as_corruption().is_some(), "length {len}: {e}");
+            }
         }
     }
 
@@ -385,5 +542,86 @@ mod tests {
         let mut m = sample();
         m.pages[1][1].start = 520;
         assert!(Meta::decode(&m.encode(), "m").is_err());
+    }
+
+    /// Each rule on chunk references is checked, with a valid CRC, at the field that breaks it.
+    #[test]
+    fn chunk_references_are_checked() {
+        let invalid =
+            |field: &'static str, value: u64| CorruptionKind::InvalidField { field, value };
+        // A gap between the two chunks.
+        let mut m = chunked();
+        m.chunks[1].first_page = 66;
+        m.first_page = 130;
+        m.committed_tail = 130 * 4096 + 512;
+        assert_eq!(
+            corruption(&m.encode()),
+            (80, invalid("chunk_first_page", 66))
+        );
+        // The first chunk lists page 4, wholly below begin.
+        let mut m = chunked();
+        m.chunks[0].first_page = 4;
+        m.chunks[0].page_count = 61;
+        assert_eq!(
+            corruption(&m.encode()),
+            (56, invalid("chunk_first_page", 4))
+        );
+        // Empty and oversized chunks.
+        let mut m = chunked();
+        m.chunks[0].page_count = 0;
+        m.chunks[1].first_page = 5;
+        m.first_page = 69;
+        assert_eq!(
+            corruption(&m.encode()),
+            (64, invalid("chunk_page_count", 0))
+        );
+        let mut m = chunked();
+        m.chunks[1].page_count = 65;
+        m.first_page = 130;
+        m.committed_tail = 130 * 4096;
+        assert_eq!(
+            corruption(&m.encode()),
+            (88, invalid("chunk_page_count", 65))
+        );
+        // A chunk listing a page not wholly below the committed tail.
+        let mut m = chunked();
+        m.committed_tail = 129 * 4096 - 8;
+        m.pages.clear();
+        assert_eq!(
+            corruption(&m.encode()),
+            (88, invalid("chunk_page_count", 64))
+        );
+        // The in-line pages must start where the last chunk ends.
+        let mut m = chunked();
+        m.first_page = 130;
+        assert_eq!(
+            corruption(&m.encode()),
+            (
+                32,
+                CorruptionKind::Mismatch {
+                    what: "first_page and the last chunk's end",
+                    expected: 129,
+                    actual: 130
+                }
+            )
+        );
+        // Reserved word and node id.
+        let mut b = chunked().encode();
+        b[68] = 1;
+        assert_eq!(corruption(&reseal(b)), (68, invalid("reserved", 1)));
+        let mut b = chunked().encode();
+        b[72..80].copy_from_slice(&0u64.to_le_bytes());
+        assert_eq!(corruption(&reseal(b)), (72, invalid("chunk_node", 0)));
+        // More chunks than bytes.
+        let mut b = chunked().encode();
+        b[52..56].copy_from_slice(&1000u32.to_le_bytes());
+        assert_eq!(corruption(&reseal(b)), (52, invalid("chunk_count", 1000)));
+        // In-line pages wholly below begin: page 0 is, once begin reaches its end.
+        let mut m = sample();
+        m.begin = 4088;
+        let ok = Meta::decode(&m.encode(), "m");
+        assert!(ok.is_ok(), "page 0 is not wholly below 4088: {ok:?}");
+        m.begin = 4096;
+        assert_eq!(corruption(&m.encode()), (32, invalid("first_page", 0)));
     }
 }

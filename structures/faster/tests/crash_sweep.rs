@@ -7,13 +7,20 @@
 //!   called (so no partial batch) and at least the count of every acknowledged commit
 //!   (STRICT/BALANCED: `commit` returned; EVENTUAL: a later `sync` returned);
 //! - the named iterator is where that commit saved it, and resumes at the entry it names;
-//! - appends continue after the recovered tail (the next generation runs on the recovered log).
+//! - appends continue after the recovered tail (the next generation runs on the recovered log);
+//! - the runtime's live nodes are exactly the metadata, its chunk nodes, the extents they list
+//!   and the nodes pending retirement: a crash leaks no node and loses none listed.
 //!
 //! Three generations per crash point: crash at k, recover and check, continue and crash at a
 //! second point (with a crash inside the following recovery), recover and check, continue
 //! uncrashed, close cleanly, reopen and check that nothing committed is lost.
 //! `VELLUM_FLOG_CRASH_OPS` (default 40) sets operations per generation and
 //! `VELLUM_FLOG_CRASH_SEED` varies the seeds. A failure names policy, seed and k.
+//!
+//! The chunk case first fills 62 whole pages and commits them (uncrashed), so the swept
+//! workload's commits move the first 64 complete pages into a chunk node (asserted): the crash
+//! points include every storage operation of the commit that writes it. It runs for BALANCED by
+//! default and for every policy with `VELLUM_FLOG_CRASH_CHUNK_ALL=1`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -22,11 +29,12 @@ use std::time::Duration;
 
 use vellum::io::{CrashMode, FaultStorage};
 use vellum::runtime::{CommitPolicy, DurableRuntime};
+use vellum_faster::meta::Meta;
 use vellum_faster::{FasterLog, FasterLogOptions};
 
 mod common;
 
-use common::{Rng, env_u64, payload, small_options};
+use common::{Rng, assert_accounted, env_u64, payload, small_options};
 
 const DIR: &str = "/store";
 const ITER: &str = "reader";
@@ -147,10 +155,48 @@ fn check(log: &FasterLog, m: &mut Model, ctx: &str) {
     }
     log.verify()
         .unwrap_or_else(|e| panic!("{ctx}: verify: {e}"));
+    // Nothing leaked: every live node is one the recovered metadata accounts for.
+    let rt = log.runtime();
+    if rt.root("faster-log:sweep").is_some() {
+        assert_accounted(rt, "sweep", ctx);
+    } else {
+        assert!(rt.node_ids().is_empty(), "{ctx}: nodes live without a log");
+    }
     m.entries.truncate(n);
     m.commits.retain(|k, _| *k <= n);
     m.acked = n;
     m.last_commit = n;
+}
+
+/// Appends `pages` entries that each fill a page and commits them: the log starts that far in.
+fn prefill(log: &FasterLog, pages: u64, m: &mut Model) {
+    if pages == 0 {
+        return;
+    }
+    for i in 0..pages {
+        let b = payload(i ^ 0x5eed, 4088);
+        let a = log.append(&b).expect("prefill append");
+        m.entries.push((a, b));
+    }
+    log.commit().expect("prefill commit");
+    // Durable under every policy (EVENTUAL needs the sync).
+    log.runtime().sync().expect("prefill sync");
+    let n = m.entries.len();
+    m.commits.insert(n, None);
+    m.acked = n;
+    m.last_commit = n;
+}
+
+/// Chunk nodes the log's metadata names.
+fn chunk_count(log: &FasterLog) -> usize {
+    let rt = log.runtime();
+    let meta = rt
+        .read(rt.root("faster-log:sweep").expect("root"))
+        .expect("meta");
+    Meta::decode(&meta, "meta")
+        .expect("meta decodes")
+        .chunks
+        .len()
 }
 
 fn crash_mode(k: u64, seed: u64) -> CrashMode {
@@ -161,12 +207,13 @@ fn crash_mode(k: u64, seed: u64) -> CrashMode {
     }
 }
 
-fn one_run(policy: CommitPolicy, seed: u64, k: u64, ops: usize) {
-    let ctx = format!("{policy:?} seed {seed} k {k}");
+fn one_run(policy: CommitPolicy, seed: u64, k: u64, ops: usize, prefill_pages: u64) {
+    let ctx = format!("{policy:?} seed {seed} k {k} prefill {prefill_pages}");
     let mut rng = Rng::new(seed);
     let mut m = Model::default();
     let fs = storage(seed);
     let log = open(&fs, policy).unwrap_or_else(|e| panic!("{ctx}: create: {e}"));
+    prefill(&log, prefill_pages, &mut m);
     fs.crash_after(k);
     run(&log, &mut rng, policy, ops, &mut m);
     drop(log);
@@ -214,41 +261,59 @@ fn one_run(policy: CommitPolicy, seed: u64, k: u64, ops: usize) {
     );
 }
 
-fn sweep(policy: CommitPolicy, seed: u64) {
+fn sweep(policy: CommitPolicy, seed: u64, prefill_pages: u64) {
     let seed = seed ^ env_u64("VELLUM_FLOG_CRASH_SEED", 0);
     let stride = env_u64("VELLUM_FLOG_CRASH_STRIDE", 1).max(1);
     let ops = env_u64("VELLUM_FLOG_CRASH_OPS", 40) as usize;
     let fs = storage(seed);
     let log = open(&fs, policy).unwrap();
+    let mut m = Model::default();
+    prefill(&log, prefill_pages, &mut m);
+    if prefill_pages > 0 {
+        assert_eq!(chunk_count(&log), 0, "62 pages make no chunk yet");
+    }
     let before = fs.op_count();
-    run(
-        &log,
-        &mut Rng::new(seed),
-        policy,
-        ops,
-        &mut Model::default(),
-    );
+    run(&log, &mut Rng::new(seed), policy, ops, &mut m);
     let total = fs.op_count() - before;
+    if prefill_pages > 0 {
+        assert_eq!(
+            chunk_count(&log),
+            1,
+            "the workload crosses a chunk boundary"
+        );
+    }
     drop(log);
     assert!(total > 10, "the workload does storage operations ({total})");
     let mut k = 0;
     while k <= total + 2 {
-        one_run(policy, seed, k, ops);
+        one_run(policy, seed, k, ops, prefill_pages);
         k += stride;
     }
 }
 
+/// Whole pages the chunk case starts with: two short of a chunk.
+const CHUNK_PREFILL_PAGES: u64 = 62;
+
 #[test]
 fn crash_sweep_strict() {
-    sweep(CommitPolicy::Strict, 11);
+    sweep(CommitPolicy::Strict, 11, 0);
 }
 
 #[test]
 fn crash_sweep_balanced() {
-    sweep(CommitPolicy::Balanced, 23);
+    sweep(CommitPolicy::Balanced, 23, 0);
 }
 
 #[test]
 fn crash_sweep_eventual() {
-    sweep(CommitPolicy::Eventual, 37);
+    sweep(CommitPolicy::Eventual, 37, 0);
+}
+
+#[test]
+fn crash_sweep_across_a_chunk_boundary() {
+    sweep(CommitPolicy::Balanced, 41, CHUNK_PREFILL_PAGES);
+    if env_u64("VELLUM_FLOG_CRASH_CHUNK_ALL", 0) != 0 {
+        sweep(CommitPolicy::Strict, 43, CHUNK_PREFILL_PAGES);
+        sweep(CommitPolicy::Eventual, 47, CHUNK_PREFILL_PAGES);
+    }
 }

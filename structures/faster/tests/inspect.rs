@@ -1,7 +1,8 @@
 //! `fsck` and `dump` understand a FasterLog root: the inspect code's own decoder (in
 //! `vellum::inspect::faster_log`) agrees with `vellum-faster` on a real log (begin, committed
-//! tail, pages, named iterators, every committed entry checked), and an entry whose bytes no
-//! longer match their CRC32C is an fsck problem naming the page and the entry's address.
+//! tail, pages, chunk nodes, named iterators, every committed entry checked); an entry whose
+//! bytes no longer match their CRC32C is an fsck problem naming the page and the entry's address,
+//! and a damaged chunk node one naming the chunk and the byte in it.
 
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use vellum::CorruptionKind;
 use vellum::inspect::{FindingKind, FsckOptions, Severity, faster_logs, fsck, load};
 use vellum::io::OsStorage;
 use vellum::runtime::{CommitPolicy, DurableRuntime};
+use vellum_faster::chunk::Chunk;
 use vellum_faster::meta::{Meta, extent_at};
 use vellum_faster::{FasterLog, FasterLogOptions};
 
@@ -122,4 +124,125 @@ fn fsck_and_dump_check_a_faster_log_root() {
             detail: CorruptionKind::ChecksumMismatch { .. }
         }
     ));
+}
+
+/// A log long enough for chunk nodes, one of them rewritten by truncation: both decoders agree
+/// on the chunks, the pages and every entry; a damaged chunk node is one fsck problem naming it,
+/// and the log refuses to open with the same report.
+#[test]
+fn fsck_and_dump_read_chunk_nodes_and_report_a_damaged_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (meta, entries, extents);
+    {
+        let rt = Arc::new(DurableRuntime::open(dir.path(), small_options()).unwrap());
+        let log = FasterLog::open(rt.clone(), "events", options()).unwrap();
+        let mut addrs = Vec::new();
+        // 1000-byte entries, four to a page, a commit every two pages: 200 pages.
+        for i in 0..800u64 {
+            addrs.push(log.append(&payload(i, 1000)).unwrap());
+            if i % 8 == 7 {
+                log.commit().unwrap();
+            }
+        }
+        // Begin inside page 70: chunk 0..64 goes, chunk 64..128 is rewritten as 70..128.
+        log.truncate_until(addrs[4 * 70 + 1]).unwrap();
+        meta = Meta::decode(
+            &rt.read(rt.root("faster-log:events").unwrap()).unwrap(),
+            "m",
+        )
+        .unwrap();
+        let mut n = meta.pages.iter().map(Vec::len).sum::<usize>();
+        for c in &meta.chunks {
+            n += Chunk::decode(&rt.read(c.node).unwrap(), "c")
+                .unwrap()
+                .pages
+                .iter()
+                .map(Vec::len)
+                .sum::<usize>();
+        }
+        extents = n as u64;
+        entries = log.verify().unwrap();
+        drop(log);
+        Arc::into_inner(rt).unwrap().close().unwrap();
+    }
+    let refs: Vec<(u64, u32)> = meta
+        .chunks
+        .iter()
+        .map(|c| (c.first_page, c.page_count))
+        .collect();
+    assert_eq!(refs, [(70, 58), (128, 64)]);
+    assert_eq!(entries, 800 - 281);
+
+    let storage = OsStorage::new();
+    let report = fsck(&storage, dir.path(), &fsck_options()).unwrap();
+    assert!(
+        report
+            .findings
+            .iter()
+            .all(|f| f.severity != Severity::Problem),
+        "{:?}",
+        report.findings
+    );
+    let insp = load(&storage, dir.path(), &fsck_options()).unwrap();
+    let l = &faster_logs(&insp)[0];
+    let dumped: Vec<(u64, u32, String)> = l
+        .chunks
+        .iter()
+        .map(|c| (c.first_page, c.page_count, c.node.clone()))
+        .collect();
+    let want: Vec<(u64, u32, String)> = meta
+        .chunks
+        .iter()
+        .map(|c| (c.first_page, c.page_count, c.node.to_string()))
+        .collect();
+    assert_eq!(dumped, want);
+    assert_eq!((l.first_page, l.page_count), (70, 130));
+    assert_eq!(l.extent_count, extents);
+    assert_eq!(l.entries, entries);
+    assert_eq!(
+        (l.begin, l.committed_tail),
+        (meta.begin, meta.committed_tail)
+    );
+    assert!(l.findings.is_empty() && l.pages_pending == 0);
+    drop(insp);
+
+    // Flip a byte inside the second chunk node's page list, through the runtime (the node's own
+    // CRC32C is right; the chunk's is not).
+    let bad = meta.chunks[1];
+    let len;
+    {
+        let rt = DurableRuntime::open(dir.path(), small_options()).unwrap();
+        let mut bytes = rt.read(bad.node).unwrap();
+        len = bytes.len() as u64;
+        bytes[100] ^= 0x10;
+        let mut tx = rt.begin();
+        tx.write(bad.node, &bytes).unwrap();
+        tx.commit_with(CommitPolicy::Strict).unwrap();
+        rt.close().unwrap();
+    }
+    let report = fsck(&storage, dir.path(), &fsck_options()).unwrap();
+    let problems: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Problem)
+        .collect();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    let f = problems[0];
+    assert_eq!(f.file.to_str().unwrap(), "faster-log:events/chunk-128");
+    assert_eq!(f.offset, len - 4);
+    assert_eq!(f.node, Some(bad.node));
+    assert!(matches!(
+        f.kind,
+        FindingKind::Corruption {
+            detail: CorruptionKind::ChecksumMismatch { .. }
+        }
+    ));
+    let rt = Arc::new(DurableRuntime::open(dir.path(), small_options()).unwrap());
+    let e = FasterLog::open(rt, "events", options()).unwrap_err();
+    let c = e.as_corruption().unwrap();
+    assert_eq!(
+        (c.file.to_str().unwrap(), c.offset),
+        ("faster-log:events/chunk-128", len - 4)
+    );
+    assert!(matches!(c.kind, CorruptionKind::ChecksumMismatch { .. }));
 }

@@ -2,9 +2,13 @@
 
 #![allow(dead_code, reason = "each test binary uses part of the shared helpers")]
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use vellum::object_table::NodeId;
 use vellum::runtime::{DurableRuntime, RuntimeOptions};
+use vellum_faster::chunk::{Chunk, ChunkRef};
+use vellum_faster::meta::{Extent, Meta};
 use vellum_faster::{FasterLog, FasterLogOptions};
 
 /// A xorshift64 generator, deterministic from its seed.
@@ -98,4 +102,55 @@ pub fn scan_bytes(log: &FasterLog) -> Vec<Vec<u8>> {
             e.bytes
         })
         .collect()
+}
+
+/// Log `name`'s metadata node in `rt`.
+pub fn meta(rt: &DurableRuntime, name: &str) -> Meta {
+    let id = rt
+        .root(&format!("faster-log:{name}"))
+        .expect("the log's root");
+    Meta::decode(&rt.read(id).expect("read metadata"), "meta").expect("metadata decodes")
+}
+
+/// The chunk node `r` names, checked against `r`.
+pub fn chunk(rt: &DurableRuntime, r: &ChunkRef) -> Chunk {
+    let c = Chunk::decode(&rt.read(r.node).expect("read chunk"), "chunk").expect("chunk decodes");
+    c.check_ref(r, c.page_bytes, "chunk")
+        .expect("chunk matches its reference");
+    c
+}
+
+/// Every page's extents, from the chunks and in-line, as recovery rebuilds them.
+pub fn all_pages(rt: &DurableRuntime, m: &Meta) -> Vec<(u64, Vec<Extent>)> {
+    let mut pages = Vec::new();
+    for r in &m.chunks {
+        let c = chunk(rt, r);
+        assert_eq!(c.page_bytes, m.page_bytes, "chunk page_bytes");
+        pages.extend((c.first_page..).zip(c.pages));
+    }
+    pages.extend((m.first_page..).zip(m.pages.iter().cloned()));
+    pages
+}
+
+/// The runtime's live nodes are exactly log `name`'s metadata, its chunks, every extent they
+/// list and `retire_pending` (no leak, nothing listed missing, nothing pending still listed);
+/// returns how many there are. The runtime must hold no other log.
+pub fn assert_accounted(rt: &DurableRuntime, name: &str, ctx: &str) -> usize {
+    let m = meta(rt, name);
+    let mut want: BTreeSet<NodeId> = BTreeSet::new();
+    want.insert(rt.root(&format!("faster-log:{name}")).expect("root"));
+    want.extend(m.chunks.iter().map(|c| c.node));
+    for (_, extents) in all_pages(rt, &m) {
+        want.extend(extents.iter().map(|e| e.node));
+    }
+    let listed = want.len();
+    want.extend(m.retire_pending.iter().copied());
+    assert_eq!(
+        want.len(),
+        listed + m.retire_pending.len(),
+        "{ctx}: a node pending retirement is still listed"
+    );
+    let live: BTreeSet<NodeId> = rt.node_ids().into_iter().collect();
+    assert_eq!(live, want, "{ctx}: live nodes");
+    live.len()
 }
