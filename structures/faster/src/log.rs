@@ -1,12 +1,13 @@
 //! FasterLog: reservation, publication, commit, reads, truncation and recovery.
 //!
 //! Invariants (the commit path is numbered in `design/DURABILITY.md` §7):
-//! 1. `tail` packs `page << 32 | offset`; appenders reserve with one `fetch_add`, inside an epoch
-//!    protected region that lasts until their bytes are written. The one reservation that
-//!    crosses the page end writes a filler at its start (still protected) and advances `tail` to
-//!    the next page, which happens only once that page's ring slot is reusable (ring invariant
-//!    2): an unflushed page is never overwritten. Nobody waits for anybody else's reservation.
-//! 2. The *settled* tail: read `tail` (an offset past the page end counts as the page end), then
+//! 1. `tail` packs `page << 32 | offset`, with `offset <= page_bytes` always; appenders reserve
+//!    with a compare-and-swap, inside an epoch-protected region that lasts until their bytes are
+//!    written. The first reservation that does not fit moves the offset to the page end and
+//!    writes a filler at its start (still protected); the tail then advances to the next page,
+//!    which happens only once that page's ring slot is reusable (ring invariant 2): an unflushed
+//!    page is never overwritten. Nobody waits for anybody else's reservation.
+//! 2. The *settled* tail: read `tail` (an offset at the page end is the next page's start), then
 //!    wait until every thread protected at that moment has left (`Epoch::wait_for_protected`).
 //!    Every reservation below the value read was made by such a thread, so every byte below it
 //!    is written, and it is a reservation boundary: a batch (one reservation) is wholly below it
@@ -309,29 +310,36 @@ impl FasterLog {
 
     /// Reserves `size` bytes in one page (invariant 1); returns their address and the protected
     /// region the caller writes them in.
+    ///
+    /// A compare-and-swap, not a `fetch_add`: the offset then never passes the page end, so no
+    /// number of racing appenders can carry it into the page bits. The reservation that does
+    /// not fit moves the offset to the page end and writes the filler; it and every later one
+    /// wait for the advance.
     fn reserve(&self, size: u64, blocking: bool) -> Result<(u64, EpochGuard<'_>)> {
         let p = self.page_bytes;
         loop {
-            // A tail already past its page end waits for the advance instead of adding more,
-            // so a caller retrying `try_append` cannot run the offset into the page bits.
-            let seen = self.tail.load(SeqCst);
-            if seen & 0xffff_ffff >= p {
-                self.advance(seen >> 32, blocking)?;
-                continue;
-            }
             let guard = self.epoch.protect();
-            let old = self.tail.fetch_add(size, SeqCst);
-            let (page, offset) = (old >> 32, old & 0xffff_ffff);
-            if offset + size <= p {
-                return Ok((page * p + offset, guard));
-            }
-            if offset < p {
-                // The one reservation crossing the page end seals the page with a filler.
-                self.slot(page).write_word(offset as usize, FILLER_WORD);
+            let mut seen = self.tail.load(SeqCst);
+            loop {
+                let (page, offset) = (seen >> 32, seen & 0xffff_ffff);
+                if offset >= p {
+                    break;
+                }
+                let fits = offset + size <= p;
+                let next = if fits { seen + size } else { pack(page, p) };
+                match self.tail.compare_exchange_weak(seen, next, SeqCst, SeqCst) {
+                    Ok(_) if fits => return Ok((page * p + offset, guard)),
+                    Ok(_) => {
+                        // Sealed by this reservation: the filler, while still protected.
+                        self.slot(page).write_word(offset as usize, FILLER_WORD);
+                        break;
+                    }
+                    Err(now) => seen = now,
+                }
             }
             // Not protected while it waits: a commit it may run waits for protected threads.
             drop(guard);
-            self.advance(page, blocking)?;
+            self.advance(seen >> 32, blocking)?;
         }
     }
 
@@ -896,4 +904,62 @@ fn corruption(root: &str, page: u64, address: u64, field: &'static str, value: u
         address,
         CorruptionKind::InvalidField { field, value },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use vellum::runtime::RuntimeOptions;
+
+    /// Invariant 1: however many appenders race for the end of a page, the tail's offset never
+    /// passes the page end (a `fetch_add` would let each racer add its size past it, and enough
+    /// of them carry the offset into the page bits).
+    #[test]
+    fn racing_appenders_never_push_the_offset_past_the_page_end() {
+        const PAGE: u32 = 4096;
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = RuntimeOptions::default();
+        o.compaction.interval = None;
+        let rt = Arc::new(DurableRuntime::open(dir.path(), o).unwrap());
+        let log = FasterLog::open(
+            rt,
+            "race",
+            FasterLogOptions {
+                page_bytes: PAGE,
+                memory_pages: 4,
+                policy: None,
+            },
+        )
+        .unwrap();
+        let done = AtomicBool::new(false);
+        // Two entries fill a page exactly.
+        let entry = vec![7u8; PAGE as usize / 2 - HEADER_BYTES];
+        let max_offset = std::thread::scope(|s| {
+            let watcher = s.spawn(|| {
+                let mut max = 0;
+                while !done.load(SeqCst) {
+                    max = max.max(log.tail.load(SeqCst) & 0xffff_ffff);
+                }
+                max
+            });
+            let appenders: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        for _ in 0..1000 {
+                            log.append(&entry).unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for a in appenders {
+                a.join().unwrap();
+            }
+            done.store(true, SeqCst);
+            watcher.join().unwrap()
+        });
+        assert!(max_offset <= u64::from(PAGE), "offset {max_offset}");
+        assert_eq!(log.commit().unwrap(), 4000 * u64::from(PAGE));
+        assert_eq!(log.verify().unwrap(), 8000);
+    }
 }
