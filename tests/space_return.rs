@@ -35,7 +35,7 @@ fn run(storage: Arc<dyn Storage>, dir: &std::path::Path) {
         }
     }
     let empty = alloc
-        .return_empty(usize::MAX, |seg| files.punch(seg))
+        .return_empty(usize::MAX, 0, |seg| files.punch(seg))
         .unwrap();
     assert_eq!(empty.len(), 28, "exactly the wholly free segments");
     let after = files.allocated_bytes().unwrap();
@@ -110,4 +110,54 @@ fn a_full_disk_fails_allocation_cleanly_instead_of_a_mapped_write() {
     fs.set_space_bytes_max(None);
     let l = files.allocate_slot(&alloc, class).unwrap();
     files.write(l, &[8; 16]).unwrap();
+}
+
+/// `return_empty` with a spare keeps the most recently emptied segment of each small-segment
+/// class reserved (so steady churn does not punch and reserve it again), returns the rest, and
+/// never keeps a spare of a class whose segments are larger than 1 MiB.
+#[test]
+fn a_spare_segment_per_small_class_keeps_its_blocks() {
+    let fs = FaultStorage::new(3);
+    let dir = std::path::Path::new("/db");
+    fs.create_dir_all(dir).unwrap();
+    let options = DataFileOptions {
+        alloc: AllocOptions {
+            file_bytes_max: 64 << 20,
+        },
+        window_bytes: 1 << 20,
+        mapped_bytes_max: 8 << 20,
+    };
+    let files = DataFiles::open(Arc::new(fs.clone()), dir, options, &[]).unwrap();
+    let alloc = SegmentAllocator::new(options.alloc).unwrap();
+    let small = class_for_len(64 << 10).unwrap();
+    let large = class_for_len(2 << 20).unwrap();
+    assert!(vellum::alloc::segment_bytes(small) <= vellum::alloc::SPARE_SEGMENT_BYTES_MAX);
+    assert!(vellum::alloc::segment_bytes(large) > vellum::alloc::SPARE_SEGMENT_BYTES_MAX);
+    // Three small segments (16 slots each) and two large ones (one slot each), all freed.
+    let smalls: Vec<_> = (0..48)
+        .map(|_| files.allocate_slot(&alloc, small).unwrap())
+        .collect();
+    let larges: Vec<_> = (0..2)
+        .map(|_| files.allocate_slot(&alloc, large).unwrap())
+        .collect();
+    for l in smalls.iter().chain(&larges) {
+        alloc.free(*l).unwrap();
+    }
+    let returned = alloc
+        .return_empty(usize::MAX, 1, |seg| files.punch(seg))
+        .unwrap();
+    let count = |class| returned.iter().filter(|s| s.class == class).count();
+    assert_eq!((count(small), count(large)), (2, 2));
+    assert_eq!(alloc.space(small).returned_segments, 2);
+    // The spare stays spare on the next pass, and is returned when no spare is wanted.
+    let again = alloc
+        .return_empty(usize::MAX, 1, |seg| files.punch(seg))
+        .unwrap();
+    assert!(again.is_empty());
+    let last = alloc
+        .return_empty(usize::MAX, 0, |seg| files.punch(seg))
+        .unwrap();
+    assert_eq!(last.len(), 1);
+    assert_eq!(last[0].class, small);
+    assert_eq!(alloc.space(small).returned_segments, 3);
 }

@@ -10,8 +10,8 @@ pub use location::{
 mod segments;
 
 pub use segments::{
-    AllocOptions, Allocation, ClassSpace, EmptySegment, SEGMENT_BYTES_MIN, SegmentAllocator,
-    SegmentUsage, segment_bytes,
+    AllocOptions, Allocation, ClassSpace, EmptySegment, SEGMENT_BYTES_MIN, SPARE_SEGMENT_BYTES_MAX,
+    SegmentAllocator, SegmentUsage, segment_bytes,
 };
 
 mod files;

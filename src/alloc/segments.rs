@@ -43,6 +43,10 @@ pub const fn segment_bytes(class: u8) -> u64 {
     }
 }
 
+/// Classes whose segments are at most this big keep spare empty segments when asked
+/// ([`SegmentAllocator::return_empty`]); larger segments are always returned.
+pub const SPARE_SEGMENT_BYTES_MAX: u64 = 1 << 20;
+
 /// The largest `file_bytes_max` accepted (1 TiB): with at most 2^19 files per class, segment
 /// arithmetic stays far from overflowing a u64.
 pub const FILE_BYTES_MAX_LIMIT: u64 = 1 << 40;
@@ -385,13 +389,25 @@ impl SegmentAllocator {
     /// while holding its class's lock (so no allocation writes into it meanwhile), marks it
     /// returned, and lists it. A segment allocated from again asks for its blocks back
     /// (invariant 4). If `punch` fails, the segment stays as it was and the error is returned.
+    ///
+    /// In each class whose segments are at most [`SPARE_SEGMENT_BYTES_MAX`], the `spare` most
+    /// recently emptied segments keep their blocks: a store that frees and allocates at a steady
+    /// rate would otherwise punch a segment only to reserve it again moments later, both under
+    /// the class lock that its writers wait for.
     pub fn return_empty(
         &self,
         max: usize,
+        spare: usize,
         mut punch: impl FnMut(&EmptySegment) -> Result<()>,
     ) -> Result<Vec<EmptySegment>> {
         let mut out = Vec::new();
         for class in 0..CLASS_COUNT as u8 {
+            let keep = if segment_bytes(class) <= SPARE_SEGMENT_BYTES_MAX {
+                spare
+            } else {
+                0
+            };
+            let mut kept = Vec::new();
             let mut c = self.classes[usize::from(class)].lock();
             while out.len() < max {
                 let Some(seg_no) = c.empty.pop() else { break };
@@ -399,6 +415,11 @@ impl SegmentAllocator {
                 seg.in_empty = false;
                 // It may have been allocated from since it became empty.
                 if seg.free_count != seg.slots() || seg.returned {
+                    continue;
+                }
+                if kept.len() < keep {
+                    seg.in_empty = true;
+                    kept.push(seg_no);
                     continue;
                 }
                 let start = self.location(class, seg_no, 0);
@@ -418,6 +439,8 @@ impl SegmentAllocator {
                 seg.backed = false;
                 out.push(empty);
             }
+            // Back in the order they were found, the most recently emptied on top.
+            c.empty.extend(kept.into_iter().rev());
         }
         Ok(out)
     }
@@ -632,7 +655,7 @@ mod tests {
         }
         let mut punched = Vec::new();
         let empty = a
-            .return_empty(10, |s| {
+            .return_empty(10, 0, |s| {
                 punched.push(*s);
                 Ok(())
             })
@@ -647,7 +670,7 @@ mod tests {
                 len: 1 << 20
             }]
         );
-        assert!(a.return_empty(10, |_| Ok(())).unwrap().is_empty());
+        assert!(a.return_empty(10, 0, |_| Ok(())).unwrap().is_empty());
         assert_eq!(a.space(12).returned_segments, 1);
         let again = a.allocate(12).unwrap();
         assert!(
@@ -695,10 +718,10 @@ mod tests {
         let a = small();
         let l = a.allocate(12).unwrap().location;
         a.free(l).unwrap();
-        let err = a.return_empty(10, |_| Err(Error::InvalidArgument("no".into())));
+        let err = a.return_empty(10, 0, |_| Err(Error::InvalidArgument("no".into())));
         assert!(err.is_err());
         assert_eq!(a.space(12).returned_segments, 0);
-        assert_eq!(a.return_empty(10, |_| Ok(())).unwrap().len(), 1);
+        assert_eq!(a.return_empty(10, 0, |_| Ok(())).unwrap().len(), 1);
         assert_eq!(a.space(12).returned_segments, 1);
     }
 

@@ -145,22 +145,32 @@ impl Pending {
     }
 
     /// W1–W2: writes the pending frames out with one `write_at` (followed by zeros, when
-    /// `zero_ahead_bytes` asks for them) and publishes the new written end. A failure poisons:
-    /// the file may now hold part of a frame already appended.
+    /// `zero_ahead_bytes` asks for them: in the same write, or in a second one when zeros
+    /// already follow the frames) and publishes the new written end. A failure poisons: the
+    /// file may now hold part of a frame already appended.
     fn write_out(&mut self, commit: &GroupCommit) -> Result<()> {
         if self.bytes.is_empty() {
             return Ok(());
         }
-        let frames = self.bytes.len();
-        let frames_end = self.start + frames as u64;
+        let frames_end = self.start + self.bytes.len() as u64;
         let zeros_end = self.zeros_end(frames_end);
-        if zeros_end > frames_end {
+        // Zeros go from where the written bytes end: right after the frames (one write), or
+        // after zeros an earlier write-out wrote (a second write, so none is written twice).
+        let zeros_from = frames_end.max(self.zeroed_end);
+        let separate = zeros_end > zeros_from && zeros_from > frames_end;
+        if zeros_end > zeros_from && !separate {
             self.bytes.resize((zeros_end - self.start) as usize, 0);
         }
         if let Err(e) = self.file.write_at(&self.bytes, self.start) {
             return Err(commit.poison_with(e));
         }
-        self.zero_bytes_written += zeros_end - frames_end;
+        if separate {
+            let zeros = vec![0u8; (zeros_end - zeros_from) as usize];
+            if let Err(e) = self.file.write_at(&zeros, zeros_from) {
+                return Err(commit.poison_with(e));
+            }
+        }
+        self.zero_bytes_written += zeros_end.saturating_sub(zeros_from);
         self.zeroed_end = self.zeroed_end.max(zeros_end);
         self.start = frames_end;
         self.bytes.clear();

@@ -165,7 +165,7 @@ pub(crate) fn compact(
     moved?;
     inner.engine().reclaim_ready();
     // M6.
-    let returned = return_free_segments(inner)?;
+    let returned = return_free_segments(inner, 0)?;
     report.segments_returned = returned.len() as u64;
     report.bytes_returned = returned.iter().map(|s| s.len).sum();
     Counters::add(&inner.counters.compactions, 1);
@@ -329,11 +329,12 @@ fn release(inner: &Inner, staged: &Staged) {
     }
 }
 
-/// M6: punches out every wholly free segment; returns them.
-pub(crate) fn return_free_segments(inner: &Inner) -> Result<Vec<EmptySegment>> {
+/// M6: punches out every wholly free segment but `spare` per class of small segments; returns
+/// them.
+pub(crate) fn return_free_segments(inner: &Inner, spare: usize) -> Result<Vec<EmptySegment>> {
     let returned = inner
         .alloc
-        .return_empty(usize::MAX, |seg| inner.files.punch(seg))?;
+        .return_empty(usize::MAX, spare, |seg| inner.files.punch(seg))?;
     Counters::add(&inner.counters.segments_returned, returned.len() as u64);
     Ok(returned)
 }

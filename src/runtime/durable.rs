@@ -27,6 +27,10 @@ use crate::object_table::{NodeId, ObjectTable, Version};
 use crate::poison::Poison;
 use crate::resolve::{Resolved, resolve_at};
 
+/// Wholly free segments per class (of 1 MiB segments) that the background pass leaves
+/// reserved: steady churn reuses them instead of punching and reserving again.
+const SPARE_SEGMENTS: usize = 1;
+
 /// Everything a runtime shares between its handles, transactions and background thread.
 #[derive(Debug)]
 pub(crate) struct Inner {
@@ -467,7 +471,7 @@ fn background_loop(inner: &Inner) {
             if let Err(e) = super::compaction::compact(inner, &options, &mut |_| {}) {
                 tracing::error!(%e, "background compaction failed");
             }
-        } else if let Err(e) = super::compaction::return_free_segments(inner) {
+        } else if let Err(e) = super::compaction::return_free_segments(inner, SPARE_SEGMENTS) {
             tracing::error!(%e, "returning free segments failed");
         }
         let by_time = inner

@@ -444,7 +444,7 @@ pub(crate) fn open(
     }
     drop(guard);
     // R6b.
-    alloc.return_empty(usize::MAX, |seg| files.punch(seg))?;
+    alloc.return_empty(usize::MAX, 0, |seg| files.punch(seg))?;
 
     let epoch = replayed.last_epoch;
     let roots = RootCatalog::try_from_pairs(replayed.roots).map_err(|e| {
