@@ -17,7 +17,7 @@
 //! 5. A superseded or retired version's slot is freed only when its superseding epoch is durable
 //!    and no registered snapshot is older than that epoch.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -544,12 +544,19 @@ impl Engine<'_> {
                 .min(durable)
         };
         let guard = crossbeam_epoch::pin();
+        // A node rewritten by many commits has as many entries here; one trim at `limit` frees
+        // every version any of them could, and each trim walks the versions newer than `limit`,
+        // so each node is trimmed once per pass (else a pass after a flush of thousands of
+        // rewrites of one node walks its chain thousands of times).
+        let mut trimmed: HashSet<NodeId> = HashSet::new();
         while queue.front().is_some_and(|r| r.epoch <= limit) {
             let Some(r) = queue.pop_front() else { break };
             let freed = if r.whole_node {
                 self.table.reclaim(r.id, &guard)
-            } else {
+            } else if trimmed.insert(r.id) {
                 self.table.trim(r.id, limit, &guard)
+            } else {
+                continue;
             };
             // A stale id means a later retirement already freed everything.
             for v in freed.unwrap_or_default() {
