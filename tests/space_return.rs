@@ -6,7 +6,8 @@ use std::sync::Arc;
 use vellum::alloc::{AllocOptions, DataFileOptions, DataFiles, SegmentAllocator, class_for_len};
 use vellum::io::{FaultStorage, OsStorage, Storage};
 
-fn run(storage: Arc<dyn Storage>, dir: &std::path::Path) {
+/// Data files in `dir` (64 MiB files, 1 MiB windows) and an empty allocator.
+fn open(storage: Arc<dyn Storage>, dir: &std::path::Path) -> (DataFiles, SegmentAllocator) {
     storage.create_dir_all(dir).unwrap();
     let options = DataFileOptions {
         alloc: AllocOptions {
@@ -17,6 +18,11 @@ fn run(storage: Arc<dyn Storage>, dir: &std::path::Path) {
     };
     let files = DataFiles::open(storage, dir, options, &[]).unwrap();
     let alloc = SegmentAllocator::new(options.alloc).unwrap();
+    (files, alloc)
+}
+
+fn run(storage: Arc<dyn Storage>, dir: &std::path::Path) {
+    let (files, alloc) = open(storage, dir);
     let class = class_for_len(64 << 10).unwrap();
     // 32 segments of 1 MiB, 16 slots each, every byte written.
     let locs: Vec<_> = (0..32 * 16)
@@ -71,17 +77,7 @@ fn empty_segments_are_returned_on_the_fault_storage() {
 #[test]
 fn a_full_disk_fails_allocation_cleanly_instead_of_a_mapped_write() {
     let fs = FaultStorage::new(2);
-    let dir = std::path::Path::new("/db");
-    fs.create_dir_all(dir).unwrap();
-    let options = DataFileOptions {
-        alloc: AllocOptions {
-            file_bytes_max: 64 << 20,
-        },
-        window_bytes: 1 << 20,
-        mapped_bytes_max: 8 << 20,
-    };
-    let files = DataFiles::open(Arc::new(fs.clone()), dir, options, &[]).unwrap();
-    let alloc = SegmentAllocator::new(options.alloc).unwrap();
+    let (files, alloc) = open(Arc::new(fs.clone()), std::path::Path::new("/db"));
     let class = class_for_len(64 << 10).unwrap();
     // Room for two 1 MiB segments.
     fs.set_space_bytes_max(Some(2 << 20));
@@ -117,18 +113,7 @@ fn a_full_disk_fails_allocation_cleanly_instead_of_a_mapped_write() {
 /// never keeps a spare of a class whose segments are larger than 1 MiB.
 #[test]
 fn a_spare_segment_per_small_class_keeps_its_blocks() {
-    let fs = FaultStorage::new(3);
-    let dir = std::path::Path::new("/db");
-    fs.create_dir_all(dir).unwrap();
-    let options = DataFileOptions {
-        alloc: AllocOptions {
-            file_bytes_max: 64 << 20,
-        },
-        window_bytes: 1 << 20,
-        mapped_bytes_max: 8 << 20,
-    };
-    let files = DataFiles::open(Arc::new(fs.clone()), dir, options, &[]).unwrap();
-    let alloc = SegmentAllocator::new(options.alloc).unwrap();
+    let (files, alloc) = open(Arc::new(FaultStorage::new(3)), std::path::Path::new("/db"));
     let small = class_for_len(64 << 10).unwrap();
     let large = class_for_len(2 << 20).unwrap();
     assert!(vellum::alloc::segment_bytes(small) <= vellum::alloc::SPARE_SEGMENT_BYTES_MAX);

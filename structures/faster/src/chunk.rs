@@ -20,7 +20,9 @@ use vellum::codec::crc32c;
 use vellum::object_table::NodeId;
 use vellum::{CorruptionKind, Error as StoreError};
 
-use crate::extent::{Extent, get_pages, pages_bytes, put_page, u32_at, u64_at};
+use crate::extent::{
+    CRC_BYTES, Extent, checked_body, get_pages, pages_bytes, put_page, u32_at, u64_at,
+};
 
 /// Magic of a chunk node.
 pub const CHUNK_MAGIC: [u8; 8] = *b"VFLOGPT1";
@@ -32,8 +34,6 @@ pub const CHUNK_KIND: u8 = 0x54;
 pub const CHUNK_PAGES: u32 = 64;
 /// Bytes of the fixed part of a chunk node, before its page list.
 pub const CHUNK_FIXED_BYTES: usize = 32;
-/// Bytes of a chunk node's CRC32C.
-const CRC_BYTES: usize = 4;
 /// Bytes of one chunk reference in the metadata node.
 pub const CHUNK_REF_BYTES: usize = 24;
 
@@ -110,35 +110,7 @@ impl Chunk {
         let invalid = |offset: usize, field: &'static str, value: u64| {
             bad(offset, CorruptionKind::InvalidField { field, value })
         };
-        if bytes.len() < CHUNK_FIXED_BYTES + CRC_BYTES {
-            return Err(bad(
-                0,
-                CorruptionKind::Truncated {
-                    needed: (CHUNK_FIXED_BYTES + CRC_BYTES) as u64,
-                    available: bytes.len() as u64,
-                },
-            ));
-        }
-        let body = &bytes[..bytes.len() - CRC_BYTES];
-        let stored = u32_at(bytes, body.len());
-        let actual = crc32c(body);
-        if stored != actual {
-            return Err(bad(
-                body.len(),
-                CorruptionKind::ChecksumMismatch {
-                    expected: stored,
-                    actual,
-                },
-            ));
-        }
-        if body[..8] != CHUNK_MAGIC {
-            return Err(bad(
-                0,
-                CorruptionKind::BadMagic {
-                    found: u64_at(body, 0),
-                },
-            ));
-        }
+        let body = checked_body(bytes, CHUNK_FIXED_BYTES, &CHUNK_MAGIC, what)?;
         let version = u32_at(body, 8);
         if version != CHUNK_VERSION {
             return Err(bad(

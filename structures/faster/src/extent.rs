@@ -134,6 +134,53 @@ pub(crate) fn get_pages(
     Ok(pages)
 }
 
+/// Bytes of the CRC32C that ends a metadata or chunk node.
+pub(crate) const CRC_BYTES: usize = 4;
+
+/// Checks what metadata and chunk nodes share: at least `fixed` bytes before the trailing
+/// CRC32C, the CRC over everything before it, and the magic; returns the bytes before the CRC.
+/// `what` names the node in corruption reports.
+pub(crate) fn checked_body<'b>(
+    bytes: &'b [u8],
+    fixed: usize,
+    magic: &[u8; 8],
+    what: &str,
+) -> Result<&'b [u8], StoreError> {
+    let bad = |offset: usize, kind: CorruptionKind| {
+        StoreError::corruption(PathBuf::from(what), offset as u64, kind)
+    };
+    if bytes.len() < fixed + CRC_BYTES {
+        return Err(bad(
+            0,
+            CorruptionKind::Truncated {
+                needed: (fixed + CRC_BYTES) as u64,
+                available: bytes.len() as u64,
+            },
+        ));
+    }
+    let body = &bytes[..bytes.len() - CRC_BYTES];
+    let stored = u32_at(bytes, body.len());
+    let actual = vellum::codec::crc32c(body);
+    if stored != actual {
+        return Err(bad(
+            body.len(),
+            CorruptionKind::ChecksumMismatch {
+                expected: stored,
+                actual,
+            },
+        ));
+    }
+    if body[..8] != *magic {
+        return Err(bad(
+            0,
+            CorruptionKind::BadMagic {
+                found: u64_at(body, 0),
+            },
+        ));
+    }
+    Ok(body)
+}
+
 /// The little-endian u32 at `at`; the caller checked `at + 4 <= b.len()`.
 pub(crate) fn u32_at(b: &[u8], at: usize) -> u32 {
     let mut w = [0u8; 4];

@@ -26,8 +26,8 @@ use vellum::object_table::NodeId;
 use vellum::{CorruptionKind, Error as StoreError};
 
 pub use crate::chunk::{CHUNK_REF_BYTES, ChunkRef};
+use crate::extent::{CRC_BYTES, checked_body, get_pages, pages_bytes, put_page, u32_at, u64_at};
 pub use crate::extent::{EXTENT_BYTES, Extent, extent_at};
-use crate::extent::{get_pages, pages_bytes, put_page, u32_at, u64_at};
 
 /// Magic of a metadata node.
 pub const META_MAGIC: [u8; 8] = *b"VFLOGMD1";
@@ -43,8 +43,6 @@ pub const PAGE_KIND: u8 = 0x50;
 pub const META_FIXED_BYTES: usize = 56;
 /// Longest iterator name, in bytes.
 pub const ITERATOR_NAME_BYTES_MAX: usize = 64;
-/// Bytes of the CRC32C that ends a metadata node.
-const CRC_BYTES: usize = 4;
 
 const _: () = assert!(META_FIXED_BYTES == 8 + 4 + 4 + 8 + 8 + 8 + 4 + 4 + 4 + 4);
 
@@ -115,35 +113,7 @@ impl Meta {
         let bad = |offset: usize, kind: CorruptionKind| {
             StoreError::corruption(PathBuf::from(what), offset as u64, kind)
         };
-        if bytes.len() < META_FIXED_BYTES + CRC_BYTES {
-            return Err(bad(
-                0,
-                CorruptionKind::Truncated {
-                    needed: (META_FIXED_BYTES + CRC_BYTES) as u64,
-                    available: bytes.len() as u64,
-                },
-            ));
-        }
-        let body = &bytes[..bytes.len() - CRC_BYTES];
-        let stored = u32_at(bytes, body.len());
-        let actual = crc32c(body);
-        if stored != actual {
-            return Err(bad(
-                body.len(),
-                CorruptionKind::ChecksumMismatch {
-                    expected: stored,
-                    actual,
-                },
-            ));
-        }
-        if body[..8] != META_MAGIC {
-            return Err(bad(
-                0,
-                CorruptionKind::BadMagic {
-                    found: u64_at(body, 0),
-                },
-            ));
-        }
+        let body = checked_body(bytes, META_FIXED_BYTES, &META_MAGIC, what)?;
         let version = u32_at(body, 8);
         if version != META_VERSION && version != META_VERSION_1 {
             return Err(bad(
