@@ -9,6 +9,9 @@
 //! - A commit covers every append that returned before it was called, however many appenders
 //!   are still writing: 4 threads on 2 cores, each entry read back byte-exact right after its
 //!   own commit.
+//! - Truncation beside 3 appenders, a reader and a 2-page ring: reads either succeed byte-exact
+//!   or fail with `BelowBegin`, and afterwards each appender's entries from the final begin on
+//!   are exactly a suffix of what it appended, in order.
 //!
 //! `VELLUM_FLOG_WRAP_FACTOR` (default 50) scales the wrap-around volume.
 
@@ -227,4 +230,91 @@ fn a_commit_covers_every_append_that_returned_before_it() {
         next[t as usize] += 1;
     }
     assert_eq!(next, [PER_THREAD; THREADS as usize]);
+}
+
+#[test]
+fn truncation_beside_appenders_and_readers_keeps_exact_suffixes() {
+    const PAGE: u32 = 4096;
+    const THREADS: u64 = 3;
+    const PER_THREAD: u64 = 3000;
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_real(dir.path(), "trunc", log_options(PAGE, 2));
+    let done = AtomicBool::new(false);
+    let appended: Vec<Vec<Vec<u8>>> = std::thread::scope(|s| {
+        let truncator = s.spawn(|| {
+            let mut truncations = 0u64;
+            while !done.load(Ordering::Relaxed) {
+                // Truncate to the first entry of a committed page, leaving a page or two.
+                let tail = log.committed_tail();
+                let page = (tail / u64::from(PAGE)).saturating_sub(2);
+                if page * u64::from(PAGE) > log.begin_address() {
+                    log.truncate_until(page * u64::from(PAGE)).unwrap();
+                    truncations += 1;
+                }
+                std::thread::sleep(Duration::from_micros(300));
+            }
+            truncations
+        });
+        let reader = s.spawn(|| {
+            let mut rng = Rng::new(5);
+            let (mut ok, mut below) = (0u64, 0u64);
+            while !done.load(Ordering::Relaxed) {
+                let (begin, tail) = (log.begin_address(), log.committed_tail());
+                if tail > begin {
+                    let page = (begin + rng.below(tail - begin)) / u64::from(PAGE);
+                    match log.scan(page * u64::from(PAGE), tail).next() {
+                        Some(Ok(e)) => {
+                            let (t, i) = parse(&e.bytes);
+                            assert_eq!(e.bytes, entry(t, i, (i % 53) as usize * 8));
+                            ok += 1;
+                        }
+                        Some(Err(Error::BelowBegin { .. })) | None => below += 1,
+                        Some(Err(e)) => panic!("read during truncation: {e}"),
+                    }
+                }
+                std::thread::yield_now();
+            }
+            (ok, below)
+        });
+        let handles: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let log = &log;
+                s.spawn(move || {
+                    let mut mine = Vec::new();
+                    for i in 0..PER_THREAD {
+                        let e = entry(t, i, (i % 53) as usize * 8);
+                        log.append(&e).unwrap();
+                        if i % 16 == 15 {
+                            log.commit().unwrap();
+                        }
+                        mine.push(e);
+                    }
+                    mine
+                })
+            })
+            .collect();
+        let out = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        log.commit().unwrap();
+        done.store(true, Ordering::Relaxed);
+        assert!(truncator.join().unwrap() > 0, "no truncation ran");
+        let (ok, _) = reader.join().unwrap();
+        assert!(ok > 0, "no read succeeded");
+        out
+    });
+    assert!(log.begin_address() > 0);
+    let mut seen: BTreeMap<u64, Vec<Vec<u8>>> = BTreeMap::new();
+    for e in log.scan_all() {
+        let e = e.expect("every entry from begin intact");
+        seen.entry(parse(&e.bytes).0).or_default().push(e.bytes);
+    }
+    for (t, mine) in appended.into_iter().enumerate() {
+        let got = seen.remove(&(t as u64)).unwrap_or_default();
+        assert!(
+            mine.ends_with(&got),
+            "thread {t}: its {} entries from begin are not a suffix of its {}",
+            got.len(),
+            mine.len()
+        );
+    }
+    assert!(seen.is_empty());
 }
