@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use vellum::CorruptionKind;
-use vellum::inspect::{FindingKind, FsckOptions, Severity, faster_logs, fsck, load};
+use vellum::inspect::{Finding, FindingKind, FsckOptions, Severity, faster_logs, fsck, load};
 use vellum::io::OsStorage;
 use vellum::runtime::{CommitPolicy, DurableRuntime};
 use vellum_faster::chunk::Chunk;
@@ -37,6 +37,16 @@ fn fsck_options() -> FsckOptions {
     }
 }
 
+/// The findings of severity Problem that fsck reports for the store in `dir`.
+fn problems(storage: &OsStorage, dir: &std::path::Path) -> Vec<Finding> {
+    let report = fsck(storage, dir, &fsck_options()).unwrap();
+    report
+        .findings
+        .into_iter()
+        .filter(|f| f.severity == Severity::Problem)
+        .collect()
+}
+
 #[test]
 fn fsck_and_dump_check_a_faster_log_root() {
     let dir = tempfile::tempdir().unwrap();
@@ -58,15 +68,7 @@ fn fsck_and_dump_check_a_faster_log_root() {
         Arc::into_inner(rt).unwrap().close().unwrap();
     }
     let storage = OsStorage::new();
-    let report = fsck(&storage, dir.path(), &fsck_options()).unwrap();
-    assert!(
-        report
-            .findings
-            .iter()
-            .all(|f| f.severity != Severity::Problem),
-        "{:?}",
-        report.findings
-    );
+    assert!(problems(&storage, dir.path()).is_empty());
     let insp = load(&storage, dir.path(), &fsck_options()).unwrap();
     let logs = faster_logs(&insp);
     assert_eq!(logs.len(), 1);
@@ -105,14 +107,9 @@ fn fsck_and_dump_check_a_faster_log_root() {
         tx.commit_with(CommitPolicy::Strict).unwrap();
         rt.close().unwrap();
     }
-    let report = fsck(&storage, dir.path(), &fsck_options()).unwrap();
-    let problems: Vec<_> = report
-        .findings
-        .iter()
-        .filter(|f| f.severity == Severity::Problem)
-        .collect();
+    let problems = problems(&storage, dir.path());
     assert_eq!(problems.len(), 1, "{problems:?}");
-    let f = problems[0];
+    let f = &problems[0];
     assert_eq!(f.offset, bad_address);
     assert_eq!(
         f.file.to_str().unwrap(),
@@ -174,15 +171,7 @@ fn fsck_and_dump_read_chunk_nodes_and_report_a_damaged_one() {
     assert_eq!(entries, 800 - 281);
 
     let storage = OsStorage::new();
-    let report = fsck(&storage, dir.path(), &fsck_options()).unwrap();
-    assert!(
-        report
-            .findings
-            .iter()
-            .all(|f| f.severity != Severity::Problem),
-        "{:?}",
-        report.findings
-    );
+    assert!(problems(&storage, dir.path()).is_empty());
     let insp = load(&storage, dir.path(), &fsck_options()).unwrap();
     let l = &faster_logs(&insp)[0];
     let dumped: Vec<(u64, u32, String)> = l
@@ -220,14 +209,9 @@ fn fsck_and_dump_read_chunk_nodes_and_report_a_damaged_one() {
         tx.commit_with(CommitPolicy::Strict).unwrap();
         rt.close().unwrap();
     }
-    let report = fsck(&storage, dir.path(), &fsck_options()).unwrap();
-    let problems: Vec<_> = report
-        .findings
-        .iter()
-        .filter(|f| f.severity == Severity::Problem)
-        .collect();
+    let problems = problems(&storage, dir.path());
     assert_eq!(problems.len(), 1, "{problems:?}");
-    let f = problems[0];
+    let f = &problems[0];
     assert_eq!(f.file.to_str().unwrap(), "faster-log:events/chunk-128");
     assert_eq!(f.offset, len - 4);
     assert_eq!(f.node, Some(bad.node));
