@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use vellum::codec::crc32c;
+use vellum::object_table::NodeId;
 use vellum::runtime::{CommitPolicy, DurableRuntime};
 use vellum_faster::chunk::{CHUNK_PAGES, CHUNK_REF_BYTES};
 use vellum_faster::meta::{EXTENT_BYTES, META_FIXED_BYTES, Meta};
@@ -81,6 +82,21 @@ fn append_pages(log: &FasterLog, range: std::ops::Range<u64>) -> Vec<(u64, Vec<u
     }
     log.commit().unwrap();
     out
+}
+
+/// Commits `bytes` as the new version of node `id` (STRICT).
+fn overwrite(rt: &DurableRuntime, id: NodeId, bytes: &[u8]) {
+    let mut tx = rt.begin();
+    tx.write(id, bytes).unwrap();
+    tx.commit_with(CommitPolicy::Strict).unwrap();
+}
+
+/// The corruption that opening log `name` in `rt` fails with.
+fn open_corruption(rt: &Arc<DurableRuntime>, name: &str) -> vellum::Corruption {
+    let e = FasterLog::open(rt.clone(), name, options()).unwrap_err();
+    e.as_corruption()
+        .cloned()
+        .unwrap_or_else(|| panic!("not a corruption: {e}"))
 }
 
 fn scan(log: &FasterLog) -> Vec<(u64, Vec<u8>)> {
@@ -371,13 +387,10 @@ fn a_chunk_node_that_does_not_match_its_reference_is_a_structured_corruption() {
     assert_eq!(m.chunks.len(), 2);
     // Chunk 1's node gets chunk 0's bytes: a valid chunk node, but not the one referred to.
     let first = rt.read(m.chunks[0].node).unwrap();
-    let mut tx = rt.begin();
-    tx.write(m.chunks[1].node, &first).unwrap();
-    tx.commit_with(CommitPolicy::Strict).unwrap();
+    overwrite(&rt, m.chunks[1].node, &first);
     rt.close().unwrap();
     let rt = Arc::new(DurableRuntime::open(dir.path(), small_options()).unwrap());
-    let e = FasterLog::open(rt.clone(), "bad", options()).unwrap_err();
-    let c = e.as_corruption().unwrap_or_else(|| panic!("{e}"));
+    let c = open_corruption(&rt, "bad");
     assert_eq!(c.file.to_str().unwrap(), "faster-log:bad/chunk-64");
     assert_eq!(c.offset, 16);
     assert_eq!(
@@ -391,11 +404,8 @@ fn a_chunk_node_that_does_not_match_its_reference_is_a_structured_corruption() {
     // A flipped byte in the chunk node: its CRC32C.
     let mut bad = rt.read(m.chunks[1].node).unwrap();
     bad[40] ^= 1;
-    let mut tx = rt.begin();
-    tx.write(m.chunks[1].node, &bad).unwrap();
-    tx.commit_with(CommitPolicy::Strict).unwrap();
-    let e = FasterLog::open(rt.clone(), "bad", options()).unwrap_err();
-    let c = e.as_corruption().unwrap_or_else(|| panic!("{e}"));
+    overwrite(&rt, m.chunks[1].node, &bad);
+    let c = open_corruption(&rt, "bad");
     assert_eq!(c.file.to_str().unwrap(), "faster-log:bad/chunk-64");
     assert_eq!(c.offset, bad.len() as u64 - 4);
     assert!(matches!(
