@@ -13,6 +13,7 @@ const NODES: usize = 4096;
 fn runtime(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let options = RuntimeOptions {
+        create_if_missing: true,
         eventual_flush_interval: Duration::from_millis(50),
         ..RuntimeOptions::default()
     };

@@ -48,7 +48,13 @@ fn lookup(dir: &std::path::Path) -> vellum::Result<u64> {
 }
 
 fn snapshot(dir: &std::path::Path) -> vellum::Result<u64> {
-    let rt = DurableRuntime::open(dir, RuntimeOptions::default())?;
+    let rt = DurableRuntime::open(
+        dir,
+        RuntimeOptions {
+            create_if_missing: true,
+            ..RuntimeOptions::default()
+        },
+    )?;
     let mut tx = rt.begin();
     let ids: Vec<_> = (0..NODES)
         .map(|i| tx.alloc(1, &[i as u8; 100]))

@@ -60,6 +60,21 @@ pub enum Error {
     /// A caller passed an argument vellum cannot accept.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// No store exists at the directory, and the caller did not ask to create one
+    /// (`RuntimeOptions::create_if_missing`). The directory holds no store file at all: a
+    /// directory with store files but no superblock is damage, reported as
+    /// [`Error::Corruption`] naming the missing `superblock`.
+    #[error("no store in {}: it holds no store files (set create_if_missing to create one)", dir.display())]
+    NoStore {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// The path given as a store's directory exists but is not a directory.
+    #[error("{} is not a directory", path.display())]
+    NotADirectory {
+        /// The path.
+        path: PathBuf,
+    },
 }
 
 impl Error {

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use vellum::io::{OsStorage, Storage};
 use vellum::log::{
-    DeltaLog, Frame, LOG_HEADER_BYTES, LogOptions, LogPosition, LogReader, ReplaySummary,
-    TailState, frame_bytes, log_file_name, replay,
+    DeltaLog, Frame, LOG_HEADER_BYTES, LogOptions, LogPosition, LogReader, OnDamage, PastFrame,
+    ReplaySummary, TailState, frame_bytes, log_file_name, replay,
 };
 use vellum::{CorruptionKind, Error};
 
@@ -119,13 +119,13 @@ fn torn_tail_at_every_offset_of_the_last_frame() {
             assert_eq!(summary.tail, TailState::Clean);
         } else {
             let available = cut - last_start;
-            let needed = if available < 4 { 16 } else { frame_bytes(37) };
+            let needed = if available < 4 { 24 } else { frame_bytes(37) };
             assert_eq!(
                 summary.tail,
                 TailState::Torn {
                     offset: last_start,
                     kind: CorruptionKind::Truncated { needed, available },
-                    valid_frame_follows: false,
+                    past: Vec::new(),
                 },
                 "cut at {cut}"
             );
@@ -146,7 +146,7 @@ fn zeroed_last_frame_header_is_a_clean_end() {
     let mut bytes = std::fs::read(&path).unwrap();
     let (offsets, _) = layout(&bodies);
     let last = *offsets.last().unwrap() as usize;
-    bytes[last..last + 16].fill(0);
+    bytes[last..last + 24].fill(0);
     std::fs::write(&path, &bytes).unwrap();
     let (frames, summary) = replay_all(&path);
     assert_prefix(&frames, &bodies, bodies.len() - 1);
@@ -170,16 +170,11 @@ fn bit_flip_anywhere_in_the_last_frame_is_a_torn_tail() {
         let (frames, summary) = replay_all(&copy);
         assert_prefix(&frames, &bodies, bodies.len() - 1);
         assert_eq!(summary.valid_end, last);
-        let TailState::Torn {
-            offset,
-            kind,
-            valid_frame_follows,
-        } = summary.tail
-        else {
+        let TailState::Torn { offset, kind, past } = summary.tail else {
             panic!("flip at {at}: expected a torn tail, got {:?}", summary.tail);
         };
         assert_eq!(offset, last);
-        assert!(!valid_frame_follows, "flip at {at}");
+        assert_eq!(past, Vec::new(), "flip at {at}");
         if at - last < 4 {
             // A flipped length either exceeds the maximum, points past the end of the file, or
             // declares a different size whose CRC cannot match.
@@ -205,7 +200,7 @@ fn bit_flip_anywhere_in_the_last_frame_is_a_torn_tail() {
 }
 
 #[test]
-fn damage_in_the_middle_reports_that_a_valid_frame_follows() {
+fn damage_in_an_unsynced_batch_is_a_torn_tail_with_the_frames_past_it() {
     let dir = tempfile::tempdir().unwrap();
     let bodies: Vec<Vec<u8>> = (0..5).map(|i| body(i, 50 + i as usize * 10)).collect();
     let path = write_log(dir.path(), 3, &bodies);
@@ -219,14 +214,18 @@ fn damage_in_the_middle_reports_that_a_valid_frame_follows() {
     let (frames, summary) = replay_all(&path);
     assert_prefix(&frames, &bodies, 2);
     assert_eq!(summary.valid_end, offsets[2]);
-    assert!(matches!(
-        summary.tail,
-        TailState::Torn {
-            offset,
-            kind: CorruptionKind::ChecksumMismatch { .. },
-            valid_frame_follows: true,
-        } if offset == offsets[2]
-    ));
+    // Every frame was written in one batch before one sync, so none claims another durable:
+    // nothing proves frame 2 was synced, and the frames past it are listed.
+    let TailState::Torn { offset, kind, past } = summary.tail else {
+        panic!("a torn tail, got {:?}", summary.tail);
+    };
+    assert_eq!(offset, offsets[2]);
+    assert!(matches!(kind, CorruptionKind::ChecksumMismatch { .. }));
+    let past_at: Vec<(u64, u64, u64)> = past
+        .iter()
+        .map(|p| (p.offset, p.index, p.durable_end))
+        .collect();
+    assert_eq!(past_at, vec![(offsets[3], 3, 64), (offsets[4], 4, 64)]);
 
     // Frame 3's index rewritten (CRC fixed up): the index check catches it, and frame 4 follows.
     let mut bytes = clean.clone();
@@ -248,7 +247,12 @@ fn damage_in_the_middle_reports_that_a_valid_frame_follows() {
                 expected: 3,
                 actual: 9
             },
-            valid_frame_follows: true,
+            past: vec![PastFrame {
+                offset: offsets[4],
+                index: 4,
+                body_bytes: bodies[4].len() as u32,
+                durable_end: 64,
+            }],
         }
     );
 
@@ -257,15 +261,9 @@ fn damage_in_the_middle_reports_that_a_valid_frame_follows() {
     bytes[offsets[4] as usize + 20] ^= 0x40;
     std::fs::write(&path, &bytes).unwrap();
     let (_, summary) = replay_all(&path);
-    assert!(matches!(
-        summary.tail,
-        TailState::Torn {
-            valid_frame_follows: false,
-            ..
-        }
-    ));
+    assert!(matches!(summary.tail, TailState::Torn { ref past, .. } if past.is_empty()));
 
-    // An impossible length: not plausible, so the frame after it is not looked for.
+    // An impossible length: the frame after it is found by searching.
     let mut bytes = clean;
     bytes[offsets[2] as usize + 3] = 0xff;
     std::fs::write(&path, &bytes).unwrap();
@@ -277,10 +275,156 @@ fn damage_in_the_middle_reports_that_a_valid_frame_follows() {
                 field: "frame.body_bytes",
                 ..
             },
-            valid_frame_follows: false,
+            ref past,
             ..
-        }
+        } if past.len() == 2 && past[0].offset == offsets[3]
     ));
+}
+
+/// Frames synced one at a time: frame `i` claims every frame before it durable.
+fn write_log_synced_each(dir: &Path, seq: u64, bodies: &[Vec<u8>]) -> PathBuf {
+    let log = DeltaLog::create(os(), dir, seq, 100, options()).unwrap();
+    for b in bodies {
+        let pos = log.append(b).unwrap();
+        log.sync_to(pos).unwrap();
+    }
+    dir.join(log_file_name(seq))
+}
+
+#[test]
+fn damage_a_later_frame_proves_durable_is_reported_and_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let bodies: Vec<Vec<u8>> = (0..5).map(|i| body(i, 50 + i as usize * 10)).collect();
+    let path = write_log_synced_each(dir.path(), 3, &bodies);
+    let clean = std::fs::read(&path).unwrap();
+    let (offsets, _) = layout(&bodies);
+    for (at, what) in [
+        (offsets[2] as usize + 30, "a body byte"),
+        (offsets[2] as usize, "the length"),
+        (offsets[2] as usize + 17, "durable_end"),
+    ] {
+        let mut bytes = clean.clone();
+        bytes[at] ^= 0x40;
+        std::fs::write(&path, &bytes).unwrap();
+        let (frames, summary) = replay_all(&path);
+        assert_prefix(&frames, &bodies, 2);
+        let TailState::Damaged {
+            offset,
+            past,
+            proof,
+            ..
+        } = &summary.tail
+        else {
+            panic!("{what}: damage, got {:?}", summary.tail);
+        };
+        assert_eq!(*offset, offsets[2], "{what}");
+        // Frames 3 and 4 claim the frames before them durable; frame 4's claim is the largest.
+        assert_eq!(past.len(), 2, "{what}");
+        assert_eq!(
+            (proof.offset, proof.durable_end),
+            (offsets[4], offsets[4]),
+            "{what}"
+        );
+        // Opening refuses, names the damaged frame, and cuts nothing.
+        let err = DeltaLog::open(os(), dir.path(), 3, options(), |_| Ok(())).unwrap_err();
+        let c = err.as_corruption().expect("a corruption error");
+        assert_eq!(
+            (c.file.clone(), c.offset),
+            (path.clone(), offsets[2]),
+            "{what}"
+        );
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            bytes,
+            "{what}: the log is left as it was"
+        );
+    }
+    // Zeroed whole, frame 2 reads as the end of the log, but frame 3 and 4 prove otherwise.
+    let mut bytes = clean.clone();
+    bytes[offsets[2] as usize..offsets[3] as usize].fill(0);
+    std::fs::write(&path, &bytes).unwrap();
+    let (_, summary) = replay_all(&path);
+    assert!(matches!(
+        summary.tail,
+        TailState::Damaged {
+            kind: CorruptionKind::InvalidField {
+                field: "frame.body_bytes",
+                value: 0
+            },
+            offset,
+            ..
+        } if offset == offsets[2]
+    ));
+    // Opened with the cut, the damage is cut like a torn tail and the dropped frames reported.
+    let mut dropped = Vec::new();
+    let (_, summary) = DeltaLog::open_with(
+        os(),
+        dir.path(),
+        3,
+        options(),
+        OnDamage::Cut,
+        |_| Ok(()),
+        |f| dropped.push(f.body.clone()),
+    )
+    .unwrap();
+    assert_eq!(summary.valid_end, offsets[2]);
+    assert_eq!(dropped, bodies[3..]);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), offsets[2]);
+}
+
+#[test]
+fn a_sealed_log_replays_to_its_seal_and_reopens_for_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let bodies = varied_bodies();
+    let log = DeltaLog::create(os(), dir.path(), 1, 100, options()).unwrap();
+    for b in &bodies {
+        log.append(b).unwrap();
+    }
+    let (_, end) = layout(&bodies);
+    assert_eq!(
+        log.seal().unwrap(),
+        LogPosition {
+            seq: 1,
+            offset: end
+        }
+    );
+    // A sealed log accepts nothing more.
+    assert!(matches!(
+        log.append(b"more"),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert_eq!(
+        log.seal().unwrap(),
+        LogPosition {
+            seq: 1,
+            offset: end
+        }
+    );
+    drop(log);
+    let path = dir.path().join(log_file_name(1));
+    let (frames, summary) = replay_all(&path);
+    assert_prefix(&frames, &bodies, bodies.len());
+    assert_eq!((summary.tail, summary.valid_end), (TailState::Sealed, end));
+    // Damage anywhere before the seal is damage: the seal claims every frame durable.
+    let clean = std::fs::read(&path).unwrap();
+    let (offsets, _) = layout(&bodies);
+    let mut bytes = clean.clone();
+    bytes[offsets[bodies.len() - 1] as usize + 30] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let (_, summary) = replay_all(&path);
+    assert!(matches!(summary.tail, TailState::Damaged { ref proof, .. } if proof.offset == end));
+    std::fs::write(&path, &clean).unwrap();
+    // Reopened: the seal is cut and appends go on where it was.
+    let (log, summary) = DeltaLog::open(os(), dir.path(), 1, options(), |_| Ok(())).unwrap();
+    assert_eq!(summary.tail, TailState::Sealed);
+    let pos = log.append(b"after the seal").unwrap();
+    log.sync_to(pos).unwrap();
+    drop(log);
+    let (frames, summary) = replay_all(&path);
+    assert_eq!(frames.len(), bodies.len() + 1);
+    assert_eq!(frames.last().unwrap().body, b"after the seal");
+    assert_eq!(frames.last().unwrap().offset, end);
+    assert_eq!(summary.tail, TailState::Clean);
 }
 
 #[test]
@@ -340,13 +484,7 @@ fn open_cuts_the_tail_so_stale_frames_are_never_replayed() {
     assert_eq!(seen, bodies[..3]);
     assert_eq!(summary.frames, 3);
     assert_eq!(summary.valid_end, offsets[3]);
-    assert!(matches!(
-        summary.tail,
-        TailState::Torn {
-            valid_frame_follows: true,
-            ..
-        }
-    ));
+    assert!(matches!(summary.tail, TailState::Torn { ref past, .. } if past.len() == 1));
     assert_eq!(std::fs::metadata(&path).unwrap().len(), offsets[3]);
     assert_eq!(
         log.durable_position(),

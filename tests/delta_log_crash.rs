@@ -50,6 +50,9 @@ impl Storage for SlowSync {
     fn exists(&self, path: &Path) -> vellum::Result<bool> {
         self.0.exists(path)
     }
+    fn is_dir(&self, path: &Path) -> vellum::Result<bool> {
+        self.0.is_dir(path)
+    }
     fn rename(&self, from: &Path, to: &Path) -> vellum::Result<()> {
         self.0.rename(from, to)
     }

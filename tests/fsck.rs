@@ -164,7 +164,7 @@ fn crash_workload(rt: &DurableRuntime, seed: u64) -> vellum::Result<()> {
 
 #[test]
 fn crashed_stores_agree_with_recovery() {
-    let seed = 7;
+    let seed = env_u64("VELLUM_FSCK_CRASH_SEED", 1);
     let stride = env_u64("VELLUM_FSCK_CRASH_STRIDE", 2).max(1);
     let fs = common::fault_storage(seed, DIR);
     let rt = open_fault(&fs).expect("create");

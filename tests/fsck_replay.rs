@@ -8,7 +8,7 @@ use std::path::Path;
 
 use vellum::inspect::{FindingKind, Severity, fsck, load};
 use vellum::io::Storage;
-use vellum::log::encode_frame;
+use vellum::log::{FRAME_BODY_OFFSET, encode_frame};
 use vellum::object_table::NodeId;
 use vellum::runtime::{CommitRecord, NodeVersion, Op};
 use vellum::{CorruptionKind, Error};
@@ -105,7 +105,7 @@ fn every_refused_record_is_reported_with_recoverys_kind() {
     let want = vec![
         (
             Severity::Problem,
-            offsets[0] + 16,
+            offsets[0] + FRAME_BODY_OFFSET as u64,
             corruption(CorruptionKind::InvalidField {
                 field: "commit_record.record_type",
                 value: 9,
@@ -142,7 +142,10 @@ fn every_refused_record_is_reported_with_recoverys_kind() {
 
     match common::image::open(&fs, dir) {
         Err(Error::Corruption(c)) => {
-            assert_eq!((c.file, c.offset), (log, offsets[0] + 16));
+            assert_eq!(
+                (c.file, c.offset),
+                (log, offsets[0] + FRAME_BODY_OFFSET as u64)
+            );
             assert_eq!(
                 c.kind,
                 CorruptionKind::InvalidField {

@@ -92,6 +92,9 @@ impl Storage for W {
     fn exists(&self, p: &Path) -> Result<bool> {
         self.inner.exists(p)
     }
+    fn is_dir(&self, p: &Path) -> Result<bool> {
+        self.inner.is_dir(p)
+    }
     fn rename(&self, a: &Path, b: &Path) -> Result<()> {
         self.inner.rename(a, b)
     }

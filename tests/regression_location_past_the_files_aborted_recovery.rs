@@ -14,6 +14,7 @@ use vellum::runtime::{
 
 fn opts() -> RuntimeOptions {
     let mut o = RuntimeOptions {
+        create_if_missing: true,
         eventual_flush_interval: std::time::Duration::from_secs(60),
         checkpoint_log_bytes: 1 << 40,
         ..RuntimeOptions::default()

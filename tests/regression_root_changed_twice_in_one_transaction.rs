@@ -11,7 +11,14 @@ use vellum::runtime::{DurableRuntime, RuntimeOptions};
 fn the_last_change_to_a_root_in_a_transaction_wins() {
     let dir = tempfile::tempdir().unwrap();
     let (x, y) = {
-        let rt = DurableRuntime::open(dir.path(), RuntimeOptions::default()).unwrap();
+        let rt = DurableRuntime::open(
+            dir.path(),
+            RuntimeOptions {
+                create_if_missing: true,
+                ..RuntimeOptions::default()
+            },
+        )
+        .unwrap();
         let mut tx = rt.begin();
         let x = tx.alloc(0, b"x").unwrap();
         let y = tx.alloc(0, b"y").unwrap();
@@ -27,7 +34,14 @@ fn the_last_change_to_a_root_in_a_transaction_wins() {
         assert_eq!(rt.root("c"), Some(x));
         (x, y)
     };
-    let rt = DurableRuntime::open(dir.path(), RuntimeOptions::default()).unwrap();
+    let rt = DurableRuntime::open(
+        dir.path(),
+        RuntimeOptions {
+            create_if_missing: true,
+            ..RuntimeOptions::default()
+        },
+    )
+    .unwrap();
     assert_eq!(rt.root("a"), Some(y));
     assert_eq!(rt.root("b"), None);
     assert_eq!(rt.root("c"), Some(x));

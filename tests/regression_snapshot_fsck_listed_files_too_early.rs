@@ -35,6 +35,9 @@ impl Storage for EarlyListing {
     fn exists(&self, path: &Path) -> vellum::Result<bool> {
         self.os.exists(path)
     }
+    fn is_dir(&self, path: &Path) -> vellum::Result<bool> {
+        self.os.is_dir(path)
+    }
     fn rename(&self, from: &Path, to: &Path) -> vellum::Result<()> {
         self.os.rename(from, to)
     }

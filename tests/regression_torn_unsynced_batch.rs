@@ -7,7 +7,10 @@
 //! same on disk; recovery now cuts the open log at the first bad frame, logs it, and reports it in
 //! `RuntimeStats`, while the check against the superblock's epoch still refuses to lose anything
 //! a checkpoint made durable. The test builds that state directly: one bad byte in the middle of
-//! a record, the records after it intact.
+//! a record, the records after it intact, and no seal (a clean close seals the log, claiming
+//! every frame durable; a crash before the batch's sync leaves none). Since log format 2 the
+//! frames past the bad one claim only the STRICT record durable, which is what tells this torn
+//! batch from damage to durable frames (`tests/regression_mid_log_damage_was_cut.rs`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -56,6 +59,9 @@ fn a_bad_record_followed_by_intact_ones_is_cut_not_refused() {
     let mut byte = [0u8; 1];
     file.read_at(&mut byte, middle).unwrap();
     file.write_at(&[byte[0] ^ 0x40], middle).unwrap();
+    // The batch was never synced, so no seal follows it.
+    let end = frames.last().unwrap().1;
+    file.write_at(&[0u8; vellum::log::SEAL_BYTES], end).unwrap();
     file.sync_data().unwrap();
     drop(file);
 

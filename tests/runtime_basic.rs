@@ -8,7 +8,10 @@ use vellum::Error;
 use vellum::runtime::{CommitPolicy, DurableRuntime, RuntimeOptions};
 
 fn options() -> RuntimeOptions {
-    let mut o = RuntimeOptions::default();
+    let mut o = RuntimeOptions {
+        create_if_missing: true,
+        ..RuntimeOptions::default()
+    };
     o.data.window_bytes = 1 << 20;
     o.data.mapped_bytes_max = 64 << 20;
     o.data.alloc.file_bytes_max = 64 << 20;
@@ -365,7 +368,14 @@ fn a_store_keeps_the_layout_it_was_created_with() {
     // Reopened with the default layout (1 GiB files, 64 MiB windows): the store's own layout is
     // kept, every node reads back, and a new node takes the free slot of file 1 (under 1 GiB
     // files it would land 64 MiB into file 0 and grow it past 64 MiB).
-    let rt = DurableRuntime::open(dir.path(), RuntimeOptions::default()).unwrap();
+    let rt = DurableRuntime::open(
+        dir.path(),
+        RuntimeOptions {
+            create_if_missing: true,
+            ..RuntimeOptions::default()
+        },
+    )
+    .unwrap();
     for (i, id) in ids.iter().enumerate() {
         assert_eq!(rt.read(*id).unwrap(), vec![i as u8; 20 << 20]);
     }

@@ -47,6 +47,7 @@ fn txns_per_thread() -> u64 {
 
 fn options(policy: CommitPolicy) -> RuntimeOptions {
     let mut o = RuntimeOptions {
+        create_if_missing: true,
         policy,
         ..RuntimeOptions::default()
     };

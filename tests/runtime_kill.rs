@@ -76,6 +76,7 @@ const CHILD_LIFETIME: Duration = Duration::from_secs(120);
 
 fn options(policy: CommitPolicy) -> RuntimeOptions {
     let mut o = RuntimeOptions {
+        create_if_missing: true,
         policy,
         // Background checkpoints (and log rotations) during the run.
         checkpoint_log_bytes: 1 << 20,

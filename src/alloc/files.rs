@@ -10,6 +10,11 @@
 //!    windows whose readers have not left yet (`mapped_bytes` reports both).
 //! 4. A file created since the last `sync_dir` is remembered, so the runtime can make its
 //!    directory entry durable before any durable state names it.
+//! 5. Every change of a file's bytes or length marks the file dirty *before* it counts in the
+//!    write generation, and every write counts there before it returns: so a sync that reads the
+//!    generation `g` first and then syncs every dirty file covers every change counted up to `g`,
+//!    whoever made it (a transaction, compaction, recovery's write-backs). No caller has to
+//!    remember to count its writes.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -148,6 +153,9 @@ pub struct DataFiles {
     grow: Mutex<()>,
     account: Arc<MapAccount>,
     created_unsynced: AtomicBool,
+    /// Changes (writes and growth) made so far, counted after their file was marked dirty
+    /// (invariant 5).
+    write_generation: AtomicU64,
 }
 
 impl Drop for DataFiles {
@@ -190,6 +198,7 @@ impl DataFiles {
             grow: Mutex::new(()),
             account: Arc::new(MapAccount::default()),
             created_unsynced: AtomicBool::new(false),
+            write_generation: AtomicU64::new(0),
         };
         let mut sorted = existing.to_vec();
         sorted.sort_unstable();
@@ -273,9 +282,24 @@ impl DataFiles {
         let f = &list[loc.file as usize];
         if f.len.load(Ordering::Acquire) < need {
             f.file.set_len(need)?;
+            // Invariant 5: dirty before the new length is visible, so a sync that sees the
+            // length (the checkpoint's K5 records it) also syncs the growth.
+            f.dirty.store(true, Ordering::Release);
             f.len.store(need, Ordering::Release);
+            self.count_change();
         }
         Ok(())
+    }
+
+    /// Counts a change whose file is already marked dirty (invariant 5).
+    fn count_change(&self) {
+        self.write_generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The number of changes made so far: a sync that reads this first and then syncs every
+    /// dirty file covers all of them (invariant 5).
+    pub fn write_generation(&self) -> u64 {
+        self.write_generation.load(Ordering::Acquire)
     }
 
     /// The window holding `loc`, mapping it (and evicting others) if needed, with the offset of
@@ -384,6 +408,7 @@ impl DataFiles {
                 })?;
             f.file.write_at(data, loc.offset)?;
             f.dirty.store(true, Ordering::Release);
+            self.count_change();
             if data.len() >= START_WRITEBACK_BYTES_MIN {
                 f.file.start_writeback(loc.offset, data.len() as u64);
             }
@@ -396,6 +421,7 @@ impl DataFiles {
             if let Some(f) = self.list(loc.class, &guard).get(loc.file as usize) {
                 f.dirty.store(true, Ordering::Release);
             }
+            self.count_change();
         }
         self.collect_evicted();
         Ok(())

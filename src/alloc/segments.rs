@@ -348,6 +348,17 @@ impl SegmentAllocator {
         self.free_in(&mut c, loc)
     }
 
+    /// Gives back a slot this process allocated whose version never committed (a failed write,
+    /// an aborted transaction, a superseded write in the same transaction). Nothing durable names
+    /// it, so freeing it at once is safe. It cannot fail unless the slot was not allocated, an
+    /// internal bug: that is logged loudly, and at worst the slot leaks until the store reopens
+    /// (recovery rebuilds the allocator from the live versions).
+    pub fn release(&self, loc: Location) {
+        if let Err(e) = self.free(loc) {
+            tracing::error!(?loc, %e, "releasing an uncommitted slot failed (internal bug)");
+        }
+    }
+
     fn free_in(&self, c: &mut Class, loc: Location) -> Result<()> {
         let bad = || Error::InvalidArgument(format!("free of {loc:?}: not an allocated slot"));
         let (seg_no, slot) = self.index(loc).ok_or_else(bad)?;

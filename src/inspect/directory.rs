@@ -2,20 +2,18 @@
 //! which ones nothing ever uses or removes.
 //!
 //! Invariants:
-//! 1. A name is classified by the same parsers the layers that own the files use
-//!    (`parse_manifest_file_name`, `parse_log_file_name`, `parse_checkpoint_file_name`,
-//!    `parse_data_file_name`), so `fsck` and recovery agree on what a file is.
-//! 2. A file is a leftover exactly when `MetaStore::open` or recovery (R2) removes it: a manifest
-//!    other than the one in force, any `*.tmp`, a log or checkpoint the manifest does not name.
+//! 1. A name is classified by the runtime's own classification (`runtime::classify`, built on
+//!    the parsers the layers that own the files use), so `fsck` and recovery agree on what a
+//!    file is; a file that is no store file is foreign (`UnknownFile`) and nothing removes it.
+//! 2. A file is a leftover exactly when `MetaStore::open` or recovery (RV3) removes it: a
+//!    manifest other than the one in force, the temporary of the superblock, a manifest or a
+//!    checkpoint, a log or checkpoint the manifest does not name.
 
 use std::path::Path;
 
 use super::finding::{FindingKind, Findings, Severity};
-use crate::alloc::parse_data_file_name;
-use crate::checkpoint::parse_checkpoint_file_name;
-use crate::log::parse_log_file_name;
-use crate::meta::{Manifest, SUPERBLOCK_FILE, parse_manifest_file_name};
-use crate::runtime::LOCK_FILE;
+use crate::meta::Manifest;
+use crate::runtime::{StoreFile, classify};
 
 /// What a file in a store directory is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,30 +30,23 @@ pub(crate) enum Role {
     Checkpoint(u64),
     /// `data-{class}-{file}.seg`.
     Data(u8, u32),
-    /// Any `*.tmp` file.
+    /// The `*.tmp` of a superblock, manifest or checkpoint being written.
     Tmp,
-    /// Anything else.
+    /// Anything else: a foreign file.
     Unknown,
 }
 
 /// Classifies a file name.
 pub(crate) fn role(name: &str) -> Role {
-    if name == LOCK_FILE {
-        Role::Lock
-    } else if name == SUPERBLOCK_FILE {
-        Role::Superblock
-    } else if name.ends_with(".tmp") {
-        Role::Tmp
-    } else if let Some(seq) = parse_manifest_file_name(name) {
-        Role::Manifest(seq)
-    } else if let Some(seq) = parse_log_file_name(name) {
-        Role::Log(seq)
-    } else if let Some(seq) = parse_checkpoint_file_name(name) {
-        Role::Checkpoint(seq)
-    } else if let Some((class, file)) = parse_data_file_name(name) {
-        Role::Data(class, file)
-    } else {
-        Role::Unknown
+    match classify(name) {
+        Some(StoreFile::Lock) => Role::Lock,
+        Some(StoreFile::Superblock) => Role::Superblock,
+        Some(StoreFile::Manifest(seq)) => Role::Manifest(seq),
+        Some(StoreFile::Log(seq)) => Role::Log(seq),
+        Some(StoreFile::Checkpoint(seq)) => Role::Checkpoint(seq),
+        Some(StoreFile::Data(class, file)) => Role::Data(class, file),
+        Some(StoreFile::Tmp(_)) => Role::Tmp,
+        None => Role::Unknown,
     }
 }
 

@@ -18,7 +18,7 @@ use crate::checkpoint::{CheckpointExpect, scan_checkpoint};
 use crate::codec::crc32c;
 use crate::error::{Corruption, CorruptionKind, Error, Result};
 use crate::io::Storage;
-use crate::log::{FRAME_ALIGN, LOG_HEADER_BYTES, LogHeader};
+use crate::log::{FRAME_BODY_OFFSET, LOG_HEADER_BYTES, LogHeader, TailState};
 use crate::meta::SLOT_BYTES;
 use crate::object_table::NodeId;
 use crate::runtime::{CommitRecordRef, NodeVersionRef, OpRef};
@@ -451,7 +451,7 @@ fn dump_log(storage: &dyn Storage, path: &Path, out: &mut LogDump) -> Result<()>
                     ops: Vec::new(),
                     error: None,
                 };
-                match CommitRecordRef::decode(&body, path, offset + 16) {
+                match CommitRecordRef::decode(&body, path, offset + FRAME_BODY_OFFSET as u64) {
                     Ok(r) => {
                         frame.epoch = Some(r.epoch);
                         frame.ops = r.ops.iter().map(op_dump).collect();
@@ -467,18 +467,30 @@ fn dump_log(storage: &dyn Storage, path: &Path, out: &mut LogDump) -> Result<()>
                 out.stop_reason = "end of file".into();
                 return Ok(());
             }
-            Step::End => {
-                out.stop_reason = "end marker".into();
-                out.valid_frame_after_stop = walker
-                    .find_valid(offset + FRAME_ALIGN, index)?
-                    .map(|(o, _)| o);
+            Step::Sealed => {
+                out.stop_reason = "seal (closed cleanly)".into();
                 return Ok(());
             }
-            Step::Bad { kind } => {
-                out.stop_reason = format!("bad frame: {kind}");
-                out.valid_frame_after_stop = walker
-                    .find_valid(offset + FRAME_ALIGN, index + 1)?
-                    .map(|(o, _)| o);
+            Step::End | Step::Bad { .. } => {
+                let tail = walker.judge()?;
+                out.valid_frame_after_stop = tail.past().first().map(|p| p.offset);
+                out.stop_reason = match tail {
+                    TailState::Clean => "end marker".into(),
+                    TailState::Sealed => "seal (closed cleanly)".into(),
+                    TailState::Torn { kind, past, .. } => format!(
+                        "torn tail: {kind}; {} frames past it, none known durable",
+                        past.len()
+                    ),
+                    TailState::Damaged {
+                        kind, past, proof, ..
+                    } => format!(
+                        "damaged durable frame: {kind}; {} frames past it, the one at offset {} \
+                         claims every frame up to offset {} durable",
+                        past.len(),
+                        proof.offset,
+                        proof.durable_end
+                    ),
+                };
                 return Ok(());
             }
         }

@@ -78,18 +78,33 @@ pub enum FindingKind {
         /// Why the frame does not decode.
         cause: CorruptionKind,
     },
-    /// The open log's scan stops at the finding's offset (a frame that does not decode, or an end
-    /// marker when `cause` is `None`), but a CRC-valid frame with a later index follows.
-    /// Recovery cuts the log at the finding's offset and drops that frame and everything after it.
-    /// After a crash this can be an unsynced batch whose sectors survived out of order; on a log
-    /// whose frames were all synced it is damage.
+    /// The open log's scan stops at the finding's offset (a frame that does not decode, or zero
+    /// bytes where a frame was due when `cause` is `None`), and valid frames with later indexes
+    /// follow, but none of them claims the stop durable (their `durable_end` lies at or before
+    /// it): an unsynced batch whose sectors a crash kept out of order. Recovery cuts the log at
+    /// the finding's offset and drops those frames, none of which was acknowledged.
     FramesPastCut {
-        /// Why the scan stopped (`None`: an end marker, body length zero).
+        /// Why the scan stopped (`None`: zero bytes, body length zero).
         cause: Option<CorruptionKind>,
         /// File offset of the first valid frame found after the cut.
         next_offset: u64,
         /// Its frame index.
         next_index: u64,
+    },
+    /// The open log's scan stops at the finding's offset, and a valid frame past it (at
+    /// `proof_offset`) claims every frame up to `proof_durable_end`, past the stop, durable: the
+    /// frame at the stop was synced, so this is damage to durable, possibly acknowledged, data.
+    /// Recovery refuses the store (`Corruption` at this offset); opened with
+    /// `RecoveryMode::TruncateDamagedLog` it cuts the log here and drops `frames_past` frames.
+    DamagedDurableFrame {
+        /// Why the frame at the offset does not decode (`None`: zero bytes).
+        cause: Option<CorruptionKind>,
+        /// The frame whose claim proves the damage.
+        proof_offset: u64,
+        /// The durable position it claims.
+        proof_durable_end: u64,
+        /// Valid frames found past the damage.
+        frames_past: u64,
     },
     /// A live version's slot is off its class's slot grid: its offset is not a multiple of the
     /// slot size. (A slot past `file_bytes_max`, or more than two files past the last data file
@@ -175,12 +190,13 @@ impl Finding {
     }
 
     /// The corruption detail, if this finding carries one (`Corruption`, `TornTail`,
-    /// `FramesPastCut`).
+    /// `FramesPastCut`, `DamagedDurableFrame`).
     pub fn corruption(&self) -> Option<&CorruptionKind> {
         match &self.kind {
             FindingKind::Corruption { detail } => Some(detail),
             FindingKind::TornTail { cause } => Some(cause),
-            FindingKind::FramesPastCut { cause, .. } => cause.as_ref(),
+            FindingKind::FramesPastCut { cause, .. }
+            | FindingKind::DamagedDurableFrame { cause, .. } => cause.as_ref(),
             _ => None,
         }
     }

@@ -2,9 +2,12 @@
 //! replaying the records into the [`Model`] (R4 of `design/DURABILITY.md` §6).
 //!
 //! Invariants:
-//! 1. The open (last) log is judged as recovery judges it: the frames up to the first one that
-//!    does not decode are replayed, and the rest is cut. A cut with nothing valid after it is a
-//!    torn tail (`Info`); a cut with a valid frame after it is `FramesPastCut` (`Warning`).
+//! 1. The open (last) log is judged as recovery judges it, by the log reader's own rules: the
+//!    frames up to the first one that does not decode are replayed. A stop that no valid frame
+//!    past it claims durable is a torn tail, cut by recovery: `TornTail` (`Info`) with nothing
+//!    valid past it, `FramesPastCut` (`Info`) with never-durable frames past it. A stop that a
+//!    frame past it claims durable is damage to durable frames: `DamagedDurableFrame`
+//!    (`Problem`; recovery refuses the store).
 //! 2. A closed log was synced whole before its successor existed, so any bad frame in it is a
 //!    `Problem` (recovery refuses the store). The walk then searches for the next valid frame and
 //!    goes on from there, so damage further on is reported too.
@@ -20,7 +23,7 @@ use super::frames::{FrameWalker, Step};
 use super::model::Model;
 use crate::error::{Corruption, CorruptionKind, Result};
 use crate::io::{Storage, StorageFile};
-use crate::log::{FRAME_ALIGN, LOG_HEADER_BYTES, LogHeader};
+use crate::log::{FRAME_BODY_OFFSET, LOG_HEADER_BYTES, LogHeader, TailState};
 use crate::meta::DeltaLogRef;
 use crate::runtime::CommitRecordRef;
 
@@ -29,7 +32,7 @@ const HEADER_LOG_SEQ_OFFSET: u64 = 16;
 /// Offset of `start_epoch` in a log header.
 const HEADER_START_EPOCH_OFFSET: u64 = 24;
 /// Offset of the record's epoch within a frame: frame header, then the record header's field.
-const RECORD_EPOCH_IN_FRAME: u64 = 16 + 8;
+const RECORD_EPOCH_IN_FRAME: u64 = FRAME_BODY_OFFSET as u64 + 8;
 
 /// How a log is judged.
 #[derive(Debug, Clone, Copy)]
@@ -151,27 +154,15 @@ impl Walk<'_, '_> {
                     offset = end;
                     index += 1;
                 }
-                Step::Eof => return Ok(()),
-                Step::End => {
-                    let next = walker.find_valid(offset + FRAME_ALIGN, index)?;
-                    let Some((next_offset, next_index)) = next else {
-                        return Ok(());
-                    };
-                    if !self.cut(offset, None, next_offset, next_index) {
-                        return Ok(());
+                Step::Eof | Step::Sealed => return Ok(()),
+                Step::End | Step::Bad { .. } => {
+                    let tail = walker.judge()?;
+                    match self.stop(tail) {
+                        Some((next_offset, next_index)) => {
+                            (offset, index, resumed) = (next_offset, next_index, true);
+                        }
+                        None => return Ok(()),
                     }
-                    (offset, index, resumed) = (next_offset, next_index, true);
-                }
-                Step::Bad { kind } => {
-                    let next = walker.find_valid(offset + FRAME_ALIGN, index + 1)?;
-                    let Some((next_offset, next_index)) = next else {
-                        self.torn(offset, kind);
-                        return Ok(());
-                    };
-                    if !self.cut(offset, Some(kind), next_offset, next_index) {
-                        return Ok(());
-                    }
-                    (offset, index, resumed) = (next_offset, next_index, true);
                 }
             }
         }
@@ -228,14 +219,16 @@ impl Walk<'_, '_> {
 
     /// Decodes, checks and replays the record in the frame at `frame_offset`.
     fn record(&mut self, body: &[u8], frame_offset: u64) {
-        let record = match CommitRecordRef::decode(body, self.path, frame_offset + 16) {
-            Ok(r) => r,
-            Err(e) => {
-                let what = "commit record (recovery refuses the store)";
-                self.findings.error(Severity::Problem, self.path, e, what);
-                return;
-            }
-        };
+        let record =
+            match CommitRecordRef::decode(body, self.path, frame_offset + FRAME_BODY_OFFSET as u64)
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    let what = "commit record (recovery refuses the store)";
+                    self.findings.error(Severity::Problem, self.path, e, what);
+                    return;
+                }
+            };
         let s = &mut *self.summary;
         s.first_epoch.get_or_insert(record.epoch);
         s.last_epoch = Some(record.epoch);
@@ -265,90 +258,133 @@ impl Walk<'_, '_> {
         }
     }
 
-    /// The scan stops at `offset` for `kind` and nothing valid follows.
-    fn torn(&mut self, offset: u64, kind: CorruptionKind) {
-        match self.role {
-            LogRole::Open(_) | LogRole::Standalone => {
+    /// Reports where the scan stopped, as `tail` judges it; returns where the walk goes on (the
+    /// first valid frame past the stop of a closed log), if anywhere.
+    fn stop(&mut self, tail: TailState) -> Option<(u64, u64)> {
+        let (offset, kind, past, proof) = match tail {
+            TailState::Clean | TailState::Sealed => return None,
+            TailState::Torn { offset, kind, past } => (offset, kind, past, None),
+            TailState::Damaged {
+                offset,
+                kind,
+                past,
+                proof,
+            } => (offset, kind, past, Some(proof)),
+        };
+        // A zero length field where a frame was due: reported without a decoder cause.
+        let cause = match kind {
+            CorruptionKind::InvalidField {
+                field: "frame.body_bytes",
+                value: 0,
+            } => None,
+            kind => Some(kind),
+        };
+        let next = past.first().map(|p| (p.offset, p.index));
+        if let LogRole::Closed(_) = self.role {
+            self.closed_stop(offset, cause, next);
+            return next;
+        }
+        match (proof, next) {
+            (Some(proof), _) => {
                 let message = format!(
-                    "the log ends in a frame that does not decode ({kind}); normal after a \
+                    "replay stops at {}, but the valid frame at offset {} claims every frame up \
+                     to offset {} durable: damage to synced, possibly acknowledged, frames. \
+                     Recovery refuses the store; RecoveryMode::TruncateDamagedLog cuts the log \
+                     here and drops the {} valid frames past it",
+                    why(cause.as_ref()),
+                    proof.offset,
+                    proof.durable_end,
+                    past.len()
+                );
+                let kind = FindingKind::DamagedDurableFrame {
+                    cause,
+                    proof_offset: proof.offset,
+                    proof_durable_end: proof.durable_end,
+                    frames_past: past.len() as u64,
+                };
+                self.findings
+                    .push(Severity::Problem, self.path, offset, kind, message);
+            }
+            (None, Some((next_offset, next_index))) => {
+                let message = format!(
+                    "replay stops at {}; {} valid frames follow (the first at offset \
+                     {next_offset}), none of which claims it durable: an unsynced batch torn by \
+                     a crash, never acknowledged; recovery cuts the log here",
+                    why(cause.as_ref()),
+                    past.len()
+                );
+                let kind = FindingKind::FramesPastCut {
+                    cause,
+                    next_offset,
+                    next_index,
+                };
+                self.findings
+                    .push(Severity::Info, self.path, offset, kind, message);
+            }
+            (None, None) => {
+                let cause = cause.unwrap_or(CorruptionKind::InvalidField {
+                    field: "frame.body_bytes",
+                    value: 0,
+                });
+                let message = format!(
+                    "the log ends in a frame that does not decode ({cause}); normal after a \
                      crash, recovery cuts the log here"
                 );
                 self.findings.push(
                     Severity::Info,
                     self.path,
                     offset,
-                    FindingKind::TornTail { cause: kind },
+                    FindingKind::TornTail { cause },
                     message,
                 );
             }
-            LogRole::Closed(_) => {
-                let what = "frame of a closed log (closed logs are synced whole; recovery \
-                            refuses the store)";
-                let c = Corruption {
-                    file: self.path.to_path_buf(),
-                    offset,
-                    kind,
-                };
-                self.findings.corruption(Severity::Problem, c, what);
-            }
         }
+        None
     }
 
-    /// The scan stops at `offset` (for `cause`, or at an end marker) but a valid frame follows at
-    /// `next_offset`. Returns true when the walk should go on from there (closed logs).
-    fn cut(
+    /// A closed log was synced whole, so any stop before its end is a problem: the bad frame
+    /// itself, and the valid frame after it if there is one (the walk goes on from there).
+    fn closed_stop(
         &mut self,
         offset: u64,
         cause: Option<CorruptionKind>,
-        next_offset: u64,
-        next_index: u64,
-    ) -> bool {
-        let why = cause
-            .as_ref()
-            .map_or("an end marker".to_owned(), |k| format!("a bad frame ({k})"));
-        let (severity, message, go_on) = match self.role {
-            LogRole::Open(_) | LogRole::Standalone => (
-                Severity::Warning,
-                format!(
-                    "replay stops at {why}, but a valid frame (index {next_index}) follows at \
-                     offset {next_offset}: recovery cuts the log here and drops it; normal for \
-                     an unsynced batch torn by a crash, damage on a synced log"
-                ),
-                false,
-            ),
-            LogRole::Closed(_) => (
-                Severity::Problem,
-                format!(
-                    "closed log: replay stops at {why}, and a valid frame (index {next_index}) \
-                     follows at offset {next_offset}; recovery refuses the store. Checking goes \
-                     on from that frame"
-                ),
-                true,
-            ),
-        };
-        if go_on && let Some(kind) = cause.clone() {
-            // Also report the bad frame itself, with the decoder's kind, as for any closed log.
-            let c = Corruption {
-                file: self.path.to_path_buf(),
-                offset,
-                kind,
-            };
-            self.findings
-                .corruption(Severity::Problem, c, "frame of a closed log");
-        }
-        self.findings.push(
-            severity,
-            self.path,
+        next: Option<(u64, u64)>,
+    ) {
+        let what =
+            "frame of a closed log (closed logs are synced whole; recovery refuses the store)";
+        let kind = cause.clone().unwrap_or(CorruptionKind::InvalidField {
+            field: "frame.body_bytes",
+            value: 0,
+        });
+        let c = Corruption {
+            file: self.path.to_path_buf(),
             offset,
-            FindingKind::FramesPastCut {
+            kind,
+        };
+        self.findings.corruption(Severity::Problem, c, what);
+        if let Some((next_offset, next_index)) = next {
+            let message = format!(
+                "closed log: replay stops at {}, and a valid frame (index {next_index}) follows \
+                 at offset {next_offset}; recovery refuses the store. Checking goes on from that \
+                 frame",
+                why(cause.as_ref())
+            );
+            let kind = FindingKind::FramesPastCut {
                 cause,
                 next_offset,
                 next_index,
-            },
-            message,
-        );
-        go_on
+            };
+            self.findings
+                .push(Severity::Problem, self.path, offset, kind, message);
+        }
     }
+}
+
+/// How a stop reads in a message.
+fn why(cause: Option<&CorruptionKind>) -> String {
+    cause.map_or("zero bytes where a frame was due".to_owned(), |k| {
+        format!("a bad frame ({k})")
+    })
 }
 
 /// Checks a closed log's recorded length and last epoch once it was walked.

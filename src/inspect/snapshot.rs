@@ -28,7 +28,7 @@ use super::model::entry_key;
 use super::report::{Access, Report};
 use crate::error::{CorruptionKind, Result};
 use crate::io::Storage;
-use crate::log::LOG_HEADER_BYTES;
+use crate::log::{FRAME_BODY_OFFSET, LOG_HEADER_BYTES};
 use crate::meta::{Manifest, SUPERBLOCK_FILE, SUPERBLOCK_FILE_BYTES, read_manifest};
 use crate::runtime::{CommitRecordRef, OpRef};
 
@@ -159,7 +159,8 @@ fn rewalk(
     let mut walker = FrameWalker::new(file.as_ref())?;
     let mut frames = 0;
     while let Step::Frame { body, end, .. } = walker.step(offset, index)? {
-        if let Ok(record) = CommitRecordRef::decode(&body, path, offset + 16) {
+        if let Ok(record) = CommitRecordRef::decode(&body, path, offset + FRAME_BODY_OFFSET as u64)
+        {
             for op in &record.ops {
                 match op {
                     OpRef::New(v) | OpRef::Update(v) => {

@@ -54,6 +54,9 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// True if a file or directory exists at `path`.
     fn exists(&self, path: &Path) -> Result<bool>;
 
+    /// True if `path` exists and is a directory (false if it does not exist or is a file).
+    fn is_dir(&self, path: &Path) -> Result<bool>;
+
     /// Renames `from` to `to`, atomically replacing `to` if it exists.
     fn rename(&self, from: &Path, to: &Path) -> Result<()>;
 

@@ -67,6 +67,14 @@ impl Storage for OsStorage {
         path.try_exists().map_err(io_err(IoOp::Stat, path))
     }
 
+    fn is_dir(&self, path: &Path) -> Result<bool> {
+        match std::fs::metadata(path) {
+            Ok(m) => Ok(m.is_dir()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io(IoOp::Stat, path, e)),
+        }
+    }
+
     fn rename(&self, from: &Path, to: &Path) -> Result<()> {
         std::fs::rename(from, to).map_err(io_err(IoOp::Rename, from))
     }

@@ -52,6 +52,10 @@ pub(super) struct GroupCommit {
     poison: Poison,
     /// `sync_data` calls that made frames durable.
     syncs: AtomicU64,
+    /// The offset of `durable` in the current file, readable without the shared lock: A4 seals
+    /// it into every frame (`durable_end`). Stored under the shared lock whenever `durable`
+    /// changes; only ever a value `durable` held, so a stale read is still a true lower bound.
+    durable_offset: AtomicU64,
 }
 
 /// What sync callers need to see; guarded by a lock held only briefly.
@@ -140,7 +144,15 @@ impl GroupCommit {
             finished: Generation::default(),
             poison: Poison::new(),
             syncs: AtomicU64::new(0),
+            durable_offset: AtomicU64::new(start.offset),
         }
+    }
+
+    /// The durable offset in the file frames are appended to now (see `durable_offset`). The
+    /// caller holds the append lock, so the file cannot change under it (a rotation switches
+    /// files under that lock, R5).
+    pub(super) fn durable_offset(&self) -> u64 {
+        self.durable_offset.load(Ordering::Acquire)
     }
 
     /// `Err(Poisoned)` once the log is poisoned.
@@ -265,6 +277,7 @@ impl GroupCommit {
         shared.appended = start;
         if !self.poison.is_poisoned() {
             shared.durable = start;
+            self.durable_offset.store(start.offset, Ordering::Release);
         }
     }
 
@@ -331,6 +344,7 @@ impl GroupCommit {
                 self.syncs.fetch_add(1, Ordering::Relaxed);
                 if !self.poison.is_poisoned() && target > shared.durable {
                     shared.durable = target;
+                    self.durable_offset.store(target.offset, Ordering::Release);
                 }
                 self.poison.check()
             }

@@ -12,8 +12,9 @@ use crate::error::{CorruptionKind, Error, Result};
 /// The magic bytes that open every log file.
 pub const LOG_MAGIC: [u8; 8] = *b"VELDELTA";
 
-/// The only format version this build writes and reads.
-pub const LOG_FORMAT_VERSION: u32 = 1;
+/// The only format version this build writes and reads. Version 2 added `durable_end` to every
+/// frame header and the seal marker; version 1 logs are refused as unsupported.
+pub const LOG_FORMAT_VERSION: u32 = 2;
 
 /// Offset of `magic` in the file header.
 pub const HEADER_MAGIC_OFFSET: usize = 0;
@@ -42,8 +43,12 @@ pub const FRAME_LEN_OFFSET: usize = 0;
 pub const FRAME_CRC_OFFSET: usize = FRAME_LEN_OFFSET + 4;
 /// Offset of `frame_index` in a frame.
 pub const FRAME_INDEX_OFFSET: usize = FRAME_CRC_OFFSET + 4;
+/// Offset of `durable_end` in a frame: the file offset up to which every frame was durable when
+/// this one was sealed (its writer's durable position), so a valid frame proves that every frame
+/// ending at or before it was synced, and damage there is not a torn tail.
+pub const FRAME_DURABLE_OFFSET: usize = FRAME_INDEX_OFFSET + 8;
 /// Offset of the body in a frame; also the size of the frame header.
-pub const FRAME_BODY_OFFSET: usize = FRAME_INDEX_OFFSET + 8;
+pub const FRAME_BODY_OFFSET: usize = FRAME_DURABLE_OFFSET + 8;
 /// Size of the fixed part of a frame before the body.
 pub const FRAME_HEADER_BYTES: usize = FRAME_BODY_OFFSET;
 /// The largest body a frame may carry (64 MiB).
@@ -61,7 +66,11 @@ const _: () = assert!(
     (LOG_HEADER_BYTES as u64).is_multiple_of(FRAME_ALIGN),
     "the first frame must start aligned"
 );
-const _: () = assert!(FRAME_HEADER_BYTES == 16, "the frame header is 16 bytes");
+const _: () = assert!(FRAME_HEADER_BYTES == 24, "the frame header is 24 bytes");
+const _: () = assert!(
+    SEAL_BYTES == FRAME_HEADER_BYTES,
+    "a seal is a frame header with no body"
+);
 const _: () = assert!(
     (FRAME_HEADER_BYTES as u64).is_multiple_of(FRAME_ALIGN),
     "bodies start aligned"
@@ -210,13 +219,93 @@ pub const fn frame_bytes(body_bytes: u32) -> u64 {
     align_up(FRAME_HEADER_BYTES as u64 + body_bytes as u64, FRAME_ALIGN)
 }
 
-/// The CRC32C of the 12 checksummed header bytes of a frame: `body_bytes` then `frame_index`.
-fn frame_head_crc(body_bytes: u32, frame_index: u64) -> u32 {
-    let mut head = [0u8; 12];
-    let (len, index) = head.split_at_mut(4);
+/// Size of the seal a clean close writes after the last frame: a frame header with
+/// `body_bytes` 0 (see [`encode_seal`]).
+pub const SEAL_BYTES: usize = 24;
+
+/// The CRC32C of the 20 checksummed header bytes of a frame: `body_bytes`, `frame_index`, then
+/// `durable_end`.
+fn frame_head_crc(body_bytes: u32, frame_index: u64, durable_end: u64) -> u32 {
+    let mut head = [0u8; 20];
+    let (len, rest) = head.split_at_mut(4);
+    let (index, durable) = rest.split_at_mut(8);
     len.copy_from_slice(&body_bytes.to_le_bytes());
     index.copy_from_slice(&frame_index.to_le_bytes());
+    durable.copy_from_slice(&durable_end.to_le_bytes());
     crc32c(&head)
+}
+
+/// The 24 header bytes with `body_bytes`, the CRC over them continued by `tail_crc`, the index and
+/// the durable end.
+fn encode_head(body_bytes: u32, crc: u32, frame_index: u64, durable_end: u64) -> [u8; 24] {
+    let mut head = [0u8; FRAME_HEADER_BYTES];
+    let fields: [(usize, &[u8]); 4] = [
+        (FRAME_LEN_OFFSET, &body_bytes.to_le_bytes()),
+        (FRAME_CRC_OFFSET, &crc.to_le_bytes()),
+        (FRAME_INDEX_OFFSET, &frame_index.to_le_bytes()),
+        (FRAME_DURABLE_OFFSET, &durable_end.to_le_bytes()),
+    ];
+    for (at, bytes) in fields {
+        for (dst, src) in head.iter_mut().skip(at).zip(bytes) {
+            *dst = *src;
+        }
+    }
+    head
+}
+
+/// The seal a clean close writes at `offset`, the end of the last frame, as frame `frame_index`:
+/// a header with `body_bytes` 0 and `durable_end == offset`, which says every frame before it is
+/// durable, so replay that reaches it knows the log ended there on purpose.
+pub fn encode_seal(frame_index: u64, offset: u64) -> [u8; SEAL_BYTES] {
+    let crc = frame_head_crc(0, frame_index, offset);
+    encode_head(0, crc, frame_index, offset)
+}
+
+/// Checks 24 header bytes whose length field is 0, found at `offset` where frame `expected_index`
+/// was due: `Ok(true)` for a valid seal, `Ok(false)` for 24 zero bytes (the unwritten end), and
+/// the problem otherwise.
+pub fn check_seal(head: &[u8], expected_index: u64, offset: u64) -> Result<bool, CorruptionKind> {
+    let Some(head) = head.get(..SEAL_BYTES) else {
+        return Err(CorruptionKind::Truncated {
+            needed: SEAL_BYTES as u64,
+            available: head.len() as u64,
+        });
+    };
+    if head.iter().all(|&b| b == 0) {
+        return Ok(false);
+    }
+    let word = |at: usize| {
+        head.get(at..at + 8)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u64::from_le_bytes)
+    };
+    let stored = head
+        .get(FRAME_CRC_OFFSET..FRAME_INDEX_OFFSET)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u32::from_le_bytes);
+    let (index, durable_end) = (word(FRAME_INDEX_OFFSET), word(FRAME_DURABLE_OFFSET));
+    let computed = frame_head_crc(0, index, durable_end);
+    if stored != computed {
+        return Err(CorruptionKind::ChecksumMismatch {
+            expected: stored,
+            actual: computed,
+        });
+    }
+    if index != expected_index {
+        return Err(CorruptionKind::Mismatch {
+            what: "frame.frame_index",
+            expected: expected_index,
+            actual: index,
+        });
+    }
+    if durable_end != offset {
+        return Err(CorruptionKind::Mismatch {
+            what: "seal.durable_end",
+            expected: offset,
+            actual: durable_end,
+        });
+    }
+    Ok(true)
 }
 
 /// From this many body-and-padding bytes up, [`FrameBuf`] checksums them before the writer's lock
@@ -285,34 +374,41 @@ impl FrameBuf {
         self.body_bytes
     }
 
-    /// Writes the header for position `frame_index` and returns the finished frame bytes.
-    pub fn seal(&mut self, frame_index: u64) -> &[u8] {
-        let head_crc = frame_head_crc(self.body_bytes, frame_index);
+    /// Writes the header for position `frame_index`, claiming that every frame up to file offset
+    /// `durable_end` is durable, and returns the finished frame bytes.
+    pub fn seal(&mut self, frame_index: u64, durable_end: u64) -> &[u8] {
+        let head_crc = frame_head_crc(self.body_bytes, frame_index, durable_end);
         let tail = self.bytes.get(FRAME_BODY_OFFSET..).unwrap_or_default();
         let crc = match self.tail_crc {
             Some(tail_crc) => crc32c_combine(head_crc, tail_crc, tail.len()),
             None => crc32c_append(head_crc, tail),
         };
-        let mut head = Encoder::with_capacity(FRAME_HEADER_BYTES);
-        head.u32(self.body_bytes).u32(crc).u64(frame_index);
-        for (dst, src) in self.bytes.iter_mut().zip(head.finish()) {
+        let head = encode_head(self.body_bytes, crc, frame_index, durable_end);
+        for (dst, src) in self.bytes.iter_mut().zip(head) {
             *dst = src;
         }
         &self.bytes
     }
 }
 
-/// Encodes a whole frame in one call (tests and tools; the writer uses [`FrameBuf`]).
+/// Encodes a whole frame in one call (tests and tools; the writer uses [`FrameBuf`]), claiming
+/// only the header durable (`durable_end` 64, true of every frame).
 pub fn encode_frame(frame_index: u64, body: &[u8]) -> Result<Vec<u8>> {
+    encode_frame_claiming(frame_index, LOG_HEADER_BYTES as u64, body)
+}
+
+/// Encodes a whole frame whose `durable_end` is `durable_end` (tests and tools).
+pub fn encode_frame_claiming(frame_index: u64, durable_end: u64, body: &[u8]) -> Result<Vec<u8>> {
     let mut buf = FrameBuf::new(body)?;
-    buf.seal(frame_index);
+    buf.seal(frame_index, durable_end);
     Ok(buf.bytes)
 }
 
-/// What the 16 header bytes of a frame say, before the rest is checked.
+/// What the length field of a frame says, before the rest is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameHead {
-    /// `body_bytes` is zero: the log ends here.
+    /// `body_bytes` is zero: the log ends here, at a seal or unwritten bytes (see
+    /// [`check_seal`]), or the header is damaged.
     End,
     /// `body_bytes` is larger than [`FRAME_BODY_BYTES_MAX`].
     BadLength(u32),
@@ -340,9 +436,24 @@ pub fn decode_frame_len(bytes: &[u8]) -> Option<FrameHead> {
     })
 }
 
-/// Checks a whole frame (exactly [`frame_bytes`] long, as declared by its length field): CRC
-/// first, then the index. Returns the body on success and the problem otherwise.
-pub fn check_frame(frame: &[u8], expected_index: u64) -> Result<&[u8], CorruptionKind> {
+/// A frame that passed [`check_frame`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckedFrame<'a> {
+    /// The body the writer appended.
+    pub body: &'a [u8],
+    /// The writer's durable position when it sealed the frame (see [`FRAME_DURABLE_OFFSET`]).
+    pub durable_end: u64,
+}
+
+/// Checks a whole frame found at file offset `offset` (exactly [`frame_bytes`] long, as declared
+/// by its length field): CRC first, then the index, then `durable_end` (at least the header's end,
+/// at most `offset`: a writer knows only frames before this one durable). Returns the body on
+/// success and the problem otherwise.
+pub fn check_frame(
+    frame: &[u8],
+    expected_index: u64,
+    offset: u64,
+) -> Result<CheckedFrame<'_>, CorruptionKind> {
     let truncated = || CorruptionKind::Truncated {
         needed: FRAME_HEADER_BYTES as u64,
         available: frame.len() as u64,
@@ -350,7 +461,8 @@ pub fn check_frame(frame: &[u8], expected_index: u64) -> Result<&[u8], Corruptio
     let field = |start: usize, end: usize| frame.get(start..end).ok_or_else(truncated);
     let len_bytes = field(FRAME_LEN_OFFSET, FRAME_CRC_OFFSET)?;
     let crc_bytes = field(FRAME_CRC_OFFSET, FRAME_INDEX_OFFSET)?;
-    let index_bytes = field(FRAME_INDEX_OFFSET, FRAME_BODY_OFFSET)?;
+    let index_bytes = field(FRAME_INDEX_OFFSET, FRAME_DURABLE_OFFSET)?;
+    let durable_bytes = field(FRAME_DURABLE_OFFSET, FRAME_BODY_OFFSET)?;
     let body_bytes = u32::from_le_bytes(len_bytes.try_into().map_err(|_| truncated())?);
     let needed = frame_bytes(body_bytes);
     if (frame.len() as u64) != needed {
@@ -376,33 +488,52 @@ pub fn check_frame(frame: &[u8], expected_index: u64) -> Result<&[u8], Corruptio
             actual: index,
         });
     }
+    let durable_end = u64::from_le_bytes(durable_bytes.try_into().map_err(|_| truncated())?);
+    if durable_end < LOG_HEADER_BYTES as u64 || durable_end > offset {
+        return Err(CorruptionKind::InvalidField {
+            field: "frame.durable_end",
+            value: durable_end,
+        });
+    }
     let body_end = FRAME_BODY_OFFSET.saturating_add(body_bytes as usize);
-    frame.get(FRAME_BODY_OFFSET..body_end).ok_or_else(truncated)
+    let body = frame
+        .get(FRAME_BODY_OFFSET..body_end)
+        .ok_or_else(truncated)?;
+    Ok(CheckedFrame { body, durable_end })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The header of log 7 starting at epoch 42. The CRC (0xf3408a0e) was computed once with an
+    /// The header of log 7 starting at epoch 42. The CRC (0x1a1fe101) was computed once with an
     /// independent bit-by-bit CRC32C and pasted here, so any change to the encoder breaks this.
     const GOLDEN_HEADER: [u8; 64] = [
         0x56, 0x45, 0x4c, 0x44, 0x45, 0x4c, 0x54, 0x41, // magic "VELDELTA"
-        0x01, 0x00, 0x00, 0x00, 0x40, 0x00, 0x00, 0x00, // format_version 1, header_bytes 64
+        0x02, 0x00, 0x00, 0x00, 0x40, 0x00, 0x00, 0x00, // format_version 2, header_bytes 64
         0x07, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // log_seq 7
         0x2a, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // start_epoch 42
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // reserved
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // reserved
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // reserved
-        0x00, 0x00, 0x00, 0x00, 0x0e, 0x8a, 0x40, 0xf3, // reserved, crc32c
+        0x00, 0x00, 0x00, 0x00, 0x01, 0xe1, 0x1f, 0x1a, // reserved, crc32c
     ];
 
-    /// Frame 0 carrying b"hello": 16 header bytes, 5 body bytes, 3 padding bytes. The CRC
-    /// (0x4aa2204e) covers bytes [0, 4) and [8, 24).
-    const GOLDEN_FRAME: [u8; 24] = [
-        0x05, 0x00, 0x00, 0x00, 0x4e, 0x20, 0xa2, 0x4a, // body_bytes 5, crc32c
+    /// Frame 0 carrying b"hello", claiming the header durable: 24 header bytes, 5 body bytes,
+    /// 3 padding bytes. The CRC (0x92e170aa) covers bytes [0, 4) and [8, 32).
+    const GOLDEN_FRAME: [u8; 32] = [
+        0x05, 0x00, 0x00, 0x00, 0xaa, 0x70, 0xe1, 0x92, // body_bytes 5, crc32c
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // frame_index 0
+        0x40, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // durable_end 64
         0x68, 0x65, 0x6c, 0x6c, 0x6f, 0x00, 0x00, 0x00, // "hello", padding
+    ];
+
+    /// The seal after that frame: frame index 1 at offset 96, `durable_end` 96. The CRC
+    /// (0x59c9f56b) covers bytes [0, 4) and [8, 24).
+    const GOLDEN_SEAL: [u8; 24] = [
+        0x00, 0x00, 0x00, 0x00, 0x6b, 0xf5, 0xc9, 0x59, // body_bytes 0, crc32c
+        0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // frame_index 1
+        0x60, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // durable_end 96
     ];
 
     fn header_err(bytes: &[u8]) -> (u64, CorruptionKind) {
@@ -435,8 +566,83 @@ mod tests {
             header
         );
         assert_eq!(encode_frame(0, b"hello").unwrap(), GOLDEN_FRAME);
-        assert_eq!(check_frame(&GOLDEN_FRAME, 0), Ok(&b"hello"[..]));
-        assert_eq!(frame_bytes(5), 24);
+        assert_eq!(
+            check_frame(&GOLDEN_FRAME, 0, 64),
+            Ok(CheckedFrame {
+                body: &b"hello"[..],
+                durable_end: 64
+            })
+        );
+        assert_eq!(frame_bytes(5), 32);
+        assert_eq!(encode_seal(1, 96), GOLDEN_SEAL);
+        assert_eq!(check_seal(&GOLDEN_SEAL, 1, 96), Ok(true));
+        assert_eq!(check_seal(&[0u8; 24], 1, 96), Ok(false));
+    }
+
+    #[test]
+    fn durable_end_must_lie_between_the_header_and_the_frame() {
+        for (claim, at, ok) in [(64, 64, true), (64, 4096, true), (4096, 4096, true)] {
+            let frame = encode_frame_claiming(3, claim, b"x").unwrap();
+            assert_eq!(
+                check_frame(&frame, 3, at).is_ok(),
+                ok,
+                "claim {claim} at {at}"
+            );
+        }
+        for (claim, at) in [(63, 4096), (0, 64), (4104, 4096)] {
+            let frame = encode_frame_claiming(3, claim, b"x").unwrap();
+            assert_eq!(
+                check_frame(&frame, 3, at),
+                Err(CorruptionKind::InvalidField {
+                    field: "frame.durable_end",
+                    value: claim
+                }),
+                "claim {claim} at {at}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_seal_is_checked_like_a_frame_header() {
+        let mut flipped = GOLDEN_SEAL;
+        flipped[12] ^= 1;
+        assert!(matches!(
+            check_seal(&flipped, 1, 96),
+            Err(CorruptionKind::ChecksumMismatch {
+                expected: 0x59c9_f56b,
+                ..
+            })
+        ));
+        assert_eq!(
+            check_seal(&GOLDEN_SEAL, 2, 96),
+            Err(CorruptionKind::Mismatch {
+                what: "frame.frame_index",
+                expected: 2,
+                actual: 1
+            })
+        );
+        assert_eq!(
+            check_seal(&encode_seal(1, 88), 1, 96),
+            Err(CorruptionKind::Mismatch {
+                what: "seal.durable_end",
+                expected: 96,
+                actual: 88
+            })
+        );
+        assert_eq!(
+            check_seal(&GOLDEN_SEAL[..20], 1, 96),
+            Err(CorruptionKind::Truncated {
+                needed: 24,
+                available: 20
+            })
+        );
+        // One non-zero byte in a zero header is damage, not the unwritten end.
+        let mut stray = [0u8; 24];
+        stray[17] = 4;
+        assert!(matches!(
+            check_seal(&stray, 1, 96),
+            Err(CorruptionKind::ChecksumMismatch { .. })
+        ));
     }
 
     #[test]
@@ -463,7 +669,7 @@ mod tests {
         ] {
             let body: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
             let index = 0x0123_4567_89ab_cdef;
-            let frame = encode_frame(index, &body).unwrap();
+            let frame = encode_frame_claiming(index, 4096, &body).unwrap();
             assert_eq!(frame.len() as u64, frame_bytes(len as u32));
             assert_eq!(frame.len() % 8, 0);
             let mut covered = frame[..4].to_vec();
@@ -472,7 +678,8 @@ mod tests {
                 u32::from_le_bytes(frame[4..8].try_into().unwrap()),
                 crc32c(&covered)
             );
-            assert_eq!(check_frame(&frame, index), Ok(&body[..]));
+            let checked = check_frame(&frame, index, 4096).unwrap();
+            assert_eq!((checked.body, checked.durable_end), (&body[..], 4096));
         }
     }
 
@@ -508,11 +715,13 @@ mod tests {
                 }
             )
         );
-        let version = edited_header(|h| h[8] = 2, true);
-        assert_eq!(
-            header_err(&version),
-            (8, CorruptionKind::UnsupportedVersion { found: 2 })
-        );
+        for found in [1, 3] {
+            let version = edited_header(|h| h[8] = found as u8, true);
+            assert_eq!(
+                header_err(&version),
+                (8, CorruptionKind::UnsupportedVersion { found })
+            );
+        }
         let header_bytes = edited_header(|h| h[12] = 65, true);
         assert_eq!(
             header_err(&header_bytes),
@@ -544,7 +753,7 @@ mod tests {
             (
                 60,
                 CorruptionKind::ChecksumMismatch {
-                    expected: 0xf340_8a0e,
+                    expected: 0x1a1f_e101,
                     actual: computed
                 }
             )
@@ -596,7 +805,7 @@ mod tests {
             Some(FrameHead::BadLength(FRAME_BODY_BYTES_MAX + 1))
         );
         assert_eq!(
-            check_frame(&GOLDEN_FRAME, 1),
+            check_frame(&GOLDEN_FRAME, 1, 64),
             Err(CorruptionKind::Mismatch {
                 what: "frame.frame_index",
                 expected: 1,
@@ -604,23 +813,23 @@ mod tests {
             })
         );
         let mut padded = GOLDEN_FRAME;
-        padded[23] = 1;
+        padded[31] = 1;
         assert!(matches!(
-            check_frame(&padded, 0),
+            check_frame(&padded, 0, 64),
             Err(CorruptionKind::ChecksumMismatch {
-                expected: 0x4aa2_204e,
+                expected: 0x92e1_70aa,
                 ..
             })
         ));
         assert!(matches!(
-            check_frame(&GOLDEN_FRAME[..16], 0),
+            check_frame(&GOLDEN_FRAME[..24], 0, 64),
             Err(CorruptionKind::Truncated {
-                needed: 24,
-                available: 16
+                needed: 32,
+                available: 24
             })
         ));
         assert!(matches!(
-            check_frame(&GOLDEN_FRAME[..3], 0),
+            check_frame(&GOLDEN_FRAME[..3], 0, 64),
             Err(CorruptionKind::Truncated { .. })
         ));
         assert!(FrameBuf::new(&[]).is_err());

@@ -17,6 +17,11 @@
 //! 5. Replay yields a prefix of the frames appended: frame `i` is accepted only at the offset
 //!    where frame `i - 1` ended, with index `i` and a matching CRC, and the scan stops at the
 //!    first frame that fails any check.
+//! 8. Every frame carries the writer's durable position when it was sealed (`durable_end`), never
+//!    more than what a returned sync made durable: so a valid frame whose `durable_end` passes a
+//!    bad frame proves that frame was synced, and replay reports it as damage
+//!    ([`TailState::Damaged`]), never as a torn tail. A clean close seals the log after its last
+//!    frame ([`DeltaLog::seal`]), claiming every frame durable.
 //! 6. `open` truncates the file to the end of the last valid frame, and syncs that, before it
 //!    appends anything, so bytes past that end can never be replayed after new frames.
 //! 7. The reader never panics and never holds more than one buffer (or one frame) in memory,
@@ -28,11 +33,15 @@ mod reader;
 mod writer;
 
 pub use format::{
-    COMBINE_MIN_BYTES, FRAME_ALIGN, FRAME_BODY_BYTES_MAX, FRAME_BYTES_MAX, FRAME_HEADER_BYTES,
-    FrameBuf, FrameHead, LOG_FORMAT_VERSION, LOG_HEADER_BYTES, LOG_MAGIC, LogHeader, check_frame,
-    decode_frame_len, encode_frame, frame_bytes, log_file_name, parse_log_file_name,
+    COMBINE_MIN_BYTES, CheckedFrame, FRAME_ALIGN, FRAME_BODY_BYTES_MAX, FRAME_BODY_OFFSET,
+    FRAME_BYTES_MAX, FRAME_DURABLE_OFFSET, FRAME_HEADER_BYTES, FrameBuf, FrameHead,
+    LOG_FORMAT_VERSION, LOG_HEADER_BYTES, LOG_MAGIC, LogHeader, SEAL_BYTES, check_frame,
+    check_seal, decode_frame_len, encode_frame, encode_frame_claiming, encode_seal, frame_bytes,
+    log_file_name, parse_log_file_name,
 };
 pub use reader::{
-    Frame, LogReader, READ_BUFFER_BYTES, ReplaySummary, TailState, read_header, replay, replay_file,
+    Frame, LogReader, PastFrame, READ_BUFFER_BYTES, ReplaySummary, SEARCH_CRC_BYTES_MAX, TailState,
+    read_header, read_past_frame, replay, replay_file,
 };
-pub use writer::{DeltaLog, LogOptions, LogPosition, LogStats, PREALLOCATE_BYTES_MAX};
+pub(crate) use reader::{Stop, judge_stop, step};
+pub use writer::{DeltaLog, LogOptions, LogPosition, LogStats, OnDamage, PREALLOCATE_BYTES_MAX};

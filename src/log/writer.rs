@@ -16,10 +16,10 @@ use parking_lot::Mutex;
 
 use super::commit::GroupCommit;
 use super::format::{
-    FRAME_BODY_BYTES_MAX, FrameBuf, HEADER_LOG_SEQ_OFFSET, LOG_HEADER_BYTES, LogHeader,
-    log_file_name,
+    FRAME_BODY_BYTES_MAX, FrameBuf, HEADER_LOG_SEQ_OFFSET, LOG_HEADER_BYTES, LogHeader, SEAL_BYTES,
+    encode_seal, log_file_name,
 };
-use super::reader::{Frame, ReplaySummary, read_header, replay_file};
+use super::reader::{Frame, ReplaySummary, TailState, read_header, read_past_frame, replay_file};
 use crate::error::{CorruptionKind, Error, Result};
 use crate::io::{Storage, StorageFile};
 
@@ -78,6 +78,17 @@ impl LogOptions {
         }
         Ok(())
     }
+}
+
+/// What [`DeltaLog::open_with`] does when replay stops at damage that a later frame proves was
+/// durable ([`TailState::Damaged`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnDamage {
+    /// Fail the open with [`Error::Corruption`] at the damaged frame; change nothing.
+    Refuse,
+    /// Cut the log at the damaged frame, as a torn tail is cut (the caller reports what the
+    /// summary says was dropped).
+    Cut,
 }
 
 /// A place in the log: the end of a frame in log file `seq`. Ordered by file, then offset.
@@ -208,6 +219,21 @@ struct Tail {
     next_index: u64,
     end: u64,
     allocated_end: u64,
+    /// A seal follows the last frame ([`DeltaLog::seal`]): nothing more may be appended.
+    sealed: bool,
+}
+
+impl Tail {
+    /// `Err` once the log is sealed.
+    fn check_open(&self) -> Result<()> {
+        if self.sealed {
+            return Err(Error::InvalidArgument(format!(
+                "log {} is sealed (closed cleanly); reopen it to append",
+                self.seq
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// The delta log's writer. Thread-safe: every method takes `&self`.
@@ -263,7 +289,9 @@ impl DeltaLog {
     /// Opens existing log file `seq` in `dir`: replays it, calling `visit` for every valid frame in
     /// order, then cuts the file at the end of the last valid frame and syncs that before
     /// returning, so bytes past it (a torn frame, stale data) can never be read as part of the
-    /// log once new frames are appended after it.
+    /// log once new frames are appended after it. Damage that later frames prove was durable
+    /// ([`TailState::Damaged`]) fails the open with [`Error::Corruption`] at the damaged frame,
+    /// and nothing is cut (see [`DeltaLog::open_with`] to cut it anyway).
     ///
     /// The caller must not act on what `visit` saw until this returns `Ok`: the replayed frames are
     /// durable only once the tail cut's sync has succeeded.
@@ -273,6 +301,21 @@ impl DeltaLog {
         seq: u64,
         options: LogOptions,
         visit: impl FnMut(&Frame) -> Result<()>,
+    ) -> Result<(DeltaLog, ReplaySummary)> {
+        DeltaLog::open_with(storage, dir, seq, options, OnDamage::Refuse, visit, |_| {})
+    }
+
+    /// [`DeltaLog::open`], saying what to do about damage to durable frames. With
+    /// [`OnDamage::Cut`], `dropped` is called for every valid frame past the damage, before the
+    /// cut removes them, so the caller can report exactly what it drops.
+    pub fn open_with(
+        storage: Arc<dyn Storage>,
+        dir: &Path,
+        seq: u64,
+        options: LogOptions,
+        on_damage: OnDamage,
+        visit: impl FnMut(&Frame) -> Result<()>,
+        mut dropped: impl FnMut(&Frame),
     ) -> Result<(DeltaLog, ReplaySummary)> {
         options.validate()?;
         // O1.
@@ -292,6 +335,19 @@ impl DeltaLog {
         }
         // O2.
         let summary = replay_file(file.as_ref(), visit)?;
+        if let (TailState::Damaged { offset, kind, .. }, OnDamage::Refuse) =
+            (&summary.tail, on_damage)
+        {
+            // Left as it is: the frames past the damage are the evidence.
+            return Err(Error::corruption(&path, *offset, kind.clone()));
+        }
+        if let TailState::Damaged { past, .. } = &summary.tail {
+            for p in past {
+                if let Some(frame) = read_past_frame(file.as_ref(), p)? {
+                    dropped(&frame);
+                }
+            }
+        }
         let file_len = file.len()?;
         // O3 and O4. The cut is unconditional: even a file that already ends at `valid_end` may
         // hold frames that reached only the page cache (a process crash rather than a power loss),
@@ -337,6 +393,7 @@ impl DeltaLog {
                 next_index,
                 end,
                 allocated_end: end,
+                sealed: false,
             }),
             pending: Mutex::new(Pending::new(
                 Arc::clone(&file),
@@ -371,6 +428,7 @@ impl DeltaLog {
         // A2.
         let mut tail = self.tail.lock();
         self.commit.check()?;
+        tail.check_open()?;
         let end = tail.end.checked_add(frame.len()).ok_or_else(|| {
             Error::InvalidArgument("the log file would exceed 2^64 bytes".to_owned())
         })?;
@@ -382,7 +440,10 @@ impl DeltaLog {
         // once they pass PENDING_BYTES_MAX).
         {
             let mut pending = self.pending.lock();
-            pending.bytes.extend_from_slice(frame.seal(tail.next_index));
+            let durable_end = self.commit.durable_offset();
+            pending
+                .bytes
+                .extend_from_slice(frame.seal(tail.next_index, durable_end));
             if pending.bytes.len() >= PENDING_BYTES_MAX {
                 pending.write_out(&self.commit)?;
             }
@@ -408,6 +469,7 @@ impl DeltaLog {
     pub fn reserve(&self, bytes: u64) -> Result<()> {
         self.commit.check()?;
         let mut tail = self.tail.lock();
+        tail.check_open()?;
         let end = tail.end.checked_add(bytes).ok_or_else(|| {
             Error::InvalidArgument("the log file would exceed 2^64 bytes".to_owned())
         })?;
@@ -441,6 +503,7 @@ impl DeltaLog {
         let total: u64 = frames.iter().map(FrameBuf::len).sum();
         let mut tail = self.tail.lock();
         self.commit.check()?;
+        tail.check_open()?;
         let end = tail.end.checked_add(total).ok_or_else(|| {
             Error::InvalidArgument("the log file would exceed 2^64 bytes".to_owned())
         })?;
@@ -450,10 +513,11 @@ impl DeltaLog {
         // Written out at once, with any frames still pending: one write.
         {
             let mut pending = self.pending.lock();
+            let durable_end = self.commit.durable_offset();
             for (i, frame) in frames.iter_mut().enumerate() {
                 pending
                     .bytes
-                    .extend_from_slice(frame.seal(tail.next_index + i as u64));
+                    .extend_from_slice(frame.seal(tail.next_index + i as u64, durable_end));
             }
             pending.write_out(&self.commit)?;
         }
@@ -530,6 +594,7 @@ impl DeltaLog {
         self.commit.check()?;
         let mut tail = self.tail.lock();
         self.commit.check()?;
+        tail.check_open()?;
         if new_seq <= tail.seq {
             return Err(Error::InvalidArgument(format!(
                 "rotate to log {new_seq} after log {}: sequence numbers must increase",
@@ -573,6 +638,7 @@ impl DeltaLog {
             next_index: 0,
             end: start.offset,
             allocated_end: start.offset,
+            sealed: false,
         };
         {
             let mut pending = self.pending.lock();
@@ -588,6 +654,41 @@ impl DeltaLog {
         self.commit.switch_file(file, start);
         tracing::debug!(dir = %self.dir.display(), seq = new_seq, start_epoch, "log rotated");
         Ok(())
+    }
+
+    /// Closes the log cleanly: makes every frame durable, then writes and syncs a seal after the
+    /// last one (Z1–Z3, `design/DURABILITY.md` §4), so the next replay knows the log ends there
+    /// and that every frame before it was durable: damage anywhere before the seal is then
+    /// corruption, never a torn tail. Appends fail afterwards; calling it again does nothing.
+    /// Returns the position of the last frame's end (where the seal starts).
+    pub fn seal(&self) -> Result<LogPosition> {
+        self.commit.check()?;
+        let mut tail = self.tail.lock();
+        self.commit.check()?;
+        let end = LogPosition {
+            seq: tail.seq,
+            offset: tail.end,
+        };
+        if tail.sealed {
+            return Ok(end);
+        }
+        // Z1: every frame written out and durable, as a rotation's R2–R3.
+        self.pending.lock().write_out(&self.commit)?;
+        self.commit.sync_file(tail.file.as_ref(), end)?;
+        // Z2: the seal, claiming everything before it durable (true since Z1).
+        let seal_end = tail.end.saturating_add(SEAL_BYTES as u64);
+        if seal_end > tail.allocated_end {
+            self.preallocate(&mut tail, seal_end)?;
+        }
+        let seal = encode_seal(tail.next_index, tail.end);
+        let written = tail.file.write_at(&seal, tail.end);
+        // Z3.
+        written
+            .and_then(|()| tail.file.sync_data())
+            .map_err(|e| self.commit.poison_with(e))?;
+        tail.sealed = true;
+        tracing::debug!(seq = tail.seq, offset = tail.end, "log sealed");
+        Ok(end)
     }
 
     /// The end of the last frame written out to the file (not necessarily durable).

@@ -23,7 +23,7 @@ pub mod roots;
 pub mod store;
 pub mod superblock;
 
-pub use files::{manifest_file_name, parse_manifest_file_name, read_manifest};
+pub use files::{TMP_SUFFIX, manifest_file_name, parse_manifest_file_name, read_manifest};
 pub use manifest::{
     CheckpointRef, Counters, DataFileRef, DeltaLogRef, LAYOUT_FILE_BYTES_MAX,
     LAYOUT_FILE_BYTES_MIN, LAYOUT_WINDOW_BYTES_MIN, Layout, MANIFEST_FORMAT, MANIFEST_VERSION,

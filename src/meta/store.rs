@@ -65,7 +65,8 @@ pub struct LoadedMeta {
     pub superblock: LoadedSuperblock,
     /// The manifest the slot in force names, checked against it.
     pub manifest: Manifest,
-    /// Files that [`MetaStore::open`] would remove: other manifests and `*.tmp` files.
+    /// Files that [`MetaStore::open`] would remove: other manifests and the temporaries of the
+    /// superblock and of manifests.
     pub leftovers: Vec<String>,
 }
 
@@ -81,14 +82,17 @@ pub struct MetaStore {
 }
 
 /// The files in `names` that recovery must not trust when `active_seq` names the manifest in
-/// force: every other manifest, and every `*.tmp` file. Nothing is being written while a store is
-/// opened, so a `.tmp` file of any layer is a leftover.
+/// force: every other manifest, and the temporaries of the superblock and of manifests. Nothing
+/// is being written while a store is opened, so such a temporary is a leftover. No other file is
+/// ever named here: a `.tmp` file that is not one of these is not the metadata's to remove.
 fn leftovers(names: Vec<String>, active_seq: u64) -> Vec<String> {
     names
         .into_iter()
         .filter(|name| {
-            name.ends_with(TMP_SUFFIX)
-                || parse_manifest_file_name(name).is_some_and(|seq| seq != active_seq)
+            let tmp_of = name.strip_suffix(TMP_SUFFIX);
+            tmp_of.is_some_and(|stem| {
+                stem == SUPERBLOCK_FILE || parse_manifest_file_name(stem).is_some()
+            }) || parse_manifest_file_name(name).is_some_and(|seq| seq != active_seq)
         })
         .collect()
 }

@@ -206,6 +206,15 @@ impl ObjectTable {
         Ok(())
     }
 
+    /// [`ObjectTable::abort`] for a reservation its owner gives up (a failed write, a rolled
+    /// back transaction): it cannot fail unless the id was not this owner's reservation, an
+    /// internal bug, which is logged loudly (the handle then stays reserved until reopen).
+    pub fn abort_reservation(&self, id: NodeId) {
+        if let Err(e) = self.abort(id) {
+            tracing::error!(%id, %e, "giving back a reservation failed (internal bug)");
+        }
+    }
+
     /// Makes `version` the live node's current version; returns the one it replaced, which
     /// stays readable by older snapshots until trimmed.
     pub fn update(&self, id: NodeId, version: Version, guard: &Guard) -> Result<Option<Version>> {

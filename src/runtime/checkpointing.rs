@@ -129,11 +129,20 @@ fn write_and_publish(inner: &Inner, epoch: u64, roots: &crate::meta::RootCatalog
         inner.poison.poison(&e);
         e
     };
+    // The data files and their lengths K5 records, taken before K3's sync: a file's growth
+    // marks it dirty before its new length is visible (`DataFiles` invariant 5), so K3 makes
+    // every length read here durable. Lengths read after K3 could include growth no sync
+    // covered, and a crash would then leave a file shorter than the manifest says.
+    let data_files = inner.files.files();
     // K3. Only through `DataSync`: a direct data-file sync would clear the files' dirty flags
     // while its `fdatasync` runs, and a concurrent flush would then skip a sync it needs.
     inner
         .data_sync
-        .sync_through(inner.data_sync.current(), &inner.files, &inner.counters)
+        .sync_through(
+            inner.files.write_generation(),
+            &inner.files,
+            &inner.counters,
+        )
         .map_err(poison)?;
 
     // K4: entries in id order, as of `epoch`: every node visible at it, and every other handle
@@ -187,9 +196,7 @@ fn write_and_publish(inner: &Inner, epoch: u64, roots: &crate::meta::RootCatalog
         .partition(|l| l.end_epoch.is_some_and(|end| end <= epoch));
     manifest.delta_logs = kept;
     manifest.counters.next_checkpoint_seq = seq + 1;
-    manifest.data_files = inner
-        .files
-        .files()
+    manifest.data_files = data_files
         .into_iter()
         .map(|(class, file, bytes)| DataFileRef {
             class: u32::from(class),

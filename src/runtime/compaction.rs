@@ -266,7 +266,7 @@ fn move_batch(inner: &Inner, batch: &[(NodeId, Version)]) -> Result<(u64, u64, u
                 }
             };
             if let Err(e) = inner.files.write(location, &bytes) {
-                let _ = inner.alloc.free(location);
+                inner.alloc.release(location);
                 release(inner, &staged);
                 return Err(e);
             }
@@ -282,7 +282,7 @@ fn move_batch(inner: &Inner, batch: &[(NodeId, Version)]) -> Result<(u64, u64, u
     }
     // The moved bytes are made durable here, by the compactor, so the flush that carries the
     // batch's record (F2) has no data to sync for it and other commits do not wait for that.
-    let written = inner.data_sync.note_written();
+    let written = inner.files.write_generation();
     if let Err(e) = inner
         .data_sync
         .sync_through(written, &inner.files, &inner.counters)
@@ -307,7 +307,7 @@ fn move_batch(inner: &Inner, batch: &[(NodeId, Version)]) -> Result<(u64, u64, u
                     return Err(Error::Conflict { id });
                 };
                 let node = staged.nodes.swap_remove(i);
-                let _ = inner.alloc.free(node.version.location);
+                inner.alloc.release(node.version.location);
                 skipped += 1;
             }
             Err(e) => {
@@ -325,7 +325,7 @@ fn release(inner: &Inner, staged: &Staged) {
         return;
     }
     for n in &staged.nodes {
-        let _ = inner.alloc.free(n.version.location);
+        inner.alloc.release(n.version.location);
     }
 }
 

@@ -14,6 +14,7 @@ use super::compaction::{CompactProgress, CompactReport};
 use super::engine::{CommitState, DataSync, Engine, Retirement, Visible};
 use super::group_flush::GroupFlush;
 use super::options::{CommitPolicy, CompactionOptions, RuntimeOptions};
+use super::recovery::RecoveryReport;
 use super::snapshots::SnapshotRegistry;
 use super::stats::{Counters, RuntimeStats};
 use super::txn::WriteTxn;
@@ -88,6 +89,7 @@ impl Inner {
             poison: &self.poison,
             counters: &self.counters,
             payload_bytes_max: self.options.balanced_payload_bytes_max,
+            eventual_bound: self.options.eventual_flush_interval,
         }
     }
 
@@ -172,35 +174,55 @@ impl Inner {
 #[derive(Debug)]
 pub struct DurableRuntime {
     inner: Arc<Inner>,
-    background: Option<JoinHandle<()>>,
+    /// The background threads: the flusher, then the maintenance thread.
+    background: Vec<JoinHandle<()>>,
+    report: RecoveryReport,
 }
 
 impl DurableRuntime {
-    /// Opens (or creates) the store in `dir` on the real filesystem.
+    /// Opens the store in `dir` on the real filesystem (creating it only when
+    /// [`RuntimeOptions::create_if_missing`] is set and the directory holds no store).
     pub fn open(dir: impl AsRef<Path>, options: RuntimeOptions) -> Result<Self> {
         Self::open_with(Arc::new(OsStorage::new()), dir.as_ref(), options)
     }
 
-    /// Opens (or creates) the store in `dir` on `storage`. A second open of the same directory
-    /// fails with [`Error::Locked`] while the first is alive.
+    /// Opens the store in `dir` on `storage` (see [`DurableRuntime::open`]). A second open of
+    /// the same directory fails with [`Error::Locked`] while the first is alive; a directory
+    /// without a store fails with [`Error::NoStore`] unless `create_if_missing` is set; one
+    /// holding store files but no superblock fails with [`Error::Corruption`] naming the missing
+    /// superblock; a path that is a file fails with [`Error::NotADirectory`].
     pub fn open_with(
         storage: Arc<dyn Storage>,
         dir: &Path,
         options: RuntimeOptions,
     ) -> Result<Self> {
         options.validate()?;
-        let inner = Arc::new(super::recovery::open(storage, dir, options)?);
-        let background = {
-            let inner = inner.clone();
-            std::thread::Builder::new()
-                .name("vellum-flusher".into())
-                .spawn(move || background_loop(&inner))
-                .map_err(|e| Error::io(crate::error::IoOp::Create, "vellum-flusher thread", e))?
-        };
-        Ok(DurableRuntime {
+        let (inner, report) = super::recovery::open(storage, dir, options)?;
+        let inner = Arc::new(inner);
+        let mut runtime = DurableRuntime {
             inner,
-            background: Some(background),
-        })
+            background: Vec::new(),
+            report,
+        };
+        for (name, work) in [
+            ("vellum-flusher", flusher_loop as fn(&Inner)),
+            ("vellum-maintenance", maintenance_loop),
+        ] {
+            let inner = runtime.inner.clone();
+            let handle = std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || run_background(&inner, name, work))
+                .map_err(|e| Error::io(crate::error::IoOp::Create, name, e))?;
+            runtime.background.push(handle);
+        }
+        Ok(runtime)
+    }
+
+    /// What recovery found and did when this runtime opened the store: the epoch, the records
+    /// replayed, how the log ended and, with `RecoveryMode::TruncateDamagedLog`, exactly what it
+    /// dropped.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
     }
 
     /// Starts a write transaction.
@@ -413,7 +435,10 @@ impl DurableRuntime {
         self.inner.poison.is_poisoned()
     }
 
-    /// Flushes EVENTUAL commits and stops the background thread.
+    /// Stops the background threads, makes every commit durable (EVENTUAL ones included) and
+    /// seals the delta log, so the next open knows the store was closed cleanly (`design/
+    /// DURABILITY.md` §4, Z1–Z3). Returns the first failure: a background thread's (which
+    /// poisoned the runtime when it happened), a flush's, or the seal's.
     pub fn close(mut self) -> Result<()> {
         self.shutdown()
     }
@@ -421,45 +446,102 @@ impl DurableRuntime {
     fn shutdown(&mut self) -> Result<()> {
         *self.inner.stop.lock() = true;
         self.inner.wake.notify_all();
-        if let Some(h) = self.background.take() {
-            let _ = h.join();
+        let mut first_error = None;
+        for handle in self.background.drain(..) {
+            let name = handle.thread().name().unwrap_or("background").to_owned();
+            if handle.join().is_err() {
+                // `run_background` catches panics, so this is one it could not catch.
+                first_error.get_or_insert(Error::Poisoned {
+                    cause: format!("the {name} thread panicked"),
+                });
+            }
         }
         // A poisoned runtime reports it: commits it acknowledged may not be durable.
-        self.inner.engine().sync().map(|_| ())
+        let closed = self
+            .inner
+            .engine()
+            .sync()
+            .and_then(|_| self.inner.log.seal().map(|_| ()));
+        match first_error {
+            Some(e) => Err(e),
+            None => closed,
+        }
     }
 }
 
 impl Drop for DurableRuntime {
     fn drop(&mut self) {
+        if self.background.is_empty() {
+            return;
+        }
         if let Err(e) = self.shutdown() {
             tracing::error!(%e, "flushing on close failed");
         }
     }
 }
 
-/// Flushes EVENTUAL commits on their interval and runs checkpoints when asked.
-fn background_loop(inner: &Inner) {
-    loop {
-        {
-            let mut stop = inner.stop.lock();
-            if *stop {
-                return;
-            }
-            inner
-                .wake
-                .wait_for(&mut stop, inner.options.eventual_flush_interval);
-            if *stop {
-                return;
-            }
+/// Runs one background thread's loop; a panic in it poisons the runtime, so the next call and
+/// `close` report it instead of the work silently stopping.
+fn run_background(inner: &Inner, name: &str, work: fn(&Inner)) {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(inner)));
+    if let Err(payload) = outcome {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".to_owned());
+        let e = Error::Poisoned {
+            cause: format!("the {name} thread panicked: {what}"),
+        };
+        tracing::error!(%e, "background thread stopped");
+        inner.poison.poison(&e);
+    }
+}
+
+/// Waits up to `interval` for a wake-up; false once the runtime is stopping.
+fn wait(inner: &Inner, interval: std::time::Duration) -> bool {
+    let mut stop = inner.stop.lock();
+    if !*stop {
+        inner.wake.wait_for(&mut stop, interval);
+    }
+    !*stop
+}
+
+/// A background task's failure poisons the runtime (its cause is what the next call and `close`
+/// report): the work it did may be half done, and a store whose background work fails must not
+/// go on as if it had not.
+fn poison_on_failure(inner: &Inner, what: &str, result: Result<()>) {
+    if let Err(e) = result {
+        tracing::error!(%e, "background {what} failed");
+        if !matches!(e, Error::Poisoned { .. }) {
+            inner.poison.poison(&e);
         }
+    }
+}
+
+/// The flusher: makes EVENTUAL commits durable every `eventual_flush_interval`, and frees what
+/// became reclaimable. It does nothing else, so a long checkpoint or compaction never delays it.
+fn flusher_loop(inner: &Inner) {
+    while wait(inner, inner.options.eventual_flush_interval) {
         if inner.poison.is_poisoned() {
             continue;
         }
         let buffered = !inner.commit.lock().buffer.is_empty();
-        if buffered && let Err(e) = inner.engine().sync() {
-            tracing::error!(%e, "background flush failed");
+        if buffered {
+            poison_on_failure(inner, "flush", inner.engine().sync().map(|_| ()));
         }
         inner.engine().reclaim_ready();
+    }
+}
+
+/// The maintenance thread: compaction on its interval, free segments back to the filesystem,
+/// and checkpoints when the log has grown past `checkpoint_log_bytes` or on
+/// `checkpoint_interval`.
+fn maintenance_loop(inner: &Inner) {
+    while wait(inner, inner.options.eventual_flush_interval) {
+        if inner.poison.is_poisoned() {
+            continue;
+        }
         let compact_due = inner
             .options
             .compaction
@@ -468,20 +550,18 @@ fn background_loop(inner: &Inner) {
         if compact_due {
             *inner.last_compaction.lock() = Instant::now();
             let options = inner.options.compaction;
-            if let Err(e) = super::compaction::compact(inner, &options, &mut |_| {}) {
-                tracing::error!(%e, "background compaction failed");
-            }
-        } else if let Err(e) = super::compaction::return_free_segments(inner, SPARE_SEGMENTS) {
-            tracing::error!(%e, "returning free segments failed");
+            let pass = super::compaction::compact(inner, &options, &mut |_| {});
+            poison_on_failure(inner, "compaction", pass.map(|_| ()));
+        } else {
+            let returned = super::compaction::return_free_segments(inner, SPARE_SEGMENTS);
+            poison_on_failure(inner, "segment return", returned.map(|_| ()));
         }
         let by_time = inner
             .options
             .checkpoint_interval
             .is_some_and(|d| inner.last_checkpoint.lock().elapsed() >= d);
-        if (inner.checkpoint_wanted.swap(false, Ordering::AcqRel) || by_time)
-            && let Err(e) = super::checkpointing::checkpoint(inner)
-        {
-            tracing::error!(%e, "background checkpoint failed");
+        if inner.checkpoint_wanted.swap(false, Ordering::AcqRel) || by_time {
+            poison_on_failure(inner, "checkpoint", super::checkpointing::checkpoint(inner));
         }
     }
 }

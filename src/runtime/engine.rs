@@ -20,6 +20,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
@@ -100,28 +101,25 @@ pub(crate) struct CommitState {
     pub(crate) buffer_data_files: Vec<(u8, u32)>,
     /// Applied STRICT/BALANCED commits not yet visible: epoch and roots after it.
     pub(crate) unpublished: VecDeque<(u64, Arc<RootCatalog>)>,
+    /// EVENTUAL commits not yet durable, oldest first, with when they were applied: an EVENTUAL
+    /// commit that finds the oldest one older than `eventual_flush_interval` flushes before it
+    /// returns (C4), so no commit stays volatile longer than that while commits return.
+    pub(crate) volatile: VecDeque<(u64, Instant)>,
 }
 
-/// Groups data-file syncs the way the log groups log syncs: a sync covers every write whose
-/// generation was taken before it started.
+/// Groups data-file syncs the way the log groups log syncs: a sync covers every change the data
+/// files counted (`DataFiles::write_generation`) before it started. The data files count every
+/// write themselves, so no writer (a transaction, compaction, recovery) can leave one out.
 #[derive(Debug, Default)]
 pub(crate) struct DataSync {
-    written: AtomicU64,
+    /// The write generation the last completed sync covered.
     synced: Mutex<u64>,
 }
 
 impl DataSync {
-    /// Call after writing node bytes; the returned generation is what a sync must cover.
-    pub(crate) fn note_written(&self) -> u64 {
-        self.written.fetch_add(1, Ordering::AcqRel) + 1
-    }
-
-    /// The generation of every write so far.
-    pub(crate) fn current(&self) -> u64 {
-        self.written.load(Ordering::Acquire)
-    }
-
-    /// Returns once every write up to generation `gen` is durable (one sync serves many callers).
+    /// Returns once every change the data files counted up to generation `generation` is
+    /// durable (one sync serves many callers). Pass `files.write_generation()` read after the
+    /// writes to cover.
     pub(crate) fn sync_through(
         &self,
         generation: u64,
@@ -132,7 +130,8 @@ impl DataSync {
         if *synced >= generation {
             return Ok(());
         }
-        let target = self.written.load(Ordering::Acquire);
+        // Read before syncing: every change counted up to `target` marked its file dirty first.
+        let target = files.write_generation();
         files.sync_created()?;
         let synced_files = files.sync_written()?;
         *synced = target;
@@ -213,6 +212,8 @@ pub(crate) struct Engine<'a> {
     pub(crate) poison: &'a Poison,
     pub(crate) counters: &'a Counters,
     pub(crate) payload_bytes_max: usize,
+    /// How long an EVENTUAL commit may stay volatile (`eventual_flush_interval`).
+    pub(crate) eventual_bound: Duration,
 }
 
 fn conflict(id: NodeId) -> Error {
@@ -373,8 +374,15 @@ impl Engine<'_> {
         }
         st.roots = roots.clone();
         st.next_epoch += 1;
+        let mut overdue = false;
         if policy == CommitPolicy::Eventual {
             self.publish_locked(&mut st, epoch, Some(roots));
+            let now = Instant::now();
+            overdue = st
+                .volatile
+                .front()
+                .is_some_and(|(_, at)| now.duration_since(*at) > self.eventual_bound);
+            st.volatile.push_back((epoch, now));
         } else {
             st.unpublished.push_back((epoch, roots));
         }
@@ -387,7 +395,10 @@ impl Engine<'_> {
         // STRICT/BALANCED: wait for a flush that covers this commit, leading one if none is in
         // flight (F0–F5). One flush makes the node bytes of every buffered record durable (if
         // any needs it), appends them all with one write and syncs the log.
-        if policy != CommitPolicy::Eventual {
+        // C4: an EVENTUAL commit waits too when the oldest volatile commit is past its bound
+        // (the background flusher fell behind), so none stays volatile longer while commits
+        // return.
+        if policy != CommitPolicy::Eventual || overdue {
             self.flush_through(Some(epoch))?;
         }
         Counters::add(&self.counters.commits, 1);
@@ -504,6 +515,9 @@ impl Engine<'_> {
     pub(crate) fn mark_durable(&self, epoch: u64) {
         self.durable_epoch.fetch_max(epoch, Ordering::AcqRel);
         let mut st = self.commit.lock();
+        while st.volatile.front().is_some_and(|(e, _)| *e <= epoch) {
+            st.volatile.pop_front();
+        }
         self.publish_locked(&mut st, epoch, None);
     }
 
@@ -523,6 +537,13 @@ impl Engine<'_> {
             let _registry = self.snapshots.lock();
             self.visible.publish(new_epoch, &new_roots);
         }
+    }
+
+    /// True when `id`'s handle has moved on (its tag changed, or it is free).
+    fn is_stale(&self, id: NodeId, guard: &crossbeam_epoch::Guard) -> bool {
+        self.table
+            .view(id, guard)
+            .is_ok_and(|v| v.tag != id.tag() || v.state == crate::object_table::EntryState::Free)
     }
 
     /// Frees what no snapshot can read any more and whose retirement is durable.
@@ -558,11 +579,26 @@ impl Engine<'_> {
             } else {
                 continue;
             };
-            // A stale id means a later retirement already freed everything.
-            for v in freed.unwrap_or_default() {
-                if self.alloc.free(v.location).is_ok() {
-                    Counters::add(&self.counters.slots_reclaimed, 1);
+            let freed = match freed {
+                Ok(freed) => freed,
+                // Entries may queue slightly out of epoch order (C3), so a node's trim can come
+                // after its retirement freed everything: its id is stale by then.
+                Err(_) if self.is_stale(r.id, &guard) => continue,
+                Err(e) => {
+                    // The table refused a transition reclamation relies on: memory and the
+                    // durable state may disagree, so the runtime stops accepting writes.
+                    tracing::error!(id = %r.id, %e, "reclamation found an entry it cannot free");
+                    self.poison.poison(&e);
+                    return;
                 }
+            };
+            for v in freed {
+                if let Err(e) = self.alloc.free(v.location) {
+                    tracing::error!(id = %r.id, %e, "reclamation freed a slot twice");
+                    self.poison.poison(&e);
+                    return;
+                }
+                Counters::add(&self.counters.slots_reclaimed, 1);
             }
         }
     }

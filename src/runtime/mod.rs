@@ -6,7 +6,7 @@
 //!   committed as a unit under a [`CommitPolicy`];
 //! - `engine.rs`: commit ordering, group durability, visibility and reclamation;
 //! - `group_flush.rs`: one leader flushes a commit group while the others wait;
-//! - `recovery.rs`, `checkpointing.rs` and `compaction.rs`: the protocols of
+//! - `recovery/`, `checkpointing.rs` and `compaction.rs`: the protocols of
 //!   `design/DURABILITY.md` §6;
 //! - `record.rs`: [`CommitRecord`], the body of the delta-log frame one commit writes
 //!   (`design/FORMAT.md` §6).
@@ -25,8 +25,9 @@ mod txn;
 
 pub use compaction::{CompactProgress, CompactReport};
 pub use durable::{DurableRuntime, Snapshot, SnapshotReader};
-pub use options::{CommitPolicy, CompactionOptions, RuntimeOptions};
+pub use options::{CommitPolicy, CompactionOptions, RecoveryMode, RuntimeOptions};
 pub use record::*;
-pub use recovery::LOCK_FILE;
+pub use recovery::{LOCK_FILE, LogTail, RecoveryReport};
+pub(crate) use recovery::{StoreFile, classify};
 pub use stats::RuntimeStats;
 pub use txn::WriteTxn;

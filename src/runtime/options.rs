@@ -92,9 +92,33 @@ impl CompactionOptions {
     }
 }
 
+/// What recovery does when the open delta log holds damage that later frames prove was durable
+/// (`design/DURABILITY.md` §4, "Torn tail or damage").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecoveryMode {
+    /// Refuse to open: the open fails with [`crate::Error::Corruption`] naming the log file, the
+    /// damaged frame's offset and what is wrong with it, and the log is left as it is, so the
+    /// evidence survives for `vellum fsck` and for a salvage. The default.
+    #[default]
+    Strict,
+    /// Salvage: cut the log at the damage, as a torn tail is cut, dropping the damaged frame and
+    /// every frame after it (acknowledged commits among them), and open the store as of the last
+    /// commit before the damage. What was dropped is reported, exactly, by
+    /// [`super::DurableRuntime::recovery_report`] (and logged). Only for a store that cannot be
+    /// restored otherwise: commits that were acknowledged are lost.
+    TruncateDamagedLog,
+}
+
 /// Settings of a [`super::DurableRuntime`].
 #[derive(Debug, Clone)]
 pub struct RuntimeOptions {
+    /// Create a new store when the directory holds none (it is missing, empty, or holds only
+    /// files that are not a store's). Default `false`: opening a directory without a store fails
+    /// with [`crate::Error::NoStore`], so a typo or a lost store never turns into an empty one.
+    /// A directory holding store files but no superblock is never created over: it is damage.
+    pub create_if_missing: bool,
+    /// What recovery does about damage in the open delta log. Default [`RecoveryMode::Strict`].
+    pub recovery: RecoveryMode,
     /// The policy of commits that do not name one.
     pub policy: CommitPolicy,
     /// Largest node that BALANCED (and EVENTUAL) commits carry inside the log record. Default 4 KiB.
@@ -124,6 +148,8 @@ pub struct RuntimeOptions {
 impl Default for RuntimeOptions {
     fn default() -> Self {
         RuntimeOptions {
+            create_if_missing: false,
+            recovery: RecoveryMode::default(),
             policy: CommitPolicy::default(),
             balanced_payload_bytes_max: 4 << 10,
             record_payload_bytes_max: 1 << 20,

@@ -87,11 +87,9 @@ impl<'rt> WriteTxn<'rt> {
         })?;
         let location = self.rt.files.allocate_slot(&self.rt.alloc, class)?;
         if let Err(e) = self.rt.files.write(location, bytes) {
-            let _ = self.rt.alloc.free(location);
+            self.rt.alloc.release(location);
             return Err(e);
         }
-        // Counts the write, so the next flush's data sync knows it has something to cover.
-        self.rt.data_sync.note_written();
         Counters::add(&self.rt.counters.node_bytes_written, bytes.len() as u64);
         Ok(Version {
             location,
@@ -129,7 +127,7 @@ impl<'rt> WriteTxn<'rt> {
         let version = match self.place(bytes, kind) {
             Ok(v) => v,
             Err(e) => {
-                let _ = self.rt.table.abort(id);
+                self.rt.table.abort_reservation(id);
                 return Err(e);
             }
         };
@@ -154,7 +152,7 @@ impl<'rt> WriteTxn<'rt> {
             let kind = self.staged.nodes[i].version.kind;
             let version = self.place(bytes, kind)?;
             let old = std::mem::replace(&mut self.staged.nodes[i].version, version);
-            let _ = self.rt.alloc.free(old.location);
+            self.rt.alloc.release(old.location);
             self.staged.nodes[i].small_bytes = self.small_copy(bytes);
             return Ok(());
         }
@@ -186,7 +184,7 @@ impl<'rt> WriteTxn<'rt> {
             if let Some(moved) = self.staged.nodes.get(i) {
                 self.index.insert(moved.id, i);
             }
-            let _ = self.rt.alloc.free(node.version.location);
+            self.rt.alloc.release(node.version.location);
             if node.is_new {
                 // Created and retired in one transaction: it never existed.
                 return self.rt.table.abort(id);
@@ -316,9 +314,9 @@ impl<'rt> WriteTxn<'rt> {
             return;
         }
         for n in self.staged.nodes.drain(..) {
-            let _ = self.rt.alloc.free(n.version.location);
+            self.rt.alloc.release(n.version.location);
             if n.is_new {
-                let _ = self.rt.table.abort(n.id);
+                self.rt.table.abort_reservation(n.id);
             }
         }
         Counters::add(&self.rt.counters.aborts, 1);

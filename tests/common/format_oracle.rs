@@ -81,7 +81,7 @@ pub fn log_header_oracle(orig: &[u8], d: &[u8]) -> Option<(u64, CorruptionKind)>
             },
         ));
     }
-    if u32_at(d, 8) != 1 {
+    if u32_at(d, 8) != 2 {
         let found = u32_at(d, 8);
         return Some((8, CorruptionKind::UnsupportedVersion { found }));
     }
@@ -100,12 +100,57 @@ pub fn log_header_oracle(orig: &[u8], d: &[u8]) -> Option<(u64, CorruptionKind)>
 pub enum Rule {
     /// The end of the file.
     Eof,
-    /// An end marker (zero body length).
+    /// Zero bytes: the unwritten end (or, with valid frames past it, a lost frame).
     End,
+    /// A valid seal.
+    Sealed,
     /// A frame that does not decode.
     Bad(CorruptionKind),
-    /// A valid frame ending at this offset.
-    Frame(u64),
+    /// A valid frame ending at this offset, claiming `durable_end`.
+    Frame(u64, u64),
+}
+
+/// The CRC32C of a frame's bytes [0, 4) and [8, end).
+fn frame_crc(f: &[u8]) -> u32 {
+    let mut covered = f[..4].to_vec();
+    covered.extend_from_slice(&f[8..]);
+    crc32c(&covered)
+}
+
+/// §4 rule 3: a zero length field; the 24 bytes are the unwritten end, a seal, or damage.
+fn zero_length_rule(d: &[u8], o: u64, index: u64) -> Rule {
+    let h = &d[o as usize..(o as usize + 24).min(d.len())];
+    if h.iter().all(|&b| b == 0) {
+        return Rule::End;
+    }
+    if h.len() < 24 {
+        return Rule::Bad(CorruptionKind::Truncated {
+            needed: 24,
+            available: h.len() as u64,
+        });
+    }
+    let (stored, computed) = (u32_at(h, 4), frame_crc(h));
+    if stored != computed {
+        return Rule::Bad(CorruptionKind::ChecksumMismatch {
+            expected: stored,
+            actual: computed,
+        });
+    }
+    if u64_at(h, 8) != index {
+        return Rule::Bad(CorruptionKind::Mismatch {
+            what: "frame.frame_index",
+            expected: index,
+            actual: u64_at(h, 8),
+        });
+    }
+    if u64_at(h, 16) != o {
+        return Rule::Bad(CorruptionKind::Mismatch {
+            what: "seal.durable_end",
+            expected: o,
+            actual: u64_at(h, 16),
+        });
+    }
+    Rule::Sealed
 }
 
 pub fn replay_rule(d: &[u8], o: u64, index: u64) -> Rule {
@@ -114,14 +159,17 @@ pub fn replay_rule(d: &[u8], o: u64, index: u64) -> Rule {
         return Rule::Eof;
     }
     if len - o < 4 {
+        if d[o as usize..].iter().all(|&b| b == 0) {
+            return Rule::End;
+        }
         return Rule::Bad(CorruptionKind::Truncated {
-            needed: 16,
+            needed: 24,
             available: len - o,
         });
     }
     let body = u64::from(u32_at(d, o as usize));
     if body == 0 {
-        return Rule::End;
+        return zero_length_rule(d, o, index);
     }
     if body > 64 << 20 {
         return Rule::Bad(CorruptionKind::InvalidField {
@@ -129,7 +177,7 @@ pub fn replay_rule(d: &[u8], o: u64, index: u64) -> Rule {
             value: body,
         });
     }
-    let total = (16 + body).next_multiple_of(8);
+    let total = (24 + body).next_multiple_of(8);
     if o + total > len {
         return Rule::Bad(CorruptionKind::Truncated {
             needed: total,
@@ -137,10 +185,7 @@ pub fn replay_rule(d: &[u8], o: u64, index: u64) -> Rule {
         });
     }
     let f = &d[o as usize..(o + total) as usize];
-    let stored = u32_at(f, 4);
-    let mut covered = f[..4].to_vec();
-    covered.extend_from_slice(&f[8..]);
-    let computed = crc32c(&covered);
+    let (stored, computed) = (u32_at(f, 4), frame_crc(f));
     if stored != computed {
         return Rule::Bad(CorruptionKind::ChecksumMismatch {
             expected: stored,
@@ -155,58 +200,98 @@ pub fn replay_rule(d: &[u8], o: u64, index: u64) -> Rule {
             actual: found,
         });
     }
-    Rule::Frame(o + total)
+    let durable_end = u64_at(f, 16);
+    if !(64..=o).contains(&durable_end) {
+        return Rule::Bad(CorruptionKind::InvalidField {
+            field: "frame.durable_end",
+            value: durable_end,
+        });
+    }
+    Rule::Frame(o + total, durable_end)
 }
 
-/// The frames of an undamaged log: (start, end).
-pub fn frames_of(log: &[u8]) -> Vec<(u64, u64)> {
+/// The frames of an undamaged log: (start, end, durable_end); a seal after them is listed last
+/// as (start, start, start).
+pub fn frames_of(log: &[u8]) -> Vec<(u64, u64, u64)> {
     let mut out = Vec::new();
     let (mut o, mut i) = (64u64, 0u64);
-    while let Rule::Frame(end) = replay_rule(log, o, i) {
-        out.push((o, end));
-        o = end;
-        i += 1;
+    loop {
+        match replay_rule(log, o, i) {
+            Rule::Frame(end, claim) => {
+                out.push((o, end, claim));
+                o = end;
+                i += 1;
+            }
+            Rule::Sealed => {
+                out.push((o, o, o));
+                return out;
+            }
+            _ => return out,
+        }
     }
-    out
 }
 
-/// Where replay of the damaged log stops, why (`None`: an end marker or the end of the file),
-/// and the first original frame after the stop that the damage left whole: (offset, index).
+/// Where replay of the damaged log stops, why (`None`: zero bytes or the end of the file), and
+/// what lies past it: the original frames (and seal) after the stop that the damage left whole,
+/// and the largest durable claim among them.
 pub struct LogStop {
     /// Where replay stops.
     pub offset: u64,
-    /// Why (`None`: an end marker or the end of the file).
+    /// Why (`None`: zero bytes, the end of the file, or a seal).
     pub cause: Option<CorruptionKind>,
     /// True when it stopped at the end of the file.
     pub eof: bool,
+    /// True when it stopped at a valid seal.
+    pub sealed: bool,
     /// The first original frame after the stop that the damage left whole: (offset, index).
     pub next: Option<(u64, u64)>,
+    /// How many original frames (and seal) past the stop the damage left whole.
+    pub past: u64,
+    /// The whole frame past the stop with the largest durable claim, if that claim passes the
+    /// stop: (offset, durable_end). Replay then reports damage to durable frames.
+    pub proof: Option<(u64, u64)>,
 }
 
-pub fn log_stop(orig: &[u8], d: &[u8], frames: &[(u64, u64)]) -> LogStop {
+pub fn log_stop(orig: &[u8], d: &[u8], frames: &[(u64, u64, u64)]) -> LogStop {
     let (mut o, mut i) = (64u64, 0u64);
-    let (cause, eof) = loop {
+    let (cause, eof, sealed) = loop {
         match replay_rule(d, o, i) {
-            Rule::Frame(end) => (o, i) = (end, i + 1),
-            Rule::Eof => break (None, true),
-            Rule::End => break (None, false),
-            Rule::Bad(kind) => break (Some(kind), false),
+            Rule::Frame(end, _) => (o, i) = (end, i + 1),
+            Rule::Eof => break (None, true, false),
+            Rule::End => break (None, false, false),
+            Rule::Sealed => break (None, false, true),
+            Rule::Bad(kind) => break (Some(kind), false, false),
         }
     };
-    let next = frames
+    let whole: Vec<(usize, &(u64, u64, u64))> = if sealed {
+        Vec::new()
+    } else {
+        frames
+            .iter()
+            .enumerate()
+            .filter(|(_, (start, end, _))| {
+                // A seal is 24 bytes, though it ends where it starts in the list.
+                let end = (*end).max(start + 24);
+                *start > o
+                    && end <= d.len() as u64
+                    && d[*start as usize..end as usize] == orig[*start as usize..end as usize]
+            })
+            .collect()
+    };
+    let next = whole.first().map(|(j, (start, _, _))| (*start, *j as u64));
+    let proof = whole
         .iter()
-        .enumerate()
-        .find(|(_, (start, end))| {
-            *start > o
-                && *end <= d.len() as u64
-                && d[*start as usize..*end as usize] == orig[*start as usize..*end as usize]
-        })
-        .map(|(j, (start, _))| (*start, j as u64));
+        .map(|(_, (start, _, claim))| (*start, *claim))
+        .max_by_key(|(_, claim)| *claim)
+        .filter(|(_, claim)| *claim > o);
     LogStop {
         offset: o,
         cause,
         eof,
+        sealed,
         next,
+        past: whole.len() as u64,
+        proof,
     }
 }
 

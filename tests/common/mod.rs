@@ -43,6 +43,7 @@ pub fn env_u64(name: &str, default: u64) -> u64 {
 /// only from the calls a test makes and a crash point is deterministic.
 pub fn small_deterministic_options() -> vellum::runtime::RuntimeOptions {
     let mut o = vellum::runtime::RuntimeOptions {
+        create_if_missing: true,
         eventual_flush_interval: std::time::Duration::from_secs(60),
         checkpoint_log_bytes: 1 << 40,
         ..vellum::runtime::RuntimeOptions::default()

@@ -68,7 +68,10 @@ impl From<Policy> for CommitPolicy {
 }
 
 fn options() -> RuntimeOptions {
-    RuntimeOptions::default()
+    RuntimeOptions {
+        create_if_missing: true,
+        ..RuntimeOptions::default()
+    }
 }
 
 fn content(seed: u64, len: usize) -> Vec<u8> {

@@ -38,7 +38,10 @@ pub struct CompactionBenchArgs {
 }
 
 fn options(background: Option<Duration>) -> RuntimeOptions {
-    let mut o = RuntimeOptions::default();
+    let mut o = RuntimeOptions {
+        create_if_missing: true,
+        ..RuntimeOptions::default()
+    };
     o.compaction.interval = background;
     o.compaction.dead_percent_min = 30;
     o

@@ -138,6 +138,7 @@ fn open_log(dir: &Path, args: &LogBenchArgs) -> Result<FasterLog, BoxError> {
         std::fs::remove_dir_all(dir)?;
     }
     let options = RuntimeOptions {
+        create_if_missing: true,
         policy: args.policy.into(),
         balanced_payload_bytes_max: args.payload_kib << 10,
         ..RuntimeOptions::default()

@@ -13,7 +13,10 @@ use vellum::runtime::{CommitPolicy, DurableRuntime, RuntimeOptions};
 
 /// Small files and windows, so stores stay small; the binary is told the same sizes.
 fn runtime_options() -> RuntimeOptions {
-    let mut o = RuntimeOptions::default();
+    let mut o = RuntimeOptions {
+        create_if_missing: true,
+        ..RuntimeOptions::default()
+    };
     o.data.alloc.file_bytes_max = 64 << 20;
     o.data.window_bytes = 1 << 20;
     o.data.mapped_bytes_max = 16 << 20;
@@ -242,7 +245,7 @@ fn dump_shows_each_section() {
         .map(|f| f["epoch"].as_u64().expect("decoded"))
         .collect();
     assert_eq!(epochs, vec![3, 4], "the two commits after the checkpoint");
-    assert_eq!(logs[0]["stop_reason"], "end marker");
+    assert_eq!(logs[0]["stop_reason"], "seal (closed cleanly)");
     assert_eq!(d["checkpoint"]["entries"].as_array().map(Vec::len), Some(5));
     assert_eq!(
         d["checkpoint"]["problems"].as_array().map(Vec::len),

@@ -7,7 +7,10 @@ use vellum::object_table::NodeId;
 use vellum::runtime::{CommitPolicy, DurableRuntime, RuntimeOptions};
 
 fn options() -> RuntimeOptions {
-    let mut o = RuntimeOptions::default();
+    let mut o = RuntimeOptions {
+        create_if_missing: true,
+        ..RuntimeOptions::default()
+    };
     o.compaction.interval = None;
     o
 }

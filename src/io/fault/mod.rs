@@ -377,6 +377,11 @@ impl Storage for FaultStorage {
         Ok(ns.names.contains_key(path) || ns.dirs.contains(path))
     }
 
+    fn is_dir(&self, path: &Path) -> Result<bool> {
+        self.fs.begin_op(IoOp::Stat, path)?;
+        Ok(self.fs.ns.lock().dirs.contains(path))
+    }
+
     fn rename(&self, from: &Path, to: &Path) -> Result<()> {
         self.fs.begin_op(IoOp::Rename, from)?;
         let mut ns = self.fs.ns.lock();

@@ -14,6 +14,7 @@ use vellum_faster::{FasterLog, FasterLogOptions};
 fn faster_log(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let options = RuntimeOptions {
+        create_if_missing: true,
         eventual_flush_interval: Duration::from_millis(50),
         ..RuntimeOptions::default()
     };

@@ -919,7 +919,10 @@ mod tests {
     fn racing_appenders_never_push_the_offset_past_the_page_end() {
         const PAGE: u32 = 4096;
         let dir = tempfile::tempdir().unwrap();
-        let mut o = RuntimeOptions::default();
+        let mut o = RuntimeOptions {
+            create_if_missing: true,
+            ..RuntimeOptions::default()
+        };
         o.compaction.interval = None;
         let rt = Arc::new(DurableRuntime::open(dir.path(), o).unwrap());
         let log = FasterLog::open(

@@ -50,6 +50,7 @@ fn policy_from(s: &str) -> CommitPolicy {
 
 fn open(dir: &Path, policy: CommitPolicy) -> FasterLog {
     let mut o = RuntimeOptions {
+        create_if_missing: true,
         policy,
         checkpoint_log_bytes: 1 << 20,
         ..RuntimeOptions::default()

@@ -59,6 +59,7 @@ pub fn payload(seed: u64, len: usize) -> Vec<u8> {
 /// no background EVENTUAL flush (so crash points are deterministic).
 pub fn small_options() -> RuntimeOptions {
     let mut o = RuntimeOptions {
+        create_if_missing: true,
         eventual_flush_interval: std::time::Duration::from_secs(60),
         checkpoint_log_bytes: 1 << 40,
         ..RuntimeOptions::default()
