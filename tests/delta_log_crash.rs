@@ -160,6 +160,13 @@ fn recovered(fs: &FaultStorage, seq: u64) -> Option<Vec<Vec<u8>>> {
     match result {
         Ok(summary) => {
             assert_eq!(summary.frames, bodies.len() as u64);
+            // A crash cannot damage synced frames: no frame past the stop may claim the stop
+            // durable (a claim past what a returned sync covered would show here).
+            assert!(
+                !matches!(summary.tail, TailState::Damaged { .. }),
+                "a crash left what reads as damage to durable frames: {:?}",
+                summary.tail
+            );
             Some(bodies)
         }
         Err(Error::Io { .. }) => None,
@@ -389,6 +396,11 @@ fn concurrent_commits_survive_crashes() {
                     Ok(())
                 })
                 .unwrap();
+                assert!(
+                    !matches!(summary.tail, TailState::Damaged { .. }),
+                    "{context}: a crash cannot damage synced frames: {:?}",
+                    summary.tail
+                );
                 // Each thread's recovered frames are, in order, a prefix of what it appended that
                 // includes what it had acknowledged; nothing else appears, nothing twice.
                 let mut next = vec![0usize; THREADS as usize];

@@ -570,3 +570,33 @@ fn a_node_rewritten_many_times_frees_every_old_version() {
     assert_eq!(rt.stats().slots_reclaimed - before, 1000);
     assert_eq!(&rt.read(id).unwrap()[..4], &1000u32.to_le_bytes());
 }
+
+/// EVENTUAL commits buffer their records for the flusher, but never more than
+/// `eventual_buffer_bytes_max`: a burst faster than the flusher makes the commit that passes the
+/// bound flush, so at most the bound's worth of commits (256 records of 4 KiB here) is ever
+/// volatile, whatever the flush interval.
+#[test]
+fn eventual_commits_buffer_at_most_their_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = DurableRuntime::open(
+        dir.path(),
+        RuntimeOptions {
+            eventual_flush_interval: std::time::Duration::from_secs(60),
+            eventual_buffer_bytes_max: 1 << 20,
+            ..options()
+        },
+    )
+    .unwrap();
+    let mut most_volatile = 0;
+    for i in 0..2000u32 {
+        let mut tx = rt.begin();
+        tx.alloc(1, &[(i % 251) as u8; 4096]).unwrap();
+        tx.commit_with(CommitPolicy::Eventual).unwrap();
+        most_volatile = most_volatile.max(rt.visible_epoch() - rt.durable_epoch());
+    }
+    assert!(
+        (200..=256).contains(&most_volatile),
+        "at most the bound's 256 commits volatile: {most_volatile}"
+    );
+    assert!(rt.durable_epoch() >= 2000 - 256);
+}

@@ -132,7 +132,7 @@ pub enum FindingKind {
         other: NodeId,
     },
     /// A live version's slot does not (yet) hold its bytes, but the delta log carries them as a
-    /// payload (BALANCED and EVENTUAL commits of small nodes): recovery writes them back (R6).
+    /// payload (BALANCED and EVENTUAL commits of small nodes): recovery writes them back (RV7).
     PayloadPending {
         /// The slot.
         location: SlotView,

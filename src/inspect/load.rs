@@ -5,7 +5,7 @@
 //! Invariants:
 //! 1. Nothing is written: every file is opened read-only, and no lock is taken here (the caller
 //!    decides, see `fsck`).
-//! 2. The order and rules are recovery's (R2–R5 of `design/DURABILITY.md` §6); each check that
+//! 2. The order and rules are recovery's (RV3–RV6 of `design/DURABILITY.md` §6); each check that
 //!    recovery makes and would fail on is a `Problem` finding with recovery's kind.
 //! 3. A manifest that parses is used even when recovery would not trust it (wrong length or
 //!    CRC), so the files it names are still checked. Without one, every log and checkpoint file
@@ -188,7 +188,7 @@ pub fn load(storage: &dyn Storage, dir: &Path, options: &FsckOptions) -> Result<
     Ok(insp)
 }
 
-/// R3–R4 with every check: the checkpoint, then every log the manifest names, in order.
+/// RV4–RV5 with every check: the checkpoint, then every log the manifest names, in order.
 fn replay(storage: &dyn Storage, insp: &mut Inspection, manifest: &Manifest, manifest_path: &Path) {
     let dir = insp.dir.clone();
     let findings = &mut insp.findings;

@@ -1,5 +1,5 @@
 //! Checking delta logs: the header against the manifest, every frame, every commit record, and
-//! replaying the records into the [`Model`] (R4 of `design/DURABILITY.md` §6).
+//! replaying the records into the [`Model`] (RV5 of `design/DURABILITY.md` §6).
 //!
 //! Invariants:
 //! 1. The open (last) log is judged as recovery judges it, by the log reader's own rules: the

@@ -17,6 +17,7 @@ use crate::codec::crc32c;
 use crate::error::{Corruption, CorruptionKind, Error, IoOp, Result};
 use crate::io::Storage;
 use crate::meta::{Manifest, SLOT_BYTES, SUPERBLOCK_FILE, SUPERBLOCK_FILE_BYTES, Superblock};
+use crate::runtime::{StoreFile, classify};
 
 /// Offset of the `generation` field within a slot (`design/FORMAT.md` §3).
 const GENERATION_OFFSET: u64 = 16;
@@ -49,6 +50,49 @@ impl MetaState {
     }
 }
 
+/// No superblock file: no store at all when the directory holds no store file (`Err`), else a
+/// store that lost its superblock, which recovery refuses (a `Problem`; the rest is checked
+/// without a manifest).
+fn missing_superblock(
+    storage: &dyn Storage,
+    dir: &Path,
+    path: PathBuf,
+    findings: &mut Findings,
+) -> Result<MetaState> {
+    let store_files = storage
+        .list(dir)?
+        .iter()
+        .any(|n| !matches!(classify(n), None | Some(StoreFile::Lock)));
+    if !store_files {
+        return Err(Error::io(
+            IoOp::Open,
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no store here: the superblock file does not exist",
+            ),
+        ));
+    }
+    let missing = Corruption {
+        file: path.clone(),
+        offset: 0,
+        kind: CorruptionKind::MissingFile,
+    };
+    findings.corruption(
+        Severity::Problem,
+        missing.clone(),
+        "superblock: the directory holds store files but no superblock (recovery refuses it)",
+    );
+    Ok(MetaState {
+        superblock_path: path,
+        slots: [Err(missing.clone()), Err(missing)],
+        active: None,
+        manifest: None,
+        manifest_path: None,
+        manifest_trusted: false,
+    })
+}
+
 /// Reads and checks the superblock file and the manifest. `Err` only when there is no store (no
 /// superblock file) or the superblock file cannot be read.
 pub(crate) fn check_meta(
@@ -58,14 +102,7 @@ pub(crate) fn check_meta(
 ) -> Result<MetaState> {
     let path = dir.join(SUPERBLOCK_FILE);
     if !storage.exists(&path)? {
-        return Err(Error::io(
-            IoOp::Open,
-            path,
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "no store here: the superblock file does not exist",
-            ),
-        ));
+        return missing_superblock(storage, dir, path, findings);
     }
     let file = storage.open_read_only(&path)?;
     let mut bytes = vec![0u8; SUPERBLOCK_FILE_BYTES];

@@ -1,5 +1,5 @@
 //! The state `fsck` reconstructs: the live versions and roots recovery would end with, built the
-//! way recovery builds them (checkpoint, then commit records in order, R3–R4 of
+//! way recovery builds them (checkpoint, then commit records in order, RV4–RV5 of
 //! `design/DURABILITY.md` §6), but in a plain map that accepts anything, so a record recovery
 //! would refuse is reported and the walk goes on.
 //!
@@ -31,7 +31,7 @@ pub struct LiveVersion {
     /// Its current version.
     pub version: Version,
     /// The record that installed this version also carried its bytes (a payload), so recovery
-    /// writes them back into the slot (R6) whatever the slot holds.
+    /// writes them back into the slot (RV7) whatever the slot holds.
     pub carried: bool,
 }
 
@@ -73,7 +73,7 @@ impl Model {
         self.live.get(&entry_key(id)).filter(|l| l.id == id)
     }
 
-    /// Applies one decoded record found in the frame at `frame_offset` of `path` (R4).
+    /// Applies one decoded record found in the frame at `frame_offset` of `path` (RV5).
     pub(crate) fn apply(
         &mut self,
         record: &CommitRecordRef<'_>,

@@ -2,17 +2,17 @@
 //! against their CRC32C, and per-class space figures.
 //!
 //! Invariants:
-//! 1. An offline store keeps no allocator state: recovery (R5) rebuilds it from the live
+//! 1. An offline store keeps no allocator state: recovery (RV6) rebuilds it from the live
 //!    versions, so a slot is *allocated* exactly when a live version owns it. What is checked is
 //!    that this rebuild can succeed and agrees with the files: every live slot on its class's
 //!    grid, inside an existing data file, owned by one version only; data files numbered densely
 //!    and no longer than `file_bytes_max` (`design/TOOLS.md`, "Leaks").
 //! 2. A live version whose record carried its bytes is never a problem for the state of its slot:
-//!    recovery writes those bytes back (R6), creating the file if it is one of the few past the
+//!    recovery writes those bytes back (RV7), creating the file if it is one of the few past the
 //!    last that exists (`PayloadPending`, `Info`).
 //! 3. A slot is readable exactly when the runtime could read it after recovery: its whole window
 //!    lies within the file's length, where that length is the larger of the file's own and what
-//!    recovery's payload write-backs grow it to (R6 grows a file to the end of a written window).
+//!    recovery's payload write-backs grow it to (RV7 grows a file to the end of a written window).
 //!    Bytes past the file's own end read as zeros, as they would once it is grown.
 //! 4. Node bytes are read with plain positional reads through read-only handles, never mapped,
 //!    one node at a time in file order.
@@ -293,7 +293,7 @@ pub(crate) fn check_live(
         if reach.is_none_or(|(key, furthest, _)| key != (loc.class, loc.file) || end > furthest) {
             reach = Some(((loc.class, loc.file), end, live));
         }
-        // Recovery's own bound (R5): a slot at most a few files past the last that exists, and
+        // Recovery's own bound (RV6): a slot at most a few files past the last that exists, and
         // within `file_bytes_max`; it refuses the store otherwise, with this report.
         let beyond = u64::from(loc.file)
             >= files_per_class[usize::from(loc.class)] + UNSYNCED_DATA_FILES_MAX;

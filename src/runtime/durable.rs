@@ -90,6 +90,7 @@ impl Inner {
             counters: &self.counters,
             payload_bytes_max: self.options.balanced_payload_bytes_max,
             eventual_bound: self.options.eventual_flush_interval,
+            eventual_buffer_bytes_max: self.options.eventual_buffer_bytes_max,
         }
     }
 
@@ -645,5 +646,43 @@ impl SnapshotReader<'_> {
 impl Drop for Snapshot<'_> {
     fn drop(&mut self) {
         self.inner.snapshots.unpin(self.epoch);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::FaultStorage;
+
+    /// Regression (issue 11, defect 5): reclamation ignored an entry it could not free
+    /// (`unwrap_or_default()`), so a table that disagreed with its queue went on silently. A
+    /// retirement queued for a node that is still live is refused by the table: the runtime
+    /// must stop accepting writes and say why.
+    #[test]
+    fn reclamation_poisons_on_an_entry_it_cannot_free() {
+        let fs = FaultStorage::new(3);
+        let dir = Path::new("/s");
+        fs.create_dir_all(dir).unwrap();
+        let options = RuntimeOptions {
+            create_if_missing: true,
+            ..RuntimeOptions::default()
+        };
+        let rt = DurableRuntime::open_with(Arc::new(fs), dir, options).unwrap();
+        let mut tx = rt.begin();
+        let id = tx.alloc(1, b"live").unwrap();
+        tx.commit_with(CommitPolicy::Strict).unwrap();
+        rt.inner.reclaim.lock().push_back(Retirement {
+            epoch: 1,
+            id,
+            whole_node: true,
+        });
+        rt.inner.engine().reclaim_ready();
+        assert!(rt.is_poisoned());
+        let mut tx = rt.begin();
+        assert!(matches!(
+            tx.alloc(1, b"more"),
+            Err(Error::Poisoned { cause }) if cause.contains("the node is live")
+        ));
+        assert_eq!(rt.read(id).unwrap(), b"live");
     }
 }

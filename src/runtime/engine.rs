@@ -214,6 +214,8 @@ pub(crate) struct Engine<'a> {
     pub(crate) payload_bytes_max: usize,
     /// How long an EVENTUAL commit may stay volatile (`eventual_flush_interval`).
     pub(crate) eventual_bound: Duration,
+    /// Most record bytes buffered before an EVENTUAL commit flushes (`eventual_buffer_bytes_max`).
+    pub(crate) eventual_buffer_bytes_max: u64,
 }
 
 fn conflict(id: NodeId) -> Error {
@@ -378,10 +380,12 @@ impl Engine<'_> {
         if policy == CommitPolicy::Eventual {
             self.publish_locked(&mut st, epoch, Some(roots));
             let now = Instant::now();
-            overdue = st
-                .volatile
-                .front()
-                .is_some_and(|(_, at)| now.duration_since(*at) > self.eventual_bound);
+            let buffered = self.unappended_frame_bytes.load(Ordering::Acquire);
+            overdue = buffered > self.eventual_buffer_bytes_max
+                || st
+                    .volatile
+                    .front()
+                    .is_some_and(|(_, at)| now.duration_since(*at) > self.eventual_bound);
             st.volatile.push_back((epoch, now));
         } else {
             st.unpublished.push_back((epoch, roots));
@@ -397,7 +401,7 @@ impl Engine<'_> {
         // any needs it), appends them all with one write and syncs the log.
         // C4: an EVENTUAL commit waits too when the oldest volatile commit is past its bound
         // (the background flusher fell behind), so none stays volatile longer while commits
-        // return.
+        // return, or when the buffer holds too much.
         if policy != CommitPolicy::Eventual || overdue {
             self.flush_through(Some(epoch))?;
         }

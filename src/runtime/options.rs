@@ -130,8 +130,15 @@ pub struct RuntimeOptions {
     /// stops keeping in-memory copies of them past this many bytes. Default 1 MiB; at least
     /// `balanced_payload_bytes_max`, at most 32 MiB.
     pub record_payload_bytes_max: usize,
-    /// How long an EVENTUAL commit may stay volatile. Default 10 ms.
+    /// How long an EVENTUAL commit may stay volatile while commits return: the background
+    /// flusher makes commits durable this often, and an EVENTUAL commit that finds the oldest
+    /// volatile one older than this flushes before it returns (so a commit that returns is never
+    /// preceded by a volatile one older than this). Default 10 ms.
     pub eventual_flush_interval: Duration,
+    /// Most bytes of commit records waiting in memory for a flush: an EVENTUAL commit that finds
+    /// more flushes before it returns, so a burst of EVENTUAL commits cannot buffer without
+    /// bound. Default 64 MiB; at least 1 MiB.
+    pub eventual_buffer_bytes_max: u64,
     /// Log bytes since the last checkpoint that trigger a new one. Default 64 MiB.
     pub checkpoint_log_bytes: u64,
     /// Time since the last checkpoint that triggers a new one (`None`: only by log bytes or on
@@ -154,6 +161,7 @@ impl Default for RuntimeOptions {
             balanced_payload_bytes_max: 4 << 10,
             record_payload_bytes_max: 1 << 20,
             eventual_flush_interval: Duration::from_millis(10),
+            eventual_buffer_bytes_max: 64 << 20,
             checkpoint_log_bytes: 64 << 20,
             checkpoint_interval: None,
             compaction: CompactionOptions::default(),
@@ -189,6 +197,12 @@ impl RuntimeOptions {
             return Err(Error::InvalidArgument(format!(
                 "eventual_flush_interval must be within (0, 60 s], got {:?}",
                 self.eventual_flush_interval
+            )));
+        }
+        if self.eventual_buffer_bytes_max < (1 << 20) {
+            return Err(Error::InvalidArgument(format!(
+                "eventual_buffer_bytes_max must be at least 1 MiB, got {}",
+                self.eventual_buffer_bytes_max
             )));
         }
         if self.checkpoint_log_bytes < (1 << 20) {

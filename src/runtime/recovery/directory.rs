@@ -87,6 +87,9 @@ pub(crate) fn lock(
     dir: &Path,
     create_if_missing: bool,
 ) -> Result<LockGuard> {
+    let no_store = || Error::NoStore {
+        dir: dir.to_path_buf(),
+    };
     if !storage.is_dir(dir)? {
         if storage.exists(dir)? {
             return Err(Error::NotADirectory {
@@ -94,11 +97,17 @@ pub(crate) fn lock(
             });
         }
         if !create_if_missing {
-            return Err(Error::NoStore {
-                dir: dir.to_path_buf(),
-            });
+            return Err(no_store());
         }
         storage.create_dir_all(dir)?;
+    } else if !create_if_missing {
+        // A directory without any store file is refused before the lock file is made, so an
+        // open that fails leaves the directory exactly as it was (RV2 looks again under the
+        // lock).
+        let names = storage.list(dir)?;
+        if !names.iter().any(|n| classify(n).is_some()) {
+            return Err(no_store());
+        }
     }
     storage.lock(&dir.join(LOCK_FILE))
 }
