@@ -567,3 +567,7 @@ impl Drop for Snapshot<'_> {
         self.inner.snapshots.unpin(self.epoch);
     }
 }
+
+#[cfg(test)]
+#[path = "tag_exhaustion_tests.rs"]
+mod tag_exhaustion_tests;

@@ -278,6 +278,7 @@ pub(crate) fn open(
             read_checkpoint_items(storage.as_ref(), &path, Some(&expect), |item| match item {
                 CheckpointItem::Live(e) => table.restore(e.id, e.version, None),
                 CheckpointItem::Free(id) => table.restore_free(id),
+                CheckpointItem::Exhausted(id) => table.restore_exhausted(id),
             })?;
             replayed.last_epoch = ck.epoch;
             replayed.checkpoint_epoch = ck.epoch;
