@@ -10,6 +10,7 @@ use std::time::Instant;
 use crossbeam_epoch::Guard;
 use parking_lot::{Condvar, Mutex};
 
+use super::claims::{RootClaim, RootClaims};
 use super::compaction::{CompactProgress, CompactReport};
 use super::engine::{CommitState, DataSync, Engine, Retirement, Visible};
 use super::group_flush::GroupFlush;
@@ -173,6 +174,8 @@ impl Inner {
 pub struct DurableRuntime {
     inner: Arc<Inner>,
     background: Option<JoinHandle<()>>,
+    /// Root names claimed by structures open on this runtime (`claims.rs`).
+    claims: Arc<RootClaims>,
 }
 
 impl DurableRuntime {
@@ -200,6 +203,7 @@ impl DurableRuntime {
         Ok(DurableRuntime {
             inner,
             background: Some(background),
+            claims: Arc::default(),
         })
     }
 
@@ -232,6 +236,15 @@ impl DurableRuntime {
     /// The node root `name` names, as of the newest visible commit.
     pub fn root(&self, name: &str) -> Option<NodeId> {
         self.inner.visible.root(name).and_then(NodeId::from_raw)
+    }
+
+    /// Claims root `name` (1 to 47 bytes) for the caller until the returned guard drops: a second
+    /// claim of the same name in this runtime fails with [`Error::RootClaimed`] meanwhile. A
+    /// structure that keeps in-memory state about its root (FasterLog) claims it when it opens,
+    /// so it cannot be open twice. Claims are in memory only and do not restrict transactions:
+    /// they coordinate the structures on this runtime instance.
+    pub fn claim_root(&self, name: &str) -> Result<RootClaim> {
+        self.claims.claim(name)
     }
 
     /// Makes every commit so far durable (EVENTUAL ones included); returns the durable epoch.

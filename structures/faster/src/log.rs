@@ -29,6 +29,10 @@
 //! 6. Only the holder of `writer` changes `state`, and it replaces the state's parts only after
 //!    its runtime transaction committed, so a failed commit or truncation leaves the state as it
 //!    was (apart from a truncation's in-memory `begin`, which only narrows what readers see).
+//! 7. At most one handle per log and runtime: `open` claims root `faster-log:<name>` in the
+//!    runtime before it reads anything and holds the claim until the handle drops, so `state`,
+//!    `tail` and the ring are the only in-memory copy of the log's state and invariants 1-6 need
+//!    not consider another writer.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -39,7 +43,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 use vellum::CorruptionKind;
 use vellum::object_table::NodeId;
-use vellum::runtime::{DurableRuntime, WriteTxn};
+use vellum::runtime::{DurableRuntime, RootClaim, WriteTxn};
 
 use crate::entry::{FILLER_WORD, HEADER_BYTES, Header, decode_header, entry_bytes, entry_crc};
 use crate::epoch::{Epoch, EpochGuard};
@@ -109,6 +113,8 @@ pub struct FasterLog {
     state: Mutex<State>,
     commit: Mutex<CommitState>,
     committed_cv: Condvar,
+    /// The runtime's claim of `root`, held for the handle's lifetime (invariant 7).
+    _claim: RootClaim,
 }
 
 fn pack(page: u64, offset: u64) -> u64 {
@@ -118,8 +124,10 @@ fn pack(page: u64, offset: u64) -> u64 {
 impl FasterLog {
     /// Opens log `name` (1 to 36 bytes) in `rt`, creating it if its root does not exist, or
     /// recovering begin, committed tail and named iterators from its metadata node. Appends
-    /// continue at the committed tail; entries appended after the last commit are gone. At most
-    /// one `FasterLog` may have a given log open.
+    /// continue at the committed tail; entries appended after the last commit are gone. One
+    /// handle per log and runtime: while a `FasterLog` has the log open, another `open` of it
+    /// fails with [`vellum::Error::RootClaimed`] (as [`Error::Store`]); dropping the handle
+    /// releases the log (invariant 7).
     pub fn open(rt: Arc<DurableRuntime>, name: &str, options: FasterLogOptions) -> Result<Self> {
         options.validate()?;
         if name.is_empty() || name.len() > NAME_BYTES_MAX {
@@ -129,6 +137,9 @@ impl FasterLog {
             )));
         }
         let root = format!("{ROOT_PREFIX}{name}");
+        // R0, before anything is read: a second handle would recover the same state and append
+        // at the same addresses as this one, and one of two acknowledged commits would be lost.
+        let claim = rt.claim_root(&root)?;
         let page_bytes = u64::from(options.page_bytes);
         let slots: Box<[Arc<Slot>]> = (0..options.memory_pages)
             .map(|_| Arc::new(Slot::new(options.page_bytes)))
@@ -195,6 +206,7 @@ impl FasterLog {
             state: Mutex::new(state),
             commit: Mutex::new(commit),
             committed_cv: Condvar::new(),
+            _claim: claim,
         })
     }
 
