@@ -75,6 +75,14 @@ pub enum Error {
         /// The path.
         path: PathBuf,
     },
+    /// [`crate::runtime::DurableRuntime::claim_root`]: another handle in this runtime holds the
+    /// claim of this root name (a structure open twice, e.g. two `FasterLog`s on one log). The
+    /// claim is released when that handle's `RootClaim` drops.
+    #[error("root {name:?} is claimed by another handle in this runtime")]
+    RootClaimed {
+        /// The root name.
+        name: String,
+    },
 }
 
 impl Error {

@@ -13,7 +13,7 @@ use vellum::checkpoint::{
     checkpoint_file_name, read_checkpoint, read_checkpoint_items, scan_checkpoint,
 };
 use vellum::io::{FaultConfig, FaultStorage, Storage};
-use vellum::object_table::{NodeId, Version};
+use vellum::object_table::{NodeId, TAG_MAX, Version};
 
 fn dir() -> &'static Path {
     Path::new("/db")
@@ -58,7 +58,9 @@ fn version(epoch: u64) -> impl Strategy<Value = Version> {
 /// An epoch and a valid, sorted entry set for it.
 fn checkpoint(max: usize) -> impl Strategy<Value = (u64, Vec<CheckpointEntry>)> {
     any::<u64>().prop_flat_map(move |epoch| {
-        let ids = prop::collection::btree_set(1u64 << 48.., 0..=max);
+        // Some ids carry the last tag, so exhausted handles come up.
+        let id = prop_oneof![(1u64 << 48).., (u64::from(TAG_MAX) << 48)..];
+        let ids = prop::collection::btree_set(id, 0..=max);
         ids.prop_flat_map(move |ids| {
             let n = ids.len();
             prop::collection::vec(version(epoch), n).prop_map(move |versions| {
@@ -187,15 +189,20 @@ proptest! {
     }
 
     #[test]
-    fn live_and_free_entries_round_trip_in_id_order(
+    fn live_free_and_exhausted_entries_round_trip_in_id_order(
         (epoch, entries) in checkpoint(200),
-        free_mask in prop::collection::vec(any::<bool>(), 200),
+        kinds in prop::collection::vec(0u8..3, 200),
     ) {
-        // Some of the ids become free handles; the rest stay live.
+        // Some of the ids become free handles, and of those carrying the last tag some become
+        // exhausted ones; the rest stay live.
         let items: Vec<CheckpointItem> = entries
             .iter()
-            .zip(&free_mask)
-            .map(|(e, &free)| if free { CheckpointItem::Free(e.id) } else { CheckpointItem::Live(*e) })
+            .zip(&kinds)
+            .map(|(e, &kind)| match kind {
+                0 => CheckpointItem::Live(*e),
+                2 if e.id.tag() == TAG_MAX => CheckpointItem::Exhausted(e.id),
+                _ => CheckpointItem::Free(e.id),
+            })
             .collect();
         let fs = fresh();
         let mut w = CheckpointWriter::create(&fs, dir(), 1, epoch).unwrap();
@@ -203,6 +210,7 @@ proptest! {
             match item {
                 CheckpointItem::Live(e) => w.push(*e).unwrap(),
                 CheckpointItem::Free(id) => w.push_free(*id).unwrap(),
+                CheckpointItem::Exhausted(id) => w.push_exhausted(*id).unwrap(),
             }
         }
         let info = w.finish().unwrap();
@@ -218,7 +226,7 @@ proptest! {
             .iter()
             .filter_map(|i| match i {
                 CheckpointItem::Live(e) => Some(*e),
-                CheckpointItem::Free(_) => None,
+                CheckpointItem::Free(_) | CheckpointItem::Exhausted(_) => None,
             })
             .collect();
         let bytes = fs.open_read_only(&path()).unwrap().read_all().unwrap();

@@ -64,7 +64,11 @@ fn now_us() -> u64 {
 /// The bytes of the node commit `epoch` allocates: 100 B (a payload in the record) mostly, 8 KiB
 /// (written to a data file) every 16th.
 fn bytes_of(epoch: u64) -> Vec<u8> {
-    let len = if epoch.is_multiple_of(16) { 8 << 10 } else { 100 };
+    let len = if epoch.is_multiple_of(16) {
+        8 << 10
+    } else {
+        100
+    };
     (0..len).map(|i| (epoch as usize * 31 + i) as u8).collect()
 }
 

@@ -1,6 +1,6 @@
 //! The runtime's API end to end on the real filesystem: commits under each policy survive a
 //! reopen byte for byte; snapshots see exactly their epoch; conflicting writers lose exactly once;
-//! checkpoints drop old logs; a second opener is refused.
+//! checkpoints drop old logs; a second opener is refused; a root claim is exclusive until dropped.
 
 use std::path::Path;
 
@@ -171,6 +171,43 @@ fn a_second_open_is_refused_while_the_first_lives() {
     assert!(matches!(err, Error::Locked { .. }), "{err}");
     drop(rt);
     open(dir.path());
+}
+
+#[test]
+fn a_root_claim_is_exclusive_until_dropped_and_per_runtime_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = open(dir.path());
+    let claim = rt.claim_root("faster-log:a").unwrap();
+    assert_eq!(claim.name(), "faster-log:a");
+    match rt.claim_root("faster-log:a") {
+        Err(Error::RootClaimed { name }) => assert_eq!(name, "faster-log:a"),
+        other => panic!("second claim: {other:?}"),
+    }
+    // Other names are independent, and a claim is not a root: none exists, and transactions
+    // may still set the name (claims coordinate structures, they do not guard the catalog).
+    let other = rt.claim_root("faster-log:b").unwrap();
+    assert_eq!(rt.root("faster-log:a"), None);
+    let mut tx = rt.begin();
+    let id = tx.alloc(1, b"x").unwrap();
+    tx.set_root("faster-log:a", id).unwrap();
+    tx.commit().unwrap();
+    assert!(matches!(rt.claim_root(""), Err(Error::InvalidArgument(_))));
+    // Released on drop, and claimed again.
+    drop(claim);
+    let again = rt.claim_root("faster-log:a").unwrap();
+    assert!(matches!(
+        rt.claim_root("faster-log:a"),
+        Err(Error::RootClaimed { .. })
+    ));
+    drop((again, other));
+    // Claims are in memory: a guard may outlive its runtime, and a reopened runtime starts
+    // with none.
+    let kept = rt.claim_root("faster-log:a").unwrap();
+    rt.close().unwrap();
+    let rt = open(dir.path());
+    let fresh = rt.claim_root("faster-log:a").unwrap();
+    drop((kept, fresh));
+    assert_eq!(rt.read(rt.root("faster-log:a").unwrap()).unwrap(), b"x");
 }
 
 #[test]

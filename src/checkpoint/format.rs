@@ -11,14 +11,17 @@ use super::{CheckpointEntry, CheckpointItem};
 use crate::alloc::Location;
 use crate::codec::{Decoder, Encoder, crc32c, magic_value};
 use crate::error::{CorruptionKind, Error, Result};
-use crate::object_table::{NodeId, Version};
+use crate::object_table::{NodeId, TAG_MAX, Version};
 
 /// The first eight bytes of a checkpoint file.
 pub const MAGIC: [u8; 8] = *b"VELCHKPT";
 /// The first eight bytes of the footer.
 pub const FOOTER_MAGIC: [u8; 8] = *b"VELCKEND";
-/// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 2;
+/// The format version this build writes.
+pub const FORMAT_VERSION: u32 = 3;
+/// The oldest format version this build reads: version 2 is version 3 without exhausted entries
+/// (version 1 had no free entries at all).
+pub const FORMAT_VERSION_MIN: u32 = 2;
 /// Bytes of the file header.
 pub const HEADER_BYTES: usize = 64;
 /// Bytes of a block header.
@@ -64,6 +67,9 @@ const E_RESERVED: usize = 34;
 /// `flags` bit 0: the entry is a free handle (its id carries the tag the handle's next node
 /// gets; every other field is zero).
 pub const FLAG_FREE: u8 = 1;
+/// `flags` bit 1, only beside [`FLAG_FREE`] and only from format version 3: the free handle
+/// issued every tag and is retired for good (its id carries [`TAG_MAX`]).
+pub const FLAG_EXHAUSTED: u8 = 2;
 const E_RESERVED_BYTES: usize = ENTRY_BYTES - E_RESERVED;
 
 // Footer fields.
@@ -84,6 +90,9 @@ const _: () = assert!(F_RESERVED == 24 && F_CRC == 28 && F_CRC + 4 == FOOTER_BYT
 /// The file header's variable fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
+    /// `format_version`: [`FORMAT_VERSION`] when written, [`FORMAT_VERSION_MIN`] or later when
+    /// read.
+    pub version: u32,
     /// `checkpoint_seq`.
     pub seq: u64,
     /// The commit epoch the checkpoint is a snapshot of.
@@ -97,7 +106,7 @@ impl Header {
     pub fn encode(&self) -> Vec<u8> {
         let mut e = Encoder::with_capacity(HEADER_BYTES);
         e.bytes(&MAGIC)
-            .u32(FORMAT_VERSION)
+            .u32(self.version)
             .u32(HEADER_BYTES as u32)
             .u64(self.seq)
             .u64(self.epoch)
@@ -125,7 +134,7 @@ impl Header {
             return Err(d.error_at(0, CorruptionKind::BadMagic { found }));
         }
         let version = d.u32()?;
-        if version != FORMAT_VERSION {
+        if !(FORMAT_VERSION_MIN..=FORMAT_VERSION).contains(&version) {
             let kind = CorruptionKind::UnsupportedVersion { found: version };
             return Err(d.error_at(H_VERSION, kind));
         }
@@ -141,6 +150,7 @@ impl Header {
         }
         check_crc(&d, &bytes[..HEADER_BYTES], H_CRC)?;
         let header = Header {
+            version,
             seq: d.u64()?,
             epoch: d.u64()?,
             entry_count: d.u64()?,
@@ -211,10 +221,20 @@ pub fn encode_entry(entry: &CheckpointEntry) -> [u8; ENTRY_BYTES] {
 
 /// A free handle's 40 bytes: its id, zeros, and `FLAG_FREE`.
 pub fn encode_free_entry(id: NodeId) -> [u8; ENTRY_BYTES] {
+    encode_handle_entry(id, FLAG_FREE)
+}
+
+/// An exhausted handle's 40 bytes: its id (carrying [`TAG_MAX`]), zeros, and
+/// `FLAG_FREE | FLAG_EXHAUSTED`.
+pub fn encode_exhausted_entry(id: NodeId) -> [u8; ENTRY_BYTES] {
+    encode_handle_entry(id, FLAG_FREE | FLAG_EXHAUSTED)
+}
+
+fn encode_handle_entry(id: NodeId, flags: u8) -> [u8; ENTRY_BYTES] {
     let mut e = Encoder::with_capacity(ENTRY_BYTES);
     e.u64(id.raw())
         .zeros(E_FLAGS - 8)
-        .u8(FLAG_FREE)
+        .u8(flags)
         .zeros(E_RESERVED_BYTES);
     let mut out = [0u8; ENTRY_BYTES];
     out.copy_from_slice(&e.finish());
@@ -227,13 +247,15 @@ pub fn entry_raw_id(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_le_bytes(raw.try_into().ok()?))
 }
 
-/// Decodes the entry in `bytes`, read from `file` at `offset`, in a checkpoint of `epoch`, after
-/// an entry whose raw id is `prev` (if any). Stops at the first failed field check.
+/// Decodes the entry in `bytes`, read from `file` at `offset`, in a checkpoint of `epoch` and
+/// format `version`, after an entry whose raw id is `prev` (if any). Stops at the first failed
+/// field check.
 pub fn decode_entry(
     bytes: &[u8],
     file: &Path,
     offset: u64,
     epoch: u64,
+    version: u32,
     prev: Option<u64>,
 ) -> Result<CheckpointItem> {
     let mut d = Decoder::new(bytes, file, offset);
@@ -244,7 +266,11 @@ pub fn decode_entry(
         return Err(invalid(&d, 0, "checkpoint_entry.node_id", raw));
     };
     let flags = bytes.get(E_FLAGS).copied().unwrap_or(0);
-    if flags == FLAG_FREE {
+    let exhausted = version >= 3 && flags == FLAG_FREE | FLAG_EXHAUSTED;
+    if exhausted && id.tag() != TAG_MAX {
+        return Err(invalid(&d, 0, "checkpoint_entry.node_id", raw));
+    }
+    if flags == FLAG_FREE || exhausted {
         // Every field of a free handle is zero.
         let fields = [
             (E_LOCATION, "checkpoint_entry.location", d.u64()?),
@@ -258,6 +284,9 @@ pub fn decode_entry(
         }
         d.u8()?;
         d.zeros(E_RESERVED_BYTES, "checkpoint_entry.reserved")?;
+        if exhausted {
+            return Ok(CheckpointItem::Exhausted(id));
+        }
         return Ok(CheckpointItem::Free(id));
     }
     let packed = d.u64()?;

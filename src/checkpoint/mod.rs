@@ -53,14 +53,18 @@ pub struct CheckpointEntry {
     pub version: Version,
 }
 
-/// One entry of a checkpoint file: a live node, or a free handle whose tag must survive a restart
-/// (so an id issued before the restart stays stale after it, rather than naming a new node).
+/// One entry of a checkpoint file: a live node, or a free handle whose tag (or exhaustion) must
+/// survive a restart (so an id issued before the restart stays stale after it, rather than naming
+/// a new node).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CheckpointItem {
     /// A live node.
     Live(CheckpointEntry),
     /// A free handle; the id carries the tag the handle's next node gets.
     Free(NodeId),
+    /// A free handle that issued every tag and is never handed out again; the id carries
+    /// [`crate::object_table::TAG_MAX`].
+    Exhausted(NodeId),
 }
 
 /// What [`CheckpointWriter::finish`] wrote: everything the manifest records about the file.

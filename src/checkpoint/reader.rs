@@ -69,11 +69,12 @@ pub fn read_checkpoint(
 ) -> Result<CheckpointSummary> {
     read_checkpoint_items(storage, path, expect, |item| match item {
         CheckpointItem::Live(e) => visit(e),
-        CheckpointItem::Free(_) => Ok(()),
+        CheckpointItem::Free(_) | CheckpointItem::Exhausted(_) => Ok(()),
     })
 }
 
-/// Like [`read_checkpoint`], but visits free handles too (recovery restores their tags).
+/// Like [`read_checkpoint`], but visits free and exhausted handles too (recovery restores their
+/// tags and marks).
 pub fn read_checkpoint_items(
     storage: &dyn Storage,
     path: &Path,
@@ -115,11 +116,11 @@ pub fn scan_checkpoint(
 ) -> Result<ScanReport> {
     scan_checkpoint_items(storage, path, expect, |item| match item {
         CheckpointItem::Live(e) => visit(e),
-        CheckpointItem::Free(_) => Ok(()),
+        CheckpointItem::Free(_) | CheckpointItem::Exhausted(_) => Ok(()),
     })
 }
 
-/// Like [`scan_checkpoint`], but visits free handles too.
+/// Like [`scan_checkpoint`], but visits free and exhausted handles too.
 pub fn scan_checkpoint_items(
     storage: &dyn Storage,
     path: &Path,
@@ -314,7 +315,7 @@ impl<'p, V: FnMut(CheckpointItem) -> Result<()>> Walk<'p, V> {
             self.take(block.count as usize * ENTRY_BYTES)?;
             let actual = crc32c(&self.buf);
             if actual == block.crc32c {
-                self.entries(header.epoch, entries_at, &mut prev)?;
+                self.entries(header, entries_at, &mut prev)?;
             } else {
                 // Scanning: none of the block's entries can be trusted, so all are skipped.
                 let kind = CorruptionKind::ChecksumMismatch {
@@ -330,10 +331,10 @@ impl<'p, V: FnMut(CheckpointItem) -> Result<()>> Walk<'p, V> {
     }
 
     /// Checks and visits the entries in `buf`, read from `base`.
-    fn entries(&mut self, epoch: u64, base: u64, prev: &mut Option<u64>) -> Result<()> {
+    fn entries(&mut self, header: &Header, base: u64, prev: &mut Option<u64>) -> Result<()> {
         for (i, bytes) in self.buf.chunks_exact(ENTRY_BYTES).enumerate() {
             let at = base + (i * ENTRY_BYTES) as u64;
-            match decode_entry(bytes, self.path, at, epoch, *prev) {
+            match decode_entry(bytes, self.path, at, header.epoch, header.version, *prev) {
                 Ok(entry) => {
                     (self.visit)(entry)?;
                     self.visited += 1;

@@ -86,7 +86,7 @@ fn header_rejections() {
     let found = u64::from_le_bytes(*b"XELCHKPT");
     rejects(|b| b[0] = b'X', 0, BadMagic { found });
     rejects(|b| b[8] = 1, 8, UnsupportedVersion { found: 1 });
-    rejects(|b| b[8] = 3, 8, UnsupportedVersion { found: 3 });
+    rejects(|b| b[8] = 4, 8, UnsupportedVersion { found: 4 });
     rejects(
         |b| b[12] = 65,
         12,
@@ -483,4 +483,77 @@ fn visitor_errors_stop_both_policies() {
         scan_checkpoint(&fs, &path, None, stop),
         Err(crate::Error::InvalidArgument(_))
     ));
+}
+
+#[test]
+fn exhausted_entry_rejections() {
+    // The golden entries with exhausted handle 5:77:65535 at 160 (location 168, len 176,
+    // crc 180, birth 184, kind 192, flags 193), in checkpoint 4.
+    let fs = fresh();
+    let (_, items) = write_with_exhausted(&fs);
+    let golden = file_bytes(&fs, &path_of(4));
+    assert_eq!(&golden[160..200], &hex(GOLDEN_EXHAUSTED_ENTRY)[..]);
+    let rejects = |edit: &dyn Fn(&mut Vec<u8>), offset: u64, kind: CorruptionKind| {
+        let mut b = golden.clone();
+        edit(&mut b);
+        let (fs, path) = stored(&b, 4);
+        let c = corruption_of(read_checkpoint_items(&fs, &path, None, |_| Ok(())));
+        assert_eq!((c.offset, &c.kind), (offset, &kind));
+        let scan = scan_checkpoint_items(&fs, &path, None, |_| Ok(())).unwrap();
+        assert_eq!(scan.problems.first(), Some(&c));
+    };
+    // Only the last tag may be exhausted.
+    let tag_65534 = (u64::from(u16::MAX - 1) << 48) | (5 << 42) | 77;
+    rejects(
+        &|b| {
+            put_u64(b, 160, tag_65534);
+            reseal_block(b, 64);
+        },
+        160,
+        field("checkpoint_entry.node_id", tag_65534),
+    );
+    // Every other field of an exhausted entry is zero, like a free one's.
+    rejects(
+        &|b| {
+            b[184] = 1;
+            reseal_block(b, 64);
+        },
+        184,
+        field("checkpoint_entry.birth", 1),
+    );
+    // FLAG_EXHAUSTED only beside FLAG_FREE: alone it is a live entry's flags, which must be 0.
+    rejects(
+        &|b| {
+            b[193] = 2;
+            reseal_block(b, 64);
+        },
+        193,
+        field("checkpoint_entry.flags", 2),
+    );
+    rejects(
+        &|b| {
+            b[193] = 7;
+            reseal_block(b, 64);
+        },
+        193,
+        field("checkpoint_entry.flags", 7),
+    );
+    // Version 2 has no exhausted entries: there, flags 3 is refused.
+    rejects(
+        &|b| {
+            b[8] = 2;
+            reseal_header(b);
+        },
+        193,
+        field("checkpoint_entry.flags", 3),
+    );
+    // The unedited file reads back exactly.
+    let (fs, path) = stored(&golden, 4);
+    let mut seen = Vec::new();
+    read_checkpoint_items(&fs, &path, None, |i| {
+        seen.push(i);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(seen, items);
 }

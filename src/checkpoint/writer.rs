@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::format::{
-    BLOCK_BYTES_MAX, BLOCK_ENTRIES_MAX, BLOCK_HEADER_BYTES, BlockHeader, Footer, HEADER_BYTES,
-    Header, decode_entry, encode_entry, encode_free_entry,
+    BLOCK_BYTES_MAX, BLOCK_ENTRIES_MAX, BLOCK_HEADER_BYTES, BlockHeader, ENTRY_BYTES,
+    FORMAT_VERSION, Footer, HEADER_BYTES, Header, decode_entry, encode_entry,
+    encode_exhausted_entry, encode_free_entry,
 };
 use super::{CheckpointEntry, CheckpointInfo, CheckpointItem, checkpoint_file_name};
 use crate::codec::{crc32c, crc32c_append, crc32c_combine};
@@ -107,7 +108,7 @@ impl<'s> CheckpointWriter<'s> {
         // The reader's decoder is the single definition of a valid entry (invariant 3). Comparing
         // the round trip also catches a location that `pack` would silently truncate.
         let prev = self.last.map(NodeId::raw);
-        match decode_entry(&bytes, &self.tmp, 0, self.epoch, prev) {
+        match decode_entry(&bytes, &self.tmp, 0, self.epoch, FORMAT_VERSION, prev) {
             Ok(decoded) if decoded == CheckpointItem::Live(entry) => {}
             Ok(_) => {
                 return Err(Error::InvalidArgument(format!(
@@ -132,15 +133,41 @@ impl<'s> CheckpointWriter<'s> {
     /// Adds a free handle (step W2): `id` carries the tag its handle's next node gets. Ordered
     /// with the live entries by id, like [`CheckpointWriter::push`].
     pub fn push_free(&mut self, id: NodeId) -> Result<()> {
+        self.push_handle(encode_free_entry(id), CheckpointItem::Free(id), id)
+    }
+
+    /// Adds an exhausted handle (step W2): one that issued every tag and must never be handed out
+    /// again; `id` carries [`crate::object_table::TAG_MAX`]. Ordered like the others.
+    pub fn push_exhausted(&mut self, id: NodeId) -> Result<()> {
+        self.push_handle(
+            encode_exhausted_entry(id),
+            CheckpointItem::Exhausted(id),
+            id,
+        )
+    }
+
+    /// Adds a free or exhausted handle's `bytes` once the reader's decoder reads them back as
+    /// `item` (invariant 3).
+    fn push_handle(
+        &mut self,
+        bytes: [u8; ENTRY_BYTES],
+        item: CheckpointItem,
+        id: NodeId,
+    ) -> Result<()> {
         self.check_usable()?;
-        let bytes = encode_free_entry(id);
         let prev = self.last.map(NodeId::raw);
-        if let Err(e) = decode_entry(&bytes, &self.tmp, 0, self.epoch, prev) {
-            let why = e.as_corruption().map(|c| c.kind.to_string());
+        let why = match decode_entry(&bytes, &self.tmp, 0, self.epoch, FORMAT_VERSION, prev) {
+            Ok(decoded) if decoded == item => None,
+            Ok(decoded) => Some(format!("reads back as {decoded:?}")),
+            Err(e) => Some(
+                e.as_corruption()
+                    .map_or_else(|| e.to_string(), |c| c.kind.to_string()),
+            ),
+        };
+        if let Some(why) = why {
             return Err(Error::InvalidArgument(format!(
-                "free checkpoint entry {id} (previous id {:?}): {}",
+                "checkpoint entry {item:?} (previous id {:?}): {why}",
                 self.last,
-                why.unwrap_or_else(|| e.to_string())
             )));
         }
         self.append(&bytes, id)
@@ -173,6 +200,7 @@ impl<'s> CheckpointWriter<'s> {
         self.body_crc = crc32c_append(self.body_crc, &footer);
         self.offset += footer.len() as u64;
         let header = Header {
+            version: FORMAT_VERSION,
             seq: self.seq,
             epoch: self.epoch,
             entry_count: self.entries,

@@ -7,9 +7,15 @@
 //! |  tag (16)  |shard(6)|               handle (42)               |
 //! +------------+--------+-----------------------------------------+
 //! ```
-//! The tag is never 0 (tags run 1..=65535 and wrap back to 1), so the raw value 0 is never a
-//! valid id. The tag changes exactly once each time a handle is freed, so an id kept past its
-//! node's reclamation is detected as stale instead of reaching the handle's next node.
+//! Invariants:
+//! 1. The tag is never 0 (tags run 1..=[`TAG_MAX`]), so the raw value 0 is never a valid id.
+//! 2. A NodeId is never issued twice: each handle issues each of its 65 535 tags once, in
+//!    increasing order (the tag moves on exactly once each time the handle is freed,
+//!    [`next_tag`]), then is retired for good. A handle freed while carrying [`TAG_MAX`] is
+//!    *exhausted*: its entry stays FREE, is marked so, and is never handed out again, also after a
+//!    restart (the checkpoint records the mark, and replay re-derives it). So an id kept past its
+//!    node's reclamation is always detected as stale instead of reaching another node's bytes.
+//!    The memory cost is one object-table entry per 65 535 frees of a handle.
 
 use std::fmt;
 use std::str::FromStr;
@@ -24,6 +30,8 @@ pub const SHARD_BITS: u32 = 6;
 pub const TAG_BITS: u32 = 16;
 /// The largest handle a shard can hold.
 pub const HANDLE_MAX: u64 = (1 << HANDLE_BITS) - 1;
+/// The last tag a handle issues; a handle freed while carrying it is exhausted (invariant 2).
+pub const TAG_MAX: u16 = u16::MAX;
 
 const SHARD_SHIFT: u32 = HANDLE_BITS;
 const TAG_SHIFT: u32 = HANDLE_BITS + SHARD_BITS;
@@ -31,6 +39,7 @@ const TAG_SHIFT: u32 = HANDLE_BITS + SHARD_BITS;
 const _: () = assert!(HANDLE_BITS + SHARD_BITS + TAG_BITS == 64);
 const _: () = assert!(1 << SHARD_BITS == SHARDS);
 const _: () = assert!(TAG_BITS >= 16);
+const _: () = assert!(TAG_MAX as u64 == (1 << TAG_BITS) - 1);
 
 /// A node's stable identity: shard, handle and ABA tag.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -74,12 +83,11 @@ impl NodeId {
     }
 }
 
-/// The tag that follows `tag` when a handle is reused: 1..=65535, wrapping past 0.
-pub fn next_tag(tag: u16) -> u16 {
-    match tag.wrapping_add(1) {
-        0 => 1,
-        t => t,
-    }
+/// The tag the handle's next node gets after a node with `tag` is freed; `None` once `tag` is
+/// [`TAG_MAX`]: the handle has issued every tag and is retired for good (invariant 2). Tags never
+/// wrap, so no id is issued twice.
+pub fn next_tag(tag: u16) -> Option<u16> {
+    tag.checked_add(1)
 }
 
 impl fmt::Display for NodeId {
@@ -162,9 +170,18 @@ mod tests {
     }
 
     #[test]
-    fn tags_skip_zero() {
-        assert_eq!(next_tag(1), 2);
-        assert_eq!(next_tag(u16::MAX), 1);
+    fn tags_never_wrap() {
+        assert_eq!(next_tag(0), Some(1));
+        assert_eq!(next_tag(1), Some(2));
+        assert_eq!(next_tag(TAG_MAX - 1), Some(TAG_MAX));
+        assert_eq!(next_tag(TAG_MAX), None);
+        // Following next_tag from the first tag issues every tag exactly once.
+        let mut tags = vec![1u16];
+        while let Some(t) = tags.last().copied().and_then(next_tag) {
+            tags.push(t);
+        }
+        assert_eq!(tags.len(), usize::from(TAG_MAX));
+        assert!(tags.windows(2).all(|w| w[1] == w[0] + 1));
     }
 
     proptest! {

@@ -8,22 +8,31 @@
 //!                                           +--+ update (new current version; the old one
 //!                                                joins the older chain)
 //! ```
+//! An abort or reclaim of an entry carrying the last tag leaves it FREE and *exhausted*, a state
+//! with no transition out (invariant 5).
+//!
 //! Invariants:
 //! 1. The tag changes exactly once per reuse of the handle: on every transition *to* FREE
-//!    (abort or reclaim). An id carries the tag it was issued with, so after its handle is freed
-//!    the id is stale and every operation on it fails.
+//!    (abort or reclaim), to [`next_tag`] of it. An id carries the tag it was issued with, so
+//!    after its handle is freed the id is stale and every operation on it fails.
 //! 2. One writer at a time: a writer owns the entry while the sequence number in `meta` is odd
 //!    (taken by compare-and-swap), so the table needs no lock per entry.
 //! 3. Readers never block and never see a torn entry: they read `meta`, the fields, an acquire
 //!    fence, and `meta` again, retrying if it changed or was odd.
 //! 4. Only LIVE and RETIRED entries have a current version; a RETIRED entry's version stays
 //!    visible to snapshots older than its retire epoch.
+//! 5. A transition to FREE from [`TAG_MAX`] has no next tag: the entry becomes FREE and
+//!    *exhausted*, keeping `TAG_MAX`, and stays so. `reserve` refuses it, every operation on any
+//!    id of its handle fails (`get_at` too, although the last id's tag still matches), and only
+//!    recovery may bring it back, with a committed node carrying `TAG_MAX` (a checkpoint records
+//!    a handle whose tag-`TAG_MAX` id may have been handed out as exhausted, and the log may then
+//!    hold that node).
 
 use std::sync::atomic::{AtomicU64, Ordering, fence};
 
 use crossbeam_epoch::Guard;
 
-use super::node_id::next_tag;
+use super::node_id::{TAG_MAX, next_tag};
 use super::older::{OlderChain, find_visible};
 use super::version::Version;
 use crate::alloc::Location;
@@ -31,7 +40,8 @@ use crate::alloc::Location;
 /// Life-cycle state of an entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EntryState {
-    /// Unused; the handle may be handed out.
+    /// Unused; the handle may be handed out, unless the entry is exhausted
+    /// ([`EntryView::exhausted`]).
     Free,
     /// Handed to a writer that has not committed the node yet.
     Reserved,
@@ -61,15 +71,39 @@ impl EntryState {
     }
 }
 
-// meta word: tag in bits 0..16, kind in 16..24, state in 24..26, sequence in 32..64.
+// meta word: tag in bits 0..16, kind in 16..24, state in 24..26, the exhausted mark in bit 26
+// (set only with state FREE, invariant 5), sequence in 32..64.
 const KIND_SHIFT: u32 = 16;
 const STATE_SHIFT: u32 = 24;
+const EXHAUSTED: u64 = 1 << 26;
 const SEQ_SHIFT: u32 = 32;
 const SEQ_ONE: u64 = 1 << SEQ_SHIFT;
 const FIELDS_MASK: u64 = SEQ_ONE - 1;
+const _: () = assert!(EXHAUSTED > 3 << STATE_SHIFT && EXHAUSTED < SEQ_ONE);
 
 fn fields(tag: u16, kind: u8, state: EntryState) -> u64 {
     u64::from(tag) | (u64::from(kind) << KIND_SHIFT) | (state.bits() << STATE_SHIFT)
+}
+
+/// The fields of an entry freed while carrying `tag`: FREE with the next tag, or FREE and
+/// exhausted once `tag` is the last (invariant 5).
+fn freed(tag: u16) -> (u64, Reuse) {
+    match next_tag(tag) {
+        Some(next) => (fields(next, 0, EntryState::Free), Reuse::Reusable),
+        None => (
+            fields(TAG_MAX, 0, EntryState::Free) | EXHAUSTED,
+            Reuse::Exhausted,
+        ),
+    }
+}
+
+/// Whether a freed handle may be handed out again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Reuse {
+    /// It has tags left: it goes back on its shard's free list.
+    Reusable,
+    /// It issued its last tag and is retired for good (invariant 5).
+    Exhausted,
 }
 
 /// A consistent copy of an entry.
@@ -79,6 +113,9 @@ pub struct EntryView {
     pub state: EntryState,
     /// Current tag (0 for an entry never used).
     pub tag: u16,
+    /// The entry is FREE and its handle issued every tag: it is never handed out again, and
+    /// every id of it is stale (`tag` is then [`TAG_MAX`]).
+    pub exhausted: bool,
     /// The current version, for LIVE and RETIRED entries.
     pub current: Option<Version>,
     /// Retire epoch, for RETIRED entries.
@@ -192,6 +229,7 @@ impl Slot {
         EntryView {
             state,
             tag: raw.meta as u16,
+            exhausted: state == EntryState::Free && raw.meta & EXHAUSTED != 0,
             current,
             retire_epoch: (state == EntryState::Retired).then_some(raw.retire),
         }
@@ -236,20 +274,29 @@ impl Slot {
         Self::decode(&self.read(guard))
     }
 
-    /// The version a snapshot at `epoch` sees, if any, with the entry's tag.
-    pub(super) fn version_at(&self, epoch: u64, guard: &Guard) -> (u16, Option<Version>) {
+    /// The version a snapshot at `epoch` sees through an id carrying `tag`, if any; the entry's
+    /// view if the id is stale (another tag, or an exhausted entry: invariant 5).
+    pub(super) fn version_at(
+        &self,
+        tag: u16,
+        epoch: u64,
+        guard: &Guard,
+    ) -> Result<Option<Version>, EntryView> {
         let raw = self.read(guard);
         let view = Self::decode(&raw);
+        if view.tag != tag || view.exhausted {
+            return Err(view);
+        }
         let Some(current) = view.current else {
-            return (view.tag, None);
+            return Ok(None);
         };
         if view.retire_epoch.is_some_and(|r| r <= epoch) {
-            return (view.tag, None);
+            return Ok(None);
         }
         if current.birth <= epoch {
-            return (view.tag, Some(current));
+            return Ok(Some(current));
         }
-        (view.tag, find_visible(raw.older, epoch, guard))
+        Ok(find_visible(raw.older, epoch, guard))
     }
 
     /// Takes the write bit; returns the fields (tag, kind, state) at that moment.
@@ -285,14 +332,16 @@ impl Slot {
         self.birth.store(v.birth, Ordering::Relaxed);
     }
 
-    /// Runs `f` as the entry's writer if its tag is `tag` and its state is `from`.
-    /// `f` returns the new state (with the kind to record) and its result.
+    /// Runs `f` as the entry's writer if its tag is `tag` and its state is `from` (never FREE:
+    /// an exhausted entry is FREE, so no transition applies to it).
+    /// `f` returns the new fields (see [`fields`]) and its result.
     fn transition<R>(
         &self,
         tag: u16,
         from: &[EntryState],
-        f: impl FnOnce(u8) -> (EntryState, u16, u8, R),
+        f: impl FnOnce(u8) -> (u64, R),
     ) -> Result<R, EntryView> {
+        debug_assert!(!from.contains(&EntryState::Free));
         let old = self.lock();
         let state = EntryState::from_bits(old >> STATE_SHIFT);
         let cur_tag = old as u16;
@@ -300,15 +349,16 @@ impl Slot {
             self.unlock(old);
             return Err(self.view(&crossbeam_epoch::pin()));
         }
-        let (new_state, new_tag, kind, r) = f((old >> KIND_SHIFT) as u8);
-        self.unlock(fields(new_tag, kind, new_state));
+        let (new_fields, r) = f((old >> KIND_SHIFT) as u8);
+        self.unlock(new_fields);
         Ok(r)
     }
 
-    /// FREE → RESERVED. Returns the tag the new id carries.
+    /// FREE → RESERVED. Returns the tag the new id carries; `None` if the entry is not FREE or is
+    /// exhausted (invariant 5).
     pub(super) fn reserve(&self) -> Option<u16> {
         let old = self.lock();
-        if EntryState::from_bits(old >> STATE_SHIFT) != EntryState::Free {
+        if EntryState::from_bits(old >> STATE_SHIFT) != EntryState::Free || old & EXHAUSTED != 0 {
             self.unlock(old);
             return None;
         }
@@ -325,15 +375,14 @@ impl Slot {
     pub(super) fn publish(&self, tag: u16, v: Version) -> Result<(), EntryView> {
         self.transition(tag, &[EntryState::Reserved], |_| {
             self.store_version(&v);
-            (EntryState::Live, tag, v.kind, ())
+            (fields(tag, v.kind, EntryState::Live), ())
         })
     }
 
-    /// RESERVED → FREE (the reservation is given back; the tag moves on).
-    pub(super) fn abort(&self, tag: u16) -> Result<(), EntryView> {
-        self.transition(tag, &[EntryState::Reserved], |_| {
-            (EntryState::Free, next_tag(tag), 0, ())
-        })
+    /// RESERVED → FREE (the reservation is given back; the tag moves on, or the entry is
+    /// exhausted: invariant 5).
+    pub(super) fn abort(&self, tag: u16) -> Result<Reuse, EntryView> {
+        self.transition(tag, &[EntryState::Reserved], |_| freed(tag))
     }
 
     /// LIVE → LIVE with a new current version; the previous one joins the older chain.
@@ -350,7 +399,7 @@ impl Slot {
                 self.older.push(prev, guard);
             }
             self.store_version(&v);
-            (EntryState::Live, tag, v.kind, prev)
+            (fields(tag, v.kind, EntryState::Live), prev)
         })
     }
 
@@ -370,19 +419,25 @@ impl Slot {
     pub(super) fn retire(&self, tag: u16, epoch: u64) -> Result<(), EntryView> {
         self.transition(tag, &[EntryState::Live], |kind| {
             self.retire.store(epoch, Ordering::Relaxed);
-            (EntryState::Retired, tag, kind, ())
+            (fields(tag, kind, EntryState::Retired), ())
         })
     }
 
-    /// RETIRED → FREE: returns every version the entry still referenced (current first).
-    pub(super) fn reclaim(&self, tag: u16, guard: &Guard) -> Result<Vec<Version>, EntryView> {
+    /// RETIRED → FREE: returns every version the entry still referenced (current first), and
+    /// whether the handle may be reused (invariant 5).
+    pub(super) fn reclaim(
+        &self,
+        tag: u16,
+        guard: &Guard,
+    ) -> Result<(Vec<Version>, Reuse), EntryView> {
         self.transition(tag, &[EntryState::Retired], |_| {
             let mut out: Vec<Version> = Self::decode(&self.read_locked(guard))
                 .current
                 .into_iter()
                 .collect();
             out.extend(self.older.take_all(guard));
-            (EntryState::Free, next_tag(tag), 0, out)
+            let (new_fields, reuse) = freed(tag);
+            (new_fields, (out, reuse))
         })
     }
 
@@ -399,7 +454,8 @@ impl Slot {
         self.transition(tag, &[EntryState::Live, EntryState::Retired], |kind| {
             let state = EntryState::from_bits(self.read_locked(guard).meta >> STATE_SHIFT);
             let birth = self.birth.load(Ordering::Relaxed);
-            (state, tag, kind, self.older.trim(birth, min_epoch, guard))
+            let trimmed = self.older.trim(birth, min_epoch, guard);
+            (fields(tag, kind, state), trimmed)
         })
     }
 
@@ -408,7 +464,8 @@ impl Slot {
         self.older.versions(guard)
     }
 
-    /// Recovery: sets a FREE entry to `state` (LIVE or RETIRED) with `tag` and `v`.
+    /// Recovery: sets a FREE entry to `state` (LIVE or RETIRED) with `tag` and `v`. An exhausted
+    /// entry takes only a node carrying [`TAG_MAX`] (invariant 5).
     pub(super) fn restore(
         &self,
         tag: u16,
@@ -416,7 +473,10 @@ impl Slot {
         retire_epoch: Option<u64>,
     ) -> Result<(), EntryView> {
         let old = self.lock();
-        if EntryState::from_bits(old >> STATE_SHIFT) != EntryState::Free {
+        let exhausted = old & EXHAUSTED != 0;
+        if EntryState::from_bits(old >> STATE_SHIFT) != EntryState::Free
+            || (exhausted && tag != TAG_MAX)
+        {
             self.unlock(old);
             return Err(self.view(&crossbeam_epoch::pin()));
         }
@@ -433,14 +493,26 @@ impl Slot {
     }
 
     /// Recovery: gives a FREE entry the tag its next node must carry (from a checkpoint), so ids
-    /// issued before the restart stay stale.
+    /// issued before the restart stay stale. An exhausted entry stays exhausted (refused).
     pub(super) fn restore_free(&self, tag: u16) -> Result<(), EntryView> {
+        let old = self.lock();
+        if EntryState::from_bits(old >> STATE_SHIFT) != EntryState::Free || old & EXHAUSTED != 0 {
+            self.unlock(old);
+            return Err(self.view(&crossbeam_epoch::pin()));
+        }
+        self.unlock(fields(tag, 0, EntryState::Free));
+        Ok(())
+    }
+
+    /// Recovery: marks a FREE entry exhausted (from a checkpoint): its handle issued every tag,
+    /// so it is never handed out again (invariant 5).
+    pub(super) fn restore_exhausted(&self) -> Result<(), EntryView> {
         let old = self.lock();
         if EntryState::from_bits(old >> STATE_SHIFT) != EntryState::Free {
             self.unlock(old);
             return Err(self.view(&crossbeam_epoch::pin()));
         }
-        self.unlock(fields(tag, 0, EntryState::Free));
+        self.unlock(fields(TAG_MAX, 0, EntryState::Free) | EXHAUSTED);
         Ok(())
     }
 }

@@ -5,8 +5,10 @@
 //!    holds `64 << k`), each allocated once and kept until the table drops, so a reader's
 //!    reference to an entry stays valid while entries are added. The first chunks are small so a
 //!    small table's entries sit on few pages across all 64 shards.
-//! 2. A handle is on its shard's free list only while its entry is FREE; a free-list pop is
-//!    followed by a successful `reserve` of that entry (nothing else reserves FREE entries).
+//! 2. A handle is on its shard's free list only while its entry is FREE and not exhausted; a
+//!    free-list pop is followed by a successful `reserve` of that entry (nothing else reserves
+//!    FREE entries). An exhausted handle (freed while carrying `TAG_MAX`) is never pushed back,
+//!    so `reserve` never hands it out again and no id is issued twice (`node_id.rs`, invariant 2).
 //! 3. Allocation takes only the chosen shard's free-list lock; each thread walks the shards
 //!    round-robin from a per-thread starting point, so threads rarely meet on one lock.
 
@@ -17,8 +19,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crossbeam_epoch::Guard;
 use parking_lot::Mutex;
 
+use super::node_id::TAG_MAX;
 use super::node_id::{HANDLE_MAX, NodeId, SHARDS};
-use super::slot::{EntryState, EntryView, LiveWords, Slot};
+use super::slot::{EntryState, EntryView, LiveWords, Reuse, Slot};
 use super::version::Version;
 use crate::error::{Error, Result};
 
@@ -130,7 +133,9 @@ fn not_found(id: NodeId, reason: &'static str) -> Error {
 
 /// Explains why `view` does not fit an operation on `id`.
 fn refusal(id: NodeId, view: &EntryView) -> Error {
-    let reason = if view.tag != id.tag() {
+    let reason = if view.exhausted {
+        "stale id: the handle issued every tag and is retired for good"
+    } else if view.tag != id.tag() {
         "stale id: the handle was freed (tag mismatch)"
     } else {
         match view.state {
@@ -168,6 +173,12 @@ impl ObjectTable {
             c.set((s + 1) % SHARDS);
             s
         });
+        self.reserve_from(start)
+    }
+
+    /// [`ObjectTable::reserve`] trying shard `start` first, then the next ones round-robin (tests
+    /// use it to reuse one handle without going round every shard).
+    pub(crate) fn reserve_from(&self, start: usize) -> Result<NodeId> {
         for step in 0..SHARDS {
             let shard_no = (start + step) % SHARDS;
             let shard = &self.shards[shard_no];
@@ -197,12 +208,14 @@ impl ObjectTable {
             .map_err(|v| refusal(id, &v))
     }
 
-    /// RESERVED → FREE: gives an uncommitted reservation back.
+    /// RESERVED → FREE: gives an uncommitted reservation back. The handle is reused with the
+    /// next tag, or, if `id` carried the last one, retired for good (invariant 2).
     pub fn abort(&self, id: NodeId) -> Result<()> {
-        self.slot(id)?
+        let reuse = self
+            .slot(id)?
             .abort(id.tag())
             .map_err(|v| refusal(id, &v))?;
-        self.shards[id.shard()].free.lock().push(id.handle());
+        self.release(id, reuse);
         Ok(())
     }
 
@@ -212,6 +225,16 @@ impl ObjectTable {
     pub fn abort_reservation(&self, id: NodeId) {
         if let Err(e) = self.abort(id) {
             tracing::error!(%id, %e, "giving back a reservation failed (internal bug)");
+        }
+    }
+
+    /// Puts a freed handle back on its shard's free list unless it is exhausted (invariant 2).
+    fn release(&self, id: NodeId, reuse: Reuse) {
+        match reuse {
+            Reuse::Reusable => self.shards[id.shard()].free.lock().push(id.handle()),
+            Reuse::Exhausted => {
+                tracing::debug!(%id, "handle issued its last tag and is retired for good");
+            }
         }
     }
 
@@ -230,14 +253,15 @@ impl ObjectTable {
             .map_err(|v| refusal(id, &v))
     }
 
-    /// RETIRED → FREE: the handle goes back to the free list with a new tag. Returns every version
-    /// the node still referenced, whose slots the caller frees.
+    /// RETIRED → FREE: the handle goes back to the free list with a new tag (or, if `id` carried
+    /// the last one, is retired for good: invariant 2). Returns every version the node still
+    /// referenced, whose slots the caller frees.
     pub fn reclaim(&self, id: NodeId, guard: &Guard) -> Result<Vec<Version>> {
-        let versions = self
+        let (versions, reuse) = self
             .slot(id)?
             .reclaim(id.tag(), guard)
             .map_err(|v| refusal(id, &v))?;
-        self.shards[id.shard()].free.lock().push(id.handle());
+        self.release(id, reuse);
         Ok(versions)
     }
 
@@ -284,16 +308,12 @@ impl ObjectTable {
     }
 
     /// The version a snapshot at `epoch` sees: `Ok(None)` if the node did not exist (or was
-    /// retired) at that epoch; an error if the id is stale.
+    /// retired) at that epoch; an error if the id is stale (its handle was freed since, or is
+    /// exhausted).
     pub fn get_at(&self, id: NodeId, epoch: u64, guard: &Guard) -> Result<Option<Version>> {
-        let (tag, version) = self.slot(id)?.version_at(epoch, guard);
-        if tag != id.tag() {
-            return Err(not_found(
-                id,
-                "stale id: the handle was freed (tag mismatch)",
-            ));
-        }
-        Ok(version)
+        self.slot(id)?
+            .version_at(id.tag(), epoch, guard)
+            .map_err(|v| refusal(id, &v))
     }
 
     /// A consistent copy of the entry `id` names (whatever its tag), for diagnostics.
@@ -319,11 +339,29 @@ impl ObjectTable {
     }
 
     /// Recovery: records that the FREE handle of `id` must issue `id`'s tag next (a checkpoint's
-    /// free entry).
+    /// free entry). Refused for an exhausted handle.
     pub fn restore_free(&self, id: NodeId) -> Result<()> {
         let shard = &self.shards[id.shard() % SHARDS];
         let slot = restore_slot(shard, id)?;
         slot.restore_free(id.tag()).map_err(|v| refusal(id, &v))?;
+        shard
+            .next_handle
+            .fetch_max(id.handle() + 1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Recovery: records that the handle of `id` issued every tag (a checkpoint's exhausted
+    /// entry; `id` carries [`TAG_MAX`]): it stays FREE and is never handed out again. A node the
+    /// log holds for `id` may still be restored onto it (`slot.rs`, invariant 5).
+    pub fn restore_exhausted(&self, id: NodeId) -> Result<()> {
+        if id.tag() != TAG_MAX {
+            return Err(Error::InvalidArgument(format!(
+                "node {id}: an exhausted handle's id carries tag {TAG_MAX}"
+            )));
+        }
+        let shard = &self.shards[id.shard() % SHARDS];
+        let slot = restore_slot(shard, id)?;
+        slot.restore_exhausted().map_err(|v| refusal(id, &v))?;
         shard
             .next_handle
             .fetch_max(id.handle() + 1, Ordering::Relaxed);
@@ -346,7 +384,7 @@ impl ObjectTable {
     }
 
     /// Recovery: after every `restore`, puts each unused handle below a shard's high-water mark
-    /// on its free list.
+    /// on its free list, except exhausted ones (invariant 2).
     pub fn finish_restore(&self, guard: &Guard) {
         for shard in self.shards.iter() {
             let high = shard.next_handle.load(Ordering::Relaxed);
@@ -354,10 +392,11 @@ impl ObjectTable {
             free.clear();
             // Highest handles first at the bottom, so the lowest are reused first.
             for h in (0..high).rev() {
-                if shard
-                    .slot(h)
-                    .is_none_or(|s| s.view(guard).state == EntryState::Free)
-                {
+                let reusable = |s: &Slot| {
+                    let view = s.view(guard);
+                    view.state == EntryState::Free && !view.exhausted
+                };
+                if shard.slot(h).is_none_or(reusable) {
                     free.push(h);
                 }
             }
@@ -411,6 +450,147 @@ mod tests {
         let ok = NodeId::new(3, 70, 1).unwrap();
         table.restore(ok, v, None).unwrap();
         assert_eq!(table.get(ok, &crossbeam_epoch::pin()).unwrap(), v);
+    }
+
+    fn version(birth: u64) -> Version {
+        Version {
+            location: crate::alloc::Location {
+                class: 0,
+                file: 0,
+                offset: 64 * birth,
+            },
+            len: 1,
+            crc32c: birth as u32,
+            kind: 3,
+            birth,
+        }
+    }
+
+    /// The handles on `shard`'s free list.
+    fn free_list(table: &ObjectTable, shard: usize) -> Vec<u64> {
+        table.shards[shard].free.lock().clone()
+    }
+
+    /// Asserts that every id the handle of `hot` ever issued (tags 1..=65535) is refused by every
+    /// operation, with the exhausted reason.
+    fn assert_every_id_stale(table: &ObjectTable, hot: NodeId) {
+        let guard = crossbeam_epoch::pin();
+        let stale = "stale id: the handle issued every tag and is retired for good";
+        for tag in 1..=TAG_MAX {
+            let id = NodeId::new(hot.shard(), hot.handle(), tag).unwrap();
+            let refused = |r: Result<()>, op: &str| match r {
+                Err(Error::NodeNotFound { id: got, reason }) => {
+                    assert_eq!((got, reason), (id, stale), "{op} {id}")
+                }
+                other => panic!("{op} {id}: {other:?}"),
+            };
+            refused(table.get(id, &guard).map(|_| ()), "get");
+            refused(table.get_at(id, u64::MAX, &guard).map(|_| ()), "get_at");
+            refused(table.get_at(id, 0, &guard).map(|_| ()), "get_at 0");
+            if tag % 4096 == 0 || tag == 1 || tag == TAG_MAX {
+                refused(table.publish(id, version(1)), "publish");
+                refused(table.abort(id), "abort");
+                refused(table.update(id, version(2), &guard).map(|_| ()), "update");
+                refused(table.retire(id, 3), "retire");
+                refused(table.reclaim(id, &guard).map(|_| ()), "reclaim");
+            }
+            assert_eq!(table.live_words(id, u64::MAX), None);
+        }
+        let view = table.view(hot, &guard).unwrap();
+        assert_eq!(
+            (view.state, view.tag, view.exhausted, view.current),
+            (EntryState::Free, TAG_MAX, true, None)
+        );
+    }
+
+    /// Frees the handle of `first` 65 535 times with `free` (given each id as issued, tags 1 to
+    /// 65535 in order); then the handle must be retired for good.
+    fn exhaust(table: &ObjectTable, free: impl Fn(&ObjectTable, NodeId, u64)) -> NodeId {
+        let first = table.reserve_from(7).unwrap();
+        assert_eq!((first.shard(), first.tag()), (7, 1));
+        let mut id = first;
+        for n in 1..=u64::from(TAG_MAX) {
+            assert_eq!(u64::from(id.tag()), n, "tags are issued in order");
+            assert_eq!(id.handle(), first.handle(), "the free list is LIFO");
+            free(table, id, n);
+            if n < u64::from(TAG_MAX) {
+                id = table.reserve_from(7).unwrap();
+            }
+        }
+        assert_eq!(id.tag(), TAG_MAX);
+        assert!(!free_list(table, 7).contains(&first.handle()));
+        // The shard's next reservations get other handles, never the exhausted one.
+        let next: Vec<NodeId> = (0..3).map(|_| table.reserve_from(7).unwrap()).collect();
+        assert!(
+            next.iter()
+                .all(|n| n.shard() == 7 && n.handle() != first.handle()),
+            "{next:?}"
+        );
+        for n in next {
+            table.abort(n).unwrap();
+        }
+        assert_every_id_stale(table, first);
+        first
+    }
+
+    #[test]
+    fn a_handle_aborted_with_its_last_tag_is_never_reissued() {
+        let table = ObjectTable::new();
+        exhaust(&table, |t, id, _| t.abort(id).unwrap());
+    }
+
+    #[test]
+    fn a_handle_reclaimed_with_its_last_tag_is_never_reissued() {
+        let table = ObjectTable::new();
+        let guard = crossbeam_epoch::pin();
+        exhaust(&table, |t, id, n| {
+            t.publish(id, version(n)).unwrap();
+            assert_eq!(t.get(id, &guard).unwrap(), version(n));
+            t.retire(id, n + 1).unwrap();
+            assert_eq!(t.reclaim(id, &guard).unwrap(), vec![version(n)]);
+        });
+    }
+
+    #[test]
+    fn an_exhausted_handle_stays_retired_through_recovery() {
+        let guard = crossbeam_epoch::pin();
+        let last = |h| NodeId::new(2, h, TAG_MAX).unwrap();
+        let table = ObjectTable::new();
+        // Handles 0 and 3 exhausted, 1 live, 2 never mentioned (free below the high mark).
+        table.restore_exhausted(last(0)).unwrap();
+        table
+            .restore(NodeId::new(2, 1, 5).unwrap(), version(1), None)
+            .unwrap();
+        table.restore_exhausted(last(3)).unwrap();
+        // Only a node carrying the last tag may be restored onto an exhausted handle (the log may
+        // hold it: the checkpoint marks a handle exhausted once that id may have been issued).
+        let err = table.restore(NodeId::new(2, 3, 9).unwrap(), version(2), None);
+        assert!(matches!(err, Err(Error::NodeNotFound { .. })), "{err:?}");
+        assert!(table.restore_free(NodeId::new(2, 3, 9).unwrap()).is_err());
+        let err = table
+            .restore_exhausted(NodeId::new(2, 4, 9).unwrap())
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+        table.finish_restore(&guard);
+        assert_eq!(free_list(&table, 2), vec![2]);
+        assert_every_id_stale(&table, last(0));
+        assert_every_id_stale(&table, last(3));
+        let ids: Vec<NodeId> = (0..3).map(|_| table.reserve_from(2).unwrap()).collect();
+        let handles: Vec<(usize, u64)> = ids.iter().map(|i| (i.shard(), i.handle())).collect();
+        assert_eq!(handles, vec![(2, 2), (2, 4), (2, 5)]);
+
+        // The log's node on an exhausted handle: live with the last tag, and exhausted again
+        // once reclaimed.
+        let table = ObjectTable::new();
+        table.restore_exhausted(last(0)).unwrap();
+        table.restore(last(0), version(4), None).unwrap();
+        table.finish_restore(&guard);
+        assert_eq!(table.get(last(0), &guard).unwrap(), version(4));
+        assert_eq!(free_list(&table, 2), Vec::<u64>::new());
+        table.retire(last(0), 5).unwrap();
+        table.reclaim(last(0), &guard).unwrap();
+        assert_eq!(free_list(&table, 2), Vec::<u64>::new());
+        assert_every_id_stale(&table, last(0));
     }
 
     #[test]

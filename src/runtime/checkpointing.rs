@@ -19,7 +19,7 @@ use crate::checkpoint::{CheckpointEntry, CheckpointWriter};
 use crate::error::Result;
 use crate::log::log_file_name;
 use crate::meta::{DataFileRef, DeltaLogRef, MetaUpdate};
-use crate::object_table::{EntryState, NodeId, next_tag};
+use crate::object_table::{EntryState, NodeId, TAG_MAX, next_tag};
 
 /// Runs K1–K6.
 pub(crate) fn checkpoint(inner: &Inner) -> Result<()> {
@@ -99,10 +99,18 @@ pub(crate) fn checkpoint(inner: &Inner) -> Result<()> {
     Ok(())
 }
 
-/// The raw ids of the checkpoint's live and free entries at `epoch`, each sorted (K4).
-fn entry_ids(inner: &Inner, epoch: u64) -> (Vec<u64>, Vec<u64>) {
+/// The raw ids of the checkpoint's entries at `epoch` (K4), each list sorted.
+struct EntryIds {
+    live: Vec<u64>,
+    /// Free handles, the exhausted ones included.
+    free: Vec<u64>,
+    /// The free handles that issued every tag (each carrying `TAG_MAX`).
+    exhausted: Vec<u64>,
+}
+
+fn entry_ids(inner: &Inner, epoch: u64) -> EntryIds {
     let guard = crossbeam_epoch::pin();
-    let (mut live, mut free) = (Vec::new(), Vec::new());
+    let (mut live, mut free, mut exhausted) = (Vec::new(), Vec::new(), Vec::new());
     inner.table.for_each_used(&guard, |shard, handle, view| {
         let id = NodeId::new(shard, handle, view.tag);
         if id.is_some_and(|id| matches!(inner.table.get_at(id, epoch, &guard), Ok(Some(_)))) {
@@ -110,18 +118,28 @@ fn entry_ids(inner: &Inner, epoch: u64) -> (Vec<u64>, Vec<u64>) {
             return;
         }
         // A FREE entry holds the tag its next node gets; any other entry's id may have been
-        // handed out, so its handle's next node gets the tag after it.
-        let tag = if view.state == EntryState::Free {
-            view.tag
-        } else {
-            next_tag(view.tag)
+        // handed out, so its handle's next node gets the tag after it, and a handle with no tag
+        // after it is exhausted, like a FREE one already marked so.
+        let next = match view.state {
+            EntryState::Free if !view.exhausted => Some(view.tag),
+            EntryState::Free => None,
+            _ => next_tag(view.tag),
         };
-        free.extend(NodeId::new(shard, handle, tag).map(NodeId::raw));
+        let raw = NodeId::new(shard, handle, next.unwrap_or(TAG_MAX)).map(NodeId::raw);
+        if next.is_none() {
+            exhausted.extend(raw);
+        }
+        free.extend(raw);
     });
     drop(guard);
     live.sort_unstable();
     free.sort_unstable();
-    (live, free)
+    exhausted.sort_unstable();
+    EntryIds {
+        live,
+        free,
+        exhausted,
+    }
 }
 
 fn write_and_publish(inner: &Inner, epoch: u64, roots: &crate::meta::RootCatalog) -> Result<()> {
@@ -146,11 +164,15 @@ fn write_and_publish(inner: &Inner, epoch: u64, roots: &crate::meta::RootCatalog
         .map_err(poison)?;
 
     // K4: entries in id order, as of `epoch`: every node visible at it, and every other handle
-    // ever used as free, with the tag its next node must carry, so that ids issued before a
-    // restart stay stale after it. The table is walked in handle order, but ids order by tag
+    // ever used as free, with the tag its next node must carry (or as exhausted, if it has
+    // issued every tag), so that ids issued before a restart stay stale after it. The table is walked in handle order, but ids order by tag
     // first, so the walk keeps only raw ids (8 bytes per entry, sorted), and the live entries'
     // versions are looked up again while writing: the snapshot pinned at K2 keeps each of them.
-    let (live, free) = entry_ids(inner, epoch);
+    let EntryIds {
+        live,
+        free,
+        exhausted,
+    } = entry_ids(inner, epoch);
     let current = inner.meta.current();
     let mut manifest = (*current.manifest).clone();
     let seq = manifest.counters.next_checkpoint_seq;
@@ -177,7 +199,11 @@ fn write_and_publish(inner: &Inner, epoch: u64, roots: &crate::meta::RootCatalog
             };
             writer.push(entry)?;
         } else if let Some(id) = f.next().copied().and_then(NodeId::from_raw) {
-            writer.push_free(id)?;
+            if exhausted.binary_search(&id.raw()).is_ok() {
+                writer.push_exhausted(id)?;
+            } else {
+                writer.push_free(id)?;
+            }
         }
         written += 1;
         if written.is_multiple_of(4096) {

@@ -10,6 +10,7 @@ use std::time::Instant;
 use crossbeam_epoch::Guard;
 use parking_lot::{Condvar, Mutex};
 
+use super::claims::{RootClaim, RootClaims};
 use super::compaction::{CompactProgress, CompactReport};
 use super::engine::{CommitState, DataSync, Engine, Retirement, Visible};
 use super::group_flush::GroupFlush;
@@ -178,6 +179,8 @@ pub struct DurableRuntime {
     /// The background threads: the flusher, then the maintenance thread.
     background: Vec<JoinHandle<()>>,
     report: RecoveryReport,
+    /// Root names claimed by structures open on this runtime (`claims.rs`).
+    claims: Arc<RootClaims>,
 }
 
 impl DurableRuntime {
@@ -204,6 +207,7 @@ impl DurableRuntime {
             inner,
             background: Vec::new(),
             report,
+            claims: Arc::default(),
         };
         for (name, work) in [
             ("vellum-flusher", flusher_loop as fn(&Inner)),
@@ -255,6 +259,15 @@ impl DurableRuntime {
     /// The node root `name` names, as of the newest visible commit.
     pub fn root(&self, name: &str) -> Option<NodeId> {
         self.inner.visible.root(name).and_then(NodeId::from_raw)
+    }
+
+    /// Claims root `name` (1 to 47 bytes) for the caller until the returned guard drops: a second
+    /// claim of the same name in this runtime fails with [`Error::RootClaimed`] meanwhile. A
+    /// structure that keeps in-memory state about its root (FasterLog) claims it when it opens,
+    /// so it cannot be open twice. Claims are in memory only and do not restrict transactions:
+    /// they coordinate the structures on this runtime instance.
+    pub fn claim_root(&self, name: &str) -> Result<RootClaim> {
+        self.claims.claim(name)
     }
 
     /// Makes every commit so far durable (EVENTUAL ones included); returns the durable epoch.
@@ -686,3 +699,7 @@ mod tests {
         assert_eq!(rt.read(id).unwrap(), b"live");
     }
 }
+
+#[cfg(test)]
+#[path = "tag_exhaustion_tests.rs"]
+mod tag_exhaustion_tests;

@@ -4,6 +4,8 @@
 //!   snapshots, sync, checkpoint, read counters;
 //! - [`WriteTxn`] (`txn.rs`): copy-on-write node versions, retirements and root changes,
 //!   committed as a unit under a [`CommitPolicy`];
+//! - [`RootClaim`] (`claims.rs`): one owner of a root name per runtime, for structures that
+//!   keep in-memory state about their root;
 //! - `engine.rs`: commit ordering, group durability, visibility and reclamation;
 //! - `group_flush.rs`: one leader flushes a commit group while the others wait;
 //! - `recovery/`, `checkpointing.rs` and `compaction.rs`: the protocols of
@@ -12,6 +14,7 @@
 //!   (`design/FORMAT.md` §6).
 
 mod checkpointing;
+mod claims;
 mod compaction;
 mod durable;
 mod engine;
@@ -23,6 +26,7 @@ mod snapshots;
 mod stats;
 mod txn;
 
+pub use claims::RootClaim;
 pub use compaction::{CompactProgress, CompactReport};
 pub use durable::{DurableRuntime, Snapshot, SnapshotReader};
 pub use options::{CommitPolicy, CompactionOptions, RecoveryMode, RuntimeOptions};

@@ -314,7 +314,7 @@ pub fn checkpoint_oracle(d: &[u8], bytes: u64, crc: u32, entries: u64) -> (u64, 
             },
         );
     }
-    if u32_at(d, 8) != 2 {
+    if !(2..=3).contains(&u32_at(d, 8)) {
         let found = u32_at(d, 8);
         return (8, CorruptionKind::UnsupportedVersion { found });
     }

@@ -186,6 +186,7 @@ pub(super) fn load_checkpoint(
     read_checkpoint_items(storage, &path, Some(&expect), |item| match item {
         CheckpointItem::Live(e) => table.restore(e.id, e.version, None),
         CheckpointItem::Free(id) => table.restore_free(id),
+        CheckpointItem::Exhausted(id) => table.restore_exhausted(id),
     })?;
     replayed.last_epoch = ck.epoch;
     replayed.checkpoint_epoch = ck.epoch;

@@ -26,6 +26,16 @@ pub enum Error {
         /// The committed tail.
         committed: u64,
     },
+    /// The address is not where an entry starts: it lies inside an entry or inside a page's
+    /// filler, holds a filler, or is not 8-byte aligned. A caller's bad address, never damage:
+    /// damaged bytes are reported as [`Error::Store`] with [`vellum::Error::Corruption`].
+    #[error("address {address} is not the start of an entry: {reason}")]
+    InvalidAddress {
+        /// The address asked for.
+        address: u64,
+        /// Why it is not an entry's start.
+        reason: &'static str,
+    },
     /// A caller passed an argument the log cannot accept (an entry or batch too large, a bad
     /// name, a bad option).
     #[error("invalid argument: {0}")]

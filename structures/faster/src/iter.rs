@@ -17,13 +17,17 @@ pub struct LogEntry {
 }
 
 /// Committed entries of `[from, to)`, in address order, each checksum checked. After an error
-/// the iterator ends.
+/// the iterator ends. A `from` where no entry starts (inside an entry or a page's filler) is
+/// [`crate::Error::InvalidAddress`].
 #[derive(Debug)]
 pub struct ScanIter<'l> {
     log: &'l FasterLog,
     next: u64,
     to: u64,
     failed: bool,
+    /// `next` is known to be an entry's start, a filler's or a page's (log invariant 8): it is
+    /// where a decoded entry ends or the next page starts. Not so for `from`.
+    trusted: bool,
 }
 
 impl<'l> ScanIter<'l> {
@@ -33,6 +37,7 @@ impl<'l> ScanIter<'l> {
             next: from,
             to,
             failed: false,
+            trusted: false,
         }
     }
 
@@ -47,7 +52,13 @@ impl Iterator for ScanIter<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         while !self.failed && self.next < self.to {
-            match self.log.entry_at(self.next) {
+            let step = if self.trusted {
+                self.log.entry_at(self.next)
+            } else {
+                self.log.entry_at_start(self.next)
+            };
+            self.trusted = true;
+            match step {
                 Ok(Step::Skip(n)) => self.next = n,
                 Ok(Step::Entry(e)) => {
                     self.next = e.next_address;
@@ -63,16 +74,24 @@ impl Iterator for ScanIter<'_> {
     }
 }
 
-/// Committed entries from an address on, waiting for new commits.
+/// Committed entries from an address on, waiting for new commits. A start where no entry
+/// starts (inside an entry or a page's filler) is [`crate::Error::InvalidAddress`] once a commit
+/// covers it.
 #[derive(Debug)]
 pub struct TailIter<'l> {
     log: &'l FasterLog,
     next: u64,
+    /// As [`ScanIter`]'s: false until the first step from the starting address was decoded.
+    trusted: bool,
 }
 
 impl<'l> TailIter<'l> {
     pub(crate) fn new(log: &'l FasterLog, from: u64) -> Self {
-        TailIter { log, next: from }
+        TailIter {
+            log,
+            next: from,
+            trusted: false,
+        }
     }
 
     /// The address the next entry is read from (save it with
@@ -87,7 +106,14 @@ impl<'l> TailIter<'l> {
         let deadline = Instant::now() + timeout;
         loop {
             if self.next < self.log.committed_tail() {
-                match self.log.entry_at(self.next)? {
+                let step = if self.trusted {
+                    self.log.entry_at(self.next)
+                } else {
+                    self.log.entry_at_start(self.next)
+                };
+                // After an error the next call checks the same address again.
+                self.trusted = step.is_ok();
+                match step? {
                     Step::Skip(n) => self.next = n,
                     Step::Entry(e) => {
                         self.next = e.next_address;

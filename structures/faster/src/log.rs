@@ -29,6 +29,18 @@
 //! 6. Only the holder of `writer` changes `state`, and it replaces the state's parts only after
 //!    its runtime transaction committed, so a failed commit or truncation leaves the state as it
 //!    was (apart from a truncation's in-memory `begin`, which only narrows what readers see).
+//! 7. At most one handle per log and runtime: `open` claims root `faster-log:<name>` in the
+//!    runtime before it reads anything and holds the claim until the handle drops, so `state`,
+//!    `tail` and the ring are the only in-memory copy of the log's state and invariants 1-6 need
+//!    not consider another writer.
+//! 8. A read, or an iterator's first step, at an address that is not where an entry starts is
+//!    [`Error::InvalidAddress`], never a corruption, and damaged bytes are always a corruption:
+//!    the entry at the address is decoded as usual, and only when that fails (or finds a filler)
+//!    are the page's entries walked from the page start (entries and the filler lie end to end
+//!    from offset 0, entry invariant 1) to find whether the address is a boundary. Inside an
+//!    entry or a filler: `InvalidAddress`; at a boundary: the entry's own corruption; damage met
+//!    before the address: that entry's corruption. The hot path is unchanged, and iterators check
+//!    only their first step (every later position is the end of a checked entry or a page start).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -39,7 +51,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 use vellum::CorruptionKind;
 use vellum::object_table::NodeId;
-use vellum::runtime::{DurableRuntime, WriteTxn};
+use vellum::runtime::{DurableRuntime, RootClaim, WriteTxn};
 
 use crate::entry::{FILLER_WORD, HEADER_BYTES, Header, decode_header, entry_bytes, entry_crc};
 use crate::epoch::{Epoch, EpochGuard};
@@ -61,6 +73,16 @@ const MERGE_BYTES_MAX: u32 = 64 << 10;
 /// A page that becomes complete with this many extents or more is rewritten as one extent, so a
 /// sealed page costs fewer than this many entries in the metadata.
 const SEALED_EXTENTS_MAX: usize = 4;
+
+/// Where an address lies among its page's entries (invariant 8).
+enum Located {
+    /// An entry or the filler starts there.
+    Start,
+    /// Inside an entry.
+    InEntry,
+    /// Inside the filler that closes the page.
+    InFiller,
+}
 
 /// What the entry at an address is.
 pub(crate) enum Step {
@@ -109,6 +131,8 @@ pub struct FasterLog {
     state: Mutex<State>,
     commit: Mutex<CommitState>,
     committed_cv: Condvar,
+    /// The runtime's claim of `root`, held for the handle's lifetime (invariant 7).
+    _claim: RootClaim,
 }
 
 fn pack(page: u64, offset: u64) -> u64 {
@@ -118,8 +142,10 @@ fn pack(page: u64, offset: u64) -> u64 {
 impl FasterLog {
     /// Opens log `name` (1 to 36 bytes) in `rt`, creating it if its root does not exist, or
     /// recovering begin, committed tail and named iterators from its metadata node. Appends
-    /// continue at the committed tail; entries appended after the last commit are gone. At most
-    /// one `FasterLog` may have a given log open.
+    /// continue at the committed tail; entries appended after the last commit are gone. One
+    /// handle per log and runtime: while a `FasterLog` has the log open, another `open` of it
+    /// fails with [`vellum::Error::RootClaimed`] (as [`Error::Store`]); dropping the handle
+    /// releases the log (invariant 7).
     pub fn open(rt: Arc<DurableRuntime>, name: &str, options: FasterLogOptions) -> Result<Self> {
         options.validate()?;
         if name.is_empty() || name.len() > NAME_BYTES_MAX {
@@ -129,6 +155,9 @@ impl FasterLog {
             )));
         }
         let root = format!("{ROOT_PREFIX}{name}");
+        // R0, before anything is read: a second handle would recover the same state and append
+        // at the same addresses as this one, and one of two acknowledged commits would be lost.
+        let claim = rt.claim_root(&root)?;
         let page_bytes = u64::from(options.page_bytes);
         let slots: Box<[Arc<Slot>]> = (0..options.memory_pages)
             .map(|_| Arc::new(Slot::new(options.page_bytes)))
@@ -195,6 +224,7 @@ impl FasterLog {
             state: Mutex::new(state),
             commit: Mutex::new(commit),
             committed_cv: Condvar::new(),
+            _claim: claim,
         })
     }
 
@@ -618,7 +648,8 @@ impl FasterLog {
     }
 
     /// Scans committed entries in `[from, to)` (`to` capped at the committed tail now); `from`
-    /// must be an entry address, a page start or the begin address.
+    /// must be an entry address, a page start or the begin address (elsewhere the first item is
+    /// [`Error::InvalidAddress`], invariant 8).
     pub fn scan(&self, from: u64, to: u64) -> ScanIter<'_> {
         ScanIter::new(self, from, to.min(self.committed_tail()))
     }
@@ -633,13 +664,16 @@ impl FasterLog {
         TailIter::new(self, from)
     }
 
-    /// Reads the committed entry at `address`.
+    /// Reads the committed entry at `address`. An address where no entry starts (inside an
+    /// entry, at or inside a page's filler, not 8-byte aligned) is [`Error::InvalidAddress`];
+    /// damaged bytes are a [`vellum::Error::Corruption`] (invariant 8).
     pub fn read(&self, address: u64) -> Result<Vec<u8>> {
-        match self.entry_at(address)? {
+        match self.entry_at_start(address)? {
             Step::Entry(e) => Ok(e.bytes),
-            Step::Skip(_) => Err(Error::InvalidArgument(format!(
-                "address {address} holds a page filler, not an entry"
-            ))),
+            Step::Skip(_) => Err(Error::InvalidAddress {
+                address,
+                reason: "it holds a page filler, not an entry",
+            }),
         }
     }
 
@@ -664,9 +698,10 @@ impl FasterLog {
             return Err(Error::NotCommitted { address, committed });
         }
         if !address.is_multiple_of(8) {
-            return Err(Error::InvalidArgument(format!(
-                "address {address} is not 8-byte aligned"
-            )));
+            return Err(Error::InvalidAddress {
+                address,
+                reason: "it is not 8-byte aligned",
+            });
         }
         let (page, offset) = (
             address / self.page_bytes,
@@ -709,6 +744,95 @@ impl FasterLog {
             offset,
             committed,
         )
+    }
+
+    /// [`FasterLog::entry_at`] for an address the caller chose, which may not be an entry's
+    /// start: when the entry there fails its checks, or is a filler, the page's entries are
+    /// walked to tell a bad address from damage (invariant 8). A filler at a boundary is a
+    /// [`Step::Skip`], as from `entry_at`.
+    pub(crate) fn entry_at_start(&self, address: u64) -> Result<Step> {
+        let first = self.entry_at(address);
+        match &first {
+            Ok(Step::Entry(_)) => return first,
+            Ok(Step::Skip(_)) => {}
+            Err(e) if e.as_corruption().is_some() => {}
+            Err(_) => return first,
+        }
+        let reason = match self.locate(address)? {
+            Located::Start => return first,
+            Located::InEntry => "it lies inside an entry",
+            Located::InFiller => "it lies inside the filler that closes its page",
+        };
+        Err(Error::InvalidAddress { address, reason })
+    }
+
+    /// Where `address` (committed, at or above begin, 8-byte aligned) lies among the entries of
+    /// its page, from memory or from the page's extent nodes; a corruption if an entry before it
+    /// is damaged (invariant 8).
+    #[cold]
+    fn locate(&self, address: u64) -> Result<Located> {
+        let committed = self.committed_tail();
+        let (page, offset) = (
+            address / self.page_bytes,
+            (address % self.page_bytes) as usize,
+        );
+        {
+            let _guard = self.epoch.protect();
+            let slot = self.slot(page);
+            if slot.holds(page) {
+                return self.walk(&MemPage(slot), page, offset, committed);
+            }
+        }
+        let (extents, snapshot) = {
+            let s = self.state.lock();
+            if address < s.begin {
+                return Err(Error::BelowBegin {
+                    address,
+                    begin: s.begin,
+                });
+            }
+            let extents = s.table.extents(page).map(<[Extent]>::to_vec);
+            // Taken under the state lock, so it sees every node the state lists (invariant 5).
+            (extents, self.rt.snapshot())
+        };
+        let extents = extents
+            .ok_or_else(|| corruption(&self.root, page, address, "extent", offset as u64))?;
+        let reader = snapshot.reader();
+        let mut parts = Vec::with_capacity(extents.len());
+        for e in &extents {
+            let bytes = reader.get_unverified(e.node)?.ok_or_else(|| {
+                corruption(&self.root, page, address, "extent_node", e.node.raw())
+            })?;
+            check_extent_len(&self.root, page, e, bytes.len())?;
+            parts.push((e.start as usize, bytes));
+        }
+        self.walk(&ExtentPages(parts), page, offset, committed)
+    }
+
+    /// Decodes the entries of `page` in `view` (offsets from the page start) from offset 0 until
+    /// one ends past `offset` or starts at it.
+    fn walk(
+        &self,
+        view: &dyn PageView,
+        page: u64,
+        offset: usize,
+        committed: u64,
+    ) -> Result<Located> {
+        let mut at = 0usize;
+        while at < offset {
+            // Damage before `offset` is reported as it is: past it, the walk cannot be trusted.
+            match self.decode(view, 0, page, at, committed)? {
+                Step::Entry(e) => {
+                    at = (e.next_address - page * self.page_bytes) as usize;
+                    if at > offset {
+                        return Ok(Located::InEntry);
+                    }
+                }
+                Step::Skip(_) => return Ok(Located::InFiller),
+            }
+        }
+        debug_assert_eq!(at, offset);
+        Ok(Located::Start)
     }
 
     /// Decodes the entry at page offset `offset` from `view`, which holds the page's bytes from
@@ -852,6 +976,36 @@ impl PageView for MemPage<'_> {
         }
         self.0.read_into(offset, len, out);
         true
+    }
+}
+
+/// A page's bytes from its extent nodes: each part is the bytes of the page from its offset on.
+/// An entry lies within one extent (extents end at commit boundaries, which are reservation
+/// boundaries), so a read spanning two parts is refused like one past the page.
+struct ExtentPages<'a>(Vec<(usize, &'a [u8])>);
+
+impl ExtentPages<'_> {
+    /// The part holding page offset `offset`, and `offset` within it.
+    fn part(&self, offset: usize) -> Option<(&[u8], usize)> {
+        let i = self
+            .0
+            .partition_point(|(start, b)| start + b.len() <= offset);
+        let (start, bytes) = self.0.get(i)?;
+        (*start <= offset).then(|| (*bytes, offset - start))
+    }
+}
+
+impl PageView for ExtentPages<'_> {
+    fn len(&self) -> usize {
+        self.0.last().map_or(0, |(start, b)| start + b.len())
+    }
+    fn word(&self, offset: usize) -> Option<u64> {
+        let (bytes, at) = self.part(offset)?;
+        SlicePage(bytes).word(at)
+    }
+    fn read_into(&self, offset: usize, len: usize, out: &mut Vec<u8>) -> bool {
+        self.part(offset)
+            .is_some_and(|(bytes, at)| SlicePage(bytes).read_into(at, len, out))
     }
 }
 
