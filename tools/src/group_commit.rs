@@ -11,7 +11,8 @@ use vellum::log::{DeltaLog, LogOptions, log_file_name, replay};
 /// Arguments of `vellum bench group-commit`.
 #[derive(clap::Args, Debug)]
 pub struct GroupCommitArgs {
-    /// Directory for the store (created if missing; the bench owns its `bench-log` subdirectory).
+    /// Directory for the store (created if missing; the bench owns its `bench-group-commit`
+    /// subdirectory).
     #[arg(long, default_value_os_t = crate::default_dir())]
     dir: PathBuf,
     /// Thread counts to run, comma-separated.

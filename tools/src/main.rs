@@ -10,6 +10,7 @@ mod bench;
 mod compact;
 mod compaction_bench;
 mod dump;
+mod footprint;
 mod fsck;
 mod group_commit;
 mod log_bench;
