@@ -641,10 +641,20 @@ fn missing_files() {
         assert!(missing, "{name}: {:#?}", report.findings);
         agree_with_recovery(&fs, &report, &format!("without {name}"));
     }
-    // Without the superblock there is no store: an error, not a report.
+    // Without the superblock the store is unreadable (exit 2), and the missing superblock is the
+    // problem named; recovery refuses it with the same corruption.
     let fs = s.image.materialize();
     fs.remove(&dir().join("superblock")).expect("remove");
-    assert!(fsck(&fs, &dir(), &options()).is_err());
+    let report = fsck(&fs, &dir(), &options()).expect("fsck");
+    assert_eq!(report.exit_code(false), 2);
+    assert!(
+        report.findings.iter().any(|f| f.file_name() == "superblock"
+            && f.severity == Severity::Problem
+            && f.kind == corruption(CorruptionKind::MissingFile)),
+        "{:#?}",
+        report.findings
+    );
+    agree_with_recovery(&fs, &report, "without the superblock");
     // A hole in a class's data file numbers.
     let fs = s.image.materialize();
     let last = s.image.name_where(|n| n.starts_with("data-"));

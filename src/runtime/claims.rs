@@ -13,7 +13,7 @@
 //!    lock), so a name can be claimed again as soon as the previous guard is gone.
 //! 3. Claims are in memory only. They say nothing about what is on disk, and a runtime opened
 //!    again starts with none (another process cannot open the store meanwhile: the directory
-//!    lock, `DURABILITY.md` §6 R1). The runtime itself neither checks nor needs claims: they
+//!    lock, `DURABILITY.md` §6 RV1). The runtime itself neither checks nor needs claims: they
 //!    coordinate the structures built on it.
 
 use std::collections::HashSet;
