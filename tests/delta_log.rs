@@ -756,3 +756,49 @@ fn append_batch_writes_consecutive_frames_in_one_call() {
         assert_eq!(seen[i + 1], (i as u64 + 1, body.clone()));
     }
 }
+
+/// The search past a stop skips zero bytes a chunk at a time; a frame right after a zero run of
+/// any length (around the 64 KiB chunk especially) is still found, and its claim judged.
+#[test]
+fn the_search_finds_a_frame_after_zeros_of_any_length() {
+    use vellum::log::{LogHeader, encode_frame_claiming};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(log_file_name(1));
+    let header = LogHeader {
+        log_seq: 1,
+        start_epoch: 1,
+    }
+    .encode();
+    let f0 = encode_frame_claiming(0, 64, b"first").unwrap();
+    let bad_at = 64 + f0.len() as u64;
+    for gap in [
+        0usize, 8, 16, 24, 65_472, 65_480, 65_488, 65_496, 65_504, 65_512, 65_520, 65_528, 65_536,
+        65_544, 70_000, 131_064, 131_072, 200_008,
+    ] {
+        let mut bytes = header.to_vec();
+        bytes.extend_from_slice(&f0);
+        // Frame 1, damaged beyond its length field (which points at its end).
+        let mut f1 = encode_frame_claiming(1, 64, b"second").unwrap();
+        f1[30] ^= 1;
+        bytes.extend_from_slice(&f1);
+        bytes.resize(bytes.len() + gap, 0);
+        let proof_at = bytes.len() as u64;
+        // Frame 3 (frame 2 lost in the zeros, when there is room for it) claims frame 1 durable.
+        let index = if gap >= 32 { 3 } else { 2 };
+        bytes.extend_from_slice(&encode_frame_claiming(index, proof_at, b"third").unwrap());
+        bytes.resize(bytes.len() + 4096, 0);
+        std::fs::write(&path, &bytes).unwrap();
+        let (frames, summary) = replay_all(&path);
+        assert_eq!(frames.len(), 1, "gap {gap}");
+        match summary.tail {
+            TailState::Damaged { offset, proof, .. } => {
+                assert_eq!(
+                    (offset, proof.offset, proof.index),
+                    (bad_at, proof_at, index),
+                    "gap {gap}"
+                )
+            }
+            other => panic!("gap {gap}: expected damage, got {other:?}"),
+        }
+    }
+}

@@ -521,6 +521,12 @@ fn find_valid(
         .saturating_add(FRAME_ALIGN)
         .next_multiple_of(FRAME_ALIGN);
     while at.saturating_add(FRAME_HEADER_BYTES as u64) <= file_len {
+        // Zero bytes are neither a frame nor a seal: skip them a chunk at a time (the rest of
+        // a preallocated log is mostly zeros, and this search runs at every unsealed open).
+        at = skip_zeros(reader, file_len, at)?;
+        if at.saturating_add(FRAME_HEADER_BYTES as u64) > file_len {
+            break;
+        }
         let head = reader.read(at, FRAME_HEADER_BYTES)?;
         let word = |o: usize| {
             head.get(o..o + 8)
@@ -553,6 +559,47 @@ fn find_valid(
         at += FRAME_ALIGN;
     }
     Ok(None)
+}
+
+/// Bytes [`skip_zeros`] examines per read.
+const SKIP_CHUNK_BYTES: usize = 64 << 10;
+
+/// The first frame-aligned offset at or after `at` (itself aligned) whose 24 header bytes are
+/// not all zero, or a value whose header would pass `file_len`.
+fn skip_zeros(reader: &mut ReadBuffer<'_>, file_len: u64, mut at: u64) -> Result<u64> {
+    loop {
+        let chunk = reader.read(at, SKIP_CHUNK_BYTES)?;
+        if chunk.len() < FRAME_HEADER_BYTES {
+            return Ok(at);
+        }
+        // Word by word (the chunk starts frame-aligned), then the byte within the word.
+        let word = chunk
+            .chunks_exact(8)
+            .position(|w| w.iter().fold(0u8, |acc, &b| acc | b) != 0);
+        let tail = chunk.len() / 8 * 8;
+        let from = word.map_or(tail, |w| w * 8);
+        let nonzero = chunk
+            .get(from..)
+            .unwrap_or_default()
+            .iter()
+            .position(|&b| b != 0)
+            .map(|i| from + i);
+        match nonzero {
+            // The header holding that byte starts at most 23 bytes before it.
+            Some(i) => {
+                let first = (i as u64).saturating_sub(FRAME_HEADER_BYTES as u64 - 1);
+                return Ok(at + first / FRAME_ALIGN * FRAME_ALIGN);
+            }
+            None => {
+                // Every header starting in the chunk but its last 23 bytes is all zero.
+                let whole = (chunk.len() - (FRAME_HEADER_BYTES - 1)) as u64;
+                at += whole.div_ceil(FRAME_ALIGN) * FRAME_ALIGN;
+                if at >= file_len {
+                    return Ok(at);
+                }
+            }
+        }
+    }
 }
 
 /// The tail state of a stop at `offset` for `kind` with `past` frames past it: damaged when one
