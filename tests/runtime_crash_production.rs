@@ -87,6 +87,7 @@ const DIR: &str = "/store";
 /// defaults).
 fn production_options() -> RuntimeOptions {
     let mut o = RuntimeOptions {
+        create_if_missing: true,
         checkpoint_log_bytes: 1 << 20,
         checkpoint_interval: Some(Duration::from_millis(30)),
         ..RuntimeOptions::default()

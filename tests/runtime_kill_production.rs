@@ -85,6 +85,7 @@ const CHILD_LIFETIME: Duration = Duration::from_secs(120);
 /// or 30 ms, and a compaction pass every 20 ms.
 fn production_options() -> RuntimeOptions {
     let mut o = RuntimeOptions {
+        create_if_missing: true,
         checkpoint_log_bytes: 1 << 20,
         checkpoint_interval: Some(Duration::from_millis(30)),
         ..RuntimeOptions::default()
