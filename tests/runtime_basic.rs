@@ -637,3 +637,35 @@ fn eventual_commits_buffer_at_most_their_bound() {
     );
     assert!(rt.durable_epoch() >= 2000 - 256);
 }
+
+/// `checkpoint_interval` checkpoints a store that changed, not an idle one: with nothing
+/// committed since the checkpoint in force, no checkpoint is written however many intervals
+/// pass; the first commit after that makes the next interval checkpoint it.
+#[test]
+fn an_idle_store_is_not_checkpointed_every_interval() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = options();
+    o.checkpoint_interval = Some(Duration::from_millis(20));
+    o.eventual_flush_interval = Duration::from_millis(5);
+    let rt = DurableRuntime::open(dir.path(), o).unwrap();
+    let wait_for = |n: u64| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while rt.stats().checkpoints < n {
+            assert!(Instant::now() < deadline, "no checkpoint {n}");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    };
+    let mut tx = rt.begin();
+    tx.alloc(1, b"one").unwrap();
+    tx.commit().unwrap();
+    wait_for(1);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(rt.stats().checkpoints, 1, "an idle store is left alone");
+    let mut tx = rt.begin();
+    tx.alloc(1, b"two").unwrap();
+    tx.commit().unwrap();
+    wait_for(2);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(rt.stats().checkpoints, 2);
+}

@@ -95,6 +95,9 @@ pub(crate) fn checkpoint(inner: &Inner) -> Result<()> {
         std::sync::atomic::Ordering::Relaxed,
     );
     *inner.last_checkpoint.lock() = Instant::now();
+    inner
+        .checkpointed_epoch
+        .fetch_max(epoch, std::sync::atomic::Ordering::AcqRel);
     engine.reclaim_ready();
     Ok(())
 }

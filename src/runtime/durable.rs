@@ -66,6 +66,9 @@ pub(crate) struct Inner {
     pub(crate) last_checkpoint: Mutex<Instant>,
     /// Log bytes appended when the last checkpoint started.
     pub(crate) log_bytes_at_checkpoint: AtomicU64,
+    /// The epoch of the checkpoint in force (recovered, or the last one written): a checkpoint
+    /// by time is skipped while nothing was committed after it.
+    pub(crate) checkpointed_epoch: AtomicU64,
     pub(crate) checkpoint_wanted: AtomicBool,
     pub(crate) stop: Mutex<bool>,
     pub(crate) wake: Condvar,
@@ -570,10 +573,13 @@ fn maintenance_loop(inner: &Inner) {
             let returned = super::compaction::return_free_segments(inner, SPARE_SEGMENTS);
             poison_on_failure(inner, "segment return", returned.map(|_| ()));
         }
+        // By time only when something was committed since the checkpoint in force: an idle
+        // store is not rewritten every interval.
         let by_time = inner
             .options
             .checkpoint_interval
-            .is_some_and(|d| inner.last_checkpoint.lock().elapsed() >= d);
+            .is_some_and(|d| inner.last_checkpoint.lock().elapsed() >= d)
+            && inner.visible.epoch() > inner.checkpointed_epoch.load(Ordering::Acquire);
         if inner.checkpoint_wanted.swap(false, Ordering::AcqRel) || by_time {
             poison_on_failure(inner, "checkpoint", super::checkpointing::checkpoint(inner));
         }

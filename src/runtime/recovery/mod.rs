@@ -292,7 +292,7 @@ fn publish(
         counters,
         mut report,
     } = recovered;
-    let epoch = replayed.last_epoch;
+    let (epoch, checkpointed_epoch) = (replayed.last_epoch, replayed.checkpoint_epoch);
     let next_epoch = epoch.checked_add(1).ok_or_else(|| {
         Error::corruption(
             dir.to_path_buf(),
@@ -349,6 +349,7 @@ fn publish(
         last_compaction: Mutex::new(Instant::now()),
         last_checkpoint: Mutex::new(Instant::now()),
         log_bytes_at_checkpoint: AtomicU64::new(log_bytes),
+        checkpointed_epoch: AtomicU64::new(checkpointed_epoch),
         checkpoint_wanted: AtomicBool::new(false),
         stop: Mutex::new(false),
         wake: Condvar::new(),

@@ -38,7 +38,7 @@ pub(super) struct Replayed {
     /// moment (a name set and later removed). Only the final catalog must respect it.
     pub(super) roots: BTreeMap<String, u64>,
     /// The checkpoint's epoch: records at or below it are already in the checkpoint.
-    checkpoint_epoch: u64,
+    pub(super) checkpoint_epoch: u64,
     pub(super) last_epoch: u64,
     pub(super) records: u64,
     /// Payload bytes of the newest version of each node that carried one.
