@@ -2,7 +2,10 @@
 //! `OsStorage` and read back exactly, with the length and CRC32C the writer reports checked
 //! against the file's bytes.
 
-use vellum::alloc::{CLASS_COUNT, FILE_MAX, Location, class_slot_bytes};
+use vellum::alloc::{
+    CLASS_COUNT, FILE_MAX, LARGE_CLASS, Location, SMALL_SLOT_BYTES_MAX, class_len_max,
+    class_unit_bytes,
+};
 use vellum::checkpoint::{
     CheckpointEntry, CheckpointExpect, CheckpointWriter, checkpoint_file_name, read_checkpoint,
     scan_checkpoint,
@@ -31,7 +34,8 @@ fn entries(n: u64) -> Vec<CheckpointEntry> {
         .map(|(i, id)| {
             let i = i as u64;
             let class = (i % CLASS_COUNT as u64) as u8;
-            let slot = class_slot_bytes(class);
+            let slot = class_unit_bytes(class);
+            let max = class_len_max(class);
             CheckpointEntry {
                 id,
                 version: Version {
@@ -40,7 +44,12 @@ fn entries(n: u64) -> Vec<CheckpointEntry> {
                         file: (i * 31 % (u64::from(FILE_MAX) + 1)) as u32,
                         offset: (i % 1024) * slot,
                     },
-                    len: (i * 13 % (slot + 1)) as u32,
+                    // A large node is more than 256 KiB.
+                    len: if class == LARGE_CLASS {
+                        SMALL_SLOT_BYTES_MAX + 1 + i * 13 % (max - SMALL_SLOT_BYTES_MAX)
+                    } else {
+                        i * 13 % (max + 1)
+                    } as u32,
                     crc32c: (i as u32).wrapping_mul(0x9e37_79b9),
                     kind: i as u8,
                     birth: i % (EPOCH + 1),

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
 use vellum::Error;
-use vellum::alloc::{CLASS_COUNT, FILE_MAX, Location, class_slot_bytes};
+use vellum::alloc::{
+    CLASS_COUNT, FILE_MAX, LARGE_CLASS, Location, SMALL_SLOT_BYTES_MAX, class_len_max,
+};
 use vellum::checkpoint::{
     CheckpointEntry, CheckpointExpect, CheckpointInfo, CheckpointItem, CheckpointWriter,
     checkpoint_file_name, read_checkpoint, read_checkpoint_items, scan_checkpoint,
@@ -41,7 +43,13 @@ fn version(epoch: u64) -> impl Strategy<Value = Version> {
                 file,
                 offset: unit << 6,
             };
-            let len = 0..=class_slot_bytes(class) as u32;
+            // The large class holds only nodes too large for every small class.
+            let len_min = if class == LARGE_CLASS {
+                SMALL_SLOT_BYTES_MAX as u32 + 1
+            } else {
+                0
+            };
+            let len = len_min..=class_len_max(class) as u32;
             (len, any::<u32>(), any::<u8>(), 0..=epoch).prop_map(
                 move |(len, crc32c, kind, birth)| Version {
                     location,

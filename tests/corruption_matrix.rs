@@ -550,7 +550,7 @@ fn data_file() {
             for l in &here {
                 let v = l.version;
                 let loc = v.location;
-                let slot = vellum::inspect::SlotView::from(loc);
+                let slot = vellum::inspect::SlotView::new(loc, v.len);
                 let need = window_end(loc.offset);
                 let bytes = read(loc.offset, v.len);
                 let node_start = loc.offset as usize;

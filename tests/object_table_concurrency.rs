@@ -153,14 +153,21 @@ fn concurrent_writers_keep_exact_live_set_and_disjoint_slots() {
     }
 
     // No two live versions overlap: sort every slot interval and compare neighbours.
-    let mut slots: Vec<Location> = listed.values().map(|v| v.location).collect();
-    slots.sort();
-    for pair in slots.windows(2) {
-        let (a, b) = (pair[0], pair[1]);
+    let mut owned: Vec<(Location, u64)> = listed
+        .values()
+        .map(|v| (v.location, u64::from(v.len)))
+        .collect();
+    owned.sort();
+    for pair in owned.windows(2) {
+        let ((a, a_len), (b, b_len)) = (pair[0], pair[1]);
         if (a.class, a.file) == (b.class, b.file) {
-            assert!(a.range().end <= b.range().start, "{a:?} overlaps {b:?}");
+            assert!(
+                a.range(a_len).end <= b.range(b_len).start,
+                "{a:?} overlaps {b:?}"
+            );
         }
     }
+    let slots: Vec<Location> = owned.iter().map(|&(l, _)| l).collect();
     // No leak: the allocator holds exactly the live versions' slots.
     let allocated: u64 = (0..vellum::alloc::CLASS_COUNT as u8)
         .map(|c| store.alloc.space(c).used_slots)

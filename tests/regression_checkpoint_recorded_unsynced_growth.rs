@@ -21,7 +21,8 @@ use vellum::runtime::{CommitPolicy, DurableRuntime};
 mod common;
 
 const DIR: &str = "/store";
-const NODE_BYTES: usize = 300 << 10;
+/// Class 12: four 256 KiB slots per 1 MiB segment and window, so the fifth node grows the file.
+const NODE_BYTES: usize = 200 << 10;
 
 type Hook = Box<dyn FnOnce() + Send>;
 
@@ -106,7 +107,7 @@ fn growth_after_the_checkpoints_data_sync_is_not_recorded() {
     // At K4, commits beside the checkpoint grow that file by a window (not synced: EVENTUAL).
     let writer = rt.clone();
     *storage.hook.lock().unwrap() = Some(HookCell(Box::new(move || {
-        for i in 2..5u8 {
+        for i in 2..6u8 {
             let mut tx = writer.begin();
             tx.alloc(1, &vec![i; NODE_BYTES]).unwrap();
             tx.commit_with(CommitPolicy::Eventual).unwrap();

@@ -378,8 +378,9 @@ fn a_store_keeps_the_layout_it_was_created_with() {
     {
         let rt = DurableRuntime::open(dir.path(), small.clone()).unwrap();
         let mut tx = rt.begin();
-        for i in 0..3u8 {
-            // 20 MiB nodes: one per 32 MiB slot, two slots per 64 MiB file.
+        for i in 0..4u8 {
+            // 20 MiB nodes, extents of exactly 20 MiB: three fill 60 MiB of file 0's one 64 MiB
+            // region, the fourth starts file 1.
             ids.push(tx.alloc(1, &vec![i; 20 << 20]).unwrap());
         }
         tx.commit_with(CommitPolicy::Strict).unwrap();
@@ -403,7 +404,7 @@ fn a_store_keeps_the_layout_it_was_created_with() {
     let before = data_files(dir.path());
     assert!(before.iter().all(|(_, len)| *len <= 64 << 20), "{before:?}");
     // Reopened with the default layout (1 GiB files, 64 MiB windows): the store's own layout is
-    // kept, every node reads back, and a new node takes the free slot of file 1 (under 1 GiB
+    // kept, every node reads back, and a new node takes the free run of file 1 (under 1 GiB
     // files it would land 64 MiB into file 0 and grow it past 64 MiB).
     let rt = DurableRuntime::open(
         dir.path(),

@@ -72,7 +72,7 @@ fn many_nodes_with_bounded_descriptors_and_mappings() {
         let id = table.reserve().unwrap();
         fill(id.raw(), &mut buf, len);
         let loc = files
-            .allocate_slot(&alloc, class_for_len(len as u64).unwrap())
+            .allocate(&alloc, class_for_len(len as u64).unwrap(), len as u64)
             .unwrap();
         files.write(loc, &buf).unwrap();
         table

@@ -118,12 +118,12 @@ fn a_spare_segment_per_small_class_keeps_its_blocks() {
     let large = class_for_len(2 << 20).unwrap();
     assert!(vellum::alloc::segment_bytes(small) <= vellum::alloc::SPARE_SEGMENT_BYTES_MAX);
     assert!(vellum::alloc::segment_bytes(large) > vellum::alloc::SPARE_SEGMENT_BYTES_MAX);
-    // Three small segments (16 slots each) and two large ones (one slot each), all freed.
+    // Three small segments (16 slots each) and two adjacent large extents, all freed.
     let smalls: Vec<_> = (0..48)
         .map(|_| files.allocate_slot(&alloc, small).unwrap())
         .collect();
     let larges: Vec<_> = (0..2)
-        .map(|_| files.allocate_slot(&alloc, large).unwrap())
+        .map(|_| files.allocate(&alloc, large, 2 << 20).unwrap())
         .collect();
     for l in smalls.iter().chain(&larges) {
         alloc.free(*l).unwrap();
@@ -132,7 +132,10 @@ fn a_spare_segment_per_small_class_keeps_its_blocks() {
         .return_empty(usize::MAX, 1, |seg| files.punch(seg))
         .unwrap();
     let count = |class| returned.iter().filter(|s| s.class == class).count();
-    assert_eq!((count(small), count(large)), (2, 2));
+    // The two extents coalesced into one free run of 4 MiB, punched as one.
+    assert_eq!((count(small), count(large)), (2, 1));
+    let run = returned.iter().find(|s| s.class == large).unwrap();
+    assert_eq!((run.offset, run.len), (0, 4 << 20));
     assert_eq!(alloc.space(small).returned_segments, 2);
     // The spare stays spare on the next pass, and is returned when no spare is wanted.
     let again = alloc

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crossbeam_epoch::{Atomic, Guard, Owned};
 use parking_lot::Mutex;
 
-use super::location::{CLASS_COUNT, Location, class_slot_bytes};
+use super::location::{CLASS_COUNT, LARGE_CLASS, Location, class_len_max, len_fits, slot_bytes};
 use super::segments::{AllocOptions, EmptySegment, SegmentAllocator, segment_bytes};
 use super::windows::{FILE_SHIFT_MAX, MapAccount, WindowDirectory, WindowPin};
 use crate::error::{Error, Result};
@@ -51,7 +51,7 @@ pub struct DataFileOptions {
     /// Allocator settings (file size).
     pub alloc: AllocOptions,
     /// Bytes of a mapped window (a power of two, at least 1 MiB); a class whose segment is larger
-    /// uses one segment per window. Default 64 MiB.
+    /// (the large class's 64 MiB regions) uses one segment per window. Default 64 MiB.
     pub window_bytes: u64,
     /// Most bytes of installed windows. Default 1 GiB.
     pub mapped_bytes_max: u64,
@@ -91,7 +91,8 @@ impl DataFileOptions {
         Ok(())
     }
 
-    /// Window size of `class`.
+    /// Window size of `class`: a whole number of its segments, so no slot or extent crosses a
+    /// window.
     pub fn class_window_bytes(&self, class: u8) -> u64 {
         self.window_bytes.max(segment_bytes(class))
     }
@@ -387,12 +388,13 @@ impl DataFiles {
         }
     }
 
-    /// Copies `data` into the slot at `loc`, which the caller allocated and owns.
+    /// Copies `data` into the slot or extent at `loc`, which the caller allocated (for `data`'s
+    /// length) and owns.
     pub fn write(&self, loc: Location, data: &[u8]) -> Result<()> {
-        if data.len() as u64 > class_slot_bytes(loc.class) {
+        let len = data.len() as u64;
+        if !len_fits(loc.class, len) || loc.misplaced(len).is_some() {
             return Err(Error::InvalidArgument(format!(
-                "{} bytes do not fit the slot at {loc:?}",
-                data.len()
+                "{len} bytes do not fit the slot at {loc:?}"
             )));
         }
         self.ensure(loc)?;
@@ -472,7 +474,7 @@ impl DataFiles {
     ) -> Option<&'g [u8]> {
         let class = Location::packed_class(word);
         let dir = self.dirs.get(class)?;
-        if len as u64 > class_slot_bytes(class as u8) {
+        if len as u64 > class_len_max(class as u8) {
             return None;
         }
         let offset = Location::packed_offset(word);
@@ -489,7 +491,7 @@ impl DataFiles {
     #[cold]
     #[inline(never)]
     fn read_slow<'g>(&'g self, loc: Location, len: usize, guard: &'g Guard) -> Result<&'g [u8]> {
-        if len as u64 > class_slot_bytes(loc.class) {
+        if len as u64 > class_len_max(loc.class) {
             return Err(Error::InvalidArgument(format!(
                 "{len} bytes exceed the slot at {loc:?}"
             )));
@@ -541,12 +543,31 @@ impl DataFiles {
         Ok(())
     }
 
-    /// Allocates a slot of `class` from `alloc` whose blocks are reserved on disk, ready to write.
-    /// The blocks of a new or returned segment are reserved while the allocator still holds the
-    /// class, so no other allocation writes into the segment first; if reserving fails (a full
-    /// disk), the slot is given back and the error returned.
+    /// Allocates a slot of small class `class` from `alloc` whose blocks are reserved on disk,
+    /// ready to write. The blocks of a new or returned segment are reserved while the allocator
+    /// still holds the class, so no other allocation writes into the segment first; if reserving
+    /// fails (a full disk), the slot is given back and the error returned.
     pub fn allocate_slot(&self, alloc: &SegmentAllocator, class: u8) -> Result<Location> {
         alloc.allocate_backed(class, |seg| self.back(seg))
+    }
+
+    /// Allocates room for a version of `len` bytes in `class` whose blocks are reserved, ready
+    /// to write: a slot of a small class ([`DataFiles::allocate_slot`]), or a large extent of
+    /// `round_up(len, 4 KiB)` bytes whose exact range is reserved here, after the allocator's
+    /// lock is released (nothing else writes into an allocated extent). If reserving fails, the
+    /// extent is given back and the error returned.
+    pub fn allocate(&self, alloc: &SegmentAllocator, class: u8, len: u64) -> Result<Location> {
+        if class != LARGE_CLASS {
+            return self.allocate_slot(alloc, class);
+        }
+        let a = alloc.allocate_extent(len)?;
+        if let Some(range) = a.back
+            && let Err(e) = self.back(&range)
+        {
+            alloc.release(a.location);
+            return Err(e);
+        }
+        Ok(a.location)
     }
 
     /// Reserves the blocks of a segment (`fallocate`), so writes through a window into it cannot
@@ -567,14 +588,23 @@ impl DataFiles {
         }
     }
 
-    /// The segment holding the slot at `loc`.
-    pub fn segment_of(loc: Location) -> EmptySegment {
-        let len = segment_bytes(loc.class);
+    /// The range to reserve before writing a version of `len` bytes at `loc`: the segment
+    /// holding a small slot, or a large extent itself.
+    pub fn reservation(loc: Location, len: u64) -> EmptySegment {
+        if loc.class == LARGE_CLASS {
+            return EmptySegment {
+                class: loc.class,
+                file: loc.file,
+                offset: loc.offset,
+                len: slot_bytes(loc.class, len),
+            };
+        }
+        let seg = segment_bytes(loc.class);
         EmptySegment {
             class: loc.class,
             file: loc.file,
-            offset: loc.offset / len * len,
-            len,
+            offset: loc.offset / seg * seg,
+            len: seg,
         }
     }
 

@@ -1,11 +1,16 @@
-//! The size-class segment allocator and its mapped windows.
+//! The size-class segment allocator, the large class's extents, and their mapped windows.
 
 mod location;
 
 pub use location::{
-    CLASS_COUNT, FILE_MAX, Location, SLOT_BYTES_MAX, SLOT_BYTES_MIN, SMALL_SLOT_BYTES_MAX,
-    class_for_len, class_slot_bytes,
+    CLASS_COUNT, EXTENT_UNIT_BYTES, FILE_MAX, LARGE_CLASS, Location, REGION_BYTES, SLOT_BYTES_MAX,
+    SLOT_BYTES_MIN, SMALL_CLASS_COUNT, SMALL_SLOT_BYTES_MAX, class_for_len, class_len_max,
+    class_unit_bytes, is_small_class, len_fits, slot_bytes,
 };
+
+mod extents;
+
+pub use extents::{ExtentSpace, REGION_UNITS, RegionExtents};
 
 mod segments;
 

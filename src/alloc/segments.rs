@@ -1,10 +1,11 @@
 //! The segment allocator: which slots of which data files are in use.
 //!
-//! Each size class has its own data files, cut into fixed-size segments; each segment has a free
-//! bitmap. The allocator is pure bookkeeping: creating files, mapping and hole punching belong to
-//! `DataFiles`.
+//! Each small size class has its own data files, cut into fixed-size segments; each segment has
+//! a free bitmap. The large class's files are cut into 64 MiB regions holding extents of whole
+//! 4 KiB units (`extents.rs`, which keeps its own invariants). The allocator is pure
+//! bookkeeping: creating files, mapping, reserving and hole punching belong to `DataFiles`.
 //!
-//! Invariants:
+//! Invariants (of the small classes):
 //! 1. A slot is handed out by `allocate` only if its bit is set (free), and its bit is cleared in
 //!    the same critical section, so no two callers ever hold the same slot.
 //! 2. `partial` holds exactly the segments with at least one free slot (`in_partial` mirrors
@@ -17,7 +18,8 @@
 //!    hands out the segment's range with the first slot of a segment that is new or was
 //!    returned, and the caller reserves it (`fallocate`) before writing. Writing through a mapping
 //!    into a hole on a full disk would raise SIGBUS instead of an error; this keeps a full disk a
-//!    clean error at allocation time.
+//!    clean error at allocation time. (A large extent is always handed out with its own range to
+//!    reserve: nothing else writes into it, so that needs no lock.)
 //! 5. The state is a function of the set of used slots (plus the segment count): `rebuild` from
 //!    the live locations gives the same free map.
 //! 6. A segment being evacuated (a compaction victim) is never allocated from: it leaves
@@ -27,24 +29,30 @@
 use bitvec::vec::BitVec;
 use parking_lot::Mutex;
 
-use super::location::{CLASS_COUNT, FILE_MAX, Location, class_slot_bytes};
+use super::extents::{ExtentSpace, Extents, RegionExtents};
+use super::location::{
+    CLASS_COUNT, FILE_MAX, LARGE_CLASS, Location, REGION_BYTES, SMALL_CLASS_COUNT,
+    class_unit_bytes, is_small_class,
+};
 use crate::error::{Error, Result};
 
-/// Smallest segment: classes with smaller slots put many slots in one segment.
+/// Segment of every small class: classes with smaller slots put many slots in one segment.
 pub const SEGMENT_BYTES_MIN: u64 = 1 << 20;
 
-/// Bytes of a segment of `class`.
+/// Bytes of a segment of `class`: 1 MiB for the small classes, a 64 MiB region for the large
+/// class.
 pub const fn segment_bytes(class: u8) -> u64 {
-    let slot = class_slot_bytes(class);
-    if slot > SEGMENT_BYTES_MIN {
-        slot
-    } else {
+    if is_small_class(class) {
         SEGMENT_BYTES_MIN
+    } else {
+        REGION_BYTES
     }
 }
 
-/// Classes whose segments are at most this big keep spare empty segments when asked
-/// ([`SegmentAllocator::return_empty`]); larger segments are always returned.
+const _: () = assert!(class_unit_bytes(SMALL_CLASS_COUNT as u8 - 1) <= SEGMENT_BYTES_MIN);
+
+/// Classes whose segments are at most this big (the small ones) keep spare empty segments when
+/// asked ([`SegmentAllocator::return_empty`]); the large class's free runs are always returned.
 pub const SPARE_SEGMENT_BYTES_MAX: u64 = 1 << 20;
 
 /// The largest `file_bytes_max` accepted (1 TiB): with at most 2^19 files per class, segment
@@ -55,7 +63,7 @@ pub const FILE_BYTES_MAX_LIMIT: u64 = 1 << 40;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AllocOptions {
     /// Size at which a class's data file is rolled over to the next (a power of two, at least
-    /// the largest segment, 64 MiB). Default 1 GiB.
+    /// the largest segment, a 64 MiB region). Default 1 GiB.
     pub file_bytes_max: u64,
 }
 
@@ -83,7 +91,7 @@ impl AllocOptions {
         Ok(())
     }
 
-    /// Segments in one data file of `class`.
+    /// Segments (for the large class, regions) in one data file of `class`.
     pub fn segments_per_file(&self, class: u8) -> u64 {
         self.file_bytes_max / segment_bytes(class)
     }
@@ -145,7 +153,9 @@ struct Class {
     used_slots: u64,
 }
 
-/// Space figures of one class.
+/// Space figures of one class. For the large class, segments are its 64 MiB regions and slots
+/// its extents (`used_bytes` is the sum of the extents, each a version's length rounded up to
+/// 4 KiB).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ClassSpace {
     /// Segments that exist (in files).
@@ -158,34 +168,39 @@ pub struct ClassSpace {
     pub segment_bytes: u64,
     /// Segments wholly free with their blocks returned to the filesystem.
     pub returned_segments: u64,
+    /// Free bytes not yet returned to the filesystem (they may still hold disk blocks): the
+    /// class's data files hold at most `used_bytes + unreturned_free_bytes` bytes of blocks.
+    pub unreturned_free_bytes: u64,
 }
 
-/// How full one segment is.
+/// How full one segment is. For the large class, a region counted in 4 KiB units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmentUsage {
     /// Segment number within its class.
     pub segment: u32,
-    /// Slots in use.
+    /// Slots in use (large class: units of allocated extents).
     pub used_slots: u32,
-    /// Slots in the segment.
+    /// Slots in the segment (large class: 16 384 units).
     pub slots: u32,
     /// Wholly free with its blocks returned to the filesystem.
     pub returned: bool,
 }
 
-/// A slot handed out by [`SegmentAllocator::allocate`].
+/// A slot or extent handed out by [`SegmentAllocator::allocate`] or
+/// [`SegmentAllocator::allocate_extent`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Allocation {
     /// The slot.
     pub location: Location,
     /// When set, the slot's segment has no reserved blocks: reserve this range (`fallocate`)
     /// before writing the slot, or call [`SegmentAllocator::unback`] and free the slot if that
-    /// fails.
+    /// fails. A large extent always comes with its own range.
     pub back: Option<EmptySegment>,
 }
 
-/// A segment's byte range in its data file: wholly free ones can be returned to the filesystem,
-/// new ones need their blocks reserved.
+/// A byte range of a data file: a segment of a small class, or a run of 4 KiB units of the large
+/// class. Wholly free ones can be returned to the filesystem, new ones need their blocks
+/// reserved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EmptySegment {
     /// Size class.
@@ -202,7 +217,10 @@ pub struct EmptySegment {
 #[derive(Debug)]
 pub struct SegmentAllocator {
     options: AllocOptions,
+    /// The small classes.
     classes: Box<[Mutex<Class>]>,
+    /// The large class.
+    large: Mutex<Extents>,
 }
 
 impl SegmentAllocator {
@@ -211,9 +229,10 @@ impl SegmentAllocator {
         options.validate()?;
         Ok(SegmentAllocator {
             options,
-            classes: (0..CLASS_COUNT)
+            classes: (0..SMALL_CLASS_COUNT)
                 .map(|_| Mutex::new(Class::default()))
                 .collect(),
+            large: Mutex::new(Extents::new(options.segments_per_file(LARGE_CLASS))),
         })
     }
 
@@ -222,14 +241,15 @@ impl SegmentAllocator {
         self.options
     }
 
+    /// A small class.
     fn class(&self, class: u8) -> Result<&Mutex<Class>> {
         self.classes
             .get(usize::from(class))
-            .ok_or_else(|| Error::InvalidArgument(format!("no size class {class}")))
+            .ok_or_else(|| Error::InvalidArgument(format!("no size class {class} of fixed slots")))
     }
 
     fn slots_per_segment(class: u8) -> u32 {
-        (segment_bytes(class) / class_slot_bytes(class)) as u32
+        (segment_bytes(class) / class_unit_bytes(class)) as u32
     }
 
     fn location(&self, class: u8, segment: u32, slot: u32) -> Location {
@@ -239,14 +259,18 @@ impl SegmentAllocator {
             class,
             file: (u64::from(segment) / per_file) as u32,
             offset: (u64::from(segment) % per_file) * seg_bytes
-                + u64::from(slot) * class_slot_bytes(class),
+                + u64::from(slot) * class_unit_bytes(class),
         }
     }
 
-    /// Segment number and slot index of a location; `None` if it is not slot-aligned.
+    /// Segment number and slot index of a location of a small class; `None` if it is not
+    /// slot-aligned.
     fn index(&self, loc: Location) -> Option<(u32, u32)> {
+        if !is_small_class(loc.class) {
+            return None;
+        }
         let seg_bytes = segment_bytes(loc.class);
-        let slot_bytes = class_slot_bytes(loc.class);
+        let slot_bytes = class_unit_bytes(loc.class);
         if !loc.offset.is_multiple_of(slot_bytes) || loc.offset >= self.options.file_bytes_max {
             return None;
         }
@@ -256,7 +280,7 @@ impl SegmentAllocator {
         Some((u32::try_from(segment).ok()?, slot as u32))
     }
 
-    /// Hands out a free slot of `class`, adding a segment if every one is full.
+    /// Hands out a free slot of small class `class`, adding a segment if every one is full.
     pub fn allocate(&self, class: u8) -> Result<Allocation> {
         let mut c = self.class(class)?.lock();
         self.allocate_in(&mut c, class)
@@ -332,8 +356,21 @@ impl SegmentAllocator {
         }
     }
 
+    /// Hands out the extent of a large node of `len` bytes (more than 256 KiB, at most 64 MiB):
+    /// `round_up(len, 4 KiB)` bytes, best fit among the free runs, adding a region only when no
+    /// run holds it. `back` is the extent's range: reserve it before writing, or free the extent
+    /// if that fails.
+    pub fn allocate_extent(&self, len: u64) -> Result<Allocation> {
+        let (location, range) = self.large.lock().allocate(len)?;
+        Ok(Allocation {
+            location,
+            back: Some(range),
+        })
+    }
+
     /// Marks the segment of `loc` as having no reserved blocks (after reserving them failed), so
-    /// the next allocation in it asks again.
+    /// the next allocation in it asks again. (A large extent's range is reserved on every
+    /// allocation: nothing to mark.)
     pub fn unback(&self, loc: Location) {
         if let (Some((seg_no, _)), Ok(c)) = (self.index(loc), self.class(loc.class))
             && let Some(seg) = c.lock().segments.get_mut(seg_no as usize)
@@ -342,8 +379,12 @@ impl SegmentAllocator {
         }
     }
 
-    /// Gives a slot back. Freeing a slot that is not in use is an error (and changes nothing).
+    /// Gives a slot or extent back. Freeing one that is not in use is an error (and changes
+    /// nothing).
     pub fn free(&self, loc: Location) -> Result<()> {
+        if loc.class == LARGE_CLASS {
+            return self.large.lock().free(loc);
+        }
         let mut c = self.class(loc.class)?.lock();
         self.free_in(&mut c, loc)
     }
@@ -382,8 +423,11 @@ impl SegmentAllocator {
         Ok(())
     }
 
-    /// True if the slot at `loc` is allocated.
+    /// True if the slot at `loc` (or an extent starting there) is allocated.
     pub fn is_allocated(&self, loc: Location) -> bool {
+        if loc.class == LARGE_CLASS {
+            return self.large.lock().is_allocated(loc);
+        }
         let Some((seg_no, slot)) = self.index(loc) else {
             return false;
         };
@@ -405,6 +449,11 @@ impl SegmentAllocator {
     /// recently emptied segments keep their blocks: a store that frees and allocates at a steady
     /// rate would otherwise punch a segment only to reserve it again moments later, both under
     /// the class lock that its writers wait for.
+    ///
+    /// The large class returns every run of 4 KiB units freed since it was last punched (each an
+    /// entry of the list), under its lock likewise. It keeps no spare: a large extent's blocks
+    /// are reserved by its writer after the allocation, outside the lock, so reserving them
+    /// again costs only that writer.
     pub fn return_empty(
         &self,
         max: usize,
@@ -412,7 +461,7 @@ impl SegmentAllocator {
         mut punch: impl FnMut(&EmptySegment) -> Result<()>,
     ) -> Result<Vec<EmptySegment>> {
         let mut out = Vec::new();
-        for class in 0..CLASS_COUNT as u8 {
+        for class in 0..SMALL_CLASS_COUNT as u8 {
             let keep = if segment_bytes(class) <= SPARE_SEGMENT_BYTES_MAX {
                 spare
             } else {
@@ -453,16 +502,24 @@ impl SegmentAllocator {
             // Back in the order they were found, the most recently emptied on top.
             c.empty.extend(kept.into_iter().rev());
         }
+        self.large.lock().punch(max, &mut punch, &mut out)?;
         Ok(out)
     }
 
-    /// The segment number of `loc` within its class (`None` if `loc` is not a slot).
+    /// The segment number of `loc` within its class, the region for the large class (`None` if
+    /// `loc` is not a slot or unit boundary).
     pub fn segment_of(&self, loc: Location) -> Option<u32> {
+        if loc.class == LARGE_CLASS {
+            return self.large.lock().region_of(loc);
+        }
         self.index(loc).map(|(segment, _)| segment)
     }
 
-    /// How full every segment of `class` is.
+    /// How full every segment of `class` is (for the large class, every region in units).
     pub fn segment_usage(&self, class: u8) -> Vec<SegmentUsage> {
+        if class == LARGE_CLASS {
+            return self.large.lock().usage();
+        }
         let Ok(c) = self.class(class) else {
             return Vec::new();
         };
@@ -479,9 +536,13 @@ impl SegmentAllocator {
             .collect()
     }
 
-    /// Stops allocation from `segments` of `class` until [`SegmentAllocator::end_evacuation`]
-    /// (invariant 6), so a compaction moving their nodes out never moves one back in.
+    /// Stops allocation from `segments` of `class` (regions of the large class) until
+    /// [`SegmentAllocator::end_evacuation`] (invariant 6), so a compaction moving their nodes out
+    /// never moves one back in.
     pub fn begin_evacuation(&self, class: u8, segments: &[u32]) {
+        if class == LARGE_CLASS {
+            return self.large.lock().begin_evacuation(segments);
+        }
         let Ok(c) = self.class(class) else { return };
         let mut c = c.lock();
         let c = &mut *c;
@@ -498,6 +559,9 @@ impl SegmentAllocator {
 
     /// Allows allocation from `segments` of `class` again.
     pub fn end_evacuation(&self, class: u8, segments: &[u32]) {
+        if class == LARGE_CLASS {
+            return self.large.lock().end_evacuation(segments);
+        }
         let Ok(c) = self.class(class) else { return };
         let mut c = c.lock();
         for &seg_no in segments {
@@ -514,6 +578,9 @@ impl SegmentAllocator {
 
     /// Number of segments `class` has (files hold `segments_per_file` of them each).
     pub fn segment_count(&self, class: u8) -> u64 {
+        if class == LARGE_CLASS {
+            return self.large.lock().region_count();
+        }
         self.class(class)
             .map(|c| c.lock().segments.len() as u64)
             .unwrap_or(0)
@@ -521,41 +588,78 @@ impl SegmentAllocator {
 
     /// Space figures of `class`.
     pub fn space(&self, class: u8) -> ClassSpace {
+        if class == LARGE_CLASS {
+            return self.large.lock().class_space();
+        }
         let Ok(c) = self.class(class) else {
             return ClassSpace::default();
         };
         let c = c.lock();
+        let slot = class_unit_bytes(class);
         ClassSpace {
             segments: c.segments.len() as u64,
             used_slots: c.used_slots,
-            used_bytes: c.used_slots * class_slot_bytes(class),
+            used_bytes: c.used_slots * slot,
             segment_bytes: c.segments.len() as u64 * segment_bytes(class),
             returned_segments: c.segments.iter().filter(|s| s.returned).count() as u64,
+            unreturned_free_bytes: c
+                .segments
+                .iter()
+                .filter(|s| !s.returned)
+                .map(|s| u64::from(s.free_count) * slot)
+                .sum(),
         }
     }
 
-    /// The free bitmap of every segment of `class` (for tests and fsck).
+    /// The large class's own figures: extents, free runs, the longest run open to allocation.
+    pub fn extent_space(&self) -> ExtentSpace {
+        self.large.lock().space()
+    }
+
+    /// Every region of the large class with its extents and free runs (compaction's plan).
+    pub fn region_extents(&self) -> Vec<RegionExtents> {
+        self.large.lock().region_extents()
+    }
+
+    /// Every free run of the large class as `(location, bytes)`, in address order (for tests).
+    pub fn free_runs(&self) -> Vec<(Location, u64)> {
+        self.large.lock().free_runs()
+    }
+
+    /// Checks the large class's invariants (`extents.rs`, 1–3), in time linear in its extents and
+    /// runs (for tests).
+    pub fn check_extents(&self) -> std::result::Result<(), String> {
+        self.large.lock().check()
+    }
+
+    /// The free bitmap of every segment of small class `class` (for tests and fsck).
     pub fn free_map(&self, class: u8) -> Vec<BitVec> {
         self.class(class)
             .map(|c| c.lock().segments.iter().map(|s| s.free.clone()).collect())
             .unwrap_or_default()
     }
 
-    /// Rebuilds the allocator from the live locations; `segments[class]` is how many segments
-    /// each class's files hold (so free space at the end of files is known). Two live locations
-    /// on one slot, or one outside the files, is an error naming it.
+    /// Rebuilds the allocator from the live versions' `(location, len)`; `segments[class]` is how
+    /// many segments (regions) each class's files hold (so free space at the end of files is
+    /// known). Two live versions on one slot or sharing bytes of an extent, or one off its
+    /// class's grid or outside the files, is an error naming it.
     pub fn rebuild(
         options: AllocOptions,
         segments: &[u64; CLASS_COUNT],
-        live: impl IntoIterator<Item = Location>,
+        live: impl IntoIterator<Item = (Location, u64)>,
     ) -> Result<Self> {
-        let a = SegmentAllocator::new(options)?;
-        for (class, &n) in segments.iter().enumerate() {
+        let mut a = SegmentAllocator::new(options)?;
+        for (class, &n) in segments.iter().enumerate().take(SMALL_CLASS_COUNT) {
             let mut c = a.classes[class].lock();
             let slots = Self::slots_per_segment(class as u8);
             c.segments = (0..n).map(|_| Segment::new(slots)).collect();
         }
-        for loc in live {
+        let mut large = Vec::new();
+        for (loc, len) in live {
+            if loc.class == LARGE_CLASS {
+                large.push((loc, len));
+                continue;
+            }
             let bad = |what: &str| {
                 Error::InvalidArgument(format!("rebuild: live location {loc:?} {what}"))
             };
@@ -573,7 +677,12 @@ impl SegmentAllocator {
             seg.backed = true;
             c.used_slots += 1;
         }
-        for class in 0..CLASS_COUNT {
+        a.large = Mutex::new(Extents::rebuild(
+            options.segments_per_file(LARGE_CLASS),
+            segments[usize::from(LARGE_CLASS)],
+            large,
+        )?);
+        for class in 0..SMALL_CLASS_COUNT {
             let mut c = a.classes[class].lock();
             let c = &mut *c;
             for (i, seg) in c.segments.iter_mut().enumerate().rev() {
@@ -648,11 +757,56 @@ mod tests {
     #[test]
     fn segments_roll_into_new_files() {
         let a = small();
-        // Class 20 (64 MiB slots): one slot per segment, one segment per 64 MiB file.
-        let l0 = a.allocate(20).unwrap().location;
-        let l1 = a.allocate(20).unwrap().location;
-        assert_eq!((l0.file, l0.offset), (0, 0));
+        // Class 12 (256 KiB slots): 4 slots per 1 MiB segment, 64 segments per 64 MiB file.
+        let locs: Vec<_> = (0..257).map(|_| a.allocate(12).unwrap().location).collect();
+        assert_eq!(
+            (locs[255].file, locs[255].offset),
+            (0, (64 << 20) - (256 << 10))
+        );
+        assert_eq!((locs[256].file, locs[256].offset), (1, 0));
+        // The large class: one 64 MiB region per 64 MiB file.
+        let l0 = a.allocate_extent(64 << 20).unwrap().location;
+        let l1 = a.allocate_extent(64 << 20).unwrap().location;
+        assert_eq!((l0.class, l0.file, l0.offset), (LARGE_CLASS, 0, 0));
         assert_eq!((l1.file, l1.offset), (1, 0));
+        assert!(
+            a.allocate(LARGE_CLASS).is_err(),
+            "extents are allocated by length"
+        );
+        assert!(
+            a.allocate_extent(256 << 10).is_err(),
+            "a small node is not an extent"
+        );
+    }
+
+    #[test]
+    fn a_large_extent_comes_with_its_own_range_to_reserve() {
+        let a = small();
+        let x = a.allocate_extent((1 << 20) + 1).unwrap();
+        assert_eq!(
+            x.back,
+            Some(EmptySegment {
+                class: LARGE_CLASS,
+                file: 0,
+                offset: 0,
+                len: (1 << 20) + 4096
+            })
+        );
+        let space = a.space(LARGE_CLASS);
+        assert_eq!(
+            (space.segments, space.used_slots, space.used_bytes),
+            (1, 1, (1 << 20) + 4096)
+        );
+        assert_eq!(space.segment_bytes, 64 << 20);
+        assert!(a.is_allocated(x.location));
+        assert_eq!(a.segment_of(x.location), Some(0));
+        a.free(x.location).unwrap();
+        assert!(a.free(x.location).is_err());
+        assert_eq!(a.space(LARGE_CLASS).unreturned_free_bytes, (1 << 20) + 4096);
+        let punched = a.return_empty(usize::MAX, 1, |_| Ok(())).unwrap();
+        assert_eq!(punched.len(), 1, "no spare for the large class");
+        assert_eq!(a.space(LARGE_CLASS).unreturned_free_bytes, 0);
+        assert_eq!(a.space(LARGE_CLASS).returned_segments, 1);
     }
 
     #[test]

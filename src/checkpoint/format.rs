@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use super::{CheckpointEntry, CheckpointItem};
-use crate::alloc::Location;
+use crate::alloc::{Location, len_fits};
 use crate::codec::{Decoder, Encoder, crc32c, magic_value};
 use crate::error::{CorruptionKind, Error, Result};
 use crate::object_table::{NodeId, TAG_MAX, Version};
@@ -293,7 +293,7 @@ pub fn decode_entry(
     let location = Location::unpack(packed)
         .ok_or_else(|| invalid(&d, E_LOCATION, "checkpoint_entry.location", packed))?;
     let len = d.u32()?;
-    if u64::from(len) > location.slot_bytes() {
+    if !len_fits(location.class, u64::from(len)) {
         return Err(invalid(&d, E_LEN, "checkpoint_entry.len", u64::from(len)));
     }
     debug_assert_eq!(d.position(), E_CRC);

@@ -263,7 +263,7 @@ pub fn node(insp: &Inspection, id: NodeId) -> Result<NodeDump> {
     let v = live.version;
     let mut out = NodeDump {
         node: id,
-        location: v.location.into(),
+        location: SlotView::new(v.location, v.len),
         len: v.len,
         crc32c: v.crc32c,
         kind: v.kind,
@@ -338,7 +338,7 @@ impl From<&NodeVersionRef<'_>> for VersionDump {
     fn from(v: &NodeVersionRef<'_>) -> Self {
         VersionDump {
             node: v.id.to_string(),
-            location: v.location.into(),
+            location: SlotView::new(v.location, v.len),
             len: v.len,
             crc32c: v.crc32c,
             kind: v.kind,
@@ -577,7 +577,7 @@ pub fn checkpoint(storage: &dyn Storage, insp: &Inspection) -> CheckpointDump {
     let scanned = scan_checkpoint(storage, &insp.dir.join(&ck.file), expect.as_ref(), |e| {
         entries.push(EntryDump {
             node: e.id,
-            location: e.version.location.into(),
+            location: SlotView::new(e.version.location, e.version.len),
             len: e.version.len,
             crc32c: e.version.crc32c,
             birth: e.version.birth,

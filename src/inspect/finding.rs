@@ -32,26 +32,27 @@ pub enum Severity {
     Problem,
 }
 
-/// A slot location as reports show it.
+/// A slot (or large extent) location as reports show it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct SlotView {
-    /// Size class (slot size `64 << class`).
+    /// Size class (slot size `64 << class`; the large class 13 holds extents).
     pub class: u8,
     /// Data file number within the class.
     pub file: u32,
     /// Byte offset of the slot in that file.
     pub offset: u64,
-    /// Bytes of the slot.
+    /// Bytes of the slot: for the large class, the extent (`len` rounded up to 4 KiB).
     pub slot_bytes: u64,
 }
 
-impl From<Location> for SlotView {
-    fn from(l: Location) -> Self {
+impl SlotView {
+    /// The slot or extent a version of `len` bytes at `l` owns.
+    pub fn new(l: Location, len: u32) -> Self {
         SlotView {
             class: l.class,
             file: l.file,
             offset: l.offset,
-            slot_bytes: l.slot_bytes(),
+            slot_bytes: l.slot_bytes(u64::from(len)),
         }
     }
 }
@@ -107,7 +108,8 @@ pub enum FindingKind {
         frames_past: u64,
     },
     /// A live version's slot is off its class's slot grid: its offset is not a multiple of the
-    /// slot size. (A slot past `file_bytes_max`, or more than two files past the last data file
+    /// slot size (for the large class, of 4 KiB), or a large extent crosses a 64 MiB region
+    /// boundary. (A slot past `file_bytes_max`, or more than two files past the last data file
     /// of its class, is recovery's own refusal: `Corruption` with `InvalidField "op.location"`.)
     SlotOffGrid {
         /// The slot.

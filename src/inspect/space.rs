@@ -5,8 +5,10 @@
 //! 1. An offline store keeps no allocator state: recovery (RV6) rebuilds it from the live
 //!    versions, so a slot is *allocated* exactly when a live version owns it. What is checked is
 //!    that this rebuild can succeed and agrees with the files: every live slot on its class's
-//!    grid, inside an existing data file, owned by one version only; data files numbered densely
-//!    and no longer than `file_bytes_max` (`design/TOOLS.md`, "Leaks").
+//!    grid (a large extent, `round_up(len, 4 KiB)` bytes, on a 4 KiB boundary and within one
+//!    64 MiB region), inside an existing data file, sharing no byte with another live version's
+//!    slot or extent; data files numbered densely and no longer than `file_bytes_max`
+//!    (`design/TOOLS.md`, "Leaks").
 //! 2. A live version whose record carried its bytes is never a problem for the state of its slot:
 //!    recovery writes those bytes back (RV7), creating the file if it is one of the few past the
 //!    last that exists (`PayloadPending`, `Info`).
@@ -26,7 +28,7 @@ use serde::Serialize;
 use super::finding::{FindingKind, Findings, Severity, SlotView};
 use super::load::FsckOptions;
 use super::model::{LiveVersion, Model};
-use crate::alloc::{CLASS_COUNT, class_slot_bytes, data_file_name};
+use crate::alloc::{CLASS_COUNT, class_unit_bytes, data_file_name};
 use crate::codec::crc32c;
 use crate::error::{Corruption, CorruptionKind, Result};
 use crate::io::{Storage, StorageFile};
@@ -58,7 +60,8 @@ pub struct DataFile {
 pub struct ClassSpace {
     /// The size class.
     pub class: u8,
-    /// Bytes of its slots.
+    /// Bytes of its slots; for the large class, its unit (4 KiB: each extent is its node's
+    /// length rounded up to whole units).
     pub slot_bytes: u64,
     /// Data files.
     pub files: u64,
@@ -70,8 +73,8 @@ pub struct ClassSpace {
     pub live_nodes: u64,
     /// Bytes of those nodes.
     pub live_bytes: u64,
-    /// Bytes of the slots they own (`live_nodes * slot_bytes`); `file_bytes` minus this is space
-    /// the rebuilt allocator hands out again.
+    /// Bytes of the slots they own (`live_nodes * slot_bytes`; for the large class the sum of
+    /// their extents); `file_bytes` minus this is space the rebuilt allocator hands out again.
     pub live_slot_bytes: u64,
 }
 
@@ -267,9 +270,10 @@ pub(crate) fn check_live(
     let mut reach: Option<((u8, u32), u64, &LiveVersion)> = None;
     for live in &by_slot {
         let loc = live.version.location;
-        let slot = SlotView::from(loc);
+        let len = live.version.len;
+        let slot = SlotView::new(loc, len);
         let path = dir.join(data_file_name(loc.class, loc.file));
-        let end = loc.offset.saturating_add(loc.slot_bytes());
+        let end = loc.offset.saturating_add(loc.slot_bytes(u64::from(len)));
         if let Some((key, furthest, owner)) = reach
             && key == (loc.class, loc.file)
             && loc.offset < furthest
@@ -317,7 +321,7 @@ pub(crate) fn check_live(
                 .node = Some(live.id);
             continue;
         }
-        if !loc.offset.is_multiple_of(loc.slot_bytes()) {
+        if let Some(why) = loc.misplaced(u64::from(len)) {
             findings
                 .push(
                     Severity::Problem,
@@ -325,10 +329,9 @@ pub(crate) fn check_live(
                     loc.offset,
                     FindingKind::SlotOffGrid { location: slot },
                     format!(
-                        "node {}'s slot {loc:?} is not aligned to the {}-byte slots of its class \
-                         (recovery refuses the store)",
+                        "node {}'s slot {loc:?} {why} ({} bytes; recovery refuses the store)",
                         live.id,
-                        loc.slot_bytes()
+                        class_unit_bytes(loc.class)
                     ),
                 )
                 .node = Some(live.id);
@@ -467,7 +470,7 @@ fn space(model: &Model, files: &BTreeMap<(u8, u32), DataFile>) -> Vec<ClassSpace
     let entry = |classes: &mut BTreeMap<u8, ClassSpace>, class: u8| {
         classes.entry(class).or_insert_with(|| ClassSpace {
             class,
-            slot_bytes: class_slot_bytes(class),
+            slot_bytes: class_unit_bytes(class),
             ..ClassSpace::default()
         });
     };
@@ -485,7 +488,10 @@ fn space(model: &Model, files: &BTreeMap<(u8, u32), DataFile>) -> Vec<ClassSpace
         if let Some(c) = classes.get_mut(&class) {
             c.live_nodes += 1;
             c.live_bytes += u64::from(live.version.len);
-            c.live_slot_bytes += c.slot_bytes;
+            c.live_slot_bytes += live
+                .version
+                .location
+                .slot_bytes(u64::from(live.version.len));
         }
     }
     classes.into_values().collect()

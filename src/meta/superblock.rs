@@ -25,8 +25,10 @@ use crate::io::StorageFile;
 pub const SUPERBLOCK_FILE: &str = "superblock";
 /// The first eight bytes of every slot.
 pub const MAGIC: [u8; 8] = *b"VELSUPER";
-/// The slot format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The store format version this build writes and reads: the slot layout, and the data layout
+/// of `design/FORMAT.md` §5. Version 2 made class 13 the large class of 4 KiB-unit extents;
+/// a version-1 store (power-of-two classes up to 64 MiB) is refused as `UnsupportedVersion`.
+pub const FORMAT_VERSION: u32 = 2;
 /// Bytes per slot.
 pub const SLOT_BYTES: usize = 4096;
 /// Slots per superblock file.

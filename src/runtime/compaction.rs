@@ -2,10 +2,12 @@
 //! their blocks go back to the filesystem. NodeIds never change; only object-table entries do.
 //!
 //! Steps (`design/DURABILITY.md` §6, M1–M6), writers and readers running throughout:
-//! M1 choose victims: segments of classes with several slots per segment whose free share is at
-//!    least `dead_percent_min`, outside the densest segments that can hold the class's live
-//!    slots, best benefit/cost first (dead slots per live slot moved), until the pass's
-//!    live-byte budget is spent;
+//! M1 choose victims: segments of small classes whose free share is at least
+//!    `dead_percent_min`, outside the densest segments that can hold the class's live slots, and
+//!    regions of the large class as sparse whose extents all fit, best fit, in the free runs of
+//!    regions that stay (a plan over the free runs, so a pass never adds a region to empty one);
+//!    best benefit/cost first (free bytes per live byte moved), until the pass's live-byte budget
+//!    is spent;
 //! M2 stop allocation from the victims (the allocator's evacuation), so no node moves back in;
 //! M3 list the LIVE nodes whose current version lies in a victim;
 //! M4 in batches (throttled to `bytes_per_sec_max`), under a pinned epoch (so no source slot is
@@ -24,13 +26,16 @@
 //! durable first). The old slot is freed only after the move is durable, so it is never reused
 //! while a recovery could still name it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::durable::Inner;
 use super::engine::{Staged, StagedNode};
 use super::options::{CommitPolicy, CompactionOptions};
 use super::stats::Counters;
-use crate::alloc::{CLASS_COUNT, EmptySegment, class_slot_bytes};
+use crate::alloc::{
+    EXTENT_UNIT_BYTES, EmptySegment, LARGE_CLASS, RegionExtents, SMALL_CLASS_COUNT,
+    class_unit_bytes,
+};
 use crate::error::{Error, Result};
 use crate::object_table::{EntryState, NodeId, Version};
 
@@ -63,23 +68,54 @@ pub struct CompactProgress {
     pub bytes_moved: u64,
 }
 
-/// A victim segment.
+/// A victim segment (a region of the large class).
 #[derive(Debug, Clone, Copy)]
 struct Victim {
     class: u8,
     segment: u32,
-    used_slots: u64,
-    free_slots: u64,
+    /// Bytes of its live slots or extents: what moving it costs.
+    used_bytes: u64,
+    /// Bytes free in it: what moving it gains.
+    free_bytes: u64,
 }
 
 /// M1: the victims of one pass, best first, within the byte budget.
 ///
-/// Within a class, moving can only free segments if the live slots fit in fewer of them: the
-/// `ceil(live / slots per segment)` densest segments stay as destinations, and only the others
-/// may become victims, so a pass never moves nodes that cannot free a segment.
+/// Within a small class, moving can only free segments if the live slots fit in fewer of them:
+/// the `ceil(live / slots per segment)` densest segments stay as destinations, and only the
+/// others may become victims, so a pass never moves nodes that cannot free a segment. A region
+/// of the large class becomes a victim only if its extents fit the free runs that remain
+/// ([`ExtentPlan`]), for the same reason.
 fn choose_victims(inner: &Inner, options: &CompactionOptions) -> Vec<Victim> {
+    let mut candidates = small_candidates(inner, options);
+    candidates.extend(large_candidates(inner, options));
+    // Benefit/cost: bytes freed per byte moved, best first (compared by cross product).
+    candidates.sort_by(|a, b| {
+        (u128::from(b.free_bytes) * u128::from(a.used_bytes))
+            .cmp(&(u128::from(a.free_bytes) * u128::from(b.used_bytes)))
+            .then(a.class.cmp(&b.class))
+            .then(a.segment.cmp(&b.segment))
+    });
+    let mut plan = ExtentPlan::new(inner.alloc.region_extents());
+    let mut budget = options.pass_bytes_max;
+    let mut out = Vec::new();
+    for v in candidates {
+        if v.used_bytes > budget {
+            continue;
+        }
+        if v.class == LARGE_CLASS && !plan.take(v.segment) {
+            continue;
+        }
+        budget -= v.used_bytes;
+        out.push(v);
+    }
+    out
+}
+
+/// Segments of the small classes that may be victims (M1).
+fn small_candidates(inner: &Inner, options: &CompactionOptions) -> Vec<Victim> {
     let mut candidates = Vec::new();
-    for class in 0..CLASS_COUNT as u8 {
+    for class in 0..SMALL_CLASS_COUNT as u8 {
         let mut usage: Vec<_> = inner
             .alloc
             .segment_usage(class)
@@ -101,6 +137,7 @@ fn choose_victims(inner: &Inner, options: &CompactionOptions) -> Vec<Victim> {
                 .cmp(&a.used_slots)
                 .then(a.segment.cmp(&b.segment))
         });
+        let slot = class_unit_bytes(class);
         for u in usage.into_iter().skip(keep) {
             let used = u64::from(u.used_slots);
             let free = slots - used;
@@ -110,29 +147,110 @@ fn choose_victims(inner: &Inner, options: &CompactionOptions) -> Vec<Victim> {
             candidates.push(Victim {
                 class,
                 segment: u.segment,
-                used_slots: used,
-                free_slots: free,
+                used_bytes: used * slot,
+                free_bytes: free * slot,
             });
         }
     }
-    // Benefit/cost: slots freed per slot moved, best first (free/used compared by cross product).
-    candidates.sort_by(|a, b| {
-        (b.free_slots * a.used_slots)
-            .cmp(&(a.free_slots * b.used_slots))
-            .then(a.class.cmp(&b.class))
-            .then(a.segment.cmp(&b.segment))
-    });
-    let mut budget = options.pass_bytes_max;
-    let mut out = Vec::new();
-    for v in candidates {
-        let bytes = v.used_slots * class_slot_bytes(v.class);
-        if bytes > budget {
-            continue;
+    candidates
+}
+
+/// Regions of the large class whose free share is at least `dead_percent_min` (M1); whether
+/// their extents fit elsewhere is the plan's to say.
+fn large_candidates(inner: &Inner, options: &CompactionOptions) -> Vec<Victim> {
+    inner
+        .alloc
+        .segment_usage(LARGE_CLASS)
+        .into_iter()
+        .filter(|u| u.used_slots > 0)
+        .filter(|u| {
+            let free = u64::from(u.slots - u.used_slots);
+            free * 100 >= u64::from(u.slots) * u64::from(options.dead_percent_min)
+        })
+        .map(|u| Victim {
+            class: LARGE_CLASS,
+            segment: u.segment,
+            used_bytes: u64::from(u.used_slots) * EXTENT_UNIT_BYTES,
+            free_bytes: u64::from(u.slots - u.used_slots) * EXTENT_UNIT_BYTES,
+        })
+        .collect()
+}
+
+/// Where the extents of the large class's victims would go: the free runs of the regions that
+/// stay, taken best fit as the allocator takes them (largest extent first). A region is a victim
+/// only if all its extents fit; a region that receives extents in the plan is a destination and
+/// never a victim. The moves themselves allocate as usual; writers racing the pass may take runs
+/// the plan counted on, and then a move may add a region, as a small class may add a segment.
+struct ExtentPlan {
+    /// Free runs `(units, region, index)` of the regions open to allocation and not victims.
+    pool: BTreeSet<(u32, u32, u32)>,
+    regions: HashMap<u32, RegionExtents>,
+    destinations: HashSet<u32>,
+}
+
+impl ExtentPlan {
+    fn new(regions: Vec<RegionExtents>) -> Self {
+        let mut pool = BTreeSet::new();
+        for r in regions.iter().filter(|r| !r.evacuating) {
+            for (i, &units) in r.free_runs.iter().enumerate() {
+                pool.insert((units, r.region, i as u32));
+            }
         }
-        budget -= bytes;
-        out.push(v);
+        ExtentPlan {
+            pool,
+            regions: regions.into_iter().map(|r| (r.region, r)).collect(),
+            destinations: HashSet::new(),
+        }
     }
-    out
+
+    /// Plans emptying `region`: true, with the plan updated, if every extent of it fits the free
+    /// runs of other regions; false, with the plan as it was, otherwise.
+    fn take(&mut self, region: u32) -> bool {
+        if self.destinations.contains(&region) {
+            return false;
+        }
+        let Some(r) = self.regions.get(&region) else {
+            return false;
+        };
+        let own: Vec<(u32, u32, u32)> = self
+            .pool
+            .iter()
+            .copied()
+            .filter(|&(_, reg, _)| reg == region)
+            .collect();
+        for run in &own {
+            self.pool.remove(run);
+        }
+        let mut extents = r.extents.clone();
+        extents.sort_unstable_by(|a, b| b.cmp(a));
+        let mut undo: Vec<((u32, u32, u32), Option<(u32, u32, u32)>)> = Vec::new();
+        let mut fits = true;
+        for e in extents {
+            let Some(&run) = self.pool.range((e, 0, 0)..).next() else {
+                fits = false;
+                break;
+            };
+            self.pool.remove(&run);
+            let rest = (run.0 > e).then_some((run.0 - e, run.1, run.2));
+            if let Some(rest) = rest {
+                self.pool.insert(rest);
+            }
+            undo.push((run, rest));
+        }
+        if !fits {
+            for (run, rest) in undo.into_iter().rev() {
+                if let Some(rest) = rest {
+                    self.pool.remove(&rest);
+                }
+                self.pool.insert(run);
+            }
+            self.pool.extend(own);
+            return false;
+        }
+        self.destinations
+            .extend(undo.iter().map(|((_, reg, _), _)| *reg));
+        true
+    }
 }
 
 /// Runs one pass (M1–M6) with `options`, reporting progress to `progress`.
@@ -258,13 +376,17 @@ fn move_batch(inner: &Inner, batch: &[(NodeId, Version)]) -> Result<(u64, u64, u
                     continue;
                 }
             };
-            let location = match inner.files.allocate_slot(&inner.alloc, old.location.class) {
-                Ok(l) => l,
-                Err(e) => {
-                    release(inner, &staged);
-                    return Err(e);
-                }
-            };
+            let location =
+                match inner
+                    .files
+                    .allocate(&inner.alloc, old.location.class, u64::from(old.len))
+                {
+                    Ok(l) => l,
+                    Err(e) => {
+                        release(inner, &staged);
+                        return Err(e);
+                    }
+                };
             if let Err(e) = inner.files.write(location, &bytes) {
                 inner.alloc.release(location);
                 release(inner, &staged);
@@ -329,8 +451,8 @@ fn release(inner: &Inner, staged: &Staged) {
     }
 }
 
-/// M6: punches out every wholly free segment but `spare` per class of small segments; returns
-/// them.
+/// M6: punches out every wholly free segment but `spare` per class of small segments, and every
+/// free run of the large class not punched since it was freed; returns them.
 pub(crate) fn return_free_segments(inner: &Inner, spare: usize) -> Result<Vec<EmptySegment>> {
     let returned = inner
         .alloc

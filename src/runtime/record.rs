@@ -18,7 +18,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use crate::alloc::{Location, class_slot_bytes};
+use crate::alloc::{Location, class_len_max, len_fits};
 use crate::codec::{Decoder, Encoder, crc32c};
 use crate::error::{CorruptionKind, Error, Result};
 use crate::meta::ROOT_NAME_BYTES_MAX;
@@ -363,11 +363,6 @@ fn encode_name(e: &mut Encoder, name: &str) {
     e.u8(name.len() as u8).bytes(name.as_bytes());
 }
 
-/// True when `len` bytes fit the slot of `location`'s class.
-fn len_fits(location: Location, len: u32) -> bool {
-    u64::from(len) <= class_slot_bytes(location.class)
-}
-
 /// True when a root name of `len` bytes is allowed (the root catalog's rule).
 fn root_name_len_ok(len: usize) -> bool {
     (1..=ROOT_NAME_BYTES_MAX).contains(&len)
@@ -448,12 +443,17 @@ fn check_version(i: usize, v: &NodeVersionRef<'_>) -> Result<()> {
             v.location
         )));
     }
-    if !len_fits(v.location, v.len) {
+    if !len_fits(v.location.class, u64::from(v.len)) {
         return Err(invalid_argument(format!(
-            "op {i}: len {} exceeds the {}-byte slot of class {}",
+            "op {i}: len {} does not fit class {} (at most {} bytes{})",
             v.len,
-            class_slot_bytes(v.location.class),
-            v.location.class
+            v.location.class,
+            class_len_max(v.location.class),
+            if v.location.class == crate::alloc::LARGE_CLASS {
+                ", more than 256 KiB"
+            } else {
+                ""
+            }
         )));
     }
     if let Some(p) = v.payload {
@@ -583,7 +583,7 @@ impl<'a> Reader<'a, '_> {
             Location::unpack(word).ok_or_else(|| self.invalid(at, "op.location", word))?;
         let at = self.d.position();
         let len = self.d.u32()?;
-        if !len_fits(location, len) {
+        if !len_fits(location.class, u64::from(len)) {
             return Err(self.invalid(at, "op.len", u64::from(len)));
         }
         let crc32c_field = self.d.u32()?;

@@ -6,7 +6,9 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 
 use super::*;
-use crate::alloc::{CLASS_COUNT, FILE_MAX};
+use crate::alloc::{
+    CLASS_COUNT, FILE_MAX, LARGE_CLASS, SLOT_BYTES_MAX, SMALL_SLOT_BYTES_MAX, class_len_max,
+};
 use crate::error::Corruption;
 use crate::object_table::{HANDLE_MAX, SHARDS};
 
@@ -453,7 +455,7 @@ fn arb_location() -> impl Strategy<Value = Location> {
 }
 
 fn arb_version() -> impl Strategy<Value = NodeVersion> {
-    // Payloads of at most 64 bytes fit every class.
+    // Payloads of at most 64 bytes fit every small class; a version with one is never large.
     let payload = prop::option::of(prop::collection::vec(any::<u8>(), 0..=64));
     (
         arb_id(),
@@ -463,11 +465,23 @@ fn arb_version() -> impl Strategy<Value = NodeVersion> {
         any::<u32>(),
         any::<Index>(),
     )
-        .prop_map(|(id, location, kind, payload, crc, len)| {
+        .prop_map(|(id, mut location, kind, payload, crc, len)| {
             let (len, crc32c) = match &payload {
-                Some(p) => (p.len() as u32, crc32c(p)),
+                Some(p) => {
+                    if location.class == LARGE_CLASS {
+                        location.class = 0;
+                    }
+                    (p.len() as u32, crc32c(p))
+                }
+                None if location.class == LARGE_CLASS => {
+                    let span = (SLOT_BYTES_MAX - SMALL_SLOT_BYTES_MAX) as usize;
+                    (
+                        (SMALL_SLOT_BYTES_MAX as usize + 1 + len.index(span)) as u32,
+                        crc,
+                    )
+                }
                 None => {
-                    let slot = class_slot_bytes(location.class);
+                    let slot = class_len_max(location.class);
                     (len.index(slot as usize + 1) as u32, crc)
                 }
             };

@@ -85,7 +85,10 @@ impl<'rt> WriteTxn<'rt> {
         let class = class_for_len(bytes.len() as u64).ok_or_else(|| {
             Error::InvalidArgument(format!("no size class for {} bytes", bytes.len()))
         })?;
-        let location = self.rt.files.allocate_slot(&self.rt.alloc, class)?;
+        let location = self
+            .rt
+            .files
+            .allocate(&self.rt.alloc, class, bytes.len() as u64)?;
         if let Err(e) = self.rt.files.write(location, bytes) {
             self.rt.alloc.release(location);
             return Err(e);

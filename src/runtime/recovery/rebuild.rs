@@ -5,12 +5,12 @@
 //!    durable, and the manifest publish's directory sync those of files created since, before
 //!    K5 named them).
 //! 2. Disk bytes never make the rebuild allocate without bound: every file is within its size,
-//!    every live slot inside a file or at most [`UNSYNCED_DATA_FILES_MAX`] files past the last
-//!    that exists.
+//!    every live slot or extent (`round_up(len, 4 KiB)` from its offset) inside a file or at most
+//!    [`UNSYNCED_DATA_FILES_MAX`] files past the last that exists.
 //! 3. A payload goes back only into a slot its version still owns (a slot freed and reused later
-//!    in the log is not overwritten with an old payload), and only after the slot's segment is
-//!    reserved (a write through a mapping into unreserved blocks would raise SIGBUS on a full
-//!    disk instead of an error).
+//!    in the log is not overwritten with an old payload), and only after the slot's segment (a
+//!    large extent itself) is reserved (a write through a mapping into unreserved blocks would
+//!    raise SIGBUS on a full disk instead of an error).
 //! 4. What RV7 writes is durable before the runtime accepts anything (RV7's data sync): a
 //!    checkpoint after recovery may drop the logs that carried the payloads, so the slots must
 //!    hold them durably by then. The data files count every write themselves, so the sync
@@ -77,13 +77,13 @@ pub(super) fn rebuild(
     Ok((files, alloc))
 }
 
-/// The slot of every live node's current version.
-fn live_locations(replayed: &Replayed) -> Vec<Location> {
+/// The location and length of every live node's current version: what its slot or extent is.
+fn live_locations(replayed: &Replayed) -> Vec<(Location, u64)> {
     let guard = crossbeam_epoch::pin();
     let mut live = Vec::new();
     replayed.table.for_each(&guard, |_, view| {
         if let Some(v) = view.current {
-            live.push(v.location);
+            live.push((v.location, u64::from(v.len)));
         }
     });
     live
@@ -94,7 +94,7 @@ fn check_bounds(
     dir: &Path,
     per_file_bytes: u64,
     files: &DataFiles,
-    live: &[Location],
+    live: &[(Location, u64)],
 ) -> Result<[u64; CLASS_COUNT]> {
     let mut files_per_class = [0u64; CLASS_COUNT];
     let mut segments = [0u64; CLASS_COUNT];
@@ -113,10 +113,10 @@ fn check_bounds(
         let n = (u64::from(file) * per_file_bytes + len).div_ceil(segment_bytes(class));
         segments[usize::from(class)] = segments[usize::from(class)].max(n);
     }
-    for l in live {
+    for &(l, len) in live {
         let class = usize::from(l.class);
         let beyond = u64::from(l.file) >= files_per_class[class] + UNSYNCED_DATA_FILES_MAX;
-        let end = l.offset.checked_add(l.slot_bytes());
+        let end = l.offset.checked_add(l.slot_bytes(len));
         if beyond || end.is_none_or(|end| end > per_file_bytes) {
             return Err(Error::corruption(
                 dir.join(data_file_name(l.class, l.file)),
@@ -147,10 +147,10 @@ pub(super) fn write_back(
     for (id, (location, bytes)) in &replayed.payloads {
         let current = replayed.table.get(*id, &guard).ok();
         if current.is_some_and(|v| v.location == *location) {
-            // One reservation per segment, not per payload.
-            let segment = DataFiles::segment_of(*location);
-            if reserved.insert((segment.class, segment.file, segment.offset)) {
-                files.back(&segment)?;
+            // One reservation per segment, not per payload (a large extent is its own).
+            let range = DataFiles::reservation(*location, bytes.len() as u64);
+            if reserved.insert((range.class, range.file, range.offset)) {
+                files.back(&range)?;
             }
             files.write(*location, bytes)?;
             written += 1;
