@@ -259,7 +259,9 @@ fn dump_shows_each_section() {
 }
 
 /// `dump --faster-log` shows a FasterLog root with one line per chunk node, and its JSON lists
-/// the chunks; `fsck` finds the log clean.
+/// the chunks; `dump --structures` shows it through the FasterLog plugin; `fsck` finds the log
+/// clean, and after one entry is damaged reports it (through the plugin the tool registers) with
+/// the page, the entry's address, the extent node and the kind.
 #[test]
 fn dump_shows_a_faster_log_with_its_chunks() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -325,4 +327,64 @@ fn dump_shows_a_faster_log_with_its_chunks() {
         let line = format!("  chunk {node} lists pages {range}\n");
         assert!(text.contains(&line), "{text}");
     }
+
+    let out = vellum(&["dump", "--json", "--structures"], &dir);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let s = &json(&out)["structures"];
+    assert_eq!(s.as_array().map(Vec::len), Some(1), "{s}");
+    assert_eq!(s[0]["root"], "faster-log:events");
+    assert_eq!(s[0]["structure"], "FasterLog");
+    assert_eq!(s[0]["view"]["entries"], 130);
+    assert_eq!(s[0]["view"]["chunks"], l["chunks"]);
+    let out = vellum(&["dump", "--structures"], &dir);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("FasterLog faster-log:events (node "),
+        "{text}"
+    );
+
+    // One payload byte of page 129's entry, through the runtime (the node's CRC32C is right).
+    let (node, address);
+    {
+        let rt = DurableRuntime::open(&dir, runtime_options()).expect("open");
+        let meta = vellum_faster::meta::Meta::decode(
+            &rt.read(rt.root("faster-log:events").expect("root"))
+                .expect("read"),
+            "m",
+        )
+        .expect("meta");
+        let e = meta.page_extents(129).expect("in-line")[0];
+        node = e.node;
+        address = 129 * 4096 + u64::from(e.start);
+        let mut bytes = rt.read(node).expect("read");
+        bytes[8] ^= 0x01;
+        let mut tx = rt.begin();
+        tx.write(node, &bytes).expect("write");
+        tx.commit_with(CommitPolicy::Strict).expect("commit");
+        rt.close().expect("close");
+    }
+    let out = vellum(&["fsck", "--json"], &dir);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let findings = json(&out)["findings"].clone();
+    let problems: Vec<&Value> = findings
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["severity"] == "problem")
+        .collect();
+    assert_eq!(problems.len(), 1, "{findings:#}");
+    let f = problems[0];
+    assert_eq!(f["file"], "faster-log:events/page-129");
+    assert_eq!(f["offset"], address);
+    assert_eq!(f["node"], node.to_string());
+    assert_eq!(f["kind"], "corruption");
+    assert_eq!(f["detail"]["type"], "checksum_mismatch");
+    let out = vellum(&["dump", "--faster-log"], &dir);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("129 entries"), "{text}");
+    assert!(text.contains(", 1 problems\n"), "{text}");
+    assert!(
+        text.contains("  problem: faster-log:events/page-129: checksum mismatch"),
+        "{text}"
+    );
 }
