@@ -19,7 +19,7 @@
 //!
 //! Layout: [`finding`] (findings and severities), `meta` (superblock slots, manifest), `frames`
 //! and `logs` (delta logs, records), `model` (the replayed state), `space` (data files, slots,
-//! node bytes, space), `directory` (leftovers, unknown files), [`load`] (the reconstruction),
+//! node bytes, space), `directory` (leftovers, unknown files), [`load()`] (the reconstruction),
 //! `snapshot` (checking under a live writer), [`report`], [`dump`], [`faster_log`] (FasterLog
 //! roots: metadata and every committed entry).
 

@@ -28,6 +28,9 @@ mod txn;
 
 pub use claims::RootClaim;
 pub use compaction::{CompactProgress, CompactReport};
+// The settings and figures of the layers below that a user of the runtime names.
+pub use crate::alloc::{AllocOptions, DataFileOptions, SegmentUsage};
+pub use crate::log::LogOptions;
 pub use durable::{DurableRuntime, Snapshot, SnapshotReader};
 pub use options::{CommitPolicy, CompactionOptions, RecoveryMode, RuntimeOptions};
 pub use record::*;

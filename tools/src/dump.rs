@@ -8,12 +8,12 @@ use std::sync::Arc;
 
 use clap::Args;
 use serde::Serialize;
+use vellum::NodeId;
 use vellum::inspect::dump::{self, CheckpointDump, LogDump, ManifestDump, NodeDump, RootsDump};
 use vellum::inspect::{
     ClassSpace, FasterLogDump, FsckOptions, Inspection, faster_logs, load, lock,
 };
 use vellum::io::{OsStorage, Storage};
-use vellum::object_table::NodeId;
 
 use crate::fsck::{EXIT_UNREADABLE, print_json, refusal};
 

@@ -50,7 +50,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use vellum::CorruptionKind;
-use vellum::object_table::NodeId;
+use vellum::NodeId;
 use vellum::runtime::{DurableRuntime, RootClaim, WriteTxn};
 
 use crate::entry::{FILLER_WORD, HEADER_BYTES, Header, decode_header, entry_bytes, entry_crc};

@@ -14,9 +14,9 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
+use vellum::NodeId;
 use vellum::codec::crc32c;
 use vellum::inspect::faster_log::{Extents, decode_chunk_node, decode_meta_node};
-use vellum::object_table::NodeId;
 use vellum_faster::chunk::{CHUNK_PAGES, Chunk, ChunkRef};
 use vellum_faster::meta::{Extent, Meta};
 
