@@ -1,8 +1,8 @@
 //! Runtime paths: a snapshot read of a resident node (target: at most 2x the plain lookup,
 //! `node_lookup/id_to_bytes` in `benches/object_table.rs`), checked against its CRC32C and not,
-//! the CRC32C alone, a copying read at the newest epoch, taking and dropping a snapshot, the same
-//! two on two threads at once (the time is per operation of one thread: each thread does `iters`
-//! operations while the other does as many), and one EVENTUAL commit.
+//! the CRC32C alone, a copying read at the newest epoch, taking and dropping a snapshot (borrowed
+//! and owned), the same on two threads at once (the time is per operation of one thread: each
+//! thread does `iters` operations while the other does as many), and one EVENTUAL commit.
 
 use std::hint::black_box;
 use std::sync::Barrier;
@@ -93,6 +93,9 @@ fn runtime(c: &mut Criterion) {
     group.bench_function("snapshot_take_drop", |b| {
         b.iter(|| black_box(rt.snapshot().epoch()))
     });
+    group.bench_function("snapshot_owned_take_drop", |b| {
+        b.iter(|| black_box(rt.snapshot_owned().epoch()))
+    });
     group.bench_function("read_newest_copy_100B", |b| {
         b.iter(|| {
             i = (i + 1) % NODES;
@@ -103,6 +106,13 @@ fn runtime(c: &mut Criterion) {
         b.iter_custom(|iters| {
             on_threads(iters, |_, _| {
                 black_box(rt.snapshot().epoch());
+            })
+        })
+    });
+    group.bench_function("snapshot_owned_take_drop_2_threads", |b| {
+        b.iter_custom(|iters| {
+            on_threads(iters, |_, _| {
+                black_box(rt.snapshot_owned().epoch());
             })
         })
     });
