@@ -25,7 +25,7 @@
 //!    happens before P locks it and reads its epoch: the visible epoch only grows, so P reads at
 //!    least `v` (invariant 2), and the limit is at most `v <= e`. Either way a version visible at
 //!    `e` (superseded after `e`) is not freed while P holds `e`. No lock orders publishing against
-//!    pinning, so publishing a new visible epoch no longer waits for any registry lock.
+//!    pinning, so publishing a new visible epoch waits for no registry lock.
 //!    A pin duplicated in its own stripe while it is held (`repin`) is registered throughout.
 //! 5. `oldest()` is a lower bound on every epoch registered before it locked each stripe, so a
 //!    version superseded at an epoch at or below it is invisible to every live snapshot.
