@@ -25,6 +25,7 @@ use self::directory::{Found, find_store, lock, remove_create_leftovers, remove_u
 pub(crate) use self::directory::{StoreFile, classify};
 use self::replay::{Replayed, load_checkpoint, replay_logs};
 use super::durable::Inner;
+use super::durable_wait::DurableWaiters;
 use super::engine::{CommitState, DataSync, Visible};
 use super::group_flush::GroupFlush;
 use super::options::RuntimeOptions;
@@ -317,6 +318,7 @@ fn publish(
     count_recovery(&counters, &report);
     let log_bytes = log.stats().bytes_appended;
     tracing::info!(epoch, records = report.records_replayed, "store open");
+    let durable_waiters = Arc::new(DurableWaiters::default());
     let inner = Inner {
         storage,
         dir: PathBuf::from(dir),
@@ -340,9 +342,11 @@ fn publish(
         data_sync,
         visible: Visible::new(epoch, roots),
         durable_epoch: AtomicU64::new(epoch),
+        durable_waiters: durable_waiters.clone(),
         snapshots: SnapshotRegistry::default(),
         reclaim: Mutex::new(VecDeque::new()),
-        poison: Poison::new(),
+        // `durable_wait.rs`, invariant 2: poisoning wakes the durability waiters.
+        poison: Poison::with_wake(move || durable_waiters.notify()),
         counters,
         checkpoint_lock: Mutex::new(()),
         compaction_lock: Mutex::new(()),
