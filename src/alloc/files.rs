@@ -50,6 +50,16 @@ const WRITE_AT_BYTES_MIN: usize = 64 << 10;
 /// append throughput went from 73-86 % to 106-118 % of a raw sequential write+fdatasync.
 const START_WRITEBACK_BYTES_MIN: usize = 256 << 10;
 
+/// Largest buffer [`DataFiles::fill`] keeps for a thread's next large fill (4 MiB: a FasterLog
+/// page of the default size fits; a larger one is allocated for its fill and freed after).
+const FILL_BUFFER_BYTES_KEPT: usize = 4 << 20;
+
+thread_local! {
+    /// The buffer large fills reuse, so filling a 1 MiB page neither allocates nor faults in
+    /// fresh memory each time.
+    static FILL_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Most collector rounds one write runs to unmap evicted windows (each is a pin and a flush).
 const COLLECT_ROUNDS_MAX: usize = 64;
 
@@ -452,6 +462,56 @@ impl DataFiles {
         }
         self.collect_evicted();
         Ok(())
+    }
+
+    /// Writes `len` bytes into the slot at `loc`, which the caller allocated and owns
+    /// (invariant 6), by handing `fill` a buffer to fill in place; then calls `observe` with the
+    /// bytes as written (to checksum them, or copy a small node for its record) and returns what
+    /// it returns. The buffer starts zeroed, so a byte `fill` leaves alone reads as zero (never
+    /// as a byte of the slot's previous, freed version).
+    ///
+    /// Below [`WRITE_AT_BYTES_MIN`] the buffer is the slot itself, in its mapped window: nothing
+    /// is copied. From it up, the buffer is a reusable one of this thread's (kept up to
+    /// [`FILL_BUFFER_BYTES_KEPT`]), written with `write_at`: one copy into the page cache, as a
+    /// write through the mapping would make page fault by page fault.
+    pub(crate) fn fill<R>(
+        &self,
+        loc: Location,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+        observe: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R> {
+        if len as u64 > class_slot_bytes(loc.class) {
+            return Err(Error::InvalidArgument(format!(
+                "{len} bytes do not fit the slot at {loc:?}"
+            )));
+        }
+        if len >= WRITE_AT_BYTES_MIN {
+            return FILL_BUFFER.with(|cell| {
+                let mut buf = cell.take();
+                buf.clear();
+                buf.resize(len, 0);
+                fill(&mut buf);
+                let written = self.write(loc, &buf).map(|()| observe(&buf));
+                if buf.capacity() <= FILL_BUFFER_BYTES_KEPT {
+                    cell.replace(buf);
+                }
+                written
+            });
+        }
+        self.ensure(loc)?;
+        let observed = {
+            let guard = crossbeam_epoch::pin();
+            let (pin, within) = self.window(loc, &guard)?;
+            let observed = pin.fill(within, len, fill, observe)?;
+            if let Some(f) = self.list(loc.class, &guard).get(loc.file as usize) {
+                f.dirty.store(true, Ordering::Release);
+            }
+            self.count_change();
+            observed
+        };
+        self.collect_evicted();
+        Ok(observed)
     }
 
     /// When evicted windows still mapped push the total past the budget, runs the epoch

@@ -80,6 +80,24 @@ impl<'g> WindowPin<'g> {
         unsafe { self.window.mapping.slice_if_in_range(offset, len) }
     }
 
+    /// Zeroes the `len` bytes at `offset`, hands them to `fill` to write in place, then to
+    /// `observe` as written. The caller holds the slot exclusively (rule 3), as for [`WindowPin::write`].
+    pub(crate) fn fill<R>(
+        &self,
+        offset: usize,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+        observe: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R> {
+        // SAFETY: the window lives as long as 'g (rule 1); the caller holds the slot exclusively
+        // (rule 3), so nobody else reads or writes these bytes while `fill` and `observe` run;
+        // the range is bounds-checked by `slice_mut`.
+        let dst = unsafe { self.window.mapping.slice_mut(offset, len) }?;
+        dst.fill(0);
+        fill(dst);
+        Ok(observe(dst))
+    }
+
     /// Copies `data` into the window at `offset`. The caller owns the slot (rule 3).
     pub(crate) fn write(&self, offset: usize, data: &[u8]) -> Result<()> {
         // SAFETY: the window lives as long as 'g (rule 1); the caller holds the slot exclusively
