@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use vellum::io::{CrashMode, FaultStorage};
-use vellum::runtime::{CommitPolicy, DurableRuntime, RuntimeOptions};
+use vellum::runtime::{CommitPolicy, DurableRuntime};
 use vellum::{Error, NodeId};
 
 mod common;
