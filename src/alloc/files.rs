@@ -473,7 +473,9 @@ impl DataFiles {
     /// Below [`WRITE_AT_BYTES_MIN`] the buffer is the slot itself, in its mapped window: nothing
     /// is copied. From it up, the buffer is a reusable one of this thread's (kept up to
     /// [`FILL_BUFFER_BYTES_KEPT`]), written with `write_at`: one copy into the page cache, as a
-    /// write through the mapping would make page fault by page fault.
+    /// write through the mapping would make page fault by page fault, only slower (`vellum bench
+    /// log`, 1 MiB pages of 16 KiB entries: 109-131 % of raw bandwidth through the buffer,
+    /// 77-91 % filled through the mapping, alternating runs on the 2-vCPU VM).
     pub(crate) fn fill<R>(
         &self,
         loc: Location,
