@@ -16,6 +16,20 @@ use super::{LockGuard, PAGE_BYTES, Storage, StorageFile};
 use crate::error::{Error, IoOp, Result};
 
 /// The real filesystem.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// use vellum::runtime::{DurableRuntime, RuntimeOptions};
+/// let options = RuntimeOptions { create_if_missing: true, ..RuntimeOptions::default() };
+/// use std::sync::Arc;
+/// use vellum::io::OsStorage;
+/// // `open` is `open_with` on the real filesystem; a structure's tests pass another `Storage`.
+/// let rt = DurableRuntime::open_with(Arc::new(OsStorage), dir.path(), options)?;
+/// rt.close()?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Default, Clone, Copy)]
 pub struct OsStorage;
 

@@ -182,6 +182,29 @@ impl Inner {
 }
 
 /// A durable copy-on-write object store (see the crate docs and `design/DURABILITY.md` §6).
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// use vellum::runtime::{DurableRuntime, RuntimeOptions};
+/// let options = RuntimeOptions { create_if_missing: true, ..RuntimeOptions::default() };
+/// // Create a store, commit a node under a root, close it cleanly ...
+/// let rt = DurableRuntime::open(dir.path(), options.clone())?;
+/// let mut tx = rt.begin();
+/// let id = tx.alloc(1, b"state")?;
+/// tx.set_root("my-structure", id)?;
+/// let epoch = tx.commit()?;
+/// assert_eq!(rt.durable_epoch(), epoch, "BALANCED, the default, returns once durable");
+/// rt.close()?;
+/// // ... and open it again: recovery says what it found.
+/// let rt = DurableRuntime::open(dir.path(), options)?;
+/// assert!(!rt.recovery_report().created);
+/// assert_eq!(rt.recovery_report().epoch, epoch);
+/// let id = rt.root("my-structure").expect("the root survived");
+/// assert_eq!(rt.read(id)?, b"state");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct DurableRuntime {
     inner: Arc<Inner>,

@@ -40,6 +40,29 @@ use crate::resolve::resolve_at;
 /// `Snapshot<'static>` ([`OwnedSnapshot`]) that can be stored beside an `Arc<DurableRuntime>`,
 /// for a long scan or a session. Either keeps every version visible at its epoch from being
 /// reclaimed until it drops, so hold one only as long as it is needed.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// use vellum::runtime::{DurableRuntime, RuntimeOptions};
+/// let options = RuntimeOptions { create_if_missing: true, ..RuntimeOptions::default() };
+/// let rt = DurableRuntime::open(dir.path(), options)?;
+/// let mut tx = rt.begin();
+/// let id = tx.alloc(1, b"page")?;
+/// tx.set_root("index", id)?;
+/// let epoch = tx.commit()?;
+/// let snap = rt.snapshot();
+/// assert_eq!(snap.epoch(), epoch);
+/// let root = snap.root("index").expect("named at this epoch");
+/// // Borrow the bytes for the call, checksum verified, without copying them.
+/// let len = snap.with_node(root, |bytes| bytes.len())?;
+/// assert_eq!(len, Some(4));
+/// // A snapshot that outlives the borrow: `into_owned` keeps the same epoch.
+/// let owned = snap.into_owned();
+/// assert_eq!(owned.epoch(), epoch);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct Snapshot<'rt> {
     inner: Cow<'rt, Arc<Inner>>,
@@ -137,6 +160,27 @@ pub(super) fn with_node_at<R>(
 }
 
 /// Reads of one snapshot under one epoch guard (see [`Snapshot::reader`]).
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// use vellum::runtime::{DurableRuntime, RuntimeOptions};
+/// let options = RuntimeOptions { create_if_missing: true, ..RuntimeOptions::default() };
+/// let rt = DurableRuntime::open(dir.path(), options)?;
+/// let mut tx = rt.begin();
+/// let ids = (0..100u32).map(|i| tx.alloc(1, &i.to_le_bytes())).collect::<Result<Vec<_>, _>>()?;
+/// tx.commit()?;
+/// let snap = rt.snapshot();
+/// let reader = snap.reader();
+/// let mut sum = 0u64;
+/// for id in &ids {
+///     let bytes = reader.get(*id)?.expect("committed before the snapshot");
+///     sum += u64::from(u32::from_le_bytes(bytes.try_into()?));
+/// }
+/// assert_eq!(sum, 4950);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct SnapshotReader<'s> {
     inner: &'s Inner,

@@ -47,6 +47,33 @@ impl Hasher for IdHasher {
 type IdMap<V> = HashMap<NodeId, V, BuildHasherDefault<IdHasher>>;
 
 /// A write transaction. Dropping it without committing aborts it.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// use vellum::runtime::{DurableRuntime, RuntimeOptions};
+/// let options = RuntimeOptions { create_if_missing: true, ..RuntimeOptions::default() };
+/// use vellum::Error;
+/// let rt = DurableRuntime::open(dir.path(), options)?;
+/// let mut tx = rt.begin();
+/// let a = tx.alloc(1, b"a")?;
+/// let b = tx.alloc(1, b"b")?;
+/// tx.commit()?;
+/// // A read-modify-write: the read joins the transaction's read set.
+/// let mut tx = rt.begin();
+/// let old = tx.read(a)?;
+/// tx.write(a, &[&old[..], b"+"].concat())?;
+/// tx.retire(b)?;
+/// // Another commit changes `a` first: this one fails, and nothing of it is visible.
+/// let mut other = rt.begin();
+/// other.write(a, b"other")?;
+/// other.commit()?;
+/// assert!(matches!(tx.commit(), Err(Error::Conflict { id }) if id == a));
+/// assert_eq!(rt.read(a)?, b"other");
+/// assert_eq!(rt.read(b)?, b"b");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct WriteTxn<'rt> {
     rt: &'rt Inner,

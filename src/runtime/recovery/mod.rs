@@ -39,6 +39,25 @@ use crate::meta::{DeltaLogRef, Layout, Manifest, MetaStore, RootCatalog};
 use crate::poison::Poison;
 
 /// What recovery found and did, for [`super::DurableRuntime::recovery_report`].
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// use vellum::runtime::{DurableRuntime, RuntimeOptions};
+/// let options = RuntimeOptions { create_if_missing: true, ..RuntimeOptions::default() };
+/// let rt = DurableRuntime::open(dir.path(), options.clone())?;
+/// assert!(rt.recovery_report().created, "a new store");
+/// let mut tx = rt.begin();
+/// tx.alloc(1, b"x")?;
+/// tx.commit()?;
+/// drop(rt); // not closed: the next open replays the log
+/// let rt = DurableRuntime::open(dir.path(), options)?;
+/// let report = rt.recovery_report();
+/// assert!(!report.created);
+/// assert_eq!(report.records_replayed, 1);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RecoveryReport {
