@@ -114,4 +114,9 @@ internal_layer!(
 pub mod runtime;
 
 pub use error::{Corruption, CorruptionKind, Error, IoOp, Result};
+
+/// The README's examples, compiled and run as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 pub use object_table::{NodeId, ParseNodeIdError};
