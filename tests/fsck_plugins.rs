@@ -9,12 +9,12 @@
 use std::path::Path;
 use std::sync::Mutex;
 
+use vellum::NodeId;
 use vellum::inspect::{
     Finding, FindingKind, FsckOptions, Plugin, Root, Severity, StoreView, Unavailable, dump, fsck,
     fsck_with, load,
 };
 use vellum::io::OsStorage;
-use vellum::object_table::NodeId;
 use vellum::runtime::{CommitPolicy, DurableRuntime};
 use vellum::{Corruption, CorruptionKind};
 

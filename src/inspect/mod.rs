@@ -19,7 +19,7 @@
 //!
 //! Layout: [`finding`] (findings and severities), `meta` (superblock slots, manifest), `frames`
 //! and `logs` (delta logs, records), `model` (the replayed state), `space` (data files, slots,
-//! node bytes, space), `directory` (leftovers, unknown files), [`load`] (the reconstruction),
+//! node bytes, space), `directory` (leftovers, unknown files), [`load()`] (the reconstruction),
 //! `snapshot` (checking under a live writer), [`report`], [`dump`], [`plugin`] (the hooks
 //! through which a structure crate checks and dumps what its roots name: the core decodes no
 //! structure's formats).

@@ -25,8 +25,8 @@ use std::fmt;
 use super::dump;
 use super::finding::{Finding, FindingKind, Severity};
 use super::load::Inspection;
+use crate::NodeId;
 use crate::codec::crc32c;
-use crate::object_table::NodeId;
 
 /// A structure's inspector: checks and dumps the nodes the roots with its prefix name.
 ///

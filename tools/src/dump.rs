@@ -9,12 +9,12 @@ use std::sync::Arc;
 
 use clap::Args;
 use serde::Serialize;
+use vellum::NodeId;
 use vellum::inspect::dump::{
     self, CheckpointDump, LogDump, ManifestDump, NodeDump, RootsDump, StructureDump,
 };
 use vellum::inspect::{ClassSpace, FsckOptions, Inspection, load, lock};
 use vellum::io::{OsStorage, Storage};
-use vellum::object_table::NodeId;
 use vellum_faster::inspect::{FasterLogDump, faster_logs};
 
 use crate::fsck::{EXIT_UNREADABLE, print_json, refusal};

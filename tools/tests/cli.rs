@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
+use vellum::NodeId;
 use vellum::inspect::{FsckOptions, load};
 use vellum::io::OsStorage;
-use vellum::object_table::NodeId;
 use vellum::runtime::{CommitPolicy, DurableRuntime, RuntimeOptions};
 
 /// Small files and windows, so stores stay small; the binary is told the same sizes.

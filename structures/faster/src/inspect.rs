@@ -31,8 +31,8 @@ use std::fmt::Display;
 use std::path::PathBuf;
 
 use serde::Serialize;
+use vellum::NodeId;
 use vellum::inspect::{Finding, FindingKind, Plugin, Root, Severity, StoreView, Unavailable};
-use vellum::object_table::NodeId;
 use vellum::{Corruption, CorruptionKind};
 
 use crate::chunk::{Chunk, chunk_path};

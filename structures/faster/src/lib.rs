@@ -17,7 +17,7 @@
 //!
 //! Formats: `design/FORMAT.md` §8; the commit path: `design/DURABILITY.md` §7.
 
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 #![warn(
     clippy::unwrap_used,
     clippy::expect_used,

@@ -50,7 +50,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use vellum::CorruptionKind;
-use vellum::object_table::NodeId;
+use vellum::NodeId;
 use vellum::runtime::{DurableRuntime, RootClaim, WriteTxn};
 
 use crate::entry::{FILLER_WORD, HEADER_BYTES, Header, decode_header, entry_bytes, entry_crc};
@@ -519,13 +519,12 @@ impl FasterLog {
                     start = 0;
                 }
                 let len = hi - start;
-                #[expect(unsafe_code, reason = "borrowing published words (ring invariant 4)")]
-                // SAFETY: `[start, hi)` lies below `target`, a settled tail, so every store to
-                // it happened before (invariant 2); the slot holds `page` (checked above)
-                // and keeps it until `persisted` covers the page, which only this commit (under
-                // `writer`) advances, after the borrow ends.
-                let bytes = unsafe { slot.published_bytes(start as usize, len as usize) };
-                let node = txn.alloc(PAGE_KIND, bytes)?;
+                // `[start, hi)` lies below `target`, a settled tail, so every store to it
+                // happened before (invariant 2); the slot holds `page` (checked above) until
+                // `persisted` covers the page, which only this commit (under `writer`) advances.
+                let node = txn.alloc_with(PAGE_KIND, len as usize, |buf| {
+                    slot.copy_to(start as usize, buf);
+                })?;
                 extents.push(Extent { start, len, node });
             }
         }

@@ -24,8 +24,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use vellum::NodeId;
 use vellum::codec::crc32c;
-use vellum::object_table::NodeId;
 use vellum::{CorruptionKind, Error as StoreError};
 
 pub use crate::chunk::{CHUNK_REF_BYTES, ChunkRef};

@@ -17,11 +17,11 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
+use vellum::NodeId;
 use vellum::codec::crc32c;
 use vellum::inspect::{
     Finding, FindingKind, LiveNode, Plugin, Root, Severity, StoreView, Unavailable,
 };
-use vellum::object_table::NodeId;
 use vellum_faster::chunk::{CHUNK_PAGES, Chunk, ChunkRef};
 use vellum_faster::entry::{entry_bytes, header_word};
 use vellum_faster::inspect::FasterLogPlugin;

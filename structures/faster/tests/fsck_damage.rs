@@ -9,10 +9,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use vellum::NodeId;
 use vellum::codec::crc32c;
 use vellum::inspect::{Finding, FsckOptions, Report, Severity, fsck_with};
 use vellum::io::OsStorage;
-use vellum::object_table::NodeId;
 use vellum::runtime::{CommitPolicy, DurableRuntime};
 use vellum::{Corruption, CorruptionKind};
 use vellum_faster::entry::entry_crc;

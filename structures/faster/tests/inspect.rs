@@ -91,10 +91,7 @@ fn fsck_and_dump_check_a_faster_log_root() {
     );
     let insp = load(&storage, dir.path(), &fsck_options()).unwrap();
     let root = insp.model.roots.get("faster-log:events").copied();
-    assert_eq!(
-        f.node,
-        root.and_then(vellum::object_table::NodeId::from_raw)
-    );
+    assert_eq!(f.node, root.and_then(vellum::NodeId::from_raw));
     let logs = faster_logs(&insp);
     assert_eq!(logs.len(), 1);
     let l = &logs[0];
