@@ -14,7 +14,8 @@
 //! - [`io`]: the storage trait every file operation goes through, and the real filesystem's
 //!   implementation (`FaultStorage`, the fault-injecting one the crash tests use, is behind the
 //!   `fault-injection` feature);
-//! - [`inspect`]: read-only `fsck` and `dump` of a store's files;
+//! - [`inspect`]: read-only `fsck` and `dump` of a store's files, and the [`inspect::Plugin`]
+//!   trait through which a structure's crate checks and dumps the nodes its roots name;
 //! - [`codec`]: CRC32C and explicit little-endian encoding, for structures' own formats;
 //! - [`Error`] and its parts: every failure, with corruption reported as file, offset and kind.
 //!
