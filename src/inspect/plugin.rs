@@ -11,7 +11,8 @@
 //!    (it contains `:`, as `faster-log:<name>` does) and that no plugin claims is an `Info`
 //!    finding of kind [`FindingKind::NoInspector`]. A root without `:` is the application's
 //!    own name for one node, which the core checks like every live node.
-//! 3. Each plugin is called at most once per check, with every root it claims in name order,
+//! 3. Each plugin is called at most once per reconstruction (a `--snapshot` check that starts
+//!    over after the writer moved reconstructs again), with every root it claims in name order,
 //!    after the live nodes were checked and only when the records were replayed (without a
 //!    replay there is no recovered state to show it). Its findings join the report in the
 //!    order it returns them.
