@@ -5,10 +5,11 @@
 //! - `WriteTxn::alloc_with` / `write_with`: pages written in their slots, no staging copy;
 //! - owned snapshots: a [`JournalReader`] keeps its view beside the `Arc<DurableRuntime>`;
 //! - `DurableRuntime::wait_durable`: appends commit EVENTUAL, and a caller that needs one durable
-//!   waits for its epoch without forcing a flush.
+//!   waits for its epoch without forcing a flush;
+//! - `vellum::inspect::Plugin`: [`JournalPlugin`] checks and dumps journals when `fsck` runs it.
 //!
 //! Formats (all little-endian):
-//! - header node (the root, kind [`HEADER_KIND`]): magic `JRNL` (u32 0x4c4e_524a), page count
+//! - header node (named by root `journal:<name>`, kind [`HEADER_KIND`]): magic `JRNL` (u32 0x4c4e_524a), page count
 //!   (u32), then each page's `NodeId` as u64, oldest first;
 //! - page node (kind [`PAGE_KIND`], [`PAGE_BYTES`] bytes): record count (u16), then each record
 //!   as its length (u16) and bytes; the rest of the page is zero.
@@ -21,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 mod format;
+mod inspect;
 
 use std::sync::Arc;
 
@@ -29,6 +31,7 @@ use vellum::runtime::{CommitPolicy, DurableRuntime, OwnedSnapshot, RootClaim, Wr
 use vellum::{Error, NodeId, Result};
 
 pub use format::{HEADER_KIND, Header, PAGE_BYTES, PAGE_KIND, Page, RECORD_BYTES_MAX};
+pub use inspect::{JournalPlugin, ROOT_PREFIX};
 
 /// An open journal on one root.
 #[derive(Debug)]
@@ -49,12 +52,14 @@ struct State {
 }
 
 impl Journal {
-    /// Opens the journal at root `root` of `rt`, empty if the root does not exist. A second open
-    /// of the same root on the same runtime fails with `Error::RootClaimed` while this one lives.
-    pub fn open(rt: Arc<DurableRuntime>, root: &str) -> Result<Journal> {
-        let claim = rt.claim_root(root)?;
+    /// Opens journal `name` of `rt` (root `journal:<name>`), empty if the root does not exist.
+    /// A second open of the same journal on the same runtime fails with `Error::RootClaimed`
+    /// while this one lives.
+    pub fn open(rt: Arc<DurableRuntime>, name: &str) -> Result<Journal> {
+        let root = format!("{ROOT_PREFIX}{name}");
+        let claim = rt.claim_root(&root)?;
         let snapshot = rt.snapshot();
-        let state = match snapshot.root(root) {
+        let state = match snapshot.root(&root) {
             None => State {
                 header: None,
                 pages: Vec::new(),
@@ -77,7 +82,7 @@ impl Journal {
         drop(snapshot);
         Ok(Journal {
             rt,
-            root: root.to_owned(),
+            root,
             state: Mutex::new(state),
             _claim: claim,
         })

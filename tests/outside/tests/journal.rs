@@ -42,8 +42,10 @@ fn pages_for(records: &[Vec<u8>]) -> usize {
     pages
 }
 
-fn header_pages(rt: &DurableRuntime, root: &str) -> usize {
-    let header = rt.root(root).expect("the journal's root");
+fn header_pages(rt: &DurableRuntime, name: &str) -> usize {
+    let header = rt
+        .root(&format!("journal:{name}"))
+        .expect("the journal's root");
     Header::decode(&rt.read(header).unwrap(), header)
         .unwrap()
         .pages
@@ -86,7 +88,7 @@ fn a_root_is_open_once_per_runtime() {
     let rt = open(dir.path(), options());
     let a = Journal::open(rt.clone(), "a").unwrap();
     match Journal::open(rt.clone(), "a") {
-        Err(Error::RootClaimed { name }) => assert_eq!(name, "a"),
+        Err(Error::RootClaimed { name }) => assert_eq!(name, "journal:a"),
         other => panic!("expected RootClaimed, got {other:?}"),
     }
     let b = Journal::open(rt.clone(), "b").expect("another root opens");
