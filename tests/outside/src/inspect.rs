@@ -27,7 +27,7 @@ impl Plugin for JournalPlugin {
         let mut findings = Vec::new();
         for root in roots {
             if let Err(f) = walk(store, root) {
-                findings.push(f);
+                findings.push(*f);
             }
         }
         findings
@@ -43,7 +43,7 @@ impl Plugin for JournalPlugin {
 
 /// Decodes the journal `root` names; returns its page and record counts, or the first problem.
 /// A node the view cannot give is the core's finding already, and ends the walk quietly.
-fn walk(store: &dyn StoreView, root: &Root) -> Result<(usize, usize), Finding> {
+fn walk(store: &dyn StoreView, root: &Root) -> Result<(usize, usize), Box<Finding>> {
     let Some(header) = root.node() else {
         return Ok((0, 0));
     };
@@ -66,7 +66,7 @@ fn walk(store: &dyn StoreView, root: &Root) -> Result<(usize, usize), Finding> {
 }
 
 /// The bytes of `id`, which must be of `kind`; `None` when the view cannot give them.
-fn node(store: &dyn StoreView, id: NodeId, kind: u8) -> Result<Option<Vec<u8>>, Finding> {
+fn node(store: &dyn StoreView, id: NodeId, kind: u8) -> Result<Option<Vec<u8>>, Box<Finding>> {
     let Ok(n) = store.read(id) else {
         return Ok(None);
     };
@@ -80,14 +80,14 @@ fn node(store: &dyn StoreView, id: NodeId, kind: u8) -> Result<Option<Vec<u8>>, 
                 actual: u64::from(n.kind),
             },
         };
-        return Err(Finding::problem(c, Some(id)));
+        return Err(Box::new(Finding::problem(c, Some(id))));
     }
     Ok(Some(n.bytes))
 }
 
 /// A decoder's error as a finding about node `id`.
-fn finding(e: Error, id: NodeId) -> Finding {
-    match e {
+fn finding(e: Error, id: NodeId) -> Box<Finding> {
+    Box::new(match e {
         Error::Corruption(c) => Finding::problem(*c, Some(id)),
         other => Finding::problem(
             Corruption {
@@ -99,5 +99,5 @@ fn finding(e: Error, id: NodeId) -> Finding {
             },
             Some(id),
         ),
-    }
+    })
 }
