@@ -24,6 +24,20 @@ pub fn crc32c_combine(crc_a: u32, crc_b: u32, len_b: usize) -> u32 {
 }
 
 /// Appends little-endian fields to a byte vector.
+///
+/// ```
+/// use std::path::Path;
+/// use vellum::codec::{Decoder, Encoder};
+/// let mut e = Encoder::with_capacity(16);
+/// e.u32(0x5645_4c4d).u64(42).bytes(b"ab");
+/// let bytes = e.finish();
+/// assert_eq!(bytes.len(), 14);
+/// let mut d = Decoder::new(&bytes, Path::new("node 3:1:1"), 0);
+/// assert_eq!((d.u32()?, d.u64()?, d.bytes(2)?), (0x5645_4c4d, 42, &b"ab"[..]));
+/// // Reading past the end is a structured corruption error naming the offset, never a panic.
+/// assert!(matches!(d.u8(), Err(vellum::Error::Corruption(c)) if c.offset == 14));
+/// # Ok::<(), vellum::Error>(())
+/// ```
 #[derive(Debug, Default)]
 pub struct Encoder {
     buf: Vec<u8>,

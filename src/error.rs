@@ -12,6 +12,27 @@ use std::path::PathBuf;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Every error vellum returns.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// use vellum::runtime::{DurableRuntime, RuntimeOptions};
+/// let options = RuntimeOptions { create_if_missing: true, ..RuntimeOptions::default() };
+/// use vellum::Error;
+/// let rt = DurableRuntime::open(dir.path(), options.clone())?;
+/// let mut tx = rt.begin();
+/// let id = tx.alloc(1, b"short-lived")?;
+/// tx.commit()?;
+/// let mut tx = rt.begin();
+/// tx.retire(id)?;
+/// tx.commit()?;
+/// // A retired node's id is stale: it never reaches another node's bytes.
+/// assert!(matches!(rt.read(id), Err(Error::NodeNotFound { id: stale, .. }) if stale == id));
+/// // A second open of a store in use is refused.
+/// assert!(matches!(DurableRuntime::open(dir.path(), options), Err(Error::Locked { .. })));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

@@ -10,9 +10,21 @@ use std::sync::OnceLock;
 use crate::error::{Error, Result};
 
 /// A one-way flag: once set, it stays set and remembers the first cause.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Poison {
     cause: OnceLock<String>,
+    /// Called each time the flag is set, after it is: wakes threads that sleep until a change
+    /// the poison also ends (the runtime's durability waiters).
+    wake: Option<Box<dyn Fn() + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Poison {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Poison")
+            .field("cause", &self.cause.get())
+            .field("wakes", &self.wake.is_some())
+            .finish()
+    }
 }
 
 impl Poison {
@@ -21,10 +33,21 @@ impl Poison {
         Poison::default()
     }
 
+    /// A flag that is not set, and calls `wake` whenever it is set (after setting it).
+    pub(crate) fn with_wake(wake: impl Fn() + Send + Sync + 'static) -> Self {
+        Poison {
+            cause: OnceLock::new(),
+            wake: Some(Box::new(wake)),
+        }
+    }
+
     /// Sets the flag (the first cause wins) and returns the error to report for it.
     pub fn poison(&self, cause: &Error) -> Error {
         let _ = self.cause.set(cause.to_string());
         tracing::error!(%cause, "storage poisoned after a failed sync");
+        if let Some(wake) = &self.wake {
+            wake();
+        }
         self.error()
     }
 
@@ -66,5 +89,19 @@ mod tests {
             Err(Error::Poisoned { cause }) => assert_eq!(cause, "invalid argument: first"),
             other => panic!("expected Poisoned, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn setting_the_flag_calls_the_wake_up_each_time() {
+        let woken = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let counted = woken.clone();
+        let p = Poison::with_wake(move || {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        });
+        assert_eq!(woken.load(std::sync::atomic::Ordering::SeqCst), 0);
+        p.poison(&Error::InvalidArgument("first".into()));
+        assert!(p.is_poisoned());
+        p.poison(&Error::InvalidArgument("second".into()));
+        assert_eq!(woken.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 }

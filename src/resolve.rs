@@ -24,9 +24,10 @@ pub struct Resolved<'g> {
     pub kind: u8,
 }
 
-/// The bytes of `id`'s current version: the plain lookup.
+/// The bytes of `id`'s current version: the plain lookup. Crate-private: the bytes are lent
+/// under `DataFiles` invariant 6, which the runtime's readers keep.
 #[inline]
-pub fn resolve<'g>(
+pub(crate) fn resolve<'g>(
     table: &ObjectTable,
     files: &'g DataFiles,
     id: NodeId,
@@ -41,7 +42,7 @@ pub fn resolve<'g>(
 /// The bytes of the version of `id` a snapshot at `epoch` sees; `Ok(None)` if the node did not
 /// exist (or was retired) at that epoch.
 #[inline]
-pub fn resolve_at<'g>(
+pub(crate) fn resolve_at<'g>(
     table: &ObjectTable,
     files: &'g DataFiles,
     id: NodeId,
@@ -52,6 +53,40 @@ pub fn resolve_at<'g>(
         Some(r) => Ok(Some(r)),
         None => resolve_at_slow(table, files, id, epoch, guard),
     }
+}
+
+/// [`resolve`] for vellum's own tests and benchmarks (the `internals` feature).
+///
+/// # Safety
+/// The version's slot must not be written while the returned bytes live (`DataFiles`
+/// invariant 6): the caller writes slots only before publishing the versions naming them.
+#[cfg(feature = "internals")]
+#[expect(unsafe_code, reason = "the slot discipline is the caller's contract here")]
+#[inline]
+pub unsafe fn resolve_unchecked<'g>(
+    table: &ObjectTable,
+    files: &'g DataFiles,
+    id: NodeId,
+    guard: &'g Guard,
+) -> Result<Resolved<'g>> {
+    resolve(table, files, id, guard)
+}
+
+/// [`resolve_at`] for vellum's own tests and benchmarks (the `internals` feature).
+///
+/// # Safety
+/// As for [`resolve_unchecked`].
+#[cfg(feature = "internals")]
+#[expect(unsafe_code, reason = "the slot discipline is the caller's contract here")]
+#[inline]
+pub unsafe fn resolve_at_unchecked<'g>(
+    table: &ObjectTable,
+    files: &'g DataFiles,
+    id: NodeId,
+    epoch: u64,
+    guard: &'g Guard,
+) -> Result<Option<Resolved<'g>>> {
+    resolve_at(table, files, id, epoch, guard)
 }
 
 /// The fast path: a LIVE entry whose current version is visible at `epoch`, in an installed

@@ -5,6 +5,11 @@
 //! appended (in append order, exact bodies, consecutive indexes), and that prefix includes every
 //! frame whose `sync_to` returned `Ok`.
 
+#![expect(
+    unsafe_code,
+    reason = "the internal layers' slot reads and writes (or a storage wrapper's mapping) are unsafe; each use says why it holds"
+)]
+
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -109,8 +114,9 @@ impl StorageFile for SlowFile {
     fn sync_all(&self) -> vellum::Result<()> {
         self.0.sync_all()
     }
-    fn map(&self, offset: u64, len: usize) -> vellum::Result<Mapping> {
-        self.0.map(offset, len)
+    unsafe fn map(&self, offset: u64, len: usize) -> vellum::Result<Mapping> {
+        // SAFETY: the caller's contract (`StorageFile::map`) is passed on unchanged.
+        unsafe { self.0.map(offset, len) }
     }
     fn allocated_bytes(&self) -> vellum::Result<u64> {
         self.0.allocated_bytes()

@@ -2,6 +2,11 @@
 //! the data files at once. At the end: exactly the expected live set, every node's bytes exact,
 //! no two live versions overlapping on disk, and no allocated slot without an owner.
 
+#![expect(
+    unsafe_code,
+    reason = "the internal layers' slot reads and writes (or a storage wrapper's mapping) are unsafe; each use says why it holds"
+)]
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +17,24 @@ use vellum::alloc::{
 use vellum::codec::crc32c;
 use vellum::io::{OsStorage, Storage};
 use vellum::object_table::{NodeId, ObjectTable, Version};
+
+/// `DataFiles::write_unchecked` for this file, which writes each slot before it reads it and
+/// never reads a slot while writing it: `DataFiles` invariant 6, the function's contract.
+fn write_slot(files: &DataFiles, loc: Location, data: &[u8]) -> vellum::Result<()> {
+    // SAFETY: see above: no slice of this slot is alive while it is written.
+    unsafe { files.write_unchecked(loc, data) }
+}
+
+/// `DataFiles::read_unchecked` under the same discipline as [`write_slot`].
+fn read_slot<'g>(
+    files: &'g DataFiles,
+    loc: Location,
+    len: usize,
+    guard: &'g crossbeam_epoch::Guard,
+) -> vellum::Result<&'g [u8]> {
+    // SAFETY: see `write_slot`: the slot is not written while the slice lives.
+    unsafe { files.read_unchecked(loc, len, guard) }
+}
 
 struct Store {
     table: ObjectTable,
@@ -47,7 +70,7 @@ impl Store {
             .files
             .allocate_slot(&self.alloc, class_for_len(len as u64).unwrap())
             .unwrap();
-        self.files.write(loc, &bytes).unwrap();
+        write_slot(&self.files, loc, &bytes).unwrap();
         Version {
             location: loc,
             len: len as u32,
@@ -144,10 +167,7 @@ fn concurrent_writers_keep_exact_live_set_and_disjoint_slots() {
     for (id, (round, len)) in &expected {
         let v = store.table.get(*id, &guard).unwrap();
         assert_eq!(v.len as usize, *len);
-        let bytes = store
-            .files
-            .read(v.location, v.len as usize, &guard)
-            .unwrap();
+        let bytes = read_slot(&store.files, v.location, v.len as usize, &guard).unwrap();
         assert_eq!(bytes, content(*id, *round, *len), "{id}");
         assert_eq!(crc32c(bytes), v.crc32c);
     }

@@ -4,6 +4,11 @@
 //! the node failed its checksum. Found by review with a storage wrapper that holds the
 //! checkpoint's data sync. Every data sync now goes through `DataSync`.
 
+#![expect(
+    unsafe_code,
+    reason = "the internal layers' slot reads and writes (or a storage wrapper's mapping) are unsafe; each use says why it holds"
+)]
+
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -163,8 +168,9 @@ impl StorageFile for WF {
         self.gate.on_sync();
         self.inner.sync_all()
     }
-    fn map(&self, o: u64, l: usize) -> Result<Mapping> {
-        self.inner.map(o, l)
+    unsafe fn map(&self, o: u64, l: usize) -> Result<Mapping> {
+        // SAFETY: the caller's contract (`StorageFile::map`) is passed on unchanged.
+        unsafe { self.inner.map(o, l) }
     }
     fn allocated_bytes(&self) -> Result<u64> {
         self.inner.allocated_bytes()

@@ -1,6 +1,11 @@
 //! `vellum::resolve`: NodeId → bytes through its fast path (installed window) and its general
 //! path (window to map, older version, stale id), with exact bytes, checksums and refusals.
 
+#![expect(
+    unsafe_code,
+    reason = "the internal layers' slot reads and writes (or a storage wrapper's mapping) are unsafe; each use says why it holds"
+)]
+
 use std::sync::Arc;
 
 use vellum::Error;
@@ -8,7 +13,32 @@ use vellum::alloc::{AllocOptions, DataFileOptions, DataFiles, Location, SegmentA
 use vellum::codec::crc32c;
 use vellum::io::{OsStorage, Storage};
 use vellum::object_table::{NodeId, ObjectTable, Version};
-use vellum::resolve::{resolve, resolve_at};
+use vellum::resolve::{resolve_at_unchecked, resolve_unchecked};
+
+/// [`resolve_unchecked`] for this file, which writes every slot before the version naming it is
+/// published and never writes it again while a lookup's bytes live: `DataFiles` invariant 6, the
+/// function's contract.
+fn resolve<'g>(
+    table: &ObjectTable,
+    files: &'g DataFiles,
+    id: NodeId,
+    guard: &'g crossbeam_epoch::Guard,
+) -> vellum::Result<vellum::resolve::Resolved<'g>> {
+    // SAFETY: see above: no slot this file reads is written while its bytes are borrowed.
+    unsafe { resolve_unchecked(table, files, id, guard) }
+}
+
+/// [`resolve_at_unchecked`] under the same discipline as [`resolve`].
+fn resolve_at<'g>(
+    table: &ObjectTable,
+    files: &'g DataFiles,
+    id: NodeId,
+    epoch: u64,
+    guard: &'g crossbeam_epoch::Guard,
+) -> vellum::Result<Option<vellum::resolve::Resolved<'g>>> {
+    // SAFETY: as for `resolve`.
+    unsafe { resolve_at_unchecked(table, files, id, epoch, guard) }
+}
 
 const WINDOW: u64 = 1 << 20;
 
@@ -32,7 +62,9 @@ fn publish(
     bytes: &[u8],
     kind: u8,
 ) -> (NodeId, Version) {
-    files.write(location, bytes).unwrap();
+    // SAFETY: the slot was just allocated: nothing can read it before the version naming it
+    // is published, after this write.
+    unsafe { files.write_unchecked(location, bytes) }.unwrap();
     let id = table.reserve().unwrap();
     let v = Version {
         location,
@@ -105,7 +137,9 @@ fn older_versions_retirement_and_stale_ids() {
     let first = f.allocate_slot(&alloc, 0).unwrap();
     let (id, v1) = publish(&table, &f, first, b"first", 0);
     let second = f.allocate_slot(&alloc, 0).unwrap();
-    f.write(second, b"second!").unwrap();
+    // SAFETY: the slot was just allocated: nothing can read it before the version naming it
+    // is published, after this write.
+    unsafe { f.write_unchecked(second, b"second!") }.unwrap();
     let guard = crossbeam_epoch::pin();
     let v2 = Version {
         location: second,

@@ -1,10 +1,33 @@
 //! Wholly free segments go back to the filesystem: after freeing every slot of many segments and
 //! punching the empty ones, the data files occupy (nearly) only the live segments' blocks.
 
+#![expect(
+    unsafe_code,
+    reason = "the internal layers' slot reads and writes (or a storage wrapper's mapping) are unsafe; each use says why it holds"
+)]
+
 use std::sync::Arc;
 
 use vellum::alloc::{AllocOptions, DataFileOptions, DataFiles, SegmentAllocator, class_for_len};
 use vellum::io::{FaultStorage, OsStorage, Storage};
+
+/// `DataFiles::write_unchecked` for this file, which writes each slot before it reads it and
+/// never reads a slot while writing it: `DataFiles` invariant 6, the function's contract.
+fn write_slot(files: &DataFiles, loc: vellum::alloc::Location, data: &[u8]) -> vellum::Result<()> {
+    // SAFETY: see above: no slice of this slot is alive while it is written.
+    unsafe { files.write_unchecked(loc, data) }
+}
+
+/// `DataFiles::read_unchecked` under the same discipline as [`write_slot`].
+fn read_slot<'g>(
+    files: &'g DataFiles,
+    loc: vellum::alloc::Location,
+    len: usize,
+    guard: &'g crossbeam_epoch::Guard,
+) -> vellum::Result<&'g [u8]> {
+    // SAFETY: see `write_slot`: the slot is not written while the slice lives.
+    unsafe { files.read_unchecked(loc, len, guard) }
+}
 
 /// Data files in `dir` (64 MiB files, 1 MiB windows) and an empty allocator.
 fn open(storage: Arc<dyn Storage>, dir: &std::path::Path) -> (DataFiles, SegmentAllocator) {
@@ -29,7 +52,7 @@ fn run(storage: Arc<dyn Storage>, dir: &std::path::Path) {
         .map(|_| files.allocate_slot(&alloc, class).unwrap())
         .collect();
     for l in &locs {
-        files.write(*l, &[0xab; 64 << 10]).unwrap();
+        write_slot(&files, *l, &[0xab; 64 << 10]).unwrap();
     }
     files.sync_written().unwrap();
     let full = files.allocated_bytes().unwrap();
@@ -54,8 +77,7 @@ fn run(storage: Arc<dyn Storage>, dir: &std::path::Path) {
     let guard = crossbeam_epoch::pin();
     for l in locs.iter().step_by(16).take(4) {
         assert!(
-            files
-                .read(*l, 64 << 10, &guard)
+            read_slot(&files, *l, 64 << 10, &guard)
                 .unwrap()
                 .iter()
                 .all(|&b| b == 0xab)
@@ -100,12 +122,12 @@ fn a_full_disk_fails_allocation_cleanly_instead_of_a_mapped_write() {
         "the failed slot was given back"
     );
     for l in &got {
-        files.write(*l, &[7; 64 << 10]).unwrap();
+        write_slot(&files, *l, &[7; 64 << 10]).unwrap();
     }
     // Space comes back: the next allocation reserves the third segment and succeeds.
     fs.set_space_bytes_max(None);
     let l = files.allocate_slot(&alloc, class).unwrap();
-    files.write(l, &[8; 16]).unwrap();
+    write_slot(&files, l, &[8; 16]).unwrap();
 }
 
 /// `return_empty` with a spare keeps the most recently emptied segment of each small-segment

@@ -23,4 +23,3 @@ mod files;
 mod windows;
 
 pub use files::{DataFileOptions, DataFiles, data_file_name, parse_data_file_name};
-pub use windows::WindowPin;

@@ -59,7 +59,7 @@ impl Drop for Window {
 /// A borrowed window: valid while both the guard it was loaded under and the directory it belongs
 /// to live (rule 1; a directory drops its windows at once, so the pin borrows the directory too).
 #[derive(Debug, Clone, Copy)]
-pub struct WindowPin<'g> {
+pub(crate) struct WindowPin<'g> {
     window: &'g Window,
 }
 
@@ -67,7 +67,7 @@ impl<'g> WindowPin<'g> {
     /// Borrows `len` bytes at `offset` in the window.
     ///
     /// The runtime's slot discipline (rule 3) guarantees no concurrent writer of these bytes.
-    pub fn read(&self, offset: usize, len: usize) -> Result<&'g [u8]> {
+    pub(crate) fn read(&self, offset: usize, len: usize) -> Result<&'g [u8]> {
         // SAFETY: the window lives as long as 'g (rule 1); no writer touches a readable slot
         // (rule 3); the range is bounds-checked by `slice`.
         unsafe { self.window.mapping.slice(offset, len) }
@@ -75,23 +75,36 @@ impl<'g> WindowPin<'g> {
 
     /// Borrows `len` bytes at `offset` in the window, or `None` if the range leaves the window.
     #[inline]
-    pub fn read_if_in_range(&self, offset: usize, len: usize) -> Option<&'g [u8]> {
+    pub(crate) fn read_if_in_range(&self, offset: usize, len: usize) -> Option<&'g [u8]> {
         // SAFETY: as for `read`; the range is bounds-checked by `slice_if_in_range`.
         unsafe { self.window.mapping.slice_if_in_range(offset, len) }
     }
 
+    /// Zeroes the `len` bytes at `offset`, hands them to `fill` to write in place, then to
+    /// `observe` as written. The caller holds the slot exclusively (rule 3), as for [`WindowPin::write`].
+    pub(crate) fn fill<R>(
+        &self,
+        offset: usize,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+        observe: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R> {
+        // SAFETY: the window lives as long as 'g (rule 1); the caller holds the slot exclusively
+        // (rule 3), so nobody else reads or writes these bytes while `fill` and `observe` run;
+        // the range is bounds-checked by `slice_mut`.
+        let dst = unsafe { self.window.mapping.slice_mut(offset, len) }?;
+        dst.fill(0);
+        fill(dst);
+        Ok(observe(dst))
+    }
+
     /// Copies `data` into the window at `offset`. The caller owns the slot (rule 3).
-    pub fn write(&self, offset: usize, data: &[u8]) -> Result<()> {
+    pub(crate) fn write(&self, offset: usize, data: &[u8]) -> Result<()> {
         // SAFETY: the window lives as long as 'g (rule 1); the caller holds the slot exclusively
         // (rule 3); the range is bounds-checked by `slice_mut`.
         let dst = unsafe { self.window.mapping.slice_mut(offset, data.len()) }?;
         dst.copy_from_slice(data);
         Ok(())
-    }
-
-    /// Makes `[offset, offset + len)` of the window durable (widened to whole pages).
-    pub fn flush(&self, offset: usize, len: usize) -> Result<()> {
-        self.window.mapping.flush(offset, len)
     }
 }
 

@@ -14,6 +14,7 @@ use super::finding::SlotView;
 use super::frames::{FrameWalker, Step};
 use super::load::Inspection;
 use super::meta::MANIFEST_BYTES_MAX;
+use super::plugin::{Plugin, StoreView, claimant, structure_prefix};
 use crate::checkpoint::{CheckpointExpect, scan_checkpoint};
 use crate::codec::crc32c;
 use crate::error::{Corruption, CorruptionKind, Error, Result};
@@ -598,4 +599,38 @@ pub fn checkpoint(storage: &dyn Storage, insp: &Inspection) -> CheckpointDump {
     }
     out.entries = entries;
     out
+}
+
+/// A structure root, as its plugin shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StructureDump {
+    /// The root's name.
+    pub root: String,
+    /// The node it names, as `shard:handle:tag` (or the raw value in hex if that is not an id).
+    pub node: String,
+    /// The structure of the plugin that claims it (absent when none does).
+    pub structure: Option<String>,
+    /// What the plugin shows of it (absent when no plugin claims it).
+    pub view: Option<serde_json::Value>,
+}
+
+/// Every recovered root that a plugin claims or that has a structure prefix, in name order, with
+/// its plugin's view of it (`design/TOOLS.md` §7).
+pub fn structures(store: &dyn StoreView, plugins: &[&dyn Plugin]) -> Vec<StructureDump> {
+    store
+        .roots()
+        .into_iter()
+        .filter_map(|root| {
+            let plugin = claimant(plugins, &root.name);
+            if plugin.is_none() && structure_prefix(&root.name).is_none() {
+                return None;
+            }
+            Some(StructureDump {
+                node: node_text(root.value),
+                structure: plugin.map(|p| p.structure().to_owned()),
+                view: plugin.map(|p| p.dump(store, &root)),
+                root: root.name,
+            })
+        })
+        .collect()
 }

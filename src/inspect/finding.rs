@@ -3,8 +3,10 @@
 //!
 //! Invariants:
 //! 1. Every finding names a file (the store directory itself for findings about the store as a
-//!    whole), a byte offset in it (0 when the finding concerns the whole file), a kind and a
-//!    severity; the kinds and severities are the table of `design/TOOLS.md`.
+//!    whole; for a structure's findings, made by its inspection plugin, the structure's name for
+//!    the object, which starts with the root's name), a byte offset in it (0 when the finding
+//!    concerns the whole file), a kind and a severity; the kinds and severities are the table of
+//!    `design/TOOLS.md`.
 //! 2. A finding's kind is structured: byte-level damage carries the decoder's own
 //!    [`CorruptionKind`], so a test or a script can compare it exactly, never parse the message.
 //! 3. `Problem` means recovery would refuse the store, or stored bytes are not what was written
@@ -157,6 +159,14 @@ pub enum FindingKind {
         /// The error.
         error: String,
     },
+    /// A root names a structure (its name has a prefix ending in `:`) for which no inspection
+    /// plugin was registered, so its nodes were checked as nodes but not decoded
+    /// ([`super::Plugin`]). The finding's file is the root's name and its node the node the
+    /// root names.
+    NoInspector {
+        /// The root name's prefix, `:` included.
+        prefix: String,
+    },
 }
 
 /// One thing `fsck` found.
@@ -183,6 +193,22 @@ pub struct Finding {
 }
 
 impl Finding {
+    /// A `Problem` of kind `Corruption` from a decoder's report about `node`: how an inspection
+    /// plugin reports damage in its structure's nodes. The corruption's file names the object
+    /// (for FasterLog, `faster-log:<name>/chunk-<p>`), its offset the byte in it.
+    pub fn problem(c: Corruption, node: Option<NodeId>) -> Finding {
+        let message = format!("{}: {}", c.file.display(), c.kind);
+        Finding {
+            severity: Severity::Problem,
+            file: c.file,
+            offset: c.offset,
+            node,
+            kind: FindingKind::Corruption { detail: c.kind },
+            message,
+            maybe_concurrent: false,
+        }
+    }
+
     /// The file's name (its last path component), for matching in tests and scripts.
     pub fn file_name(&self) -> &str {
         self.file

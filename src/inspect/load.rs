@@ -1,6 +1,7 @@
 //! Reconstructing a store offline the way recovery does (superblock → manifest → checkpoint →
 //! commit records → data files), recording every finding on the way instead of stopping at the
-//! first. `fsck` reports the findings; `dump` shows the reconstruction.
+//! first, then handing the structure roots to their inspection plugins (`plugin.rs`). `fsck`
+//! reports the findings; `dump` shows the reconstruction.
 //!
 //! Invariants:
 //! 1. Nothing is written: every file is opened read-only, and no lock is taken here (the caller
@@ -21,6 +22,7 @@ use super::finding::{FindingKind, Findings, Severity};
 use super::logs::{LogRole, LogSummary, check_closed_end, check_log};
 use super::meta::{MetaState, check_meta};
 use super::model::Model;
+use super::plugin::{Plugin, check_structures};
 use super::space::{ClassSpace, DataFile, check_live, open_data_files};
 use crate::alloc::{AllocOptions, DataFileOptions, segment_bytes};
 use crate::checkpoint::{CheckpointExpect, scan_checkpoint};
@@ -112,8 +114,20 @@ impl Inspection {
 }
 
 /// Reconstructs the store in `dir`. `Err` only when there is no store there or its superblock
-/// file cannot be read at all; everything else is a finding.
+/// file cannot be read at all; everything else is a finding. No structure is decoded (see
+/// [`load_with`]).
 pub fn load(storage: &dyn Storage, dir: &Path, options: &FsckOptions) -> Result<Inspection> {
+    load_with(storage, dir, options, &[])
+}
+
+/// [`load`], then `plugins` check the structures the recovered roots name
+/// ([`super::Plugin`]); their findings join the inspection's.
+pub fn load_with(
+    storage: &dyn Storage,
+    dir: &Path,
+    options: &FsckOptions,
+    plugins: &[&dyn Plugin],
+) -> Result<Inspection> {
     let span = tracing::info_span!("inspect", dir = %dir.display());
     let _enter = span.enter();
     let mut findings = Findings::default();
@@ -172,10 +186,8 @@ pub fn load(storage: &dyn Storage, dir: &Path, options: &FsckOptions) -> Result<
         );
         insp.space = space;
         insp.nodes_verified = verified;
-        // FasterLog roots: their metadata and every committed entry's length and CRC32C.
-        for log in super::faster_log::faster_logs(&insp) {
-            insp.findings.items.extend(log.findings);
-        }
+        // The structures the roots name, decoded by their own crates' plugins.
+        check_structures(&mut insp, plugins);
     }
     let active_seq = insp.meta.superblock().map(|sb| sb.manifest.seq);
     check_names(

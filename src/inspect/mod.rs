@@ -19,31 +19,32 @@
 //!
 //! Layout: [`finding`] (findings and severities), `meta` (superblock slots, manifest), `frames`
 //! and `logs` (delta logs, records), `model` (the replayed state), `space` (data files, slots,
-//! node bytes, space), `directory` (leftovers, unknown files), [`load`] (the reconstruction),
-//! `snapshot` (checking under a live writer), [`report`], [`dump`], [`faster_log`] (FasterLog
-//! roots: metadata and every committed entry).
+//! node bytes, space), `directory` (leftovers, unknown files), [`load()`] (the reconstruction),
+//! `snapshot` (checking under a live writer), [`report`], [`dump`], [`plugin`] (the hooks
+//! through which a structure crate checks and dumps what its roots name: the core decodes no
+//! structure's formats).
 
 mod directory;
 pub mod dump;
-pub mod faster_log;
 pub mod finding;
 mod frames;
 pub mod load;
 mod logs;
 mod meta;
 mod model;
+pub mod plugin;
 pub mod report;
 mod snapshot;
 mod space;
 
 use std::path::Path;
 
-pub use faster_log::{ChunkDump, FasterLogDump, faster_logs};
 pub use finding::{Finding, FindingKind, Severity, SlotView};
-pub use load::{CheckpointSummary, FsckOptions, Inspection, load};
+pub use load::{CheckpointSummary, FsckOptions, Inspection, load, load_with};
 pub use logs::LogSummary;
 pub use meta::MetaState;
 pub use model::{LiveVersion, Model, entry_key};
+pub use plugin::{LiveNode, Plugin, Root, StoreView, Unavailable};
 pub use report::{Access, Report, Summary};
 pub use space::{ClassSpace, DataFile};
 
@@ -57,13 +58,27 @@ use crate::runtime::LOCK_FILE;
 /// cannot be read, or (without `options.snapshot`) a writer holds the store's lock
 /// ([`Error::Locked`]). A store whose superblock has no valid slot is not an error: the report
 /// says it is not readable, with both slots' findings.
+///
+/// No structure is decoded: every root with a structure prefix is an `info` finding
+/// ([`FindingKind::NoInspector`]). [`fsck_with`] takes the structures' plugins.
 pub fn fsck(storage: &dyn Storage, dir: &Path, options: &FsckOptions) -> Result<Report> {
+    fsck_with(storage, dir, options, &[])
+}
+
+/// [`fsck`], with `plugins` checking the structures the roots with their prefixes name
+/// ([`Plugin`]); their findings are part of the report.
+pub fn fsck_with(
+    storage: &dyn Storage,
+    dir: &Path,
+    options: &FsckOptions,
+    plugins: &[&dyn Plugin],
+) -> Result<Report> {
     require_dir(storage, dir)?;
     if options.snapshot {
-        return snapshot::run(storage, dir, options);
+        return snapshot::run(storage, dir, options, plugins);
     }
     let (access, _lock) = lock(storage, dir)?;
-    let inspection = load(storage, dir, options)?;
+    let inspection = load_with(storage, dir, options, plugins)?;
     Ok(Report::from_inspection(inspection, access))
 }
 

@@ -22,9 +22,10 @@ use std::path::Path;
 use super::directory::{Role, role};
 use super::finding::{Finding, FindingKind, Severity};
 use super::frames::{FrameWalker, Step};
-use super::load::{FsckOptions, Inspection, load};
+use super::load::{FsckOptions, Inspection, load_with};
 use super::meta::decode_slots;
 use super::model::entry_key;
+use super::plugin::Plugin;
 use super::report::{Access, Report};
 use crate::error::{CorruptionKind, Result};
 use crate::io::Storage;
@@ -36,10 +37,15 @@ use crate::runtime::{CommitRecordRef, OpRef};
 const ATTEMPTS: usize = 3;
 
 /// Runs a snapshot check.
-pub(crate) fn run(storage: &dyn Storage, dir: &Path, options: &FsckOptions) -> Result<Report> {
+pub(crate) fn run(
+    storage: &dyn Storage,
+    dir: &Path,
+    options: &FsckOptions,
+    plugins: &[&dyn Plugin],
+) -> Result<Report> {
     let mut attempt = 1;
     loop {
-        let mut insp = load(storage, dir, options)?;
+        let mut insp = load_with(storage, dir, options, plugins)?;
         let later = follow(storage, dir, &insp);
         let lost_files = insp.findings().iter().any(is_missing_or_unreadable);
         if later.meta_changed && lost_files && attempt < ATTEMPTS {

@@ -1,9 +1,13 @@
 //! The storage layer: one trait for every file operation the runtime performs.
 //!
 //! Two implementations exist: [`OsStorage`] on the real filesystem (`rustix` system calls and
-//! `memmap2` windows) and [`FaultStorage`], an in-memory filesystem that keeps what was *written*
-//! apart from what is *durable*, so a test can crash it at any operation and observe exactly what a
-//! power loss would leave behind.
+//! `memmap2` windows) and `FaultStorage` (with the `fault-injection` feature), an in-memory
+//! filesystem that keeps what was *written* apart from what is *durable*, so a test can crash it at
+//! any operation and observe exactly what a power loss would leave behind.
+//!
+//! A caller outside vellum may implement [`Storage`] and [`StorageFile`] (a wrapper that counts or
+//! delays operations, another filesystem). The one operation whose misuse could break memory
+//! safety, mapping a file range ([`StorageFile::map`]), is an `unsafe fn` with its contract.
 //!
 //! Invariants every implementation keeps (and `design/DURABILITY.md` relies on):
 //! 1. `write_at` bytes survive a crash only once a later `sync_data`/`sync_all` of the same file
@@ -16,6 +20,7 @@
 //! 5. `allocate` never changes bytes that are already in the file; it may grow the length with
 //!    zeros.
 
+#[cfg(any(test, feature = "fault-injection"))]
 mod fault;
 mod mapping;
 mod os;
@@ -25,6 +30,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
+#[cfg(any(test, feature = "fault-injection"))]
 pub use fault::{CrashMode, FaultConfig, FaultStorage};
 pub use mapping::Mapping;
 pub use os::OsStorage;
@@ -132,10 +138,38 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
     /// Makes written data and all metadata durable: `fsync`.
     fn sync_all(&self) -> Result<()>;
 
-    /// Maps `[offset, offset + len)` for reading and writing. The range must lie within the file;
-    /// `offset` must be a multiple of [`PAGE_BYTES`]. The file must not be shortened below the end
-    /// of a live mapping.
-    fn map(&self, offset: u64, len: usize) -> Result<Mapping>;
+    /// Maps `[offset, offset + len)` for reading and writing. The range must lie within the file
+    /// (checked: an error otherwise); `offset` must be a multiple of [`PAGE_BYTES`].
+    ///
+    /// # Safety
+    ///
+    /// A mapping's memory is the file's page cache, which the file can change under it. While the
+    /// returned [`Mapping`] lives, the caller must ensure that:
+    /// 1. the file is not shortened below the mapping's end, by this handle or any other
+    ///    (`set_len`, or another process): reading a page past a file's end raises SIGBUS;
+    /// 2. no byte of the range is written by another path (another mapping of it, `write_at`,
+    ///    `punch_hole`) while this mapping reads or writes it, so that no copy in or out of the
+    ///    mapping races a write.
+    ///
+    /// Calling it outside an `unsafe` block does not compile:
+    ///
+    /// ```compile_fail,E0133
+    /// use vellum::io::{OsStorage, Storage};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let file = OsStorage::new().create(&dir.path().join("f")).unwrap();
+    /// file.set_len(4096).unwrap();
+    /// let mapping = file.map(0, 4096); // error[E0133]: call to unsafe function
+    /// file.set_len(0).unwrap(); // a read of `mapping` would now raise SIGBUS
+    /// ```
+    ///
+    /// vellum's data files keep both rules by construction (`alloc/files.rs`, invariants 2 and 6:
+    /// files only grow, and a slot's bytes have one writer before any reader). An
+    /// implementation only forwards the contract: it maps and may not shorten the file itself.
+    #[expect(
+        unsafe_code,
+        reason = "mapping a file range is only sound under a contract"
+    )]
+    unsafe fn map(&self, offset: u64, len: usize) -> Result<Mapping>;
 
     /// Bytes of disk the file occupies (`st_blocks * 512`), which hole punching reduces.
     fn allocated_bytes(&self) -> Result<u64>;
@@ -179,7 +213,9 @@ pub struct LockGuard {
 }
 
 impl LockGuard {
-    pub(crate) fn new(held: Box<dyn Send + Sync>) -> Self {
+    /// A guard holding `held` (a lock handle, a file descriptor) until it drops; for
+    /// implementations of [`Storage::lock`] outside vellum.
+    pub fn new(held: Box<dyn Send + Sync>) -> Self {
         LockGuard { _held: held }
     }
 }

@@ -16,6 +16,20 @@ use super::{LockGuard, PAGE_BYTES, Storage, StorageFile};
 use crate::error::{Error, IoOp, Result};
 
 /// The real filesystem.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// use vellum::runtime::{DurableRuntime, RuntimeOptions};
+/// let options = RuntimeOptions { create_if_missing: true, ..RuntimeOptions::default() };
+/// use std::sync::Arc;
+/// use vellum::io::OsStorage;
+/// // `open` is `open_with` on the real filesystem; a structure's tests pass another `Storage`.
+/// let rt = DurableRuntime::open_with(Arc::new(OsStorage), dir.path(), options)?;
+/// rt.close()?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Default, Clone, Copy)]
 pub struct OsStorage;
 
@@ -257,7 +271,11 @@ impl StorageFile for OsFile {
         rustix::fs::fsync(self.file.as_fd()).map_err(errno(IoOp::SyncAll, &self.path))
     }
 
-    fn map(&self, offset: u64, len: usize) -> Result<Mapping> {
+    #[expect(
+        unsafe_code,
+        reason = "mapping a file is inherently unsafe; see the SAFETY below"
+    )]
+    unsafe fn map(&self, offset: u64, len: usize) -> Result<Mapping> {
         if !offset.is_multiple_of(PAGE_BYTES) || len == 0 {
             return Err(Error::InvalidArgument(format!(
                 "map of {}: offset {offset} is not page-aligned or length is zero",
@@ -274,10 +292,10 @@ impl StorageFile for OsFile {
                 self.path.display()
             )));
         }
-        #[expect(unsafe_code, reason = "mapping a file is inherently unsafe; see below")]
-        // SAFETY: the range lies within the file (checked above); the store never shortens a file
-        // below a live window and never writes bytes through two paths at once (see
-        // `mapping.rs`), which is the contract `memmap2` requires of its caller.
+        // SAFETY: the range lies within the file (checked above); the caller of this `unsafe fn`
+        // guarantees that the file is not shortened below the mapping and that no byte of it is
+        // written through another path while the mapping uses it (`StorageFile::map`'s contract),
+        // which is the contract `memmap2` requires of its caller.
         let mut mmap = unsafe {
             memmap2::MmapOptions::new()
                 .offset(offset)

@@ -26,14 +26,14 @@ use crate::io::{Storage, StorageFile};
 /// The largest `preallocate_bytes` accepted (1 GiB): more would only waste disk.
 pub const PREALLOCATE_BYTES_MAX: u64 = 1 << 30;
 
-/// Tuning of a [`DeltaLog`].
+/// Tuning of the delta log (`DeltaLog`): its preallocation, largest frame and zeros written ahead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogOptions {
     /// How far ahead of the last frame the file's blocks are reserved, so appends neither grow
     /// the file one frame at a time nor discover a full disk while writing a frame. Zero turns
     /// preallocation off (a full disk then fails a frame write, which poisons the log).
     pub preallocate_bytes: u64,
-    /// The largest body `append` accepts, at most [`FRAME_BODY_BYTES_MAX`].
+    /// The largest body `append` accepts, at most 64 MiB (`FRAME_BODY_BYTES_MAX`).
     pub frame_body_bytes_max: u32,
     /// How far past the last frame a write-out also writes zeros, within the preallocated
     /// blocks, whenever fewer than half this many written bytes lie ahead of it (W1). Preallocated

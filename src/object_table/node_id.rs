@@ -42,6 +42,26 @@ const _: () = assert!(TAG_BITS >= 16);
 const _: () = assert!(TAG_MAX as u64 == (1 << TAG_BITS) - 1);
 
 /// A node's stable identity: shard, handle and ABA tag.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// use vellum::runtime::{DurableRuntime, RuntimeOptions};
+/// let options = RuntimeOptions { create_if_missing: true, ..RuntimeOptions::default() };
+/// use vellum::NodeId;
+/// let rt = DurableRuntime::open(dir.path(), options)?;
+/// let mut tx = rt.begin();
+/// let id = tx.alloc(1, b"x")?;
+/// tx.commit()?;
+/// // A structure stores ids inside its nodes as their raw 64-bit value ...
+/// let raw = id.raw();
+/// assert_eq!(NodeId::from_raw(raw), Some(id));
+/// // ... and tools print and parse them as shard:handle:tag.
+/// let text = id.to_string();
+/// assert_eq!(text.parse::<NodeId>()?, id);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NodeId(u64);
 

@@ -49,6 +49,22 @@ impl RootClaims {
 /// A claim of one root name in one runtime, held until dropped; see
 /// [`crate::runtime::DurableRuntime::claim_root`]. It owns a reference to the runtime's claim
 /// set, so a structure can keep it beside its `Arc<DurableRuntime>`.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// use vellum::runtime::{DurableRuntime, RuntimeOptions};
+/// let options = RuntimeOptions { create_if_missing: true, ..RuntimeOptions::default() };
+/// use vellum::Error;
+/// let rt = DurableRuntime::open(dir.path(), options)?;
+/// let claim = rt.claim_root("my-log")?;
+/// assert!(matches!(rt.claim_root("my-log"), Err(Error::RootClaimed { name }) if name == "my-log"));
+/// drop(claim);
+/// let again = rt.claim_root("my-log")?;
+/// assert_eq!(again.name(), "my-log");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct RootClaim {
     claims: Arc<RootClaims>,

@@ -40,6 +40,34 @@ use crate::error::{Error, Result};
 use crate::object_table::{EntryState, NodeId, Version};
 
 /// What one compaction pass did.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// use vellum::runtime::{DurableRuntime, RuntimeOptions};
+/// let options = RuntimeOptions { create_if_missing: true, ..RuntimeOptions::default() };
+/// let rt = DurableRuntime::open(dir.path(), options)?;
+/// let mut tx = rt.begin();
+/// // Two 1 MiB segments of 1 KiB slots; all but four nodes of the first are retired, and half
+/// // of the second.
+/// let ids = (0..2048).map(|_| tx.alloc(1, &[1; 1000])).collect::<Result<Vec<_>, _>>()?;
+/// tx.commit()?;
+/// let mut tx = rt.begin();
+/// for id in &ids[4..1536] {
+///     tx.retire(*id)?;
+/// }
+/// tx.commit()?;
+/// rt.checkpoint()?; // the retirements are durable: their slots are free
+/// // The four live nodes move out of their sparse segment; their ids stay the same.
+/// let report = rt.compact()?;
+/// assert_eq!(report.nodes_moved, 4);
+/// assert_eq!(report.segments_returned, 1);
+/// for id in &ids[..4] {
+///     assert_eq!(rt.read(*id)?, [1; 1000]);
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CompactReport {
     /// Segments chosen as victims.

@@ -1,5 +1,6 @@
 //! `DurableRuntime`: the store a host data structure lives on.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,10 +13,12 @@ use parking_lot::{Condvar, Mutex};
 
 use super::claims::{RootClaim, RootClaims};
 use super::compaction::{CompactProgress, CompactReport};
+use super::durable_wait::DurableWaiters;
 use super::engine::{CommitState, DataSync, Engine, Retirement, Visible};
 use super::group_flush::GroupFlush;
 use super::options::{CommitPolicy, CompactionOptions, RuntimeOptions};
 use super::recovery::RecoveryReport;
+use super::snapshot::{OwnedSnapshot, Snapshot};
 use super::snapshots::SnapshotRegistry;
 use super::stats::{Counters, RuntimeStats};
 use super::txn::WriteTxn;
@@ -24,10 +27,10 @@ use crate::codec::crc32c;
 use crate::error::{CorruptionKind, Error, Result};
 use crate::io::{LockGuard, OsStorage, Storage};
 use crate::log::DeltaLog;
-use crate::meta::{MetaStore, RootCatalog};
+use crate::meta::MetaStore;
 use crate::object_table::{NodeId, ObjectTable, Version};
 use crate::poison::Poison;
-use crate::resolve::{Resolved, resolve_at};
+use crate::resolve::Resolved;
 
 /// Wholly free segments per class (of 1 MiB segments) that the background pass leaves
 /// reserved: steady churn reuses them instead of punching and reserving again.
@@ -54,6 +57,8 @@ pub(crate) struct Inner {
     pub(crate) group_flush: GroupFlush,
     pub(crate) visible: Visible,
     pub(crate) durable_epoch: AtomicU64,
+    /// Threads in `wait_durable`, woken when the durable epoch grows or the runtime poisons.
+    pub(crate) durable_waiters: Arc<DurableWaiters>,
     pub(crate) snapshots: SnapshotRegistry,
     pub(crate) reclaim: Mutex<VecDeque<Retirement>>,
     pub(crate) poison: Poison,
@@ -88,6 +93,7 @@ impl Inner {
             group: &self.group_flush,
             visible: &self.visible,
             durable_epoch: &self.durable_epoch,
+            durable_waiters: &self.durable_waiters,
             snapshots: &self.snapshots,
             reclaim: &self.reclaim,
             poison: &self.poison,
@@ -176,6 +182,29 @@ impl Inner {
 }
 
 /// A durable copy-on-write object store (see the crate docs and `design/DURABILITY.md` §6).
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// use vellum::runtime::{DurableRuntime, RuntimeOptions};
+/// let options = RuntimeOptions { create_if_missing: true, ..RuntimeOptions::default() };
+/// // Create a store, commit a node under a root, close it cleanly ...
+/// let rt = DurableRuntime::open(dir.path(), options.clone())?;
+/// let mut tx = rt.begin();
+/// let id = tx.alloc(1, b"state")?;
+/// tx.set_root("my-structure", id)?;
+/// let epoch = tx.commit()?;
+/// assert_eq!(rt.durable_epoch(), epoch, "BALANCED, the default, returns once durable");
+/// rt.close()?;
+/// // ... and open it again: recovery says what it found.
+/// let rt = DurableRuntime::open(dir.path(), options)?;
+/// assert!(!rt.recovery_report().created);
+/// assert_eq!(rt.recovery_report().epoch, epoch);
+/// let id = rt.root("my-structure").expect("the root survived");
+/// assert_eq!(rt.read(id)?, b"state");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct DurableRuntime {
     inner: Arc<Inner>,
@@ -239,24 +268,81 @@ impl DurableRuntime {
     }
 
     /// Pins the newest visible commit epoch: the snapshot sees every node as of it until dropped.
+    /// It borrows the runtime, which makes it the cheapest to take; see
+    /// [`DurableRuntime::snapshot_owned`] for one to keep.
+    ///
+    /// ```
+    /// # fn main() -> vellum::Result<()> {
+    /// use vellum::runtime::{DurableRuntime, RuntimeOptions};
+    /// # let dir = tempfile::tempdir().map_err(|e| vellum::Error::io(vellum::IoOp::Create, "tmp", e))?;
+    /// let options = RuntimeOptions { create_if_missing: true, ..RuntimeOptions::default() };
+    /// let rt = DurableRuntime::open(dir.path(), options)?;
+    /// let mut tx = rt.begin();
+    /// let id = tx.alloc(0, b"one")?;
+    /// tx.commit()?;
+    /// let snap = rt.snapshot();
+    /// let mut tx = rt.begin();
+    /// tx.write(id, b"two")?;
+    /// tx.commit()?;
+    /// // The snapshot still sees the node as of its epoch.
+    /// assert_eq!(snap.read(id)?.as_deref(), Some(&b"one"[..]));
+    /// assert_eq!(rt.read(id)?, b"two");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn snapshot(&self) -> Snapshot<'_> {
-        let inner = &*self.inner;
-        let mut registry = inner.snapshots.lock();
-        let (epoch, roots) = (inner.visible.epoch(), inner.visible.roots());
-        registry.pin(epoch);
-        Snapshot {
-            inner,
-            epoch,
-            roots,
-        }
+        Snapshot::take(Cow::Borrowed(&self.inner))
+    }
+
+    /// Like [`DurableRuntime::snapshot`], but the snapshot owns a share of the runtime's state
+    /// instead of borrowing the runtime, so it can be stored beside an `Arc<DurableRuntime>`
+    /// (a long scan, a session). Taking it costs one reference-count increment more than a
+    /// borrowed one. It keeps every version visible at its epoch from being reclaimed until it
+    /// drops, and it keeps the store's files (and the directory lock) open even past the
+    /// runtime's close: a reopen fails with [`Error::Locked`] until the last one drops.
+    ///
+    /// ```
+    /// # fn main() -> vellum::Result<()> {
+    /// use std::sync::Arc;
+    /// use vellum::runtime::{DurableRuntime, OwnedSnapshot, RuntimeOptions};
+    ///
+    /// /// A reader that keeps its view of the store across calls.
+    /// struct Session {
+    ///     rt: Arc<DurableRuntime>,
+    ///     view: OwnedSnapshot,
+    /// }
+    ///
+    /// # let dir = tempfile::tempdir().map_err(|e| vellum::Error::io(vellum::IoOp::Create, "tmp", e))?;
+    /// let options = RuntimeOptions { create_if_missing: true, ..RuntimeOptions::default() };
+    /// let rt = Arc::new(DurableRuntime::open(dir.path(), options)?);
+    /// let mut tx = rt.begin();
+    /// let id = tx.alloc(0, b"v1")?;
+    /// tx.set_root("main", id)?;
+    /// tx.commit()?;
+    /// let session = Session { view: rt.snapshot_owned(), rt: rt.clone() };
+    /// let mut tx = session.rt.begin();
+    /// tx.write(id, b"v2")?;
+    /// tx.commit()?;
+    /// let root = session.view.root("main").expect("set above");
+    /// assert_eq!(session.view.read(root)?.as_deref(), Some(&b"v1"[..]));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn snapshot_owned(&self) -> OwnedSnapshot {
+        Snapshot::take(Cow::Owned(Arc::clone(&self.inner)))
     }
 
     /// The bytes of `id` as of the newest visible commit.
     pub fn read(&self, id: NodeId) -> Result<Vec<u8>> {
-        self.snapshot().read(id)?.ok_or(Error::NodeNotFound {
-            id,
-            reason: "not live at the newest visible epoch",
-        })
+        let inner = &*self.inner;
+        // A pin without roots: the read needs no catalog.
+        let pin = inner.snapshots.pin_with(|| inner.visible.epoch());
+        super::snapshot::with_node_at(inner, id, pin.epoch(), <[u8]>::to_vec)?.ok_or(
+            Error::NodeNotFound {
+                id,
+                reason: "not live at the newest visible epoch",
+            },
+        )
     }
 
     /// The node root `name` names, as of the newest visible commit.
@@ -276,6 +362,41 @@ impl DurableRuntime {
     /// Makes every commit so far durable (EVENTUAL ones included); returns the durable epoch.
     pub fn sync(&self) -> Result<u64> {
         self.inner.engine().sync()
+    }
+
+    /// Waits until commit epoch `epoch` is durable, without flushing: the background flusher
+    /// (every [`RuntimeOptions::eventual_flush_interval`]), another thread's `sync()`, a
+    /// STRICT or BALANCED commit's flush or a checkpoint makes it so. Returns the durable epoch
+    /// (at least `epoch`). For a structure that groups its own commits: it commits EVENTUAL and
+    /// acknowledges its callers once their epoch is durable, without a log sync of its own.
+    ///
+    /// An epoch already durable returns at once, poisoned runtime or not. Otherwise it fails
+    /// with [`Error::Poisoned`] once the runtime is poisoned (a flush failed, so the epoch may
+    /// never become durable), and with [`Error::InvalidArgument`] for an epoch beyond the last
+    /// commit.
+    ///
+    /// ```
+    /// # fn main() -> vellum::Result<()> {
+    /// use std::time::Duration;
+    /// use vellum::runtime::{CommitPolicy, DurableRuntime, RuntimeOptions};
+    /// # let dir = tempfile::tempdir().map_err(|e| vellum::Error::io(vellum::IoOp::Create, "tmp", e))?;
+    /// let options = RuntimeOptions {
+    ///     create_if_missing: true,
+    ///     eventual_flush_interval: Duration::from_millis(10),
+    ///     ..RuntimeOptions::default()
+    /// };
+    /// let rt = DurableRuntime::open(dir.path(), options)?;
+    /// let mut tx = rt.begin();
+    /// tx.alloc(0, b"grouped")?;
+    /// let epoch = tx.commit_with(CommitPolicy::Eventual)?;
+    /// // Returns once the flusher has made `epoch` durable.
+    /// assert!(rt.wait_durable(epoch)? >= epoch);
+    /// assert!(rt.wait_durable(epoch + 1).is_err(), "never committed");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn wait_durable(&self, epoch: u64) -> Result<u64> {
+        super::durable_wait::wait_durable(&self.inner, epoch)
     }
 
     /// Runs one compaction pass with the runtime's compaction settings (see
@@ -342,7 +463,7 @@ impl DurableRuntime {
             node_bytes_written: Counters::get(&c.node_bytes_written),
             log_bytes_appended: Counters::get(&c.log_bytes_appended),
             slots_reclaimed: Counters::get(&c.slots_reclaimed),
-            snapshots_open: self.inner.snapshots.lock().count() as u64,
+            snapshots_open: self.inner.snapshots.count() as u64,
             checkpoints: Counters::get(&c.checkpoints),
             compactions: Counters::get(&c.compactions),
             nodes_moved: Counters::get(&c.nodes_moved),
@@ -366,11 +487,15 @@ impl DurableRuntime {
 
     /// Ids of every node live at the newest visible epoch, in id order.
     pub fn node_ids(&self) -> Vec<NodeId> {
-        let snap = self.snapshot();
+        let inner = &*self.inner;
+        let pin = inner.snapshots.pin_with(|| inner.visible.epoch());
         let guard = crossbeam_epoch::pin();
         let mut ids = Vec::new();
         self.inner.table.for_each(&guard, |id, _| {
-            if matches!(self.inner.table.get_at(id, snap.epoch, &guard), Ok(Some(_))) {
+            if matches!(
+                self.inner.table.get_at(id, pin.epoch(), &guard),
+                Ok(Some(_))
+            ) {
                 ids.push(id);
             }
         });
@@ -583,88 +708,6 @@ fn maintenance_loop(inner: &Inner) {
         if inner.checkpoint_wanted.swap(false, Ordering::AcqRel) || by_time {
             poison_on_failure(inner, "checkpoint", super::checkpointing::checkpoint(inner));
         }
-    }
-}
-
-/// A consistent view of the store at one commit epoch. Readers never block writers.
-#[derive(Debug)]
-pub struct Snapshot<'rt> {
-    inner: &'rt Inner,
-    epoch: u64,
-    roots: Arc<RootCatalog>,
-}
-
-impl Snapshot<'_> {
-    /// The commit epoch this snapshot sees.
-    pub fn epoch(&self) -> u64 {
-        self.epoch
-    }
-
-    /// The bytes of `id` as of this snapshot: `None` if it did not exist (or was retired) at the
-    /// snapshot's epoch; an error for a stale id or bytes that fail their checksum.
-    pub fn read(&self, id: NodeId) -> Result<Option<Vec<u8>>> {
-        self.with_node(id, <[u8]>::to_vec)
-    }
-
-    /// Calls `f` with the bytes of `id` without copying them (checksum verified first).
-    pub fn with_node<R>(&self, id: NodeId, f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>> {
-        let guard = crossbeam_epoch::pin();
-        let inner = self.inner;
-        match resolve_at(&inner.table, &inner.files, id, self.epoch, &guard)? {
-            Some(r) => Ok(Some(f(inner.checked(id, self.epoch, r, &guard)?))),
-            None => Ok(None),
-        }
-    }
-
-    /// The node root `name` named at this snapshot's epoch.
-    pub fn root(&self, name: &str) -> Option<NodeId> {
-        self.roots.get(name).and_then(NodeId::from_raw)
-    }
-
-    /// A reader for a batch of reads: it holds one epoch guard, so each read skips pinning.
-    /// Keep it for a batch, not for long: a held guard delays the unmapping of evicted windows
-    /// and the freeing of unlinked versions.
-    pub fn reader(&self) -> SnapshotReader<'_> {
-        SnapshotReader {
-            snapshot: self,
-            guard: crossbeam_epoch::pin(),
-        }
-    }
-}
-
-/// Reads of one snapshot under one epoch guard (see [`Snapshot::reader`]).
-#[derive(Debug)]
-pub struct SnapshotReader<'s> {
-    snapshot: &'s Snapshot<'s>,
-    guard: Guard,
-}
-
-impl SnapshotReader<'_> {
-    /// Borrows the bytes of `id` as of the snapshot, checksum verified: `None` if it did not
-    /// exist (or was retired) at the snapshot's epoch.
-    #[inline]
-    pub fn get(&self, id: NodeId) -> Result<Option<&[u8]>> {
-        let (inner, epoch) = (self.snapshot.inner, self.snapshot.epoch);
-        match resolve_at(&inner.table, &inner.files, id, epoch, &self.guard)? {
-            Some(r) => inner.checked(id, epoch, r, &self.guard).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    /// Like [`SnapshotReader::get`] but without checking the bytes against their checksum, for
-    /// callers that check their own (FasterLog entries carry a CRC32C each) or read a small part
-    /// of a large node: checking costs a pass over the whole node. The bytes are what the store
-    /// holds; corruption in them goes unnoticed here.
-    #[inline]
-    pub fn get_unverified(&self, id: NodeId) -> Result<Option<&[u8]>> {
-        let (inner, epoch) = (self.snapshot.inner, self.snapshot.epoch);
-        Ok(resolve_at(&inner.table, &inner.files, id, epoch, &self.guard)?.map(|r| r.bytes))
-    }
-}
-
-impl Drop for Snapshot<'_> {
-    fn drop(&mut self) {
-        self.inner.snapshots.unpin(self.epoch);
     }
 }
 

@@ -15,7 +15,9 @@
 //! 4. Snapshots see an epoch only once it is visible: STRICT/BALANCED commits once durable,
 //!    EVENTUAL commits once applied (visibility never passes an epoch a reader could miss).
 //! 5. A superseded or retired version's slot is freed only when its superseding epoch is durable
-//!    and no registered snapshot is older than that epoch.
+//!    and no registered snapshot is older than that epoch. The limit reads the visible epoch
+//!    before it scans the snapshot registry, which is what keeps it behind a snapshot being
+//!    taken (`snapshots.rs`, invariants 3 and 4); publishing takes no registry lock.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -25,6 +27,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
+use super::durable_wait::DurableWaiters;
 use super::group_flush::{GroupFlush, Role};
 use super::options::CommitPolicy;
 use super::record::{NodeVersionRef, OpRef, encode_record};
@@ -40,42 +43,77 @@ use crate::poison::Poison;
 /// Most buffered records one log write carries (bounds the size of that write's buffer).
 const APPEND_BATCH_FRAMES_MAX: usize = 4096;
 
-/// What snapshots see: the newest visible epoch and the roots as of it. Both change only under
-/// the snapshot registry's lock, and a snapshot reads both under it, so it sees a matching pair;
-/// the roots are replaced only when a commit changed them.
+/// What snapshots see: the newest visible epoch and the roots as of it. Publishers are serialised
+/// by the commit lock; readers take no lock, and read the two as a matching pair
+/// ([`Visible::epoch_and_roots`]). The roots are replaced only when a commit changed them.
 #[derive(Debug)]
 pub(crate) struct Visible {
     epoch: AtomicU64,
-    roots: ArcSwap<RootCatalog>,
+    roots: ArcSwap<RootsAt>,
+}
+
+/// A root catalog and the visible epoch it was published with: it is the catalog of every
+/// visible epoch from `since` until the next catalog's `since`.
+#[derive(Debug)]
+struct RootsAt {
+    since: u64,
+    catalog: Arc<RootCatalog>,
 }
 
 impl Visible {
     pub(crate) fn new(epoch: u64, roots: Arc<RootCatalog>) -> Self {
         Visible {
             epoch: AtomicU64::new(epoch),
-            roots: ArcSwap::new(roots),
+            roots: ArcSwap::from_pointee(RootsAt {
+                since: epoch,
+                catalog: roots,
+            }),
         }
     }
 
     /// The newest visible epoch.
+    #[inline]
     pub(crate) fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::Acquire)
     }
 
-    /// The roots as of it.
-    pub(crate) fn roots(&self) -> Arc<RootCatalog> {
-        self.roots.load_full()
+    /// The newest visible epoch and the roots as of it.
+    ///
+    /// `publish` stores the roots before the epoch, so a reader that read epoch `e` then sees the
+    /// catalog of `e` or a newer one; a newer one has `since > e` (its epoch store is under way),
+    /// and the reader looks again. A catalog with `since <= e` is the newest one published, so no
+    /// roots changed between it and `e`: it is the catalog as of `e`.
+    pub(crate) fn epoch_and_roots(&self) -> (u64, Arc<RootCatalog>) {
+        loop {
+            let epoch = self.epoch();
+            let roots = self.roots.load();
+            if roots.since <= epoch {
+                return (epoch, Arc::clone(&roots.catalog));
+            }
+            std::hint::spin_loop();
+        }
     }
 
     /// The node a root names, as of the newest visible epoch.
     pub(crate) fn root(&self, name: &str) -> Option<u64> {
-        self.roots.load().get(name)
+        loop {
+            let epoch = self.epoch();
+            let roots = self.roots.load();
+            if roots.since <= epoch {
+                return roots.catalog.get(name);
+            }
+            std::hint::spin_loop();
+        }
     }
 
-    /// Makes `epoch` visible with `roots`. Caller holds the snapshot registry's lock.
+    /// Makes `epoch` visible with `roots`: the roots first (if they changed), then the epoch.
+    /// Caller holds the commit lock, which serialises publishers.
     fn publish(&self, epoch: u64, roots: &Arc<RootCatalog>) {
-        if !Arc::ptr_eq(&self.roots.load(), roots) {
-            self.roots.store(roots.clone());
+        if !Arc::ptr_eq(&self.roots.load().catalog, roots) {
+            self.roots.store(Arc::new(RootsAt {
+                since: epoch,
+                catalog: roots.clone(),
+            }));
         }
         self.epoch.store(epoch, Ordering::Release);
     }
@@ -207,6 +245,7 @@ pub(crate) struct Engine<'a> {
     pub(crate) group: &'a GroupFlush,
     pub(crate) visible: &'a Visible,
     pub(crate) durable_epoch: &'a AtomicU64,
+    pub(crate) durable_waiters: &'a DurableWaiters,
     pub(crate) snapshots: &'a SnapshotRegistry,
     pub(crate) reclaim: &'a Mutex<VecDeque<Retirement>>,
     pub(crate) poison: &'a Poison,
@@ -518,6 +557,8 @@ impl Engine<'_> {
     /// Records that every commit up to `epoch` is durable and makes them visible.
     pub(crate) fn mark_durable(&self, epoch: u64) {
         self.durable_epoch.fetch_max(epoch, Ordering::AcqRel);
+        // `durable_wait.rs`, invariant 1.
+        self.durable_waiters.notify();
         let mut st = self.commit.lock();
         while st.volatile.front().is_some_and(|(e, _)| *e <= epoch) {
             st.volatile.pop_front();
@@ -537,8 +578,9 @@ impl Engine<'_> {
             (None, Some((e, r))) => (e, r),
             (None, None) => return,
         };
+        // No registry lock: a pin reads the visible epoch inside its stripe's critical section,
+        // which is what keeps reclamation behind it (`snapshots.rs`, invariant 4).
         if new_epoch > self.visible.epoch() {
-            let _registry = self.snapshots.lock();
             self.visible.publish(new_epoch, &new_roots);
         }
     }
@@ -558,16 +600,16 @@ impl Engine<'_> {
         if queue.is_empty() {
             return;
         }
-        let limit = {
-            let registry = self.snapshots.lock();
-            let visible = self.visible.epoch();
-            let durable = self.durable_epoch.load(Ordering::Acquire);
-            registry
-                .oldest()
-                .unwrap_or(u64::MAX)
-                .min(visible)
-                .min(durable)
-        };
+        // The visible epoch is read before the registry is scanned (`snapshots.rs`, invariant
+        // 3): a pin the scan misses then registers at least this epoch.
+        let visible = self.visible.epoch();
+        let durable = self.durable_epoch.load(Ordering::Acquire);
+        let limit = self
+            .snapshots
+            .oldest()
+            .unwrap_or(u64::MAX)
+            .min(visible)
+            .min(durable);
         let guard = crossbeam_epoch::pin();
         // A node rewritten by many commits has as many entries here; one trim at `limit` frees
         // every version any of them could, and each trim walks the versions newer than `limit`,

@@ -1,7 +1,10 @@
 //! The durable runtime: transactions, commit policies, snapshots, checkpoints and recovery.
 //!
 //! - [`DurableRuntime`] (`durable.rs`): open or create a store, begin transactions, take
-//!   snapshots, sync, checkpoint, read counters;
+//!   snapshots, sync or wait for durability, checkpoint, read counters;
+//! - [`Snapshot`] (`snapshot.rs`): a view at one epoch, borrowed or owned ([`OwnedSnapshot`]),
+//!   pinned in the striped registry of `snapshots.rs`;
+//! - `durable_wait.rs`: waiting for an epoch to be durable without flushing;
 //! - [`WriteTxn`] (`txn.rs`): copy-on-write node versions, retirements and root changes,
 //!   committed as a unit under a [`CommitPolicy`];
 //! - [`RootClaim`] (`claims.rs`): one owner of a root name per runtime, for structures that
@@ -17,21 +20,27 @@ mod checkpointing;
 mod claims;
 mod compaction;
 mod durable;
+mod durable_wait;
 mod engine;
 mod group_flush;
 mod options;
 mod record;
 mod recovery;
+mod snapshot;
 mod snapshots;
 mod stats;
 mod txn;
 
 pub use claims::RootClaim;
 pub use compaction::{CompactProgress, CompactReport};
-pub use durable::{DurableRuntime, Snapshot, SnapshotReader};
+// The settings and figures of the layers below that a user of the runtime names.
+pub use crate::alloc::{AllocOptions, DataFileOptions, SegmentUsage};
+pub use crate::log::LogOptions;
+pub use durable::DurableRuntime;
 pub use options::{CommitPolicy, CompactionOptions, RecoveryMode, RuntimeOptions};
 pub use record::*;
 pub use recovery::{LOCK_FILE, LogTail, RecoveryReport};
 pub(crate) use recovery::{StoreFile, classify};
+pub use snapshot::{OwnedSnapshot, Snapshot, SnapshotReader};
 pub use stats::RuntimeStats;
 pub use txn::WriteTxn;

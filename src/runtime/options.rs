@@ -7,6 +7,27 @@ use crate::error::{Error, Result};
 use crate::log::LogOptions;
 
 /// When a commit is acknowledged (see `design/DURABILITY.md` §6 for the numbered steps).
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// use vellum::runtime::{DurableRuntime, RuntimeOptions};
+/// let options = RuntimeOptions { create_if_missing: true, ..RuntimeOptions::default() };
+/// use vellum::runtime::CommitPolicy;
+/// let rt = DurableRuntime::open(dir.path(), options)?;
+/// let mut tx = rt.begin();
+/// tx.alloc(1, b"must not be lost")?;
+/// let strict = tx.commit_with(CommitPolicy::Strict)?;
+/// assert!(rt.durable_epoch() >= strict, "durable when it returns");
+/// let mut tx = rt.begin();
+/// tx.alloc(1, b"may be lost in a crash, with everything after it")?;
+/// let eventual = tx.commit_with(CommitPolicy::Eventual)?;
+/// // Visible at once; durable after the next flush, which `sync` forces.
+/// assert!(rt.visible_epoch() >= eventual);
+/// assert!(rt.sync()? >= eventual);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CommitPolicy {
     /// Node bytes are made durable in the data files, then the commit record is appended and the
@@ -94,6 +115,23 @@ impl CompactionOptions {
 
 /// What recovery does when the open delta log holds damage that later frames prove was durable
 /// (`design/DURABILITY.md` §4, "Torn tail or damage").
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// use vellum::runtime::{DurableRuntime, RuntimeOptions};
+/// let options = RuntimeOptions { create_if_missing: true, ..RuntimeOptions::default() };
+/// use vellum::runtime::{LogTail, RecoveryMode};
+/// rt_close(DurableRuntime::open(dir.path(), options.clone())?)?;
+/// // `Strict`, the default, refuses a log whose durable frames are damaged; an operator who
+/// // accepts losing them opens with `TruncateDamagedLog` and reads what was dropped.
+/// let options = RuntimeOptions { recovery: RecoveryMode::TruncateDamagedLog, ..options };
+/// let rt = DurableRuntime::open(dir.path(), options)?;
+/// assert_eq!(rt.recovery_report().log_tail, LogTail::Sealed, "a clean close drops nothing");
+/// # fn rt_close(rt: DurableRuntime) -> vellum::Result<()> { rt.close() }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RecoveryMode {
     /// Refuse to open: the open fails with [`crate::Error::Corruption`] naming the log file, the
@@ -110,6 +148,28 @@ pub enum RecoveryMode {
 }
 
 /// Settings of a [`super::DurableRuntime`].
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// use vellum::runtime::{DurableRuntime, RuntimeOptions};
+/// let options = RuntimeOptions { create_if_missing: true, ..RuntimeOptions::default() };
+/// use std::time::Duration;
+/// use vellum::runtime::CommitPolicy;
+/// let options = RuntimeOptions {
+///     // EVENTUAL commits return at once; the flusher makes them durable within 2 ms.
+///     policy: CommitPolicy::Eventual,
+///     eventual_flush_interval: Duration::from_millis(2),
+///     // Checkpoint after 16 MiB of log instead of the default.
+///     checkpoint_log_bytes: 16 << 20,
+///     ..options
+/// };
+/// options.validate()?;
+/// let rt = DurableRuntime::open(dir.path(), options)?;
+/// assert_eq!(rt.policy(), CommitPolicy::Eventual);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct RuntimeOptions {
     /// Create a new store when the directory holds none (it is missing, empty, or holds only

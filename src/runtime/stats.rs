@@ -3,6 +3,24 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A copy of the runtime's counters.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// use vellum::runtime::{DurableRuntime, RuntimeOptions};
+/// let options = RuntimeOptions { create_if_missing: true, ..RuntimeOptions::default() };
+/// use vellum::runtime::CommitPolicy;
+/// let rt = DurableRuntime::open(dir.path(), options)?;
+/// let before = rt.stats();
+/// let mut tx = rt.begin();
+/// tx.alloc(1, &[7; 100])?;
+/// tx.commit_with(CommitPolicy::Strict)?;
+/// let after = rt.stats();
+/// assert_eq!(after.commits - before.commits, 1);
+/// assert_eq!(after.node_bytes_written - before.node_bytes_written, 100);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RuntimeStats {
     /// Commits acknowledged.

@@ -17,7 +17,7 @@ use super::durable::Inner;
 use super::engine::{RootChange, Staged, StagedNode};
 use super::options::CommitPolicy;
 use super::stats::Counters;
-use crate::alloc::{SLOT_BYTES_MAX, class_for_len};
+use crate::alloc::{Location, SLOT_BYTES_MAX, class_for_len};
 use crate::codec::crc32c;
 use crate::error::{Error, Result};
 use crate::object_table::{NodeId, Version};
@@ -47,6 +47,33 @@ impl Hasher for IdHasher {
 type IdMap<V> = HashMap<NodeId, V, BuildHasherDefault<IdHasher>>;
 
 /// A write transaction. Dropping it without committing aborts it.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// use vellum::runtime::{DurableRuntime, RuntimeOptions};
+/// let options = RuntimeOptions { create_if_missing: true, ..RuntimeOptions::default() };
+/// use vellum::Error;
+/// let rt = DurableRuntime::open(dir.path(), options)?;
+/// let mut tx = rt.begin();
+/// let a = tx.alloc(1, b"a")?;
+/// let b = tx.alloc(1, b"b")?;
+/// tx.commit()?;
+/// // A read-modify-write: the read joins the transaction's read set.
+/// let mut tx = rt.begin();
+/// let old = tx.read(a)?;
+/// tx.write(a, &[&old[..], b"+"].concat())?;
+/// tx.retire(b)?;
+/// // Another commit changes `a` first: this one fails, and nothing of it is visible.
+/// let mut other = rt.begin();
+/// other.write(a, b"other")?;
+/// other.commit()?;
+/// assert!(matches!(tx.commit(), Err(Error::Conflict { id }) if id == a));
+/// assert_eq!(rt.read(a)?, b"other");
+/// assert_eq!(rt.read(b)?, b"b");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct WriteTxn<'rt> {
     rt: &'rt Inner,
@@ -74,67 +101,149 @@ impl<'rt> WriteTxn<'rt> {
         }
     }
 
-    /// Writes `bytes` into a fresh slot; returns the version (birth set at commit).
-    fn place(&mut self, bytes: &[u8], kind: u8) -> Result<Version> {
-        if bytes.len() as u64 > SLOT_BYTES_MAX {
+    /// The size class of a new version of `len` bytes, or why there is none.
+    fn class_of(len: usize) -> Result<u8> {
+        if len as u64 > SLOT_BYTES_MAX {
             return Err(Error::InvalidArgument(format!(
-                "a node holds at most {SLOT_BYTES_MAX} bytes, got {}",
-                bytes.len()
+                "a node holds at most {SLOT_BYTES_MAX} bytes, got {len}"
             )));
         }
-        let class = class_for_len(bytes.len() as u64).ok_or_else(|| {
-            Error::InvalidArgument(format!("no size class for {} bytes", bytes.len()))
-        })?;
-        let location = self
-            .rt
-            .files
-            .allocate(&self.rt.alloc, class, bytes.len() as u64)?;
-        if let Err(e) = self.rt.files.write(location, bytes) {
-            self.rt.alloc.release(location);
-            return Err(e);
-        }
-        Counters::add(&self.rt.counters.node_bytes_written, bytes.len() as u64);
-        Ok(Version {
+        class_for_len(len as u64)
+            .ok_or_else(|| Error::InvalidArgument(format!("no size class for {len} bytes")))
+    }
+
+    /// Places a new version of `len` bytes of `kind` in a fresh slot (for a large node, an
+    /// extent of `len` rounded up to 4 KiB), written by `write` (given the slot; it returns the
+    /// bytes' checksum and, when `keep_copy`, a copy of them for the record). The slot is given back if `write` fails or panics (invariant 1).
+    fn place(
+        &mut self,
+        len: usize,
+        kind: u8,
+        write: impl FnOnce(Location, bool) -> Result<(u32, Option<Vec<u8>>)>,
+    ) -> Result<(Version, Option<Vec<u8>>)> {
+        let class = Self::class_of(len)?;
+        let location = self.rt.files.allocate(&self.rt.alloc, class, len as u64)?;
+        let slot = FreshSlot {
+            rt: self.rt,
+            location: Some(location),
+        };
+        let keep_copy = self.copy_fits(len);
+        let (crc32c, copy) = write(location, keep_copy)?;
+        slot.keep();
+        Counters::add(&self.rt.counters.node_bytes_written, len as u64);
+        let small_bytes = self.account_copy(len, copy);
+        let version = Version {
             location,
-            len: bytes.len() as u32,
-            crc32c: crc32c(bytes),
+            len: len as u32,
+            crc32c,
             kind,
             birth: 0,
+        };
+        Ok((version, small_bytes))
+    }
+
+    /// Places a copy of `bytes` (`write_at` for a large one: no staging copy).
+    fn place_bytes(&mut self, bytes: &[u8], kind: u8) -> Result<(Version, Option<Vec<u8>>)> {
+        let files = &self.rt.files;
+        self.place(bytes.len(), kind, |location, keep_copy| {
+            files.write(location, bytes)?;
+            Ok((crc32c(bytes), keep_copy.then(|| bytes.to_vec())))
         })
     }
 
-    /// A copy of `bytes` to carry in the record, if small enough and the transaction's copies
-    /// stay within `record_payload_bytes_max`; past that, every copy is dropped and the nodes'
-    /// bytes are synced in their data files at commit (DURABILITY §6 C1).
-    fn small_copy(&mut self, bytes: &[u8]) -> Option<Vec<u8>> {
+    /// Places a version that `fill` writes in its slot ([`DataFiles::fill`]).
+    fn place_filled(
+        &mut self,
+        len: usize,
+        kind: u8,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<(Version, Option<Vec<u8>>)> {
+        let files = &self.rt.files;
+        self.place(len, kind, |location, keep_copy| {
+            files.fill(location, len, fill, |written| {
+                (crc32c(written), keep_copy.then(|| written.to_vec()))
+            })
+        })
+    }
+
+    /// Whether a copy of a `len`-byte node would travel in the record: small enough, and the
+    /// transaction's copies stay within `record_payload_bytes_max`.
+    fn copy_fits(&self, len: usize) -> bool {
         let options = &self.rt.options;
-        if self.payloads_dropped || bytes.len() > options.balanced_payload_bytes_max {
-            return None;
+        !self.payloads_dropped
+            && len <= options.balanced_payload_bytes_max
+            && self.payload_bytes + len <= options.record_payload_bytes_max
+    }
+
+    /// Counts a placed node's copy (`copy`, if [`Self::copy_fits`] said so) and returns what
+    /// travels. A small node that does not fit drops every copy: the nodes' bytes are then
+    /// synced in their data files at commit (DURABILITY §6 C1).
+    fn account_copy(&mut self, len: usize, copy: Option<Vec<u8>>) -> Option<Vec<u8>> {
+        if copy.is_some() {
+            self.payload_bytes += len;
+            return copy;
         }
-        self.payload_bytes += bytes.len();
-        if self.payload_bytes > options.record_payload_bytes_max {
+        if !self.payloads_dropped && len <= self.rt.options.balanced_payload_bytes_max {
             self.payloads_dropped = true;
             for n in &mut self.staged.nodes {
                 n.small_bytes = None;
             }
-            return None;
         }
-        Some(bytes.to_vec())
+        None
     }
 
     /// Creates a node holding `bytes`; its id is usable at once within this transaction and by
     /// everyone after the commit.
     pub fn alloc(&mut self, kind: u8, bytes: &[u8]) -> Result<NodeId> {
         self.rt.poison.check()?;
-        let id = self.rt.table.reserve()?;
-        let version = match self.place(bytes, kind) {
-            Ok(v) => v,
+        let placed = self.place_bytes(bytes, kind)?;
+        self.stage_new(placed)
+    }
+
+    /// Creates a node of `len` bytes that `fill` writes in place, in the new version's slot: a
+    /// structure builds a page where it will live instead of building it aside and copying it.
+    /// `fill` gets `len` zeroed bytes; what it leaves in them is the node. If `fill` panics,
+    /// the slot is given back and the transaction stays usable.
+    ///
+    /// ```
+    /// # fn main() -> vellum::Result<()> {
+    /// # let dir = tempfile::tempdir().map_err(|e| vellum::Error::InvalidArgument(e.to_string()))?;
+    /// use vellum::runtime::{DurableRuntime, RuntimeOptions};
+    /// let options = RuntimeOptions { create_if_missing: true, ..RuntimeOptions::default() };
+    /// let rt = DurableRuntime::open(dir.path(), options)?;
+    /// let mut txn = rt.begin();
+    /// let id = txn.alloc_with(7, 4096, |page| {
+    ///     page[..8].copy_from_slice(&42u64.to_le_bytes());
+    /// })?;
+    /// txn.commit()?;
+    /// let bytes = rt.read(id)?;
+    /// assert_eq!(bytes.len(), 4096);
+    /// assert_eq!(bytes[..8], 42u64.to_le_bytes());
+    /// assert!(bytes[8..].iter().all(|&b| b == 0));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn alloc_with(
+        &mut self,
+        kind: u8,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<NodeId> {
+        self.rt.poison.check()?;
+        let placed = self.place_filled(len, kind, fill)?;
+        self.stage_new(placed)
+    }
+
+    /// Stages a placed version under a freshly reserved id (the slot is given back if no id can
+    /// be reserved).
+    fn stage_new(&mut self, (version, small_bytes): (Version, Option<Vec<u8>>)) -> Result<NodeId> {
+        let id = match self.rt.table.reserve() {
+            Ok(id) => id,
             Err(e) => {
-                self.rt.table.abort_reservation(id);
+                self.rt.alloc.release(version.location);
                 return Err(e);
             }
         };
-        let small_bytes = self.small_copy(bytes);
         self.index.insert(id, self.staged.nodes.len());
         self.staged.nodes.push(StagedNode {
             id,
@@ -151,31 +260,83 @@ impl<'rt> WriteTxn<'rt> {
     /// transaction commits a version of `id` first, this commit fails with `Conflict`.
     pub fn write(&mut self, id: NodeId, bytes: &[u8]) -> Result<()> {
         self.rt.poison.check()?;
+        let (kind, base_birth) = self.write_base(id)?;
+        let placed = self.place_bytes(bytes, kind)?;
+        self.stage_write(id, base_birth, placed);
+        Ok(())
+    }
+
+    /// Writes a new version of `id` of `len` bytes that `fill` writes in place (as
+    /// [`WriteTxn::alloc_with`]: zeroed bytes, the slot given back if `fill` panics). The
+    /// previous version is untouched: `fill` builds the new one from scratch, reading the old
+    /// one through a snapshot if it needs it.
+    ///
+    /// ```
+    /// # fn main() -> vellum::Result<()> {
+    /// # let dir = tempfile::tempdir().map_err(|e| vellum::Error::InvalidArgument(e.to_string()))?;
+    /// use vellum::runtime::{DurableRuntime, RuntimeOptions};
+    /// let options = RuntimeOptions { create_if_missing: true, ..RuntimeOptions::default() };
+    /// let rt = DurableRuntime::open(dir.path(), options)?;
+    /// let mut txn = rt.begin();
+    /// let id = txn.alloc(1, b"old")?;
+    /// txn.commit()?;
+    /// let mut txn = rt.begin();
+    /// txn.write_with(id, 5, |b| b.copy_from_slice(b"newer"))?;
+    /// txn.commit()?;
+    /// assert_eq!(rt.read(id)?, b"newer");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn write_with(
+        &mut self,
+        id: NodeId,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<()> {
+        self.rt.poison.check()?;
+        let (kind, base_birth) = self.write_base(id)?;
+        let placed = self.place_filled(len, kind, fill)?;
+        self.stage_write(id, base_birth, placed);
+        Ok(())
+    }
+
+    /// The kind of `id` and the birth of the version a write of it is based on: its staged
+    /// version's (`None`: written in this transaction already), else the version this
+    /// transaction read, else the latest commit's.
+    fn write_base(&mut self, id: NodeId) -> Result<(u8, Option<u64>)> {
         if let Some(&i) = self.index.get(&id) {
-            let kind = self.staged.nodes[i].version.kind;
-            let version = self.place(bytes, kind)?;
-            let old = std::mem::replace(&mut self.staged.nodes[i].version, version);
-            self.rt.alloc.release(old.location);
-            self.staged.nodes[i].small_bytes = self.small_copy(bytes);
-            return Ok(());
+            return Ok((self.staged.nodes[i].version.kind, None));
         }
         let guard = crossbeam_epoch::pin();
         let base = self.rt.table.get(id, &guard)?;
         drop(guard);
-        // The version this transaction read (if it did) is what the write is based on.
-        let base_birth = *self.reads.entry(id).or_insert(base.birth);
-        let version = self.place(bytes, base.kind)?;
-        let small_bytes = self.small_copy(bytes);
+        Ok((base.kind, Some(*self.reads.entry(id).or_insert(base.birth))))
+    }
+
+    /// Stages a placed version of `id`: replacing the transaction's own earlier version (whose
+    /// slot is freed), or as a new write based on `base_birth`.
+    fn stage_write(
+        &mut self,
+        id: NodeId,
+        base_birth: Option<u64>,
+        (version, small_bytes): (Version, Option<Vec<u8>>),
+    ) {
+        if let Some(&i) = self.index.get(&id) {
+            let node = &mut self.staged.nodes[i];
+            let old = std::mem::replace(&mut node.version, version);
+            node.small_bytes = small_bytes;
+            self.rt.alloc.release(old.location);
+            return;
+        }
         self.index.insert(id, self.staged.nodes.len());
         self.staged.nodes.push(StagedNode {
             id,
             version,
             is_new: false,
-            base_birth: Some(base_birth),
+            base_birth,
             small_bytes,
             keep_birth: false,
         });
-        Ok(())
     }
 
     /// Retires `id` at commit: it stays readable by snapshots older than the commit, and its
@@ -329,5 +490,27 @@ impl<'rt> WriteTxn<'rt> {
 impl Drop for WriteTxn<'_> {
     fn drop(&mut self) {
         self.release();
+    }
+}
+
+/// A slot allocated for a version being written: given back on drop unless kept, so a failed
+/// or panicking write leaks nothing (invariant 1).
+struct FreshSlot<'rt> {
+    rt: &'rt Inner,
+    location: Option<Location>,
+}
+
+impl FreshSlot<'_> {
+    /// The version was written: the transaction owns the slot now.
+    fn keep(mut self) {
+        self.location = None;
+    }
+}
+
+impl Drop for FreshSlot<'_> {
+    fn drop(&mut self) {
+        if let Some(location) = self.location.take() {
+            self.rt.alloc.release(location);
+        }
     }
 }

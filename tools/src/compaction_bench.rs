@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use vellum::object_table::NodeId;
+use vellum::NodeId;
 use vellum::runtime::{CommitPolicy, CompactionOptions, DurableRuntime, RuntimeOptions};
 
 use crate::group_commit::BoxError;

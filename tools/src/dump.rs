@@ -1,6 +1,7 @@
 //! `vellum dump DIR`: what a store's files hold, decoded. Without a section flag it shows the
-//! superblock slots, the manifest, the roots, FasterLog roots and the space per size class. It reads what it can
-//! from a damaged store and says what it could not decode. Exit codes: 0 shown, 1 a requested
+//! superblock slots, the manifest, the roots, FasterLog roots and the space per size class. It
+//! reads what it can from a damaged store and says what it could not decode. Structures are
+//! decoded by their crates' plugins ([`crate::PLUGINS`]). Exit codes: 0 shown, 1 a requested
 //! node is not live, 2 the store could not be read (or is locked by a writer).
 
 use std::path::PathBuf;
@@ -8,12 +9,13 @@ use std::sync::Arc;
 
 use clap::Args;
 use serde::Serialize;
-use vellum::inspect::dump::{self, CheckpointDump, LogDump, ManifestDump, NodeDump, RootsDump};
-use vellum::inspect::{
-    ClassSpace, FasterLogDump, FsckOptions, Inspection, faster_logs, load, lock,
+use vellum::NodeId;
+use vellum::inspect::dump::{
+    self, CheckpointDump, LogDump, ManifestDump, NodeDump, RootsDump, StructureDump,
 };
+use vellum::inspect::{ClassSpace, FsckOptions, Inspection, load, lock};
 use vellum::io::{OsStorage, Storage};
-use vellum::object_table::NodeId;
+use vellum_faster::inspect::{FasterLogDump, faster_logs};
 
 use crate::fsck::{EXIT_UNREADABLE, print_json, refusal};
 
@@ -37,6 +39,10 @@ pub struct DumpArgs {
     /// every committed entry.
     #[arg(long)]
     faster_log: bool,
+    /// Every root that names a structure (its name has a `prefix:`), as the structure's
+    /// inspection plugin shows it (JSON), or that no plugin knows it.
+    #[arg(long)]
+    structures: bool,
     /// Every frame of the delta logs, with its commit record decoded.
     #[arg(long)]
     log: bool,
@@ -72,6 +78,8 @@ struct Out {
     #[serde(skip_serializing_if = "Option::is_none")]
     faster_logs: Option<Vec<FasterLogDump>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    structures: Option<Vec<StructureDump>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     space: Option<Vec<ClassSpace>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     log: Option<Vec<LogDump>>,
@@ -98,6 +106,7 @@ pub fn run(args: &DumpArgs) -> u8 {
         } else {
             lock(storage.as_ref(), &args.dir)?.1
         };
+        // No plugin here: the sections that show structures call them on the reconstruction.
         let insp = load(storage.as_ref(), &args.dir, &options)?;
         Ok::<_, vellum::Error>((lock, insp))
     })();
@@ -131,6 +140,7 @@ fn collect(args: &DumpArgs, storage: &dyn Storage, insp: &Inspection) -> (Out, u
         || args.roots
         || args.space
         || args.faster_log
+        || args.structures
         || args.log
         || args.checkpoint
         || args.node.is_some());
@@ -147,6 +157,9 @@ fn collect(args: &DumpArgs, storage: &dyn Storage, insp: &Inspection) -> (Out, u
     }
     if none || args.faster_log {
         out.faster_logs = Some(faster_logs(insp));
+    }
+    if args.structures {
+        out.structures = Some(dump::structures(insp, crate::PLUGINS));
     }
     if none || args.space {
         out.space = Some(insp.space.clone());
@@ -264,6 +277,18 @@ fn print_text(out: &Out) {
         );
         for f in &l.findings {
             println!("  problem: {}", f.message);
+        }
+    }
+    for s in out.structures.iter().flatten() {
+        match (&s.structure, &s.view) {
+            (Some(structure), Some(view)) => {
+                println!("{structure} {} (node {})", s.root, s.node);
+                let text = serde_json::to_string_pretty(view).unwrap_or_default();
+                for line in text.lines() {
+                    println!("  {line}");
+                }
+            }
+            _ => println!("{} (node {}): no inspector for this root", s.root, s.node),
         }
     }
     if let Some(space) = &out.space {

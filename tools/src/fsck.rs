@@ -1,5 +1,5 @@
 //! `vellum fsck DIR`: checks a store without changing it and reports every finding
-//! (`design/TOOLS.md`). Exit codes: 0 clean, 1 problems found, 2 the store could not be read.
+//! (`design/TOOLS.md`), the structures its roots name included (through [`crate::PLUGINS`]). Exit codes: 0 clean, 1 problems found, 2 the store could not be read.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -7,7 +7,7 @@ use std::sync::Arc;
 use clap::Args;
 use serde::Serialize;
 use vellum::Error;
-use vellum::inspect::{Access, FsckOptions, Report, Severity, fsck};
+use vellum::inspect::{Access, FsckOptions, Report, Severity, fsck_with};
 use vellum::io::OsStorage;
 
 /// Exit code: the store could not be read at all (or is locked by a writer).
@@ -57,7 +57,7 @@ pub fn run(args: &FsckArgs) -> u8 {
         verify_bytes: !args.no_node_bytes,
     };
     let storage = Arc::new(OsStorage::new());
-    let report = match fsck(storage.as_ref(), &args.dir, &options) {
+    let report = match fsck_with(storage.as_ref(), &args.dir, &options, crate::PLUGINS) {
         Ok(report) => report,
         Err(e) => {
             let message = refusal(&args.dir, &e);

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
+use vellum::NodeId;
 use vellum::inspect::{FsckOptions, load};
 use vellum::io::OsStorage;
-use vellum::object_table::NodeId;
 use vellum::runtime::{CommitPolicy, DurableRuntime, RuntimeOptions};
 
 /// Small files and windows, so stores stay small; the binary is told the same sizes.
@@ -259,7 +259,9 @@ fn dump_shows_each_section() {
 }
 
 /// `dump --faster-log` shows a FasterLog root with one line per chunk node, and its JSON lists
-/// the chunks; `fsck` finds the log clean.
+/// the chunks; `dump --structures` shows it through the FasterLog plugin; `fsck` finds the log
+/// clean, and after one entry is damaged reports it (through the plugin the tool registers) with
+/// the page, the entry's address, the extent node and the kind.
 #[test]
 fn dump_shows_a_faster_log_with_its_chunks() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -293,7 +295,21 @@ fn dump_shows_a_faster_log_with_its_chunks() {
         1 + 2 + 130,
         "the metadata, two chunks, one extent per page"
     );
-    assert_eq!(vellum(&["fsck"], &dir).status.code(), Some(0));
+    // The healthy log: the plugin finds nothing, and no finding names the log.
+    let out = vellum(&["fsck", "--json"], &dir);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let findings = json(&out)["findings"].clone();
+    let about_log = findings
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| {
+            f["file"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("faster-log:"))
+        })
+        .count();
+    assert_eq!(about_log, 0, "{findings:#}");
 
     let out = vellum(&["dump", "--json", "--faster-log"], &dir);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
@@ -325,4 +341,130 @@ fn dump_shows_a_faster_log_with_its_chunks() {
         let line = format!("  chunk {node} lists pages {range}\n");
         assert!(text.contains(&line), "{text}");
     }
+
+    let out = vellum(&["dump", "--json", "--structures"], &dir);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let s = &json(&out)["structures"];
+    assert_eq!(s.as_array().map(Vec::len), Some(1), "{s}");
+    assert_eq!(s[0]["root"], "faster-log:events");
+    assert_eq!(s[0]["structure"], "FasterLog");
+    assert_eq!(s[0]["view"]["entries"], 130);
+    assert_eq!(s[0]["view"]["chunks"], l["chunks"]);
+    let out = vellum(&["dump", "--structures"], &dir);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("FasterLog faster-log:events (node "),
+        "{text}"
+    );
+
+    // One payload byte of page 129's entry, through the runtime (the node's CRC32C is right).
+    let (node, address, crcs);
+    {
+        let rt = DurableRuntime::open(&dir, runtime_options()).expect("open");
+        let meta = vellum_faster::meta::Meta::decode(
+            &rt.read(rt.root("faster-log:events").expect("root"))
+                .expect("read"),
+            "m",
+        )
+        .expect("meta");
+        let e = meta.page_extents(129).expect("in-line")[0];
+        node = e.node;
+        address = 129 * 4096 + u64::from(e.start);
+        let mut bytes = rt.read(node).expect("read");
+        bytes[8] ^= 0x01;
+        // The entry's header: its length, then the CRC32C of the payload as written.
+        let len = u32::from_le_bytes(bytes[0..4].try_into().expect("4 bytes")) as usize;
+        let stored = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
+        crcs = (stored, vellum_faster::entry::entry_crc(&bytes[8..8 + len]));
+        let mut tx = rt.begin();
+        tx.write(node, &bytes).expect("write");
+        tx.commit_with(CommitPolicy::Strict).expect("commit");
+        rt.close().expect("close");
+    }
+    let out = vellum(&["fsck", "--json"], &dir);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let findings = json(&out)["findings"].clone();
+    let problems: Vec<&Value> = findings
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["severity"] == "problem")
+        .collect();
+    assert_eq!(problems.len(), 1, "{findings:#}");
+    let f = problems[0];
+    assert_eq!(f["file"], "faster-log:events/page-129");
+    assert_eq!(f["offset"], address);
+    assert_eq!(f["node"], node.to_string());
+    assert_eq!(f["kind"], "corruption");
+    assert_eq!(
+        f["detail"],
+        serde_json::json!({
+            "type": "checksum_mismatch",
+            "expected": crcs.0,
+            "actual": crcs.1,
+        })
+    );
+    assert_eq!(f["severity"], "problem");
+    let out = vellum(&["dump", "--faster-log"], &dir);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("129 entries"), "{text}");
+    assert!(text.contains(", 1 problems\n"), "{text}");
+    assert!(
+        text.contains("  problem: faster-log:events/page-129: checksum mismatch"),
+        "{text}"
+    );
+}
+
+/// A root whose prefix names a structure the tool has no plugin for is one `info` finding
+/// `no_inspector` naming the root and its node: `fsck` exits 0, with `--strict` too, and
+/// `dump --structures` says that no inspector knows the root.
+#[test]
+fn fsck_reports_a_structure_root_without_a_plugin_as_info() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("store");
+    let id;
+    {
+        let rt = DurableRuntime::open(&dir, runtime_options()).expect("open");
+        let mut tx = rt.begin();
+        id = tx
+            .alloc(1, b"a structure nobody registered")
+            .expect("alloc");
+        tx.set_root("faster-kv:sessions", id).expect("root");
+        tx.commit_with(CommitPolicy::Strict).expect("commit");
+        rt.close().expect("close");
+    }
+    for args in [&["fsck", "--json"][..], &["fsck", "--json", "--strict"]] {
+        let out = vellum(args, &dir);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+        let findings = json(&out)["findings"].clone();
+        let about_root: Vec<&Value> = findings
+            .as_array()
+            .expect("findings")
+            .iter()
+            .filter(|f| f["file"] == "faster-kv:sessions")
+            .collect();
+        assert_eq!(about_root.len(), 1, "{findings:#}");
+        let f = about_root[0];
+        assert_eq!(
+            (
+                &f["severity"],
+                &f["kind"],
+                &f["prefix"],
+                &f["offset"],
+                &f["node"]
+            ),
+            (
+                &Value::from("info"),
+                &Value::from("no_inspector"),
+                &Value::from("faster-kv:"),
+                &Value::from(0),
+                &Value::from(id.to_string())
+            )
+        );
+    }
+    let out = vellum(&["dump", "--structures"], &dir);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = format!("faster-kv:sessions (node {id}): no inspector for this root\n");
+    assert!(text.contains(&line), "{text}");
 }

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use vellum::object_table::NodeId;
+use vellum::NodeId;
 use vellum::runtime::{CommitPolicy, DurableRuntime, RuntimeOptions};
 
 fn options() -> RuntimeOptions {

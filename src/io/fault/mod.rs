@@ -583,7 +583,14 @@ impl StorageFile for FaultFile {
         Ok(())
     }
 
-    fn map(&self, offset: u64, len: usize) -> Result<Mapping> {
+    // No unsafe operation here: the fault storage's file buffers are reserved at their maximum
+    // size and never move, and a `set_len` below a live window is refused, so its mappings cannot
+    // fault; the contract is only passed on.
+    #[expect(
+        unsafe_code,
+        reason = "the trait's mapping contract; nothing unsafe inside"
+    )]
+    unsafe fn map(&self, offset: u64, len: usize) -> Result<Mapping> {
         self.begin_write(IoOp::Map)?;
         if !offset.is_multiple_of(PAGE_BYTES) || len == 0 {
             return Err(Error::InvalidArgument(format!(

@@ -25,6 +25,7 @@ use self::directory::{Found, find_store, lock, remove_create_leftovers, remove_u
 pub(crate) use self::directory::{StoreFile, classify};
 use self::replay::{Replayed, load_checkpoint, replay_logs};
 use super::durable::Inner;
+use super::durable_wait::DurableWaiters;
 use super::engine::{CommitState, DataSync, Visible};
 use super::group_flush::GroupFlush;
 use super::options::RuntimeOptions;
@@ -38,6 +39,25 @@ use crate::meta::{DeltaLogRef, Layout, Manifest, MetaStore, RootCatalog};
 use crate::poison::Poison;
 
 /// What recovery found and did, for [`super::DurableRuntime::recovery_report`].
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// use vellum::runtime::{DurableRuntime, RuntimeOptions};
+/// let options = RuntimeOptions { create_if_missing: true, ..RuntimeOptions::default() };
+/// let rt = DurableRuntime::open(dir.path(), options.clone())?;
+/// assert!(rt.recovery_report().created, "a new store");
+/// let mut tx = rt.begin();
+/// tx.alloc(1, b"x")?;
+/// tx.commit()?;
+/// drop(rt); // not closed: the next open replays the log
+/// let rt = DurableRuntime::open(dir.path(), options)?;
+/// let report = rt.recovery_report();
+/// assert!(!report.created);
+/// assert_eq!(report.records_replayed, 1);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RecoveryReport {
@@ -317,6 +337,7 @@ fn publish(
     count_recovery(&counters, &report);
     let log_bytes = log.stats().bytes_appended;
     tracing::info!(epoch, records = report.records_replayed, "store open");
+    let durable_waiters = Arc::new(DurableWaiters::default());
     let inner = Inner {
         storage,
         dir: PathBuf::from(dir),
@@ -340,9 +361,11 @@ fn publish(
         data_sync,
         visible: Visible::new(epoch, roots),
         durable_epoch: AtomicU64::new(epoch),
+        durable_waiters: durable_waiters.clone(),
         snapshots: SnapshotRegistry::default(),
         reclaim: Mutex::new(VecDeque::new()),
-        poison: Poison::new(),
+        // `durable_wait.rs`, invariant 2: poisoning wakes the durability waiters.
+        poison: Poison::with_wake(move || durable_waiters.notify()),
         counters,
         checkpoint_lock: Mutex::new(()),
         compaction_lock: Mutex::new(()),

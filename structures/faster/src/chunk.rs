@@ -16,8 +16,8 @@
 
 use std::path::PathBuf;
 
+use vellum::NodeId;
 use vellum::codec::crc32c;
-use vellum::object_table::NodeId;
 use vellum::{CorruptionKind, Error as StoreError};
 
 use crate::extent::{

@@ -12,7 +12,7 @@
 
 use std::path::PathBuf;
 
-use vellum::object_table::NodeId;
+use vellum::NodeId;
 use vellum::{CorruptionKind, Error as StoreError};
 
 /// Bytes of one extent in a page list.

@@ -11,11 +11,13 @@
 //! - `table.rs`: the page table a commit and a truncation change, in memory and as chunks;
 //! - `ring.rs`: the in-memory page ring;
 //! - `log.rs`: reservation, publication, commit, truncation and recovery;
-//! - `iter.rs`: scan and tailing iterators.
+//! - `iter.rs`: scan and tailing iterators;
+//! - `inspect.rs`: the inspection plugin through which `vellum fsck` and `vellum dump` check and
+//!   show a log's nodes ([`inspect::FasterLogPlugin`]).
 //!
 //! Formats: `design/FORMAT.md` §8; the commit path: `design/DURABILITY.md` §7.
 
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 #![warn(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -29,6 +31,7 @@ pub mod entry;
 pub mod epoch;
 mod error;
 mod extent;
+pub mod inspect;
 mod iter;
 mod log;
 pub mod meta;

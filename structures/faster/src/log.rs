@@ -50,7 +50,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use vellum::CorruptionKind;
-use vellum::object_table::NodeId;
+use vellum::NodeId;
 use vellum::runtime::{DurableRuntime, RootClaim, WriteTxn};
 
 use crate::entry::{FILLER_WORD, HEADER_BYTES, Header, decode_header, entry_bytes, entry_crc};
@@ -519,13 +519,12 @@ impl FasterLog {
                     start = 0;
                 }
                 let len = hi - start;
-                #[expect(unsafe_code, reason = "borrowing published words (ring invariant 4)")]
-                // SAFETY: `[start, hi)` lies below `target`, a settled tail, so every store to
-                // it happened before (invariant 2); the slot holds `page` (checked above)
-                // and keeps it until `persisted` covers the page, which only this commit (under
-                // `writer`) advances, after the borrow ends.
-                let bytes = unsafe { slot.published_bytes(start as usize, len as usize) };
-                let node = txn.alloc(PAGE_KIND, bytes)?;
+                // `[start, hi)` lies below `target`, a settled tail, so every store to it
+                // happened before (invariant 2); the slot holds `page` (checked above) until
+                // `persisted` covers the page, which only this commit (under `writer`) advances.
+                let node = txn.alloc_with(PAGE_KIND, len as usize, |buf| {
+                    slot.copy_to(start as usize, buf);
+                })?;
                 extents.push(Extent { start, len, node });
             }
         }
@@ -845,51 +844,15 @@ impl FasterLog {
         offset: usize,
         committed: u64,
     ) -> Result<Step> {
-        let address = page * self.page_bytes + offset as u64;
-        let word = view
-            .word(offset - base)
-            .ok_or_else(|| corruption(&self.root, page, address, "page_len", view.len() as u64))?;
-        match decode_header(word) {
-            Header::Filler => Ok(Step::Skip((page + 1) * self.page_bytes)),
-            Header::Entry { len, crc } => {
-                let size = entry_bytes(len as usize) as u64;
-                if offset as u64 + size > self.page_bytes || address + size > committed {
-                    return Err(corruption(
-                        &self.root,
-                        page,
-                        address,
-                        "entry_len",
-                        len.into(),
-                    ));
-                }
-                let mut bytes = Vec::with_capacity(len as usize);
-                if !view.read_into(offset - base + HEADER_BYTES, len as usize, &mut bytes) {
-                    return Err(corruption(
-                        &self.root,
-                        page,
-                        address,
-                        "entry_len",
-                        len.into(),
-                    ));
-                }
-                let actual = entry_crc(&bytes);
-                if actual != crc {
-                    return Err(Error::Store(vellum::Error::corruption(
-                        page_path(&self.root, page),
-                        address,
-                        CorruptionKind::ChecksumMismatch {
-                            expected: crc,
-                            actual,
-                        },
-                    )));
-                }
-                Ok(Step::Entry(LogEntry {
-                    address,
-                    next_address: address + size,
-                    bytes,
-                }))
-            }
-        }
+        decode_entry(
+            &self.root,
+            self.page_bytes,
+            view,
+            base,
+            page,
+            offset,
+            committed,
+        )
     }
 
     /// Moves the begin address to `address` (at most the committed tail; an entry address or
@@ -954,8 +917,57 @@ impl FasterLog {
     }
 }
 
+/// Decodes the entry at page offset `offset` (at or past `base`) of page `page` of the log with
+/// root `root`, pages of `page_bytes` and committed tail `committed`, from `view`, which holds
+/// the page's bytes from offset `base` on: its length against the page, the committed tail and
+/// the view, then its CRC32C (`design/FORMAT.md` §8). Readers and the inspection plugin
+/// (`inspect.rs`) decode entries only through this.
+pub(crate) fn decode_entry(
+    root: &str,
+    page_bytes: u64,
+    view: &dyn PageView,
+    base: usize,
+    page: u64,
+    offset: usize,
+    committed: u64,
+) -> Result<Step> {
+    let address = page * page_bytes + offset as u64;
+    let word = view
+        .word(offset - base)
+        .ok_or_else(|| corruption(root, page, address, "page_len", view.len() as u64))?;
+    match decode_header(word) {
+        Header::Filler => Ok(Step::Skip((page + 1) * page_bytes)),
+        Header::Entry { len, crc } => {
+            let size = entry_bytes(len as usize) as u64;
+            if offset as u64 + size > page_bytes || address + size > committed {
+                return Err(corruption(root, page, address, "entry_len", len.into()));
+            }
+            let mut bytes = Vec::with_capacity(len as usize);
+            if !view.read_into(offset - base + HEADER_BYTES, len as usize, &mut bytes) {
+                return Err(corruption(root, page, address, "entry_len", len.into()));
+            }
+            let actual = entry_crc(&bytes);
+            if actual != crc {
+                return Err(Error::Store(vellum::Error::corruption(
+                    page_path(root, page),
+                    address,
+                    CorruptionKind::ChecksumMismatch {
+                        expected: crc,
+                        actual,
+                    },
+                )));
+            }
+            Ok(Step::Entry(LogEntry {
+                address,
+                next_address: address + size,
+                bytes,
+            }))
+        }
+    }
+}
+
 /// Read access to a page's bytes, in memory or in its node.
-trait PageView {
+pub(crate) trait PageView {
     fn len(&self) -> usize;
     fn word(&self, offset: usize) -> Option<u64>;
     fn read_into(&self, offset: usize, len: usize, out: &mut Vec<u8>) -> bool;
@@ -1009,7 +1021,8 @@ impl PageView for ExtentPages<'_> {
     }
 }
 
-struct SlicePage<'a>(&'a [u8]);
+/// A page's bytes from one offset on, in one slice (an extent node's bytes).
+pub(crate) struct SlicePage<'a>(pub(crate) &'a [u8]);
 
 impl PageView for SlicePage<'_> {
     fn len(&self) -> usize {
@@ -1048,7 +1061,8 @@ fn check_extent_len(root: &str, page: u64, e: &Extent, actual: usize) -> Result<
     )))
 }
 
-fn page_path(root: &str, page: u64) -> PathBuf {
+/// The name a page goes by in corruption reports: `faster-log:<name>/page-<page>`.
+pub(crate) fn page_path(root: &str, page: u64) -> PathBuf {
     PathBuf::from(format!("{root}/page-{page}"))
 }
 

@@ -17,12 +17,15 @@
 //!    lists one of them.
 //! 5. Version 2 is written; version 1 (no chunks, the word at offset 52 reserved and zero) is
 //!    still read, and the next commit rewrites it as version 2.
+//! 6. Every listed page's addresses fit a `u64`: the in-line pages end at a page whose start
+//!    address `(first_page + page_count) * page_bytes` fits (chunks list pages below the
+//!    committed tail), so a reader or a check computes any listed address without overflow.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use vellum::NodeId;
 use vellum::codec::crc32c;
-use vellum::object_table::NodeId;
 use vellum::{CorruptionKind, Error as StoreError};
 
 pub use crate::chunk::{CHUNK_REF_BYTES, ChunkRef};
@@ -144,7 +147,11 @@ impl Meta {
         if version == META_VERSION_1 && chunks != 0 {
             return Err(invalid(52, "reserved", chunks as u64));
         }
-        if m.first_page < m.begin / u64::from(m.page_bytes) {
+        let listed_end = m
+            .first_page
+            .checked_add(pages as u64)
+            .and_then(|end| end.checked_mul(m.page_bytes.into()));
+        if m.first_page < m.begin / u64::from(m.page_bytes) || listed_end.is_none() {
             return Err(invalid(32, "first_page", m.first_page));
         }
         let mut at = META_FIXED_BYTES;
@@ -505,6 +512,23 @@ mod tests {
                 assert!(e.as_corruption().is_some(), "length {len}: {e}");
             }
         }
+    }
+
+    /// Invariant 6: in-line pages whose addresses would pass `u64::MAX` are refused at
+    /// `first_page` (recovery's page table and fsck compute those addresses).
+    #[test]
+    fn listed_addresses_fit_a_u64() {
+        let mut m = sample();
+        m.first_page = u64::MAX - 1;
+        m.committed_tail = u64::MAX;
+        let invalid = CorruptionKind::InvalidField {
+            field: "first_page",
+            value: u64::MAX - 1,
+        };
+        assert_eq!(corruption(&m.encode()), (32, invalid));
+        // The last page whose end address fits is accepted.
+        m.first_page = u64::MAX / 4096 - 2;
+        assert_eq!(Meta::decode(&m.encode(), "m").unwrap(), m);
     }
 
     #[test]

@@ -12,8 +12,8 @@
 //!    a reservation's words to readers comes from its writer leaving the epoch-protected region
 //!    (a `SeqCst` store) before the commit that covers it settles the tail.
 //! 4. Published words are never stored again while the slot holds their page, so the commit
-//!    leader may borrow them as bytes ([`Slot::published_bytes`], the module's one `unsafe`)
-//!    instead of copying a page before the runtime copies it again.
+//!    leader copies them straight into the page node's slot ([`Slot::copy_to`] inside
+//!    `WriteTxn::alloc_with`): one copy, and no `unsafe` borrow of the words as bytes.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 
@@ -74,9 +74,16 @@ impl Slot {
     pub fn read_into(&self, offset: usize, len: usize, out: &mut Vec<u8>) {
         let start = out.len();
         out.resize(start + len, 0);
+        self.copy_to(offset, &mut out[start..]);
+    }
+
+    /// Copies the bytes from byte `offset` (a multiple of 8) into all of `out`, a word at a time
+    /// with atomic loads, so it may run beside writers of other reservations.
+    pub fn copy_to(&self, offset: usize, out: &mut [u8]) {
+        debug_assert_eq!(offset % 8, 0);
         let first = offset / 8;
-        let words = &self.words[first..first + len.div_ceil(8)];
-        let mut chunks = out[start..].chunks_exact_mut(8);
+        let words = &self.words[first..first + out.len().div_ceil(8)];
+        let mut chunks = out.chunks_exact_mut(8);
         for (c, w) in (&mut chunks).zip(words) {
             c.copy_from_slice(&w.load(Relaxed).to_le_bytes());
         }
@@ -85,25 +92,6 @@ impl Slot {
             let n = rest.len();
             rest.copy_from_slice(&w.load(Relaxed).to_le_bytes()[..n]);
         }
-    }
-
-    /// Borrows bytes `[offset, offset + len)` (`offset` a multiple of 8) without copying.
-    ///
-    /// # Safety
-    ///
-    /// No thread may store to the words holding these bytes while the borrow lives, and every
-    /// store to them must happen before this call (the caller took a settled tail covering
-    /// them, which synchronises with every writer leaving its protected region): published
-    /// words of a page still in the slot qualify (invariant 4).
-    #[expect(unsafe_code, reason = "a copy-free view of published words")]
-    pub unsafe fn published_bytes(&self, offset: usize, len: usize) -> &[u8] {
-        let first = offset / 8;
-        let words = &self.words[first..first + len.div_ceil(8)];
-        // SAFETY: `AtomicU64` has the size, alignment and bit validity of `u64`, so `words` is
-        // `8 * words.len() >= len` initialised bytes; no store to them races with the borrow
-        // (the caller's contract), and these plain reads are ordered after the earlier atomic
-        // stores by the caller's synchronisation with their writers.
-        unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), len) }
     }
 
     /// Number of words.

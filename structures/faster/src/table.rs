@@ -20,7 +20,7 @@
 
 use std::collections::BTreeMap;
 
-use vellum::object_table::NodeId;
+use vellum::NodeId;
 use vellum::runtime::{DurableRuntime, WriteTxn};
 
 use crate::chunk::{CHUNK_KIND, CHUNK_PAGES, Chunk, ChunkRef, chunk_path};

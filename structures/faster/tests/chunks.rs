@@ -8,8 +8,8 @@
 
 use std::sync::Arc;
 
+use vellum::NodeId;
 use vellum::codec::crc32c;
-use vellum::object_table::NodeId;
 use vellum::runtime::{CommitPolicy, DurableRuntime};
 use vellum_faster::chunk::{CHUNK_PAGES, CHUNK_REF_BYTES};
 use vellum_faster::meta::{EXTENT_BYTES, META_FIXED_BYTES, Meta};

@@ -1,23 +1,30 @@
-//! Property tests of the FasterLog node formats (`design/FORMAT.md` §8), for both decoders of
-//! each: `vellum-faster`'s (`Meta::decode`, `Chunk::decode`) and the inspect code's independent
-//! one (`vellum::inspect::faster_log`).
+//! Property tests of the FasterLog node formats (`design/FORMAT.md` §8), their decoders
+//! (`Meta::decode`, `Chunk::decode` with `Chunk::check_ref`) and the inspection plugin built on
+//! them (`vellum_faster::inspect`), over an in-memory `StoreView`:
 //! - Arbitrary bytes, and arbitrary bytes behind a right magic and version with a right CRC32C
-//!   (so the field checks run), never make either decoder panic; every refusal is a corruption.
-//! - Valid nodes round-trip through `vellum-faster`, and the inspect decoder reads the same
-//!   fields and page table from them.
-//! - Valid nodes with bytes overwritten or cut and the CRC32C recomputed: both decoders accept
-//!   exactly the same inputs, read the same page table from them, and an accepted input is the
-//!   canonical encoding of what it decodes to.
+//!   (so the field checks run), never make a decoder or the plugin panic; every refusal is a
+//!   corruption at an offset inside the node, and the plugin reports exactly that refusal, with
+//!   the node.
+//! - Valid nodes round-trip.
+//! - Valid nodes with bytes overwritten or cut and the CRC32C recomputed: an accepted input is the
+//!   canonical encoding of what it decodes to, and a refused one is reported by the plugin
+//!   exactly as the decoder refuses it (a chunk node's refusal at `faster-log:<name>/chunk-<p>`).
+//! - Valid metadata whose extent nodes hold entries with bytes overwritten: the plugin never
+//!   panics, and every finding is a `Problem` of kind `Corruption` naming a node.
 //!
 //! `VELLUM_FLOG_PROP_CASES` (default 256) sets the cases per property.
 
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
+use vellum::NodeId;
 use vellum::codec::crc32c;
-use vellum::inspect::faster_log::{Extents, decode_chunk_node, decode_meta_node};
-use vellum::object_table::NodeId;
+use vellum::inspect::{
+    Finding, FindingKind, LiveNode, Plugin, Root, Severity, StoreView, Unavailable,
+};
 use vellum_faster::chunk::{CHUNK_PAGES, Chunk, ChunkRef};
+use vellum_faster::entry::{entry_bytes, header_word};
+use vellum_faster::inspect::FasterLogPlugin;
 use vellum_faster::meta::{Extent, Meta};
 
 mod common;
@@ -144,57 +151,143 @@ fn reseal(mut b: Vec<u8>) -> Vec<u8> {
     b
 }
 
-fn extents(pages: &[Vec<Extent>]) -> Vec<Extents> {
-    pages
-        .iter()
-        .map(|p| p.iter().map(|e| (e.start, e.len, e.node)).collect())
-        .collect()
+const ROOT: &str = "faster-log:p";
+
+/// The node the root names in the in-memory stores below.
+fn meta_id() -> NodeId {
+    NodeId::from_raw(1 << 48 | 7).unwrap()
 }
 
-/// Both metadata decoders on `b`: they accept the same bytes and read the same from them.
+/// A store holding only `nodes` (all live, all with right CRC32Cs) and the root `ROOT` naming
+/// `meta_id()`.
+struct MemView(BTreeMap<NodeId, Vec<u8>>);
+
+impl StoreView for MemView {
+    fn epoch(&self) -> u64 {
+        1
+    }
+
+    fn roots(&self) -> Vec<Root> {
+        vec![Root {
+            name: ROOT.into(),
+            value: meta_id().raw(),
+        }]
+    }
+
+    fn read(&self, id: NodeId) -> Result<LiveNode, Unavailable> {
+        self.0
+            .get(&id)
+            .map(|bytes| LiveNode {
+                kind: 0,
+                bytes: bytes.clone(),
+            })
+            .ok_or(Unavailable::NotLive)
+    }
+}
+
+/// What the plugin's `fsck` check reports for `view`.
+fn plugin_findings(view: &MemView) -> Vec<Finding> {
+    FasterLogPlugin.check(view, &view.roots())
+}
+
+/// The finding the plugin makes of a decoder's refusal `e` of `node`.
+fn finding_of(e: &vellum::Error, node: NodeId) -> Finding {
+    Finding::problem(e.as_corruption().unwrap().clone(), Some(node))
+}
+
+/// The metadata decoder on `b`: a refusal is a corruption inside the node, which the plugin
+/// reports exactly; an accepted input is canonical.
 fn check_meta(b: &[u8]) -> Result<(), TestCaseError> {
-    let ours = Meta::decode(b, "m");
-    let theirs = decode_meta_node(b);
-    match (&ours, &theirs) {
-        (Ok(m), Ok((dump, table))) => {
-            prop_assert_eq!(
-                (dump.page_bytes, dump.begin, dump.committed_tail),
-                (m.page_bytes, m.begin, m.committed_tail)
-            );
-            let chunks: Vec<(u64, u32, NodeId)> = m
-                .chunks
-                .iter()
-                .map(|c| (c.first_page, c.page_count, c.node))
-                .collect();
-            prop_assert_eq!(&table.chunks, &chunks);
-            prop_assert_eq!(table.first_page, m.first_page);
-            prop_assert_eq!(&table.pages, &extents(&m.pages));
-            prop_assert_eq!(dump.retire_pending, m.retire_pending.len() as u64);
-            prop_assert_eq!(&dump.iterators, &m.iterators);
+    let view = MemView(BTreeMap::from([(meta_id(), b.to_vec())]));
+    let findings = plugin_findings(&view);
+    match Meta::decode(b, ROOT) {
+        Ok(m) => {
             // Canonical: what decodes re-encodes to the same bytes (version 1 as version 2).
             let mut again = m.encode();
             again[8] = b[8];
             prop_assert_eq!(reseal(again), b.to_vec());
+            prop_assert!(findings.iter().all(|f| f.file.to_str() != Some(ROOT)));
         }
-        (Err(e), Err(_)) => prop_assert!(e.as_corruption().is_some(), "{}", e),
-        _ => prop_assert!(false, "the decoders disagree: {:?} vs {:?}", ours, theirs),
+        Err(e) => {
+            let c = e.as_corruption();
+            prop_assert!(c.is_some(), "{}", e);
+            prop_assert!(c.is_some_and(|c| c.offset <= b.len() as u64), "{}", e);
+            prop_assert_eq!(findings, vec![finding_of(&e, meta_id())]);
+        }
     }
     Ok(())
 }
 
-/// Both chunk decoders on `b`, checked against the reference `r` in a log of `page_bytes`.
+/// The chunk decoder on `b`, checked against the reference `r` in a log of `page_bytes`: a
+/// refusal is a corruption inside the node, which the plugin reports exactly when a metadata
+/// node names `b` by `r`; an accepted input is canonical.
 fn check_chunk(b: &[u8], r: &ChunkRef, page_bytes: u32) -> Result<(), TestCaseError> {
-    let ours = Chunk::decode(b, "c").and_then(|c| c.check_ref(r, page_bytes, "c").map(|()| c));
-    let theirs = decode_chunk_node(b, page_bytes, r.first_page, r.page_count);
-    match (&ours, &theirs) {
-        (Ok(c), Ok(pages)) => {
-            prop_assert_eq!(pages, &extents(&c.pages));
+    let what = format!("{ROOT}/chunk-{}", r.first_page);
+    let decoded =
+        Chunk::decode(b, &what).and_then(|c| c.check_ref(r, page_bytes, &what).map(|()| c));
+    // A metadata node naming `b` as its only chunk, when `r` can be one (it lists complete
+    // pages whose addresses fit).
+    let p = u64::from(page_bytes);
+    let end = r
+        .end()
+        .checked_mul(p)
+        .filter(|_| page_bytes >= 8 && page_bytes.is_multiple_of(8));
+    let findings = end.map(|end| {
+        let meta = Meta {
+            page_bytes,
+            begin: r.first_page * p,
+            committed_tail: end,
+            chunks: vec![*r],
+            first_page: r.end(),
+            ..Meta::default()
+        };
+        let view = MemView(BTreeMap::from([
+            (meta_id(), meta.encode()),
+            (r.node, b.to_vec()),
+        ]));
+        plugin_findings(&view)
+    });
+    match decoded {
+        Ok(c) => {
             prop_assert_eq!(c.encode(), b.to_vec(), "canonical");
+            if let Some(findings) = findings {
+                prop_assert!(
+                    findings
+                        .iter()
+                        .all(|f| f.file.to_str() != Some(what.as_str()))
+                );
+            }
         }
-        (Err(e), Err(_)) => prop_assert!(e.as_corruption().is_some(), "{}", e),
-        _ => prop_assert!(false, "the decoders disagree: {:?} vs {:?}", ours, theirs),
+        Err(e) => {
+            let c = e.as_corruption();
+            prop_assert!(c.is_some(), "{}", e);
+            prop_assert!(c.is_some_and(|c| c.offset <= b.len() as u64), "{}", e);
+            if let Some(findings) = findings {
+                // Its pages are skipped: the chunk's refusal is the only finding.
+                prop_assert_eq!(findings, vec![finding_of(&e, r.node)]);
+            }
+        }
     }
     Ok(())
+}
+
+/// `len` bytes of entries end to end (each payload length drawn from `seed`), as a commit
+/// writes an extent.
+fn entries(len: u32, mut seed: u64) -> Vec<u8> {
+    let mut b = Vec::with_capacity(len as usize);
+    while b.len() < len as usize {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let room = len as usize - b.len() - 8;
+        let payload: Vec<u8> = (0..(seed >> 33) as usize % (room + 1).min(100))
+            .map(|i| (seed >> (i % 8)) as u8)
+            .collect();
+        b.extend_from_slice(&header_word(&payload).to_le_bytes());
+        b.extend_from_slice(&payload);
+        b.resize(b.len() - 8 - payload.len() + entry_bytes(payload.len()), 0);
+    }
+    b
 }
 
 /// A byte, or a little-endian word of a value fields often hold (zero, one, small, a page size,
@@ -255,7 +348,7 @@ proptest! {
     }
 
     #[test]
-    fn valid_nodes_round_trip_and_both_decoders_read_them_alike(m in meta(), c in chunk()) {
+    fn valid_nodes_round_trip(m in meta(), c in chunk()) {
         prop_assert_eq!(&Meta::decode(&m.encode(), "m").unwrap(), &m);
         check_meta(&m.encode())?;
         prop_assert_eq!(&Chunk::decode(&c.encode(), "c").unwrap(), &c);
@@ -264,7 +357,7 @@ proptest! {
     }
 
     #[test]
-    fn mutated_nodes_are_read_alike_by_both_decoders(
+    fn mutated_nodes_are_canonical_or_reported_exactly(
         m in meta(),
         c in chunk(),
         writes in prop::collection::vec(write(), 1..4),
@@ -274,4 +367,46 @@ proptest! {
         let r = ChunkRef { first_page: c.first_page, page_count: c.pages.len() as u32, node: NodeId::from_raw(1 << 48).unwrap() };
         check_chunk(&mutate(c.encode(), writes, cut), &r, c.page_bytes)?;
     }
+
+    #[test]
+    fn damaged_entries_are_findings_never_panics(
+        m in meta(),
+        seed in any::<u64>(),
+        writes in prop::collection::vec(write(), 0..4),
+        short in any::<bool>(),
+    ) {
+        // Every chunk node the metadata names lists the same pages' extents as the in-line
+        // ones would; every extent node holds entries, some overwritten.
+        let mut nodes = BTreeMap::from([(meta_id(), m.encode())]);
+        for (i, page) in m.pages.iter().enumerate() {
+            for (j, e) in page.iter().enumerate() {
+                let mut b = entries(e.len, seed ^ (i as u64) << 8 ^ j as u64);
+                if j == 0 {
+                    b = mutate_plain(b, writes.clone());
+                }
+                if short && i == 0 && j == 0 {
+                    b.truncate(b.len() - 8);
+                }
+                nodes.insert(e.node, b);
+            }
+        }
+        let view = MemView(nodes);
+        for f in plugin_findings(&view) {
+            prop_assert_eq!(f.severity, Severity::Problem);
+            prop_assert!(matches!(f.kind, FindingKind::Corruption { .. }), "{:?}", f);
+            prop_assert!(f.node.is_some() || f.file.to_str().is_some_and(|n| n.contains("/page-")), "{:?}", f);
+        }
+        let dump = FasterLogPlugin.dump(&view, &view.roots()[0]);
+        prop_assert_eq!(&dump["root"], ROOT);
+    }
+}
+
+/// Overwrites bytes of `b` with `writes` (no CRC to recompute: an extent node has none).
+fn mutate_plain(mut b: Vec<u8>, writes: Vec<(prop::sample::Index, Vec<u8>)>) -> Vec<u8> {
+    for (at, value) in writes {
+        let i = at.index(b.len());
+        let n = value.len().min(b.len() - i);
+        b[i..i + n].copy_from_slice(&value[..n]);
+    }
+    b
 }

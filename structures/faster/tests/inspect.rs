@@ -1,16 +1,18 @@
-//! `fsck` and `dump` understand a FasterLog root: the inspect code's own decoder (in
-//! `vellum::inspect::faster_log`) agrees with `vellum-faster` on a real log (begin, committed
-//! tail, pages, chunk nodes, named iterators, every committed entry checked); an entry whose
-//! bytes no longer match their CRC32C is an fsck problem naming the page and the entry's address,
-//! and a damaged chunk node one naming the chunk and the byte in it.
+//! `fsck` and `dump` understand a FasterLog root through `vellum-faster`'s inspection plugin
+//! (`vellum_faster::inspect`, on the crate's own decoders): on a real log it reads what the log
+//! recovers (begin, committed tail, pages, chunk nodes, named iterators, every committed entry
+//! checked); an entry whose bytes no longer match their CRC32C is an fsck problem naming the page
+//! and the entry's address, and a damaged chunk node one naming the chunk and the byte in it.
+//! Without the plugin, the root is an `info` finding (no inspector).
 
 use std::sync::Arc;
 
 use vellum::CorruptionKind;
-use vellum::inspect::{Finding, FindingKind, FsckOptions, Severity, faster_logs, fsck, load};
+use vellum::inspect::{Finding, FindingKind, FsckOptions, Severity, fsck, fsck_with, load};
 use vellum::io::OsStorage;
 use vellum::runtime::{CommitPolicy, DurableRuntime};
 use vellum_faster::chunk::Chunk;
+use vellum_faster::inspect::{FasterLogPlugin, faster_logs};
 use vellum_faster::meta::{Meta, extent_at};
 use vellum_faster::{FasterLog, FasterLogOptions};
 
@@ -37,9 +39,10 @@ fn fsck_options() -> FsckOptions {
     }
 }
 
-/// The findings of severity Problem that fsck reports for the store in `dir`.
+/// The findings of severity Problem that fsck, with the FasterLog plugin, reports for the store
+/// in `dir`.
 fn problems(storage: &OsStorage, dir: &std::path::Path) -> Vec<Finding> {
-    let report = fsck(storage, dir, &fsck_options()).unwrap();
+    let report = fsck_with(storage, dir, &fsck_options(), &[&FasterLogPlugin]).unwrap();
     report
         .findings
         .into_iter()
@@ -69,7 +72,26 @@ fn fsck_and_dump_check_a_faster_log_root() {
     }
     let storage = OsStorage::new();
     assert!(problems(&storage, dir.path()).is_empty());
+    // Without the plugin, the core decodes nothing of the log and says so.
+    let report = fsck(&storage, dir.path(), &fsck_options()).unwrap();
+    let with_plugin = fsck_with(&storage, dir.path(), &fsck_options(), &[&FasterLogPlugin]);
+    let mut extra = report.findings.clone();
+    extra.retain(|f| !with_plugin.as_ref().unwrap().findings.contains(f));
+    assert_eq!(extra.len(), 1, "{:?}", report.findings);
+    let f = &extra[0];
+    assert_eq!(
+        (f.severity, f.file.to_str().unwrap(), f.offset),
+        (Severity::Info, "faster-log:events", 0)
+    );
+    assert_eq!(
+        f.kind,
+        FindingKind::NoInspector {
+            prefix: "faster-log:".into()
+        }
+    );
     let insp = load(&storage, dir.path(), &fsck_options()).unwrap();
+    let root = insp.model.roots.get("faster-log:events").copied();
+    assert_eq!(f.node, root.and_then(vellum::NodeId::from_raw));
     let logs = faster_logs(&insp);
     assert_eq!(logs.len(), 1);
     let l = &logs[0];

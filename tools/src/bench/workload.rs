@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use vellum::object_table::NodeId;
+use vellum::NodeId;
 use vellum::runtime::{CommitPolicy, DurableRuntime};
 
 use crate::group_commit::BoxError;

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use vellum::object_table::NodeId;
+use vellum::NodeId;
 use vellum::runtime::{DurableRuntime, RuntimeOptions};
 use vellum_faster::chunk::{Chunk, ChunkRef};
 use vellum_faster::meta::{Extent, Meta};
