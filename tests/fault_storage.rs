@@ -383,3 +383,30 @@ fn clear_faults_models_a_process_crash_without_power_loss() {
         b"x12"
     );
 }
+
+/// A read-only window (the large class's) reserves no blocks for the holes it covers, sees
+/// `write_at`s, and refuses writes through it; a writable window of the same range reserves
+/// every page, as a real filesystem would when the pages are first written.
+#[test]
+fn a_read_only_window_reserves_nothing_and_refuses_writes() {
+    let fs = fresh(13);
+    let f = fs.create(&path("a")).unwrap();
+    f.set_len(64 << 10).unwrap();
+    f.write_at(b"extent", 8192).unwrap();
+    assert_eq!(f.allocated_bytes().unwrap(), 4096, "one written page");
+    // SAFETY: the file is not shortened while the window lives, and only `write_at` writes it,
+    // never while the window reads the same bytes.
+    let mut r = unsafe { f.map_read_only(0, 64 << 10) }.unwrap();
+    assert!(!r.is_writable());
+    assert_eq!(f.allocated_bytes().unwrap(), 4096, "the holes stay holes");
+    let mut seen = [0u8; 6];
+    r.read(8192, &mut seen).unwrap();
+    assert_eq!(&seen, b"extent");
+    assert!(r.write(0, b"no").is_err());
+    // SAFETY: as above; the call is refused before any byte is borrowed.
+    assert!(unsafe { r.slice_mut(0, 2) }.is_err());
+    drop(r);
+    let w = map(&*f, 0, 64 << 10).unwrap();
+    assert!(w.is_writable());
+    assert_eq!(f.allocated_bytes().unwrap(), 64 << 10);
+}

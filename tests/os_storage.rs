@@ -134,3 +134,23 @@ fn read_only_handles_refuse_writes() {
     assert_eq!(r.read_all().unwrap(), b"abc");
     assert!(r.write_at(b"x", 0).is_err());
 }
+
+/// A read-only window reads what `write_at` wrote and refuses writes through it (it is mapped
+/// `PROT_READ`, so a write that got through would fault).
+#[test]
+fn a_read_only_window_reads_and_refuses_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = OsStorage::new().create(&dir.path().join("a")).unwrap();
+    f.set_len(2 * 4096).unwrap();
+    f.write_at(b"large", 4096 + 7).unwrap();
+    // SAFETY: the file is not shortened while the window lives, and nothing writes the bytes it
+    // reads while it reads them.
+    let mut r = unsafe { f.map_read_only(4096, 4096) }.unwrap();
+    let mut seen = [0u8; 5];
+    r.read(7, &mut seen).unwrap();
+    assert_eq!(&seen, b"large");
+    assert!(r.write(0, b"no").is_err());
+    // SAFETY: as above; the call is refused before any byte is borrowed.
+    assert!(unsafe { r.slice_mut(0, 1) }.is_err());
+    r.flush(0, 4096).unwrap();
+}

@@ -23,6 +23,12 @@
 //!    generation `g` first and then syncs every dirty file covers every change counted up to `g`,
 //!    whoever made it (a transaction, compaction, recovery's write-backs). No caller has to
 //!    remember to count its writes.
+//! 7. Nothing writes through a window of the large class, which is mapped read-only
+//!    (`StorageFile::map_read_only`): every large node (more than 256 KiB) is written with
+//!    `write_at`, from `write` or `fill`. Its window spans a whole 64 MiB region, most of which
+//!    may be free runs and holes; a writable mapping would have to reserve them (the fault
+//!    storage does, to turn a write into a hole on a full disk into an error rather than a
+//!    SIGBUS), and reading holes through a read-only mapping allocates nothing.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -377,8 +383,17 @@ impl DataFiles {
             // (invariant 2: `ensure` is the only length change, and never shortens), nothing
             // else in the store truncates it, and a slot's bytes are written only by their one
             // owner before any reader can reach them (invariant 6), through this window or
-            // `write_at`, never both at once for the same slot.
-            let mapping = unsafe { f.file.map(start, window_bytes as usize) }?;
+            // `write_at`, never both at once for the same slot. A window of the large class is
+            // mapped read-only: every large node is written with `write_at` (`fill`), so its
+            // window, which spans a whole 64 MiB region, reserves no blocks for the region's
+            // free runs.
+            let mapping = unsafe {
+                if loc.class == LARGE_CLASS {
+                    f.file.map_read_only(start, window_bytes as usize)
+                } else {
+                    f.file.map(start, window_bytes as usize)
+                }
+            }?;
             if let Some(pin) = dir.install(n, mapping, &self.account, guard) {
                 // Threads that made room at the same time may together have gone over budget;
                 // the new window is the most recently used, so others go first.

@@ -14,6 +14,9 @@
 //!    self` to write; the `unsafe` slice methods put that duty on the caller, which for the runtime
 //!    is the allocator: a slot is written only while reserved by one writer, and read only after it
 //!    was published.
+//! 4. *Nothing writes through a read-only mapping* ([`Mapping::new_read_only`], from
+//!    `StorageFile::map_read_only`): `write` and `slice_mut` refuse it with an error, so its
+//!    memory (mapped `PROT_READ` by the OS storage) is never written.
 
 #![expect(
     unsafe_code,
@@ -32,10 +35,12 @@ pub(crate) trait MapBacking: Send + Sync {
     fn flush(&self, offset: usize, len: usize) -> std::io::Result<()>;
 }
 
-/// A window of a file mapped for reading and writing.
+/// A window of a file mapped for reading and writing, or for reading only.
 pub struct Mapping {
     ptr: *mut u8,
     len: usize,
+    /// False for a read-only mapping (rule 4).
+    writable: bool,
     file_offset: u64,
     path: PathBuf,
     backing: Box<dyn MapBacking>,
@@ -61,10 +66,41 @@ impl Mapping {
         Mapping {
             ptr,
             len,
+            writable: true,
             file_offset,
             path,
             backing,
         }
+    }
+
+    /// Wraps a mapping that is only read: `ptr..ptr + len` must stay valid for reads while
+    /// `backing` lives; `write` and `slice_mut` refuse it (rule 4).
+    pub(crate) fn new_read_only(
+        ptr: *const u8,
+        len: usize,
+        file_offset: u64,
+        path: PathBuf,
+        backing: Box<dyn MapBacking>,
+    ) -> Self {
+        Mapping {
+            writable: false,
+            ..Mapping::new(ptr.cast_mut(), len, file_offset, path, backing)
+        }
+    }
+
+    /// False for a read-only mapping.
+    pub fn is_writable(&self) -> bool {
+        self.writable
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.writable {
+            return Ok(());
+        }
+        Err(Error::InvalidArgument(format!(
+            "write through a read-only window of {}",
+            self.path.display()
+        )))
     }
 
     /// Length of the window in bytes.
@@ -109,6 +145,7 @@ impl Mapping {
 
     /// Copies `data` into the window at `offset`.
     pub fn write(&mut self, offset: usize, data: &[u8]) -> Result<()> {
+        self.check_writable()?;
         self.check_range(offset, data.len())?;
         // SAFETY: in range (checked) and valid (rule 1); `&mut self` excludes other users of this
         // window, and other windows of the same bytes are excluded by rule 3.
@@ -151,6 +188,7 @@ impl Mapping {
         reason = "exclusivity of the byte range is the caller's contract, not the window's"
     )]
     pub unsafe fn slice_mut(&self, offset: usize, len: usize) -> Result<&mut [u8]> {
+        self.check_writable()?;
         self.check_range(offset, len)?;
         // SAFETY: in range and valid (rule 1); the caller guarantees exclusive access to the range.
         Ok(unsafe { std::slice::from_raw_parts_mut(self.ptr.add(offset), len) })

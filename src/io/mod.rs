@@ -171,6 +171,23 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
     )]
     unsafe fn map(&self, offset: u64, len: usize) -> Result<Mapping>;
 
+    /// Maps `[offset, offset + len)` of the file for reading only: the same contract as
+    /// [`StorageFile::map`], and the caller never writes through the mapping (its `write` and
+    /// `slice_mut` refuse). An implementation need not reserve blocks for the range's holes, and
+    /// may map it read-only. The default maps it as [`StorageFile::map`] does.
+    ///
+    /// # Safety
+    ///
+    /// As for [`StorageFile::map`].
+    #[expect(
+        unsafe_code,
+        reason = "mapping a file range is only sound under a contract"
+    )]
+    unsafe fn map_read_only(&self, offset: u64, len: usize) -> Result<Mapping> {
+        // SAFETY: the caller keeps `map`'s contract, which is this function's.
+        unsafe { self.map(offset, len) }
+    }
+
     /// Bytes of disk the file occupies (`st_blocks * 512`), which hole punching reduces.
     fn allocated_bytes(&self) -> Result<u64>;
 }

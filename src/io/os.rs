@@ -313,6 +313,48 @@ impl StorageFile for OsFile {
         ))
     }
 
+    #[expect(
+        unsafe_code,
+        reason = "mapping a file is inherently unsafe; see the SAFETY below"
+    )]
+    unsafe fn map_read_only(&self, offset: u64, len: usize) -> Result<Mapping> {
+        if !offset.is_multiple_of(PAGE_BYTES) || len == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "map of {}: offset {offset} is not page-aligned or length is zero",
+                self.path.display()
+            )));
+        }
+        let file_len = self.len()?;
+        if offset
+            .checked_add(len as u64)
+            .is_none_or(|end| end > file_len)
+        {
+            return Err(Error::InvalidArgument(format!(
+                "map of {}: {offset}+{len} ends past the {file_len}-byte file",
+                self.path.display()
+            )));
+        }
+        // SAFETY: the range lies within the file (checked above); the caller of this `unsafe fn`
+        // guarantees that the file is not shortened below the mapping and that no byte of it is
+        // written through another path while the mapping uses it (`StorageFile::map`'s contract),
+        // which is the contract `memmap2` requires of its caller.
+        let mmap = unsafe {
+            memmap2::MmapOptions::new()
+                .offset(offset)
+                .len(len)
+                .map(&self.file)
+        }
+        .map_err(io_err(IoOp::Map, &self.path))?;
+        let ptr = mmap.as_ptr();
+        Ok(Mapping::new_read_only(
+            ptr,
+            len,
+            offset,
+            self.path.clone(),
+            Box::new(OsReadMapping(mmap)),
+        ))
+    }
+
     fn allocated_bytes(&self) -> Result<u64> {
         let st = rustix::fs::fstat(self.file.as_fd()).map_err(errno(IoOp::Stat, &self.path))?;
         Ok(u64::try_from(st.st_blocks).unwrap_or(0) * 512)
@@ -326,5 +368,17 @@ struct OsMapping(memmap2::MmapMut);
 impl MapBacking for OsMapping {
     fn flush(&self, offset: usize, len: usize) -> std::io::Result<()> {
         self.0.flush_range(offset, len)
+    }
+}
+
+/// Keeps a read-only (`PROT_READ`) mapping alive: nothing is written through it, so there is
+/// nothing to flush.
+struct OsReadMapping(
+    #[expect(dead_code, reason = "held only to keep the mapping alive")] memmap2::Mmap,
+);
+
+impl MapBacking for OsReadMapping {
+    fn flush(&self, _offset: usize, _len: usize) -> std::io::Result<()> {
+        Ok(())
     }
 }

@@ -310,6 +310,27 @@ impl Inode {
         Ok(id)
     }
 
+    /// Registers a window that is only read: nothing is written through it, so its holes keep no
+    /// blocks (a real filesystem reads a hole as zeros without allocating it) and it adds no
+    /// dirty range.
+    pub(super) fn map_read_only(&self, offset: u64, len: u64) -> std::io::Result<u64> {
+        let end = self.check_capacity(offset, len)?;
+        let mut meta = self.meta.lock();
+        if end > meta.len {
+            return Err(IoError::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "fault storage: window {offset}..{end} ends past the {}-byte file",
+                    meta.len
+                ),
+            ));
+        }
+        let id = meta.next_map_id;
+        meta.next_map_id += 1;
+        meta.live_maps.insert(id, offset..end);
+        Ok(id)
+    }
+
     pub(super) fn unmap(&self, id: u64) {
         self.meta.lock().live_maps.remove(&id);
     }

@@ -618,6 +618,43 @@ impl StorageFile for FaultFile {
         ))
     }
 
+    #[expect(
+        unsafe_code,
+        reason = "the trait's mapping contract; nothing unsafe inside"
+    )]
+    unsafe fn map_read_only(&self, offset: u64, len: usize) -> Result<Mapping> {
+        self.begin_write(IoOp::Map)?;
+        if !offset.is_multiple_of(PAGE_BYTES) || len == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "map of {}: offset {offset} is not page-aligned or length is zero",
+                self.path.display()
+            )));
+        }
+        let id = self
+            .inode
+            .map_read_only(offset, len as u64)
+            .map_err(self.io(IoOp::Map))?;
+        // `map` succeeded, so `offset + len` is within the capacity.
+        let ptr = self
+            .inode
+            .buf
+            .ptr()
+            .wrapping_add(offset as usize)
+            .cast_const();
+        Ok(Mapping::new_read_only(
+            ptr,
+            len,
+            offset,
+            self.path.clone(),
+            Box::new(FaultWindow {
+                fs: self.fs.clone(),
+                inode: self.inode.clone(),
+                id,
+                offset,
+            }),
+        ))
+    }
+
     fn allocated_bytes(&self) -> Result<u64> {
         self.fs.begin_op(IoOp::Stat, &self.path)?;
         Ok(self.inode.allocated_bytes())
