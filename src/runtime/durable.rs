@@ -22,7 +22,9 @@ use super::snapshot::{OwnedSnapshot, Snapshot};
 use super::snapshots::SnapshotRegistry;
 use super::stats::{Counters, RuntimeStats};
 use super::txn::WriteTxn;
-use crate::alloc::{CLASS_COUNT, DataFiles, SegmentAllocator, SegmentUsage};
+use crate::alloc::{
+    CLASS_COUNT, ClassSpace, DataFiles, ExtentSpace, SegmentAllocator, SegmentUsage,
+};
 use crate::codec::crc32c;
 use crate::error::{CorruptionKind, Error, Result};
 use crate::io::{LockGuard, OsStorage, Storage};
@@ -421,6 +423,19 @@ impl DurableRuntime {
     /// How full every segment of size class `class` is (live and dead slots per segment).
     pub fn segment_usage(&self, class: u8) -> Vec<SegmentUsage> {
         self.inner.alloc.segment_usage(class)
+    }
+
+    /// The allocator's space figures of size class `class` (for [`LARGE_CLASS`], regions and
+    /// extents: `used_bytes` is the sum of the live large versions' lengths rounded up to 4 KiB).
+    ///
+    /// [`LARGE_CLASS`]: crate::runtime::LARGE_CLASS
+    pub fn class_space(&self, class: u8) -> ClassSpace {
+        self.inner.alloc.space(class)
+    }
+
+    /// The large class's own figures: extents, free runs, the longest free run.
+    pub fn extent_space(&self) -> ExtentSpace {
+        self.inner.alloc.extent_space()
     }
 
     /// Bytes of disk the data files occupy.

@@ -34,7 +34,10 @@ mod txn;
 pub use claims::RootClaim;
 pub use compaction::{CompactProgress, CompactReport};
 // The settings and figures of the layers below that a user of the runtime names.
-pub use crate::alloc::{AllocOptions, DataFileOptions, SegmentUsage};
+pub use crate::alloc::{
+    AllocOptions, ClassSpace, DataFileOptions, EXTENT_UNIT_BYTES, ExtentSpace, LARGE_CLASS,
+    REGION_BYTES, SegmentUsage,
+};
 pub use crate::log::LogOptions;
 pub use durable::DurableRuntime;
 pub use options::{CommitPolicy, CompactionOptions, RecoveryMode, RuntimeOptions};
