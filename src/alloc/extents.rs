@@ -39,6 +39,9 @@ use crate::error::{Error, Result};
 /// Units in a region.
 pub const REGION_UNITS: u32 = (REGION_BYTES / EXTENT_UNIT_BYTES) as u32;
 
+/// A run of units: `(start, length)`.
+type Run = (u32, u32);
+
 /// Runs of units `start -> length`, disjoint and never adjacent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Runs(BTreeMap<u32, u32>);
@@ -46,7 +49,7 @@ struct Runs(BTreeMap<u32, u32>);
 impl Runs {
     /// Adds `[start, start + len)`, which overlaps no run, merging it with the runs right before
     /// and after it. Returns the merged run and the neighbours it absorbed.
-    fn insert(&mut self, start: u32, len: u32) -> ((u32, u32), [Option<(u32, u32)>; 2]) {
+    fn insert(&mut self, start: u32, len: u32) -> (Run, [Option<Run>; 2]) {
         let (mut s, mut l) = (start, len);
         let before = self
             .0

@@ -204,6 +204,9 @@ fn large_candidates(inner: &Inner, options: &CompactionOptions) -> Vec<Victim> {
         .collect()
 }
 
+/// A free run in the plan's pool: `(units, region, index of the run in its region)`.
+type PoolRun = (u32, u32, u32);
+
 /// Where the extents of the large class's victims would go: the free runs of the regions that
 /// stay, taken best fit as the allocator takes them (largest extent first). A region is a victim
 /// only if all its extents fit; a region that receives extents in the plan is a destination and
@@ -211,7 +214,7 @@ fn large_candidates(inner: &Inner, options: &CompactionOptions) -> Vec<Victim> {
 /// the plan counted on, and then a move may add a region, as a small class may add a segment.
 struct ExtentPlan {
     /// Free runs `(units, region, index)` of the regions open to allocation and not victims.
-    pool: BTreeSet<(u32, u32, u32)>,
+    pool: BTreeSet<PoolRun>,
     regions: HashMap<u32, RegionExtents>,
     destinations: HashSet<u32>,
 }
@@ -251,7 +254,9 @@ impl ExtentPlan {
         }
         let mut extents = r.extents.clone();
         extents.sort_unstable_by(|a, b| b.cmp(a));
-        let mut undo: Vec<((u32, u32, u32), Option<(u32, u32, u32)>)> = Vec::new();
+        // Each run taken, and the rest of it put back: undone in reverse if a later extent
+        // does not fit.
+        let mut undo: Vec<(PoolRun, Option<PoolRun>)> = Vec::new();
         let mut fits = true;
         for e in extents {
             let Some(&run) = self.pool.range((e, 0, 0)..).next() else {
