@@ -123,6 +123,18 @@ fn a_fill_that_writes_nothing_leaves_zeros_not_a_freed_version() {
     }
 }
 
+/// The message a caught panic carried; fails the test if nothing panicked.
+fn panic_message<T>(caught: std::thread::Result<T>) -> String {
+    match caught {
+        Ok(_) => panic!("expected the fill's panic"),
+        Err(payload) => payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default(),
+    }
+}
+
 #[test]
 fn a_panicking_fill_gives_its_slot_back_and_the_transaction_goes_on() {
     let fs = common::fault_storage(3, DIR);
@@ -134,15 +146,16 @@ fn a_panicking_fill_gives_its_slot_back_and_the_transaction_goes_on() {
         let panicked = catch_unwind(AssertUnwindSafe(|| {
             tx.alloc_with(1, len, |_| panic!("fill failed")).unwrap()
         }));
-        assert!(
-            panicked.is_err(),
+        assert_eq!(
+            panic_message(panicked),
+            "fill failed",
             "{len}: the fill's panic reaches the caller"
         );
         assert_eq!(used_slots(&rt), used, "{len}: no slot leaked by alloc_with");
         let panicked = catch_unwind(AssertUnwindSafe(|| {
             tx.write_with(kept, len, |_| panic!("fill failed")).unwrap()
         }));
-        assert!(panicked.is_err());
+        assert_eq!(panic_message(panicked), "fill failed");
         assert_eq!(used_slots(&rt), used, "{len}: no slot leaked by write_with");
     }
     let epoch = tx.commit_with(CommitPolicy::Strict).unwrap();

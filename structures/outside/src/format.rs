@@ -134,3 +134,71 @@ impl Page {
         Ok(Page { records })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(handle: u64) -> NodeId {
+        NodeId::new(1, handle, 2).unwrap_or_else(|| panic!("a valid id"))
+    }
+
+    #[test]
+    fn a_header_encodes_to_its_exact_bytes_and_back() {
+        let h = Header {
+            pages: vec![id(5), id(9)],
+        };
+        let mut buf = vec![0u8; h.encoded_len()];
+        h.encode_into(&mut buf);
+        let mut want = Vec::new();
+        want.extend_from_slice(&HEADER_MAGIC.to_le_bytes());
+        want.extend_from_slice(&2u32.to_le_bytes());
+        want.extend_from_slice(&id(5).raw().to_le_bytes());
+        want.extend_from_slice(&id(9).raw().to_le_bytes());
+        assert_eq!(buf, want);
+        assert_eq!(Header::decode(&buf, id(1)).ok(), Some(h));
+    }
+
+    #[test]
+    fn a_page_encodes_to_its_exact_bytes_and_back() {
+        let p = Page {
+            records: vec![b"ab".to_vec(), Vec::new(), b"c".to_vec()],
+        };
+        let mut buf = vec![0u8; PAGE_BYTES];
+        p.encode_into(&mut buf);
+        assert_eq!(buf[..11], [3, 0, 2, 0, b'a', b'b', 0, 0, 1, 0, b'c']);
+        assert!(buf[11..].iter().all(|&b| b == 0));
+        assert_eq!(Page::decode(&buf, id(1)).ok(), Some(p));
+    }
+
+    #[test]
+    fn a_record_fits_while_the_page_has_its_bytes() {
+        let mut p = Page::default();
+        assert!(p.fits(RECORD_BYTES_MAX));
+        assert!(!p.fits(RECORD_BYTES_MAX + 1));
+        p.records.push(vec![0; 4000]);
+        // 2 + (2 + 4000) used; a record needs 2 more than its bytes.
+        assert!(p.fits(PAGE_BYTES - 4004 - 2));
+        assert!(!p.fits(PAGE_BYTES - 4004 - 1));
+    }
+
+    #[test]
+    fn a_header_whose_count_disagrees_with_its_length_names_the_field() {
+        let mut buf = vec![0u8; 16];
+        buf[..4].copy_from_slice(&HEADER_MAGIC.to_le_bytes());
+        buf[4..8].copy_from_slice(&2u32.to_le_bytes());
+        match Header::decode(&buf, id(1)) {
+            Err(vellum::Error::Corruption(c)) => assert_eq!(
+                (c.offset, c.kind),
+                (
+                    8,
+                    CorruptionKind::InvalidField {
+                        field: "journal page count",
+                        value: 2
+                    }
+                )
+            ),
+            other => panic!("expected corruption, got {other:?}"),
+        }
+    }
+}

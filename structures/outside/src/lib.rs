@@ -192,3 +192,32 @@ fn read_node(snapshot: &vellum::runtime::Snapshot<'_>, id: NodeId) -> Result<Vec
         reason: "named by the journal but absent from its snapshot",
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vellum::runtime::RuntimeOptions;
+
+    #[test]
+    fn the_state_in_memory_is_what_the_store_holds() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let options = RuntimeOptions {
+            create_if_missing: true,
+            ..RuntimeOptions::default()
+        };
+        let rt =
+            Arc::new(DurableRuntime::open(dir.path(), options).unwrap_or_else(|e| panic!("{e}")));
+        let journal = Journal::open(rt.clone(), "j").unwrap_or_else(|e| panic!("{e}"));
+        // 1000-byte records: four to a page, so 10 records take 3 pages, the last holding 2.
+        for i in 0..10u8 {
+            journal.append(&[i; 1000]).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let s = journal.state.lock();
+        assert_eq!(s.pages.len(), 3);
+        assert_eq!(s.header, rt.root("journal:j"));
+        assert_eq!(s.last.records, vec![vec![8u8; 1000], vec![9u8; 1000]]);
+        let last = *s.pages.last().unwrap_or_else(|| panic!("three pages"));
+        let on_disk = rt.read(last).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(Page::decode(&on_disk, last).ok().as_ref(), Some(&s.last));
+    }
+}
