@@ -162,6 +162,30 @@ struct OsFile {
     path: PathBuf,
 }
 
+impl OsFile {
+    /// Checks that `[offset, offset + len)` is a page-aligned, non-empty range within the file,
+    /// as both kinds of mapping require.
+    fn check_map_range(&self, offset: u64, len: usize) -> Result<()> {
+        if !offset.is_multiple_of(PAGE_BYTES) || len == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "map of {}: offset {offset} is not page-aligned or length is zero",
+                self.path.display()
+            )));
+        }
+        let file_len = self.len()?;
+        if offset
+            .checked_add(len as u64)
+            .is_none_or(|end| end > file_len)
+        {
+            return Err(Error::InvalidArgument(format!(
+                "map of {}: {offset}+{len} ends past the {file_len}-byte file",
+                self.path.display()
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl StorageFile for OsFile {
     fn path(&self) -> &Path {
         &self.path
@@ -276,22 +300,7 @@ impl StorageFile for OsFile {
         reason = "mapping a file is inherently unsafe; see the SAFETY below"
     )]
     unsafe fn map(&self, offset: u64, len: usize) -> Result<Mapping> {
-        if !offset.is_multiple_of(PAGE_BYTES) || len == 0 {
-            return Err(Error::InvalidArgument(format!(
-                "map of {}: offset {offset} is not page-aligned or length is zero",
-                self.path.display()
-            )));
-        }
-        let file_len = self.len()?;
-        if offset
-            .checked_add(len as u64)
-            .is_none_or(|end| end > file_len)
-        {
-            return Err(Error::InvalidArgument(format!(
-                "map of {}: {offset}+{len} ends past the {file_len}-byte file",
-                self.path.display()
-            )));
-        }
+        self.check_map_range(offset, len)?;
         // SAFETY: the range lies within the file (checked above); the caller of this `unsafe fn`
         // guarantees that the file is not shortened below the mapping and that no byte of it is
         // written through another path while the mapping uses it (`StorageFile::map`'s contract),
@@ -318,22 +327,7 @@ impl StorageFile for OsFile {
         reason = "mapping a file is inherently unsafe; see the SAFETY below"
     )]
     unsafe fn map_read_only(&self, offset: u64, len: usize) -> Result<Mapping> {
-        if !offset.is_multiple_of(PAGE_BYTES) || len == 0 {
-            return Err(Error::InvalidArgument(format!(
-                "map of {}: offset {offset} is not page-aligned or length is zero",
-                self.path.display()
-            )));
-        }
-        let file_len = self.len()?;
-        if offset
-            .checked_add(len as u64)
-            .is_none_or(|end| end > file_len)
-        {
-            return Err(Error::InvalidArgument(format!(
-                "map of {}: {offset}+{len} ends past the {file_len}-byte file",
-                self.path.display()
-            )));
-        }
+        self.check_map_range(offset, len)?;
         // SAFETY: the range lies within the file (checked above); the caller of this `unsafe fn`
         // guarantees that the file is not shortened below the mapping and that no byte of it is
         // written through another path while the mapping uses it (`StorageFile::map`'s contract),

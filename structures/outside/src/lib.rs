@@ -135,14 +135,16 @@ impl Journal {
         };
         let len = h.encoded_len();
         match header {
-            Some(id) => txn.write_with(id, len, |buf| h.encode_into(buf))?,
+            Some(id) => {
+                txn.write_with(id, len, |buf| h.encode_into(buf))?;
+                Ok(id)
+            }
             None => {
                 let id = txn.alloc_with(HEADER_KIND, len, |buf| h.encode_into(buf))?;
                 txn.set_root(&self.root, id)?;
-                return Ok(id);
+                Ok(id)
             }
         }
-        header.ok_or(Error::InvalidArgument("internal: no header".into()))
     }
 
     /// Waits until the append that returned `epoch` is durable, without forcing a flush (the

@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use vellum::inspect::{FindingKind, FsckOptions, Plugin, Severity, dump, fsck_with, load_with};
+use vellum::inspect::{
+    Finding, FindingKind, FsckOptions, Plugin, Severity, dump, fsck_with, load_with,
+};
 use vellum::io::OsStorage;
 use vellum::runtime::{DurableRuntime, RuntimeOptions};
 use vellum::{CorruptionKind, NodeId};
@@ -46,6 +48,14 @@ fn pages(rt: &DurableRuntime, name: &str) -> Vec<NodeId> {
     Header::decode(&rt.read(header).unwrap(), header)
         .unwrap()
         .pages
+}
+
+/// The one problem `fsck` with the journal's plugin finds in `dir`.
+fn only_problem(dir: &Path) -> Finding {
+    let report = fsck_with(&OsStorage::new(), dir, &FsckOptions::default(), PLUGINS).unwrap();
+    let problems: Vec<_> = report.problems().cloned().collect();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    problems.into_iter().next().unwrap()
 }
 
 fn node_file(id: NodeId) -> PathBuf {
@@ -113,16 +123,7 @@ fn a_page_the_runtime_holds_intact_but_the_journal_cannot_decode_is_the_plugins_
     tx.write(page, &bytes).unwrap();
     tx.commit().unwrap();
     close(rt);
-    let report = fsck_with(
-        &OsStorage::new(),
-        dir.path(),
-        &FsckOptions::default(),
-        PLUGINS,
-    )
-    .unwrap();
-    let problems: Vec<_> = report.problems().collect();
-    assert_eq!(problems.len(), 1, "{problems:?}");
-    let f = problems[0];
+    let f = only_problem(dir.path());
     assert_eq!(f.file, node_file(page));
     assert_eq!(f.offset, 4006);
     assert_eq!(f.node, Some(page));
@@ -146,16 +147,7 @@ fn a_root_naming_a_node_of_another_kind_is_the_plugins_finding() {
     tx.set_root("journal:c", page).unwrap();
     tx.commit().unwrap();
     close(rt);
-    let report = fsck_with(
-        &OsStorage::new(),
-        dir.path(),
-        &FsckOptions::default(),
-        PLUGINS,
-    )
-    .unwrap();
-    let problems: Vec<_> = report.problems().collect();
-    assert_eq!(problems.len(), 1, "{problems:?}");
-    let f = problems[0];
+    let f = only_problem(dir.path());
     assert_eq!(
         (f.file.clone(), f.offset, f.node),
         (node_file(page), 0, Some(page))
