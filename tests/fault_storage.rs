@@ -9,8 +9,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use vellum::Error;
 use vellum::io::{CrashMode, FaultConfig, FaultStorage, Storage, StorageFile};
+use vellum::{Error, IoOp};
 
 /// `StorageFile::map` for this file's tests, which never shorten a file below a live mapping
 /// and write a mapped range only through that one mapping (the function's contract).
@@ -256,7 +256,14 @@ fn shortening_a_file_under_a_live_window_is_refused() {
     f.set_len(4096).unwrap();
     assert_eq!(f.len().unwrap(), 4096);
     // Mapping past the end is refused as well.
-    assert!(map(&*f, 4096, 4096).is_err());
+    assert!(matches!(
+        map(&*f, 4096, 4096),
+        Err(Error::Io { op: IoOp::Map, path: p, source })
+            if p == path("a")
+                && source.kind() == std::io::ErrorKind::InvalidInput
+                && source.to_string()
+                    == "fault storage: window 4096..8192 ends past the 4096-byte file"
+    ));
 }
 
 #[test]
@@ -402,9 +409,11 @@ fn a_read_only_window_reserves_nothing_and_refuses_writes() {
     let mut seen = [0u8; 6];
     r.read(8192, &mut seen).unwrap();
     assert_eq!(&seen, b"extent");
-    assert!(r.write(0, b"no").is_err());
+    let refused = "write through a read-only window of /db/a";
+    assert!(matches!(r.write(0, b"no"), Err(Error::InvalidArgument(m)) if m == refused));
     // SAFETY: as above; the call is refused before any byte is borrowed.
-    assert!(unsafe { r.slice_mut(0, 2) }.is_err());
+    let slice = unsafe { r.slice_mut(0, 2) };
+    assert!(matches!(slice, Err(Error::InvalidArgument(m)) if m == refused));
     drop(r);
     let w = map(&*f, 0, 64 << 10).unwrap();
     assert!(w.is_writable());

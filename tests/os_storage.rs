@@ -96,10 +96,23 @@ fn punch_hole_zeroes_and_frees_blocks() {
 fn windows_read_write_and_flush() {
     let dir = tempfile::tempdir().unwrap();
     let s = OsStorage::new();
-    let f = s.create(&dir.path().join("a")).unwrap();
+    let p = dir.path().join("a");
+    let f = s.create(&p).unwrap();
     f.set_len(3 * 4096).unwrap();
-    assert!(map(&*f, 100, 4096).is_err(), "unaligned offset");
-    assert!(map(&*f, 4096, 3 * 4096).is_err(), "past the end");
+    assert!(
+        matches!(map(&*f, 100, 4096), Err(Error::InvalidArgument(m)) if m == format!(
+            "map of {}: offset 100 is not page-aligned or length is zero",
+            p.display()
+        )),
+        "unaligned offset"
+    );
+    assert!(
+        matches!(map(&*f, 4096, 3 * 4096), Err(Error::InvalidArgument(m)) if m == format!(
+            "map of {}: 4096+12288 ends past the 12288-byte file",
+            p.display()
+        )),
+        "past the end"
+    );
     let mut w = map(&*f, 4096, 8192).unwrap();
     w.write(10, b"mapped").unwrap();
     w.flush(10, 6).unwrap();
@@ -140,7 +153,8 @@ fn read_only_handles_refuse_writes() {
 #[test]
 fn a_read_only_window_reads_and_refuses_writes() {
     let dir = tempfile::tempdir().unwrap();
-    let f = OsStorage::new().create(&dir.path().join("a")).unwrap();
+    let p = dir.path().join("a");
+    let f = OsStorage::new().create(&p).unwrap();
     f.set_len(2 * 4096).unwrap();
     f.write_at(b"large", 4096 + 7).unwrap();
     // SAFETY: the file is not shortened while the window lives, and nothing writes the bytes it
@@ -149,8 +163,10 @@ fn a_read_only_window_reads_and_refuses_writes() {
     let mut seen = [0u8; 5];
     r.read(7, &mut seen).unwrap();
     assert_eq!(&seen, b"large");
-    assert!(r.write(0, b"no").is_err());
+    let refused = format!("write through a read-only window of {}", p.display());
+    assert!(matches!(r.write(0, b"no"), Err(Error::InvalidArgument(m)) if m == refused));
     // SAFETY: as above; the call is refused before any byte is borrowed.
-    assert!(unsafe { r.slice_mut(0, 1) }.is_err());
+    let slice = unsafe { r.slice_mut(0, 1) };
+    assert!(matches!(slice, Err(Error::InvalidArgument(m)) if m == refused));
     r.flush(0, 4096).unwrap();
 }

@@ -666,9 +666,15 @@ mod tests {
         assert_eq!(x.space().free_runs, 2);
         assert_eq!(x.space().unpunched_bytes, 5 * MIB + 4 * MIB + 8 * MIB);
         x.check().unwrap();
-        assert!(x.free(b).is_err(), "double free refused");
         assert!(
-            x.free(Location { offset: 4096, ..a }).is_err(),
+            matches!(x.free(b), Err(Error::InvalidArgument(m))
+                if m == format!("free of {b:?}: not an allocated extent")),
+            "double free refused"
+        );
+        let inside = Location { offset: 4096, ..a };
+        assert!(
+            matches!(x.free(inside), Err(Error::InvalidArgument(m))
+                if m == format!("free of {inside:?}: not an allocated extent")),
             "inside an extent"
         );
         x.check().unwrap();
@@ -711,7 +717,10 @@ mod tests {
             &mut |_| Err(Error::InvalidArgument("no".into())),
             &mut out,
         );
-        assert!(err.is_err());
+        assert!(
+            matches!(&err, Err(Error::InvalidArgument(m)) if m == "no"),
+            "the punch callback's own error: {err:?}"
+        );
         assert_eq!(
             x.space().unpunched_bytes,
             MIB,
@@ -794,6 +803,12 @@ mod tests {
             },
             MIB,
         );
-        assert!(Extents::rebuild(2, 2, [outside]).is_err());
+        assert!(matches!(
+            Extents::rebuild(2, 2, [outside]),
+            Err(Error::InvalidArgument(m)) if m == format!(
+                "rebuild: live extent {:?} of 1048576 bytes lies outside the data files",
+                outside.0
+            )
+        ));
     }
 }
