@@ -2,14 +2,17 @@
 //!
 //! `vellum bench` is the project's main job: the runtime's commit workload under each policy,
 //! then a reopen that verifies every acknowledged commit. `vellum bench group-commit` measures the
-//! delta log's group commit alone and `vellum bench log` FasterLog's appends, commits and tailing
-//! reads. `vellum compact DIR` compacts a store offline, `vellum fsck DIR` checks a store without
-//! changing it, and `vellum dump DIR` shows what its files hold (`design/TOOLS.md`).
+//! delta log's group commit alone, `vellum bench log` FasterLog's appends, commits and tailing
+//! reads, and `vellum bench durable` durable commits of batches of updates to a store of many
+//! small nodes. `vellum compact DIR` compacts a store offline, `vellum fsck DIR` checks a store
+//! without changing it, and `vellum dump DIR` shows what its files hold (`design/TOOLS.md`).
 
 mod bench;
 mod compact;
 mod compaction_bench;
+mod devstats;
 mod dump;
+mod durable_bench;
 mod footprint;
 mod fsck;
 mod group_commit;
@@ -56,6 +59,10 @@ enum BenchKind {
     /// FasterLog: append throughput beside raw write+fdatasync bandwidth, commit latency beside
     /// raw fdatasync, tailing-reader lag.
     Log(log_bench::LogBenchArgs),
+    /// Durable commits of batches of updates to a store of many small nodes, for each policy
+    /// and thread count, against the raw write+fdatasync rate; then a reopen that checks every
+    /// key's last acknowledged content.
+    Durable(Box<durable_bench::DurableArgs>),
 }
 
 fn main() -> ExitCode {
@@ -83,6 +90,10 @@ fn main() -> ExitCode {
             which: Some(BenchKind::Log(args)),
             ..
         } => log_bench::run(&args),
+        Command::Bench {
+            which: Some(BenchKind::Durable(args)),
+            ..
+        } => durable_bench::run(&args),
         Command::Compact(args) => compact::run(&args),
     };
     match result {
