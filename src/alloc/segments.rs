@@ -8,9 +8,18 @@
 //! Invariants (of the small classes):
 //! 1. A slot is handed out by `allocate` only if its bit is set (free), and its bit is cleared in
 //!    the same critical section, so no two callers ever hold the same slot.
-//! 2. `partial` holds exactly the segments with at least one free slot (`in_partial` mirrors
-//!    membership), so `allocate` finds space in O(1) without scanning segments; within a segment a
-//!    moving cursor makes the bit search amortised O(1).
+//! 2. Allocation takes slots from one *fill* segment per class, in ascending order from where
+//!    its filling began (a moving cursor, so the bit search is amortised O(1)); only when the
+//!    fill segment has no free slot left does the class pick another. `refill` holds exactly the
+//!    segments, other than the fill segment and those being evacuated, with at least
+//!    `refill_slots_min` free slots (`in_refill` mirrors membership); the next fill segment is the
+//!    lowest-numbered of them, or a new segment when there is none. So the slots a
+//!    commit group allocates lie side by side, and a durable commit of many small nodes dirties a
+//!    few pages instead of one page per node (`design/ARCHITECTURE.md`, "Writes proportional to
+//!    the change"). For slots smaller than a page, `refill_slots_min` is half a segment: a segment
+//!    is added only when every other one is at least half full, so a class's segments never
+//!    hold more than twice its used slots (plus one). For larger slots it is 1 (a slot is whole
+//!    pages wherever it lies).
 //! 3. `empty` holds segments whose slots are all free and whose disk blocks are still allocated;
 //!    `return_empty` punches them out (under the class lock, so no allocation can write into a
 //!    segment while its blocks are being returned) and marks them returned.
@@ -23,8 +32,9 @@
 //! 5. The state is a function of the set of used slots (plus the segment count): `rebuild` from
 //!    the live locations gives the same free map.
 //! 6. A segment being evacuated (a compaction victim) is never allocated from: it leaves
-//!    `partial` when the evacuation begins, frees into it do not put it back, and it returns to
-//!    `partial` when the evacuation ends if it still has free slots.
+//!    `refill` (and stops being the fill segment) when the evacuation begins, frees into it do not
+//!    put it back, and it returns to `refill` when the evacuation ends if it has enough free
+//!    slots.
 
 use bitvec::vec::BitVec;
 use parking_lot::Mutex;
@@ -50,6 +60,10 @@ pub const fn segment_bytes(class: u8) -> u64 {
 }
 
 const _: () = assert!(class_unit_bytes(SMALL_CLASS_COUNT as u8 - 1) <= SEGMENT_BYTES_MIN);
+
+/// Slots smaller than this wait for half their segment to be free before it is filled again
+/// (invariant 2): the page a mapped write dirties and a data sync writes back.
+const REFILL_PAGE_BYTES: u64 = 4096;
 
 /// Classes whose segments are at most this big (the small ones) keep spare empty segments when
 /// asked ([`SegmentAllocator::return_empty`]); the large class's free runs are always returned.
@@ -103,7 +117,8 @@ struct Segment {
     free: BitVec,
     free_count: u32,
     cursor: u32,
-    in_partial: bool,
+    /// On the `refill` list (invariant 2).
+    in_refill: bool,
     /// On the `empty` list (at most once, so thrashing cannot grow it).
     in_empty: bool,
     /// Its blocks were returned to the filesystem (set by `return_empty`, cleared on allocation).
@@ -120,7 +135,7 @@ impl Segment {
             free: BitVec::repeat(true, slots as usize),
             free_count: slots,
             cursor: 0,
-            in_partial: false,
+            in_refill: false,
             in_empty: false,
             returned: false,
             backed: false,
@@ -148,7 +163,10 @@ impl Segment {
 #[derive(Debug, Default)]
 struct Class {
     segments: Vec<Segment>,
-    partial: Vec<u32>,
+    /// The segment allocations take slots from (invariant 2).
+    fill: Option<u32>,
+    /// Segments with enough free slots to become the fill segment (invariant 2).
+    refill: Vec<u32>,
     empty: Vec<u32>,
     used_slots: u64,
 }
@@ -252,6 +270,16 @@ impl SegmentAllocator {
         (segment_bytes(class) / class_unit_bytes(class)) as u32
     }
 
+    /// Free slots that make a segment of `class` a candidate fill segment (invariant 2): half a
+    /// segment for slots smaller than a page, else one.
+    pub fn refill_slots_min(class: u8) -> u32 {
+        if class_unit_bytes(class) < REFILL_PAGE_BYTES {
+            Self::slots_per_segment(class) / 2
+        } else {
+            1
+        }
+    }
+
     fn location(&self, class: u8, segment: u32, slot: u32) -> Location {
         let per_file = self.options.segments_per_file(class);
         let seg_bytes = segment_bytes(class);
@@ -312,48 +340,74 @@ impl SegmentAllocator {
     }
 
     fn allocate_in(&self, c: &mut Class, class: u8) -> Result<Allocation> {
-        loop {
-            let Some(&seg_no) = c.partial.last() else {
-                let seg_no = c.segments.len() as u32;
+        let seg_no = match c.fill {
+            Some(n) => n,
+            None => {
+                let n = self.next_fill(c, class)?;
+                c.fill = Some(n);
+                n
+            }
+        };
+        let seg = &mut c.segments[seg_no as usize];
+        let slot = seg.take_free_bit().ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "size class {class}: fill segment {seg_no} has no free slot (internal bug)"
+            ))
+        })?;
+        seg.returned = false;
+        let needs_backing = !seg.backed;
+        seg.backed = true;
+        if seg.free_count == 0 {
+            // Full: frees into it from now on count towards its refill (invariant 2).
+            c.fill = None;
+        }
+        c.used_slots += 1;
+        let location = self.location(class, seg_no, slot);
+        let back = needs_backing.then(|| {
+            let start = self.location(class, seg_no, 0);
+            EmptySegment {
+                class,
+                file: start.file,
+                offset: start.offset,
+                len: segment_bytes(class),
+            }
+        });
+        Ok(Allocation { location, back })
+    }
+
+    /// The next fill segment of `class` (invariant 2): the lowest-numbered refill segment, taken
+    /// off the list, or a new segment. Its cursor starts at its first slot, so its slots are
+    /// handed out in ascending order. Filling the front of the files first keeps them short and
+    /// leaves compaction nothing to move out of a half-filled segment that allocation passed
+    /// over (every refill segment is at least half free, which is what keeps a commit group's
+    /// slots close).
+    fn next_fill(&self, c: &mut Class, class: u8) -> Result<u32> {
+        let best = c
+            .refill
+            .iter()
+            .enumerate()
+            .min_by_key(|&(_, &n)| n)
+            .map(|(i, _)| i);
+        let seg_no = match best {
+            Some(i) => {
+                let n = c.refill.swap_remove(i);
+                c.segments[n as usize].in_refill = false;
+                n
+            }
+            None => {
+                let n = c.segments.len() as u32;
                 let max_segments = u64::from(FILE_MAX + 1) * self.options.segments_per_file(class);
-                if u64::from(seg_no) >= max_segments {
+                if u64::from(n) >= max_segments {
                     return Err(Error::InvalidArgument(format!(
                         "size class {class} has no room for another segment"
                     )));
                 }
-                let mut seg = Segment::new(Self::slots_per_segment(class));
-                seg.in_partial = true;
-                c.segments.push(seg);
-                c.partial.push(seg_no);
-                continue;
-            };
-            let seg = &mut c.segments[seg_no as usize];
-            let Some(slot) = seg.take_free_bit() else {
-                // Invariant 2 says this cannot happen; repair rather than loop forever.
-                seg.in_partial = false;
-                c.partial.pop();
-                continue;
-            };
-            seg.returned = false;
-            let needs_backing = !seg.backed;
-            seg.backed = true;
-            if seg.free_count == 0 {
-                seg.in_partial = false;
-                c.partial.pop();
+                c.segments.push(Segment::new(Self::slots_per_segment(class)));
+                n
             }
-            c.used_slots += 1;
-            let location = self.location(class, seg_no, slot);
-            let back = needs_backing.then(|| {
-                let start = self.location(class, seg_no, 0);
-                EmptySegment {
-                    class,
-                    file: start.file,
-                    offset: start.offset,
-                    len: segment_bytes(class),
-                }
-            });
-            return Ok(Allocation { location, back });
-        }
+        };
+        c.segments[seg_no as usize].cursor = 0;
+        Ok(seg_no)
     }
 
     /// Hands out the extent of a large node of `len` bytes (more than 256 KiB, at most 64 MiB):
@@ -409,12 +463,15 @@ impl SegmentAllocator {
         }
         seg.free.set(slot as usize, true);
         seg.free_count += 1;
-        let push_partial = !seg.in_partial && !seg.evacuating;
-        seg.in_partial |= push_partial;
+        let push_refill = !seg.in_refill
+            && !seg.evacuating
+            && c.fill != Some(seg_no)
+            && seg.free_count >= Self::refill_slots_min(loc.class);
+        seg.in_refill |= push_refill;
         let push_empty = seg.free_count == seg.slots() && !seg.in_empty && !seg.returned;
         seg.in_empty |= push_empty;
-        if push_partial {
-            c.partial.push(seg_no);
+        if push_refill {
+            c.refill.push(seg_no);
         }
         if push_empty {
             c.empty.push(seg_no);
@@ -515,6 +572,12 @@ impl SegmentAllocator {
         self.index(loc).map(|(segment, _)| segment)
     }
 
+    /// The segment `class` allocates from now (invariant 2), if any: its free slots are about to
+    /// be used, so compaction leaves it alone.
+    pub fn fill_segment(&self, class: u8) -> Option<u32> {
+        self.class(class).ok()?.lock().fill
+    }
+
     /// How full every segment of `class` is (for the large class, every region in units).
     pub fn segment_usage(&self, class: u8) -> Vec<SegmentUsage> {
         if class == LARGE_CLASS {
@@ -549,11 +612,14 @@ impl SegmentAllocator {
         for &seg_no in segments {
             if let Some(seg) = c.segments.get_mut(seg_no as usize) {
                 seg.evacuating = true;
-                seg.in_partial = false;
+                seg.in_refill = false;
+            }
+            if c.fill == Some(seg_no) {
+                c.fill = None;
             }
         }
         let segs = &c.segments;
-        c.partial
+        c.refill
             .retain(|&n| segs.get(n as usize).is_some_and(|s| !s.evacuating));
     }
 
@@ -564,14 +630,15 @@ impl SegmentAllocator {
         }
         let Ok(c) = self.class(class) else { return };
         let mut c = c.lock();
+        let refill_min = Self::refill_slots_min(class);
         for &seg_no in segments {
             let Some(seg) = c.segments.get_mut(seg_no as usize) else {
                 continue;
             };
             seg.evacuating = false;
-            if seg.free_count > 0 && !seg.in_partial {
-                seg.in_partial = true;
-                c.partial.push(seg_no);
+            if seg.free_count >= refill_min && !seg.in_refill {
+                seg.in_refill = true;
+                c.refill.push(seg_no);
             }
         }
     }
@@ -685,10 +752,11 @@ impl SegmentAllocator {
         for class in 0..SMALL_CLASS_COUNT {
             let mut c = a.classes[class].lock();
             let c = &mut *c;
+            let refill_min = Self::refill_slots_min(class as u8);
             for (i, seg) in c.segments.iter_mut().enumerate().rev() {
-                if seg.free_count > 0 {
-                    seg.in_partial = true;
-                    c.partial.push(i as u32);
+                if seg.free_count >= refill_min {
+                    seg.in_refill = true;
+                    c.refill.push(i as u32);
                 }
                 if seg.free_count == seg.slots() {
                     seg.in_empty = true;
@@ -748,7 +816,7 @@ mod tests {
         a.free(x).unwrap();
         assert!(a.free(x).is_err(), "double free is refused");
         assert!(!a.is_allocated(x));
-        // The freed slot's segment is the only partial one, so space is reused.
+        // The fill segment still has free slots, so no segment is added.
         let z = a.allocate(0).unwrap().location;
         assert_eq!(a.space(0).segments, 1);
         assert!(a.is_allocated(z));
@@ -874,14 +942,77 @@ mod tests {
         for _ in 0..200 {
             assert_eq!(a.segment_of(a.allocate(0).unwrap().location), Some(1));
         }
-        a.free(first[100]).unwrap();
-        assert_eq!(a.segment_of(a.allocate(0).unwrap().location), Some(1));
+        // Half of segment 0 free: a refill candidate, but not while it is evacuated.
+        for l in &first[100..8192] {
+            a.free(*l).unwrap();
+        }
+        for _ in 201..16384 {
+            assert_eq!(a.segment_of(a.allocate(0).unwrap().location), Some(1));
+        }
+        assert_eq!(a.segment_of(a.allocate(0).unwrap().location), Some(2));
         a.end_evacuation(0, &[0]);
-        assert_eq!(a.segment_of(a.allocate(0).unwrap().location), Some(0));
+        // Segment 2 is the fill segment until it is full; then segment 0, back on the list.
+        for _ in 1..16384 {
+            assert_eq!(a.segment_of(a.allocate(0).unwrap().location), Some(2));
+        }
+        assert_eq!(a.allocate(0).unwrap().location, first[0]);
         let usage = a.segment_usage(0);
-        assert_eq!(usage.len(), 2);
-        assert_eq!(usage[0].used_slots, 16384 - 101 + 1);
-        assert_eq!(usage[1].used_slots, 1 + 200 + 1);
+        assert_eq!(usage.len(), 3);
+        assert_eq!(usage[0].used_slots, 16384 - 8192 + 1);
+        assert_eq!(usage[1].used_slots, 16384);
+        assert_eq!(usage[2].used_slots, 16384);
+    }
+
+    #[test]
+    fn slots_are_handed_out_side_by_side() {
+        let a = small();
+        // Class 0: fill segment 0, then free every fourth slot (a quarter: not enough to refill).
+        let first: Vec<_> = (0..16384)
+            .map(|_| a.allocate(0).unwrap().location)
+            .collect();
+        for l in first.iter().step_by(4) {
+            a.free(*l).unwrap();
+        }
+        // The next slots are consecutive, in a new segment, not the scattered free ones.
+        let next: Vec<_> = (0..100).map(|_| a.allocate(0).unwrap().location).collect();
+        for (i, l) in next.iter().enumerate() {
+            assert_eq!((l.file, l.offset), (0, (1 << 20) + 64 * i as u64));
+        }
+        // Two more quarters of segment 0 free: now it is refilled (once segment 1 is full),
+        // from its first free slot up, skipping the slots still in use.
+        for l in first.iter().skip(1).step_by(4).chain(first.iter().skip(2).step_by(4)) {
+            a.free(*l).unwrap();
+        }
+        for _ in 100..16384 {
+            assert_eq!(a.segment_of(a.allocate(0).unwrap().location), Some(1));
+        }
+        let refill: Vec<_> = (0..6).map(|_| a.allocate(0).unwrap().location.offset).collect();
+        assert_eq!(refill, [0, 64, 128, 256, 320, 384]);
+        assert_eq!(a.space(0).segments, 2);
+    }
+
+    #[test]
+    fn the_lowest_refill_segment_is_taken_first() {
+        let a = small();
+        let segs: Vec<Vec<Location>> = (0..3)
+            .map(|_| (0..16384).map(|_| a.allocate(0).unwrap().location).collect())
+            .collect();
+        // Segment 1 gets 12000 free slots, then segment 0 9000; segment 2 stays full.
+        for l in segs[1][..12000].iter().chain(&segs[0][..9000]) {
+            a.free(*l).unwrap();
+        }
+        for _ in 0..9000 {
+            assert_eq!(a.segment_of(a.allocate(0).unwrap().location), Some(0));
+        }
+        assert_eq!(a.segment_of(a.allocate(0).unwrap().location), Some(1));
+        // Slots of a page or more are refilled from a single free slot.
+        assert_eq!(SegmentAllocator::refill_slots_min(6), 1);
+        assert_eq!(SegmentAllocator::refill_slots_min(5), 256);
+        assert_eq!(SegmentAllocator::refill_slots_min(0), 8192);
+        let big: Vec<_> = (0..256).map(|_| a.allocate(6).unwrap().location).collect();
+        a.free(big[1]).unwrap();
+        assert_eq!(a.allocate(6).unwrap().location, big[1]);
+        assert_eq!(a.space(6).segments, 1);
     }
 
     #[test]
