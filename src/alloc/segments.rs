@@ -443,6 +443,38 @@ impl SegmentAllocator {
         self.free_in(&mut c, loc)
     }
 
+    /// Frees `locs` in order, taking each class's lock once per run of locations of that class.
+    /// Returns how many were freed, and the error of the first that was not an allocated slot or
+    /// extent (nothing after it is freed).
+    pub fn free_many(&self, locs: &[Location]) -> (usize, Result<()>) {
+        let mut done = 0;
+        while let Some(&first) = locs.get(done) {
+            let run = &locs[done..];
+            let run = &run[..run.iter().take_while(|l| l.class == first.class).count()];
+            let result = if first.class == LARGE_CLASS {
+                let mut large = self.large.lock();
+                run.iter().try_for_each(|&l| {
+                    large.free(l)?;
+                    done += 1;
+                    Ok(())
+                })
+            } else {
+                self.class(first.class).and_then(|c| {
+                    let mut c = c.lock();
+                    run.iter().try_for_each(|&l| {
+                        self.free_in(&mut c, l)?;
+                        done += 1;
+                        Ok(())
+                    })
+                })
+            };
+            if result.is_err() {
+                return (done, result);
+            }
+        }
+        (done, Ok(()))
+    }
+
     /// Gives back a slot this process allocated whose version never committed (a failed write,
     /// an aborted transaction, a superseded write in the same transaction). Nothing durable names
     /// it, so freeing it at once is safe. It cannot fail unless the slot was not allocated, an

@@ -5,12 +5,14 @@
 //!   per-entry seqlock, lock-free snapshot reads of older versions under an epoch guard
 //!   (`table.rs`, `slot.rs`, `older.rs`).
 
+mod id_hash;
 mod node_id;
 mod older;
 mod slot;
 mod table;
 mod version;
 
+pub(crate) use id_hash::{IdMap, IdSet};
 pub use node_id::{HANDLE_MAX, NodeId, ParseNodeIdError, SHARDS, TAG_MAX, next_tag};
 pub use slot::{EntryState, EntryView};
 pub use table::ObjectTable;

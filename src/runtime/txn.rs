@@ -10,8 +10,6 @@
 //!    wrote; the commit fails with `Conflict` if another commit changed any of them since, so a
 //!    read-modify-write never loses an update and committed transactions are serializable.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use super::durable::Inner;
 use super::engine::{RootChange, Staged, StagedNode};
@@ -20,31 +18,7 @@ use super::stats::Counters;
 use crate::alloc::{Location, SLOT_BYTES_MAX, class_for_len};
 use crate::codec::crc32c;
 use crate::error::{Error, Result};
-use crate::object_table::{NodeId, Version};
-
-/// Hashes node ids with one multiply. Transactions look ids up on every read and write, and the
-/// default SipHash would cost more than the rest of such a lookup; ids are not attacker-chosen
-/// keys (the object table issues them).
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-
-    fn write_u64(&mut self, v: u64) {
-        self.0 = (self.0 ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0 ^ (self.0 >> 29)
-    }
-}
-
-type IdMap<V> = HashMap<NodeId, V, BuildHasherDefault<IdHasher>>;
+use crate::object_table::{IdMap, NodeId, Version};
 
 /// A write transaction. Dropping it without committing aborts it.
 ///
