@@ -1,6 +1,7 @@
-//! `vellum bench`: the runtime's commit workload for each policy, then a reopen that verifies
-//! every acknowledged commit, a recovery measurement, and a summary of what the run showed and
-//! what it left on disk.
+//! `vellum bench`: durable commits of batches of small updates (`vellum bench durable` at a short
+//! length), then the runtime's commit workload for each policy, a reopen that verifies every
+//! acknowledged commit, a recovery measurement, and a summary of what the run showed and what it
+//! left on disk.
 //!
 //! Its stores sit at fixed paths under `--dir` so the README's `fsck`/`dump`/`compact` commands
 //! can name them: [`MAIN_STORE`] and [`RECOVERY_STORE`] inside [`BENCH_DIR`].
@@ -148,6 +149,12 @@ pub fn run(args: &BenchArgs) -> Result<(), BoxError> {
             "--threads, --commits, --eventual-commits and --node-bytes must be positive".into(),
         );
     }
+    // Durable commits of 100 small updates first (`vellum bench durable` at a short length).
+    let durable = crate::durable_bench::run_short(&args.dir, args.quick)?;
+    for line in durable.lines() {
+        println!("{line}");
+    }
+    println!();
     let bench_dir = args.dir.join(BENCH_DIR);
     if bench_dir.exists() {
         std::fs::remove_dir_all(&bench_dir)?;

@@ -49,14 +49,10 @@ pub fn run(args: &DurableArgs) -> Result<(), BoxError> {
 }
 
 /// The short version for the main `vellum bench`: a million 16 B nodes, 100 updates per commit,
-/// 1, 2, 4 and 16 threads, STRICT and BALANCED, one run of 2 s per cell, in `dir/bench-durable`.
-/// Progress goes to stderr; the caller prints what it wants of the summary.
-#[expect(
-    dead_code,
-    reason = "the main `vellum bench` will call it; until then nothing does"
-)]
-pub fn run_short(dir: &Path) -> Result<DurableSummary, BoxError> {
-    bench(&Settings::short(dir))
+/// 1, 2, 4 and 16 threads, STRICT and BALANCED, one run of 2 s per cell, in `dir/bench-durable`
+/// (`quick`: the sizes of `--quick`). Progress goes to stderr; the caller prints the summary.
+pub fn run_short(dir: &Path, quick: bool) -> Result<DurableSummary, BoxError> {
+    bench(&Settings::short(dir, quick))
 }
 
 /// Steps 1 to 3 of the module's list.

@@ -81,16 +81,22 @@ impl Settings {
         Ok(settings)
     }
 
-    /// The short version the main `vellum bench` runs: a million nodes, 2 s per cell, one run.
-    pub fn short(dir: &Path) -> Settings {
+    /// The short version the main `vellum bench` runs: a million nodes, 2 s per cell, one run
+    /// (with `quick`, the sizes of `--quick`: 20 000 nodes, 1 and 2 threads, 0.5 s per cell).
+    pub fn short(dir: &Path, quick: bool) -> Settings {
+        let (nodes, threads, cell_time) = if quick {
+            (20_000, vec![1, 2], Duration::from_millis(500))
+        } else {
+            (1_000_000, vec![1, 2, 4, 16], Duration::from_secs(2))
+        };
         Settings {
             bench_dir: dir.join(BENCH_DIR),
-            nodes: 1_000_000,
+            nodes,
             node_bytes: 16,
             batch: 100,
-            threads: vec![1, 2, 4, 16],
+            threads,
             policies: vec![Policy::Strict, Policy::Balanced],
-            cell_time: Duration::from_secs(2),
+            cell_time,
             runs: 1,
         }
     }
