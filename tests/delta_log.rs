@@ -233,7 +233,9 @@ fn damage_in_an_unsynced_batch_is_a_torn_tail_with_the_frames_past_it() {
     bytes[f3 + 8] = 9;
     let mut covered = bytes[f3..f3 + 4].to_vec();
     covered.extend_from_slice(&bytes[f3 + 8..offsets[4] as usize]);
-    let crc = vellum::codec::crc32c(&covered);
+    // Format version 3: the CRC starts from the CRC32C of the log's sequence number (3).
+    let seed = vellum::codec::crc32c(&3u64.to_le_bytes());
+    let crc = vellum::codec::crc32c_append(seed, &covered);
     bytes[f3 + 4..f3 + 8].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(&path, &bytes).unwrap();
     let (frames, summary) = replay_all(&path);
@@ -764,12 +766,10 @@ fn the_search_finds_a_frame_after_zeros_of_any_length() {
     use vellum::log::{LogHeader, encode_frame_claiming};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(log_file_name(1));
-    let header = LogHeader {
-        log_seq: 1,
-        start_epoch: 1,
-    }
-    .encode();
-    let f0 = encode_frame_claiming(0, 64, b"first").unwrap();
+    let log_header = LogHeader::new(1, 1);
+    let seed = log_header.frame_seed();
+    let header = log_header.encode();
+    let f0 = encode_frame_claiming(seed, 0, 64, b"first").unwrap();
     let bad_at = 64 + f0.len() as u64;
     for gap in [
         0usize, 8, 16, 24, 65_472, 65_480, 65_488, 65_496, 65_504, 65_512, 65_520, 65_528, 65_536,
@@ -778,14 +778,14 @@ fn the_search_finds_a_frame_after_zeros_of_any_length() {
         let mut bytes = header.to_vec();
         bytes.extend_from_slice(&f0);
         // Frame 1, damaged beyond its length field (which points at its end).
-        let mut f1 = encode_frame_claiming(1, 64, b"second").unwrap();
+        let mut f1 = encode_frame_claiming(seed, 1, 64, b"second").unwrap();
         f1[30] ^= 1;
         bytes.extend_from_slice(&f1);
         bytes.resize(bytes.len() + gap, 0);
         let proof_at = bytes.len() as u64;
         // Frame 3 (frame 2 lost in the zeros, when there is room for it) claims frame 1 durable.
         let index = if gap >= 32 { 3 } else { 2 };
-        bytes.extend_from_slice(&encode_frame_claiming(index, proof_at, b"third").unwrap());
+        bytes.extend_from_slice(&encode_frame_claiming(seed, index, proof_at, b"third").unwrap());
         bytes.resize(bytes.len() + 4096, 0);
         std::fs::write(&path, &bytes).unwrap();
         let (frames, summary) = replay_all(&path);

@@ -13,14 +13,10 @@ use vellum::{CorruptionKind, Error};
 
 /// A log file image holding `bodies` as frames 0, 1, ...
 fn log_image(bodies: &[Vec<u8>]) -> Vec<u8> {
-    let mut bytes = LogHeader {
-        log_seq: 1,
-        start_epoch: 0,
-    }
-    .encode()
-    .to_vec();
+    let header = LogHeader::new(1, 0);
+    let mut bytes = header.encode().to_vec();
     for (i, b) in bodies.iter().enumerate() {
-        bytes.extend_from_slice(&encode_frame(i as u64, b).unwrap());
+        bytes.extend_from_slice(&encode_frame(header.frame_seed(), i as u64, b).unwrap());
     }
     bytes
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use vellum::inspect::{FindingKind, Severity, fsck, load};
 use vellum::io::Storage;
-use vellum::log::{FRAME_BODY_OFFSET, encode_frame};
+use vellum::log::{FRAME_BODY_OFFSET, encode_frame, read_header};
 use vellum::object_table::NodeId;
 use vellum::runtime::{CommitRecord, NodeVersion, Op};
 use vellum::{CorruptionKind, Error};
@@ -78,10 +78,11 @@ fn every_refused_record_is_reported_with_recoverys_kind() {
         .expect("encode"),
     ];
     let file = fs.open(&log).expect("open log");
+    let seed = read_header(file.as_ref()).expect("header").frame_seed();
     let mut offset = open.valid_end;
     let mut offsets = Vec::new();
     for (i, body) in bodies.iter().enumerate() {
-        let frame = encode_frame(open.frames + i as u64, body).expect("frame");
+        let frame = encode_frame(seed, open.frames + i as u64, body).expect("frame");
         file.write_at(&frame, offset).expect("append");
         offsets.push(offset);
         offset += frame.len() as u64;

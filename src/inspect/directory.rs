@@ -26,6 +26,8 @@ pub(crate) enum Role {
     Manifest(u64),
     /// `log-{seq}.vlog`.
     Log(u64),
+    /// `log-spare.vlog`: a retired log the next rotation reuses (it holds no commit).
+    SpareLog,
     /// `ot-{seq}.ckpt`.
     Checkpoint(u64),
     /// `data-{class}-{file}.seg`.
@@ -43,6 +45,7 @@ pub(crate) fn role(name: &str) -> Role {
         Some(StoreFile::Superblock) => Role::Superblock,
         Some(StoreFile::Manifest(seq)) => Role::Manifest(seq),
         Some(StoreFile::Log(seq)) => Role::Log(seq),
+        Some(StoreFile::SpareLog) => Role::SpareLog,
         Some(StoreFile::Checkpoint(seq)) => Role::Checkpoint(seq),
         Some(StoreFile::Data(class, file)) => Role::Data(class, file),
         Some(StoreFile::Tmp(_)) => Role::Tmp,
@@ -62,7 +65,7 @@ pub(crate) fn check_names(
     for name in names {
         let path = dir.join(name);
         let leftover = match role(name) {
-            Role::Lock | Role::Superblock | Role::Data(..) => None,
+            Role::Lock | Role::Superblock | Role::Data(..) | Role::SpareLog => None,
             Role::Tmp => Some("a file being written when the store was last open"),
             // Without a slot in force, no manifest is known to be a leftover.
             Role::Manifest(seq) => active_seq

@@ -11,7 +11,10 @@
 
 use crate::error::{CorruptionKind, Result};
 use crate::io::{ReadBuffer, StorageFile};
-use crate::log::{Stop, TailState, judge_stop, step};
+use crate::log::{
+    FrameSeed, LOG_FORMAT_VERSION, Stop, TailState, judge_stop, parse_log_file_name, read_header,
+    step,
+};
 
 /// Bytes the walker buffers at once (a larger frame is read on its own).
 const BUFFER_BYTES: usize = 1 << 20;
@@ -47,17 +50,37 @@ pub(crate) enum Step {
 #[derive(Debug)]
 pub(crate) struct FrameWalker<'a> {
     reader: ReadBuffer<'a>,
+    /// What the log's frame checksums start from (its header's).
+    seed: FrameSeed,
     len: u64,
     /// The last stop `step` found, for `judge`.
     stop: Option<(u64, u64, Stop)>,
 }
 
+/// What the frame checksums of log `file` start from: its header's seed; when the header does not
+/// decode (a damage fsck reports on its own), the seed a log of the current format with the
+/// sequence number in its name would have, so its frames can still be walked.
+fn frame_seed_of(file: &dyn StorageFile) -> FrameSeed {
+    if let Ok(header) = read_header(file) {
+        return header.frame_seed();
+    }
+    let seq = file
+        .path()
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(parse_log_file_name);
+    seq.map_or(FrameSeed::UNSEEDED, |seq| {
+        FrameSeed::of(LOG_FORMAT_VERSION, seq)
+    })
+}
+
 impl<'a> FrameWalker<'a> {
-    /// A walker over `file`.
+    /// A walker over `file`, a log whose frame checksums start from its header's seed.
     pub(crate) fn new(file: &'a dyn StorageFile) -> Result<Self> {
         let len = file.len()?;
         Ok(FrameWalker {
             reader: ReadBuffer::new(file, len, BUFFER_BYTES),
+            seed: frame_seed_of(file),
             len,
             stop: None,
         })
@@ -70,7 +93,7 @@ impl<'a> FrameWalker<'a> {
 
     /// Decodes the frame at `offset`, expecting index `index`.
     pub(crate) fn step(&mut self, offset: u64, index: u64) -> Result<Step> {
-        let stop = match step(&mut self.reader, self.len, offset, index)? {
+        let stop = match step(&mut self.reader, self.seed, self.len, offset, index)? {
             Ok(frame) => {
                 let end = frame.end();
                 return Ok(Step::Frame {
@@ -97,7 +120,7 @@ impl<'a> FrameWalker<'a> {
     pub(crate) fn judge(&mut self) -> Result<TailState> {
         match self.stop.take() {
             Some((offset, index, stop)) => {
-                judge_stop(&mut self.reader, self.len, offset, index, stop)
+                judge_stop(&mut self.reader, self.seed, self.len, offset, index, stop)
             }
             None => Ok(TailState::Clean),
         }
@@ -113,7 +136,8 @@ mod tests {
     use crate::io::{FaultStorage, Storage};
     use crate::log::{FRAME_BODY_BYTES_MAX, encode_frame_claiming, encode_seal, frame_bytes};
 
-    /// A file holding `bytes` (the walker never reads the 64 header bytes).
+    /// A file holding `bytes` (the walker never reads the 64 header bytes; without a header or a
+    /// log's name, its frames are unseeded).
     fn file_with(bytes: &[u8]) -> Arc<dyn StorageFile> {
         let fs = FaultStorage::new(1);
         fs.create_dir_all(Path::new("/d")).unwrap();
@@ -126,12 +150,12 @@ mod tests {
     /// `claim_both`, only the header otherwise.
     fn three_frames(claim_both: bool) -> (Vec<u8>, u64, u64) {
         let mut bytes = vec![0u8; 64];
-        let f0 = encode_frame_claiming(0, 64, b"first").unwrap();
-        let f1 = encode_frame_claiming(1, 64, b"second frame").unwrap();
+        let f0 = encode_frame_claiming(FrameSeed::UNSEEDED, 0, 64, b"first").unwrap();
+        let f1 = encode_frame_claiming(FrameSeed::UNSEEDED, 1, 64, b"second frame").unwrap();
         let at1 = 64 + f0.len() as u64;
         let at2 = at1 + f1.len() as u64;
         let claim2 = if claim_both { at2 } else { 64 };
-        let f2 = encode_frame_claiming(2, claim2, b"third").unwrap();
+        let f2 = encode_frame_claiming(FrameSeed::UNSEEDED, 2, claim2, b"third").unwrap();
         bytes.extend_from_slice(&f0);
         bytes.extend_from_slice(&f1);
         bytes.extend_from_slice(&f2);
@@ -222,7 +246,11 @@ mod tests {
     fn a_seal_ends_the_walk() {
         let (mut bytes, _, at2) = three_frames(false);
         let end = at2 + frame_bytes(5);
-        bytes[end as usize..end as usize + 24].copy_from_slice(&encode_seal(3, end));
+        bytes[end as usize..end as usize + 24].copy_from_slice(&encode_seal(
+            FrameSeed::UNSEEDED,
+            3,
+            end,
+        ));
         let file = file_with(&bytes);
         let mut w = FrameWalker::new(file.as_ref()).unwrap();
         assert_eq!(w.step(end, 3).unwrap(), Step::Sealed);

@@ -12,9 +12,45 @@ use crate::error::{CorruptionKind, Error, Result};
 /// The magic bytes that open every log file.
 pub const LOG_MAGIC: [u8; 8] = *b"VELDELTA";
 
-/// The only format version this build writes and reads. Version 2 added `durable_end` to every
-/// frame header and the seal marker; version 1 logs are refused as unsupported.
-pub const LOG_FORMAT_VERSION: u32 = 2;
+/// The format version this build writes. Version 3 seeds every frame's CRC32C with the log's
+/// sequence number, so the frames of an earlier log left in a recycled file never decode as this
+/// log's; version 2 (no seed) is still read, and appended to in kind; version 2 added
+/// `durable_end` to every frame header and the seal marker; version 1 logs are refused as
+/// unsupported.
+pub const LOG_FORMAT_VERSION: u32 = 3;
+
+/// The oldest format version this build reads.
+pub const LOG_FORMAT_VERSION_MIN: u32 = 2;
+
+/// The name of the spare log file: a closed log kept after a checkpoint retired it, so the next
+/// rotation renames it to the new log instead of creating a file whose blocks must be reserved
+/// and zeroed again (`design/DURABILITY.md` §4, "Recycle"). Its bytes are an earlier log's
+/// frames, which fail this log's seeded CRC.
+pub const SPARE_LOG_FILE: &str = "log-spare.vlog";
+
+/// What a log's frame checksums start from: the CRC32C of the log's sequence number (8 bytes,
+/// little-endian) for format version 3, nothing (0) for version 2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameSeed(u32);
+
+impl FrameSeed {
+    /// The seed of version 2 logs: frame CRCs start from nothing.
+    pub const UNSEEDED: FrameSeed = FrameSeed(0);
+
+    /// The seed of log `log_seq` written in format `version`.
+    pub fn of(version: u32, log_seq: u64) -> FrameSeed {
+        if version >= 3 {
+            FrameSeed(crc32c(&log_seq.to_le_bytes()))
+        } else {
+            FrameSeed::UNSEEDED
+        }
+    }
+
+    /// The CRC32C of the seed's bytes followed by `bytes`.
+    fn crc(self, bytes: &[u8]) -> u32 {
+        crc32c_append(self.0, bytes)
+    }
+}
 
 /// Offset of `magic` in the file header.
 pub const HEADER_MAGIC_OFFSET: usize = 0;
@@ -106,6 +142,8 @@ pub fn parse_log_file_name(name: &str) -> Option<u64> {
 /// The fields of a log file's header that vary between files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogHeader {
+    /// The format version (2 or 3).
+    pub format_version: u32,
     /// The log's sequence number (also in its file name).
     pub log_seq: u64,
     /// The epoch the first frame of this log applies on top of.
@@ -113,11 +151,25 @@ pub struct LogHeader {
 }
 
 impl LogHeader {
+    /// The header of a new log in the current format.
+    pub fn new(log_seq: u64, start_epoch: u64) -> LogHeader {
+        LogHeader {
+            format_version: LOG_FORMAT_VERSION,
+            log_seq,
+            start_epoch,
+        }
+    }
+
+    /// What this log's frame checksums start from.
+    pub fn frame_seed(&self) -> FrameSeed {
+        FrameSeed::of(self.format_version, self.log_seq)
+    }
+
     /// The 64 header bytes.
     pub fn encode(&self) -> [u8; LOG_HEADER_BYTES] {
         let mut e = Encoder::with_capacity(LOG_HEADER_BYTES);
         e.bytes(&LOG_MAGIC)
-            .u32(LOG_FORMAT_VERSION)
+            .u32(self.format_version)
             .u32(LOG_HEADER_BYTES as u32)
             .u64(self.log_seq)
             .u64(self.start_epoch)
@@ -164,7 +216,7 @@ impl LogHeader {
             ));
         }
         let version = d.u32()?;
-        if version != LOG_FORMAT_VERSION {
+        if !(LOG_FORMAT_VERSION_MIN..=LOG_FORMAT_VERSION).contains(&version) {
             return Err(d.error_at(
                 HEADER_VERSION_OFFSET,
                 CorruptionKind::UnsupportedVersion { found: version },
@@ -207,6 +259,7 @@ impl LogHeader {
             ));
         }
         Ok(LogHeader {
+            format_version: version,
             log_seq,
             start_epoch,
         })
@@ -223,16 +276,16 @@ pub const fn frame_bytes(body_bytes: u32) -> u64 {
 /// `body_bytes` 0 (see [`encode_seal`]).
 pub const SEAL_BYTES: usize = 24;
 
-/// The CRC32C of the 20 checksummed header bytes of a frame: `body_bytes`, `frame_index`, then
-/// `durable_end`.
-fn frame_head_crc(body_bytes: u32, frame_index: u64, durable_end: u64) -> u32 {
+/// The CRC32C of the seed and the 20 checksummed header bytes of a frame: `body_bytes`,
+/// `frame_index`, then `durable_end`.
+fn frame_head_crc(seed: FrameSeed, body_bytes: u32, frame_index: u64, durable_end: u64) -> u32 {
     let mut head = [0u8; 20];
     let (len, rest) = head.split_at_mut(4);
     let (index, durable) = rest.split_at_mut(8);
     len.copy_from_slice(&body_bytes.to_le_bytes());
     index.copy_from_slice(&frame_index.to_le_bytes());
     durable.copy_from_slice(&durable_end.to_le_bytes());
-    crc32c(&head)
+    seed.crc(&head)
 }
 
 /// The 24 header bytes with `body_bytes`, the CRC over them continued by `tail_crc`, the index and
@@ -256,15 +309,20 @@ fn encode_head(body_bytes: u32, crc: u32, frame_index: u64, durable_end: u64) ->
 /// The seal a clean close writes at `offset`, the end of the last frame, as frame `frame_index`:
 /// a header with `body_bytes` 0 and `durable_end == offset`, which says every frame before it is
 /// durable, so replay that reaches it knows the log ended there on purpose.
-pub fn encode_seal(frame_index: u64, offset: u64) -> [u8; SEAL_BYTES] {
-    let crc = frame_head_crc(0, frame_index, offset);
+pub fn encode_seal(seed: FrameSeed, frame_index: u64, offset: u64) -> [u8; SEAL_BYTES] {
+    let crc = frame_head_crc(seed, 0, frame_index, offset);
     encode_head(0, crc, frame_index, offset)
 }
 
 /// Checks 24 header bytes whose length field is 0, found at `offset` where frame `expected_index`
 /// was due: `Ok(true)` for a valid seal, `Ok(false)` for 24 zero bytes (the unwritten end), and
 /// the problem otherwise.
-pub fn check_seal(head: &[u8], expected_index: u64, offset: u64) -> Result<bool, CorruptionKind> {
+pub fn check_seal(
+    seed: FrameSeed,
+    head: &[u8],
+    expected_index: u64,
+    offset: u64,
+) -> Result<bool, CorruptionKind> {
     let Some(head) = head.get(..SEAL_BYTES) else {
         return Err(CorruptionKind::Truncated {
             needed: SEAL_BYTES as u64,
@@ -284,7 +342,7 @@ pub fn check_seal(head: &[u8], expected_index: u64, offset: u64) -> Result<bool,
         .and_then(|b| b.try_into().ok())
         .map_or(0, u32::from_le_bytes);
     let (index, durable_end) = (word(FRAME_INDEX_OFFSET), word(FRAME_DURABLE_OFFSET));
-    let computed = frame_head_crc(0, index, durable_end);
+    let computed = frame_head_crc(seed, 0, index, durable_end);
     if stored != computed {
         return Err(CorruptionKind::ChecksumMismatch {
             expected: stored,
@@ -376,8 +434,8 @@ impl FrameBuf {
 
     /// Writes the header for position `frame_index`, claiming that every frame up to file offset
     /// `durable_end` is durable, and returns the finished frame bytes.
-    pub fn seal(&mut self, frame_index: u64, durable_end: u64) -> &[u8] {
-        let head_crc = frame_head_crc(self.body_bytes, frame_index, durable_end);
+    pub fn seal(&mut self, seed: FrameSeed, frame_index: u64, durable_end: u64) -> &[u8] {
+        let head_crc = frame_head_crc(seed, self.body_bytes, frame_index, durable_end);
         let tail = self.bytes.get(FRAME_BODY_OFFSET..).unwrap_or_default();
         let crc = match self.tail_crc {
             Some(tail_crc) => crc32c_combine(head_crc, tail_crc, tail.len()),
@@ -393,14 +451,19 @@ impl FrameBuf {
 
 /// Encodes a whole frame in one call (tests and tools; the writer uses [`FrameBuf`]), claiming
 /// only the header durable (`durable_end` 64, true of every frame).
-pub fn encode_frame(frame_index: u64, body: &[u8]) -> Result<Vec<u8>> {
-    encode_frame_claiming(frame_index, LOG_HEADER_BYTES as u64, body)
+pub fn encode_frame(seed: FrameSeed, frame_index: u64, body: &[u8]) -> Result<Vec<u8>> {
+    encode_frame_claiming(seed, frame_index, LOG_HEADER_BYTES as u64, body)
 }
 
 /// Encodes a whole frame whose `durable_end` is `durable_end` (tests and tools).
-pub fn encode_frame_claiming(frame_index: u64, durable_end: u64, body: &[u8]) -> Result<Vec<u8>> {
+pub fn encode_frame_claiming(
+    seed: FrameSeed,
+    frame_index: u64,
+    durable_end: u64,
+    body: &[u8],
+) -> Result<Vec<u8>> {
     let mut buf = FrameBuf::new(body)?;
-    buf.seal(frame_index, durable_end);
+    buf.seal(seed, frame_index, durable_end);
     Ok(buf.bytes)
 }
 
@@ -450,6 +513,7 @@ pub struct CheckedFrame<'a> {
 /// at most `offset`: a writer knows only frames before this one durable). Returns the body on
 /// success and the problem otherwise.
 pub fn check_frame(
+    seed: FrameSeed,
     frame: &[u8],
     expected_index: u64,
     offset: u64,
@@ -473,7 +537,7 @@ pub fn check_frame(
     }
     let stored = u32::from_le_bytes(crc_bytes.try_into().map_err(|_| truncated())?);
     let after_crc = frame.get(FRAME_INDEX_OFFSET..).unwrap_or_default();
-    let computed = crc32c_append(crc32c(len_bytes), after_crc);
+    let computed = crc32c_append(seed.crc(len_bytes), after_crc);
     if stored != computed {
         return Err(CorruptionKind::ChecksumMismatch {
             expected: stored,
@@ -536,6 +600,9 @@ mod tests {
         0x60, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // durable_end 96
     ];
 
+    /// The seed of the tests that are not about seeds (a version 2 log's: none).
+    const SEED: FrameSeed = FrameSeed::UNSEEDED;
+
     fn header_err(bytes: &[u8]) -> (u64, CorruptionKind) {
         let err = LogHeader::decode(bytes, Path::new("log-x.vlog")).unwrap_err();
         let c = err.as_corruption().unwrap().clone();
@@ -554,9 +621,51 @@ mod tests {
         h
     }
 
+    /// The same log in format version 3: the header says 3, and the frame and seal CRCs start
+    /// from the CRC32C of `log_seq` (7, as 8 little-endian bytes). Computed with an independent
+    /// bit-by-bit CRC32C over `07 00 00 00 00 00 00 00` followed by the covered bytes.
+    const GOLDEN_HEADER_V3_CRC: [u8; 4] = [0xab, 0x15, 0x71, 0xbe];
+    const GOLDEN_FRAME_V3_CRC: [u8; 4] = [0x25, 0xb3, 0x69, 0x04];
+    const GOLDEN_SEAL_V3_CRC: [u8; 4] = [0xa3, 0x4e, 0x99, 0x72];
+
+    fn with_crc<const N: usize>(mut bytes: [u8; N], at: usize, crc: [u8; 4]) -> [u8; N] {
+        bytes[at..at + 4].copy_from_slice(&crc);
+        bytes
+    }
+
     #[test]
     fn golden_header_and_frame_bytes() {
+        let header = LogHeader::new(7, 42);
+        assert_eq!(header.format_version, 3);
+        let mut golden_header = with_crc(GOLDEN_HEADER, 60, GOLDEN_HEADER_V3_CRC);
+        golden_header[8] = 3;
+        assert_eq!(header.encode(), golden_header);
+        assert_eq!(
+            LogHeader::decode(&golden_header, Path::new("f")).unwrap(),
+            header
+        );
+        let seed = header.frame_seed();
+        assert_eq!(seed, FrameSeed(crc32c(&[7, 0, 0, 0, 0, 0, 0, 0])));
+        let golden_frame = with_crc(GOLDEN_FRAME, 4, GOLDEN_FRAME_V3_CRC);
+        assert_eq!(encode_frame(seed, 0, b"hello").unwrap(), golden_frame);
+        assert_eq!(
+            check_frame(seed, &golden_frame, 0, 64),
+            Ok(CheckedFrame {
+                body: &b"hello"[..],
+                durable_end: 64
+            })
+        );
+        assert_eq!(frame_bytes(5), 32);
+        let golden_seal = with_crc(GOLDEN_SEAL, 4, GOLDEN_SEAL_V3_CRC);
+        assert_eq!(encode_seal(seed, 1, 96), golden_seal);
+        assert_eq!(check_seal(seed, &golden_seal, 1, 96), Ok(true));
+        assert_eq!(check_seal(seed, &[0u8; 24], 1, 96), Ok(false));
+    }
+
+    #[test]
+    fn version_2_logs_are_still_read_unseeded() {
         let header = LogHeader {
+            format_version: 2,
             log_seq: 7,
             start_epoch: 42,
         };
@@ -565,34 +674,50 @@ mod tests {
             LogHeader::decode(&GOLDEN_HEADER, Path::new("f")).unwrap(),
             header
         );
-        assert_eq!(encode_frame(0, b"hello").unwrap(), GOLDEN_FRAME);
+        let seed = header.frame_seed();
+        assert_eq!(seed, FrameSeed::UNSEEDED);
+        assert_eq!(encode_frame(seed, 0, b"hello").unwrap(), GOLDEN_FRAME);
+        assert!(check_frame(seed, &GOLDEN_FRAME, 0, 64).is_ok());
+        assert_eq!(encode_seal(seed, 1, 96), GOLDEN_SEAL);
+        assert_eq!(check_seal(seed, &GOLDEN_SEAL, 1, 96), Ok(true));
+    }
+
+    #[test]
+    fn a_frame_of_another_log_fails_the_seeded_crc() {
+        // Log 7's frame read as log 8's (a recycled file): the bytes are intact, the seed differs.
+        let frame = encode_frame(FrameSeed::of(3, 7), 0, b"hello").unwrap();
+        let other = FrameSeed::of(3, 8);
+        let stored = u32::from_le_bytes(GOLDEN_FRAME_V3_CRC);
+        let actual = crc32c_append(other.crc(&frame[..4]), &frame[8..]);
         assert_eq!(
-            check_frame(&GOLDEN_FRAME, 0, 64),
-            Ok(CheckedFrame {
-                body: &b"hello"[..],
-                durable_end: 64
+            check_frame(other, &frame, 0, 64),
+            Err(CorruptionKind::ChecksumMismatch {
+                expected: stored,
+                actual
             })
         );
-        assert_eq!(frame_bytes(5), 32);
-        assert_eq!(encode_seal(1, 96), GOLDEN_SEAL);
-        assert_eq!(check_seal(&GOLDEN_SEAL, 1, 96), Ok(true));
-        assert_eq!(check_seal(&[0u8; 24], 1, 96), Ok(false));
+        assert_ne!(stored, actual);
+        let seal = encode_seal(FrameSeed::of(3, 7), 1, 96);
+        assert!(matches!(
+            check_seal(other, &seal, 1, 96),
+            Err(CorruptionKind::ChecksumMismatch { .. })
+        ));
     }
 
     #[test]
     fn durable_end_must_lie_between_the_header_and_the_frame() {
         for (claim, at, ok) in [(64, 64, true), (64, 4096, true), (4096, 4096, true)] {
-            let frame = encode_frame_claiming(3, claim, b"x").unwrap();
+            let frame = encode_frame_claiming(SEED, 3, claim, b"x").unwrap();
             assert_eq!(
-                check_frame(&frame, 3, at).is_ok(),
+                check_frame(SEED, &frame, 3, at).is_ok(),
                 ok,
                 "claim {claim} at {at}"
             );
         }
         for (claim, at) in [(63, 4096), (0, 64), (4104, 4096)] {
-            let frame = encode_frame_claiming(3, claim, b"x").unwrap();
+            let frame = encode_frame_claiming(SEED, 3, claim, b"x").unwrap();
             assert_eq!(
-                check_frame(&frame, 3, at),
+                check_frame(SEED, &frame, 3, at),
                 Err(CorruptionKind::InvalidField {
                     field: "frame.durable_end",
                     value: claim
@@ -607,14 +732,14 @@ mod tests {
         let mut flipped = GOLDEN_SEAL;
         flipped[12] ^= 1;
         assert!(matches!(
-            check_seal(&flipped, 1, 96),
+            check_seal(SEED, &flipped, 1, 96),
             Err(CorruptionKind::ChecksumMismatch {
                 expected: 0x59c9_f56b,
                 ..
             })
         ));
         assert_eq!(
-            check_seal(&GOLDEN_SEAL, 2, 96),
+            check_seal(SEED, &GOLDEN_SEAL, 2, 96),
             Err(CorruptionKind::Mismatch {
                 what: "frame.frame_index",
                 expected: 2,
@@ -622,7 +747,7 @@ mod tests {
             })
         );
         assert_eq!(
-            check_seal(&encode_seal(1, 88), 1, 96),
+            check_seal(SEED, &encode_seal(SEED, 1, 88), 1, 96),
             Err(CorruptionKind::Mismatch {
                 what: "seal.durable_end",
                 expected: 96,
@@ -630,7 +755,7 @@ mod tests {
             })
         );
         assert_eq!(
-            check_seal(&GOLDEN_SEAL[..20], 1, 96),
+            check_seal(SEED, &GOLDEN_SEAL[..20], 1, 96),
             Err(CorruptionKind::Truncated {
                 needed: 24,
                 available: 20
@@ -640,7 +765,7 @@ mod tests {
         let mut stray = [0u8; 24];
         stray[17] = 4;
         assert!(matches!(
-            check_seal(&stray, 1, 96),
+            check_seal(SEED, &stray, 1, 96),
             Err(CorruptionKind::ChecksumMismatch { .. })
         ));
     }
@@ -669,7 +794,7 @@ mod tests {
         ] {
             let body: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
             let index = 0x0123_4567_89ab_cdef;
-            let frame = encode_frame_claiming(index, 4096, &body).unwrap();
+            let frame = encode_frame_claiming(SEED, index, 4096, &body).unwrap();
             assert_eq!(frame.len() as u64, frame_bytes(len as u32));
             assert_eq!(frame.len() % 8, 0);
             let mut covered = frame[..4].to_vec();
@@ -678,7 +803,7 @@ mod tests {
                 u32::from_le_bytes(frame[4..8].try_into().unwrap()),
                 crc32c(&covered)
             );
-            let checked = check_frame(&frame, index, 4096).unwrap();
+            let checked = check_frame(SEED, &frame, index, 4096).unwrap();
             assert_eq!((checked.body, checked.durable_end), (&body[..], 4096));
         }
     }
@@ -715,7 +840,7 @@ mod tests {
                 }
             )
         );
-        for found in [1, 3] {
+        for found in [1, 4] {
             let version = edited_header(|h| h[8] = found as u8, true);
             assert_eq!(
                 header_err(&version),
@@ -805,7 +930,7 @@ mod tests {
             Some(FrameHead::BadLength(FRAME_BODY_BYTES_MAX + 1))
         );
         assert_eq!(
-            check_frame(&GOLDEN_FRAME, 1, 64),
+            check_frame(SEED, &GOLDEN_FRAME, 1, 64),
             Err(CorruptionKind::Mismatch {
                 what: "frame.frame_index",
                 expected: 1,
@@ -815,21 +940,21 @@ mod tests {
         let mut padded = GOLDEN_FRAME;
         padded[31] = 1;
         assert!(matches!(
-            check_frame(&padded, 0, 64),
+            check_frame(SEED, &padded, 0, 64),
             Err(CorruptionKind::ChecksumMismatch {
                 expected: 0x92e1_70aa,
                 ..
             })
         ));
         assert!(matches!(
-            check_frame(&GOLDEN_FRAME[..24], 0, 64),
+            check_frame(SEED, &GOLDEN_FRAME[..24], 0, 64),
             Err(CorruptionKind::Truncated {
                 needed: 32,
                 available: 24
             })
         ));
         assert!(matches!(
-            check_frame(&GOLDEN_FRAME[..3], 0, 64),
+            check_frame(SEED, &GOLDEN_FRAME[..3], 0, 64),
             Err(CorruptionKind::Truncated { .. })
         ));
         assert!(FrameBuf::new(&[]).is_err());

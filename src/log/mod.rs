@@ -34,8 +34,9 @@ mod writer;
 
 pub use format::{
     COMBINE_MIN_BYTES, CheckedFrame, FRAME_ALIGN, FRAME_BODY_BYTES_MAX, FRAME_BODY_OFFSET,
-    FRAME_BYTES_MAX, FRAME_DURABLE_OFFSET, FRAME_HEADER_BYTES, FrameBuf, FrameHead,
-    LOG_FORMAT_VERSION, LOG_HEADER_BYTES, LOG_MAGIC, LogHeader, SEAL_BYTES, check_frame,
+    FRAME_BYTES_MAX, FRAME_DURABLE_OFFSET, FRAME_HEADER_BYTES, FrameBuf, FrameHead, FrameSeed,
+    LOG_FORMAT_VERSION, LOG_FORMAT_VERSION_MIN, LOG_HEADER_BYTES, LOG_MAGIC, LogHeader,
+    SEAL_BYTES, SPARE_LOG_FILE, check_frame,
     check_seal, decode_frame_len, encode_frame, encode_frame_claiming, encode_seal, frame_bytes,
     log_file_name, parse_log_file_name,
 };
@@ -44,4 +45,6 @@ pub use reader::{
     read_header, read_past_frame, replay, replay_file,
 };
 pub(crate) use reader::{Stop, judge_stop, step};
-pub use writer::{DeltaLog, LogOptions, LogPosition, LogStats, OnDamage, PREALLOCATE_BYTES_MAX};
+pub use writer::{
+    DeltaLog, LogOptions, LogPosition, LogStats, OnDamage, PREALLOCATE_BYTES_MAX, retire_log,
+};

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use super::format::{
     FRAME_ALIGN, FRAME_BODY_BYTES_MAX, FRAME_DURABLE_OFFSET, FRAME_HEADER_BYTES,
-    FRAME_INDEX_OFFSET, FrameHead, LOG_HEADER_BYTES, LogHeader, check_frame, check_seal,
+    FRAME_INDEX_OFFSET, FrameHead, FrameSeed, LOG_HEADER_BYTES, LogHeader, check_frame, check_seal,
     decode_frame_len, frame_bytes,
 };
 use crate::error::{CorruptionKind, Result};
@@ -189,13 +189,18 @@ pub fn replay_file(
     Ok(summary)
 }
 
-/// Reads the valid frame `past` describes (a frame found past a stop), with its body.
-pub fn read_past_frame(file: &dyn StorageFile, past: &PastFrame) -> Result<Option<Frame>> {
+/// Reads the valid frame `past` describes (a frame found past a stop in a log whose frames start
+/// from `seed`), with its body.
+pub fn read_past_frame(
+    file: &dyn StorageFile,
+    seed: FrameSeed,
+    past: &PastFrame,
+) -> Result<Option<Frame>> {
     let total = frame_bytes(past.body_bytes);
     let mut bytes = vec![0u8; usize::try_from(total).unwrap_or(usize::MAX)];
     let n = file.read_at(&mut bytes, past.offset)?;
     let frame = bytes.get(..n).unwrap_or_default();
-    Ok(check_frame(frame, past.index, past.offset)
+    Ok(check_frame(seed, frame, past.index, past.offset)
         .ok()
         .map(|checked| Frame {
             index: past.index,
@@ -233,6 +238,8 @@ enum Advance {
 #[derive(Debug)]
 pub struct LogReader<'a> {
     header: LogHeader,
+    /// What the log's frame checksums start from (its header's).
+    seed: FrameSeed,
     file_len: u64,
     reader: ReadBuffer<'a>,
     next_offset: u64,
@@ -254,6 +261,7 @@ impl<'a> LogReader<'a> {
         let file_len = file.len()?;
         Ok(LogReader {
             header,
+            seed: header.frame_seed(),
             file_len,
             reader: ReadBuffer::new(file, file_len, buffer_bytes.max(FRAME_HEADER_BYTES)),
             next_offset: LOG_HEADER_BYTES as u64,
@@ -311,7 +319,7 @@ impl<'a> LogReader<'a> {
     /// `Ok(Err(tail))` when the scan must stop there (after searching past the stop).
     fn scan_frame(&mut self) -> Result<Result<Frame, TailState>> {
         let (offset, index) = (self.next_offset, self.next_index);
-        let stop = match step(&mut self.reader, self.file_len, offset, index)? {
+        let stop = match step(&mut self.reader, self.seed, self.file_len, offset, index)? {
             Ok(frame) => {
                 // Neither can overflow in practice (the offset is below the file's length plus a
                 // bounded frame size), but a saturated value simply stops the next scan.
@@ -321,7 +329,7 @@ impl<'a> LogReader<'a> {
             }
             Err(stop) => stop,
         };
-        judge_stop(&mut self.reader, self.file_len, offset, index, stop).map(Err)
+        judge_stop(&mut self.reader, self.seed, self.file_len, offset, index, stop).map(Err)
     }
 }
 
@@ -340,6 +348,7 @@ impl Iterator for LogReader<'_> {
 /// searches the rest of the file for valid frames and judges the stop by their claims.
 pub(crate) fn judge_stop(
     reader: &mut ReadBuffer<'_>,
+    seed: FrameSeed,
     file_len: u64,
     offset: u64,
     index: u64,
@@ -351,7 +360,7 @@ pub(crate) fn judge_stop(
         Stop::Unwritten => (None, None),
         Stop::Bad { kind, len_hint } => (Some(kind), len_hint),
     };
-    let past = search_past(reader, file_len, offset, index, len_hint)?;
+    let past = search_past(reader, seed, file_len, offset, index, len_hint)?;
     Ok(match kind {
         // Zero bytes with nothing valid past them: the unwritten end.
         None if past.is_empty() => TailState::Clean,
@@ -370,6 +379,7 @@ pub(crate) fn judge_stop(
 /// Decodes the frame at `offset`, expecting index `index`: the frame, or why the scan stops.
 pub(crate) fn step(
     reader: &mut ReadBuffer<'_>,
+    seed: FrameSeed,
     file_len: u64,
     offset: u64,
     index: u64,
@@ -386,7 +396,7 @@ pub(crate) fn step(
     };
     let body_bytes = match decode_frame_len(&head) {
         Some(FrameHead::End) => {
-            return Ok(Err(match check_seal(&head, index, offset) {
+            return Ok(Err(match check_seal(seed, &head, index, offset) {
                 Ok(true) => Stop::Sealed,
                 Ok(false) => Stop::Unwritten,
                 // Fewer than a header's bytes left, all zero: the unwritten end too.
@@ -424,7 +434,7 @@ pub(crate) fn step(
         });
     }
     let bytes = reader.read(offset, usize::try_from(total).unwrap_or(usize::MAX))?;
-    Ok(match check_frame(&bytes, index, offset) {
+    Ok(match check_frame(seed, &bytes, index, offset) {
         Ok(checked) => Ok(Frame {
             index,
             offset,
@@ -448,6 +458,7 @@ pub(crate) fn step(
 /// bytes almost never pass those checks, which come before the CRC.
 fn search_past(
     reader: &mut ReadBuffer<'_>,
+    seed: FrameSeed,
     file_len: u64,
     offset: u64,
     index: u64,
@@ -459,11 +470,11 @@ fn search_past(
     let mut hint = len_hint.map(|total| offset.saturating_add(total));
     loop {
         let found = match hint.take() {
-            Some(at) => match past_at(reader, file_len, at, next_index)? {
+            Some(at) => match past_at(reader, seed, file_len, at, next_index)? {
                 Some(found) => Some(found),
-                None => find_valid(reader, file_len, from, next_index, &mut crc_bytes)?,
+                None => find_valid(reader, seed, file_len, from, next_index, &mut crc_bytes)?,
             },
-            None => find_valid(reader, file_len, from, next_index, &mut crc_bytes)?,
+            None => find_valid(reader, seed, file_len, from, next_index, &mut crc_bytes)?,
         };
         let Some(mut item) = found else {
             return Ok(past);
@@ -475,7 +486,7 @@ fn search_past(
                 return Ok(past);
             }
             (from, next_index) = (item.end(), item.index.saturating_add(1));
-            match past_at(reader, file_len, from, next_index)? {
+            match past_at(reader, seed, file_len, from, next_index)? {
                 Some(next) => item = next,
                 None => break,
             }
@@ -486,11 +497,12 @@ fn search_past(
 /// The valid frame or seal at `at` with index `index`, if there is one.
 fn past_at(
     reader: &mut ReadBuffer<'_>,
+    seed: FrameSeed,
     file_len: u64,
     at: u64,
     index: u64,
 ) -> Result<Option<PastFrame>> {
-    Ok(match step(reader, file_len, at, index)? {
+    Ok(match step(reader, seed, file_len, at, index)? {
         Ok(frame) => Some(PastFrame {
             offset: frame.offset,
             index: frame.index,
@@ -512,6 +524,7 @@ fn past_at(
 /// [`search_past`]). `None` if there is none, or the search reached its work bound.
 fn find_valid(
     reader: &mut ReadBuffer<'_>,
+    seed: FrameSeed,
     file_len: u64,
     from: u64,
     min_index: u64,
@@ -552,7 +565,7 @@ fn find_valid(
                 tracing::warn!(from, "the search past a log's stop reached its work bound");
                 return Ok(None);
             }
-            if let Some(found) = past_at(reader, file_len, at, index)? {
+            if let Some(found) = past_at(reader, seed, file_len, at, index)? {
                 return Ok(Some(found));
             }
         }

@@ -16,8 +16,8 @@ use parking_lot::Mutex;
 
 use super::commit::GroupCommit;
 use super::format::{
-    FRAME_BODY_BYTES_MAX, FrameBuf, HEADER_LOG_SEQ_OFFSET, LOG_HEADER_BYTES, LogHeader, SEAL_BYTES,
-    encode_seal, log_file_name,
+    FRAME_BODY_BYTES_MAX, FrameBuf, FrameSeed, HEADER_LOG_SEQ_OFFSET, LOG_HEADER_BYTES, LogHeader,
+    SEAL_BYTES, SPARE_LOG_FILE, encode_seal, log_file_name,
 };
 use super::reader::{Frame, ReplaySummary, TailState, read_header, read_past_frame, replay_file};
 use crate::error::{CorruptionKind, Error, Result};
@@ -136,6 +136,11 @@ struct Pending {
     /// The end of the preallocated blocks (copied from the append lock's `Tail` when it grows):
     /// zeros are never written past it, so they neither grow the file nor need new blocks.
     allocated_end: u64,
+    /// Below this offset the file may hold an earlier log's bytes (it was the spare): each
+    /// write-out there ends with a frame header's worth of zeros, so replay finds the end of
+    /// this log where its frames end (the unwritten end) rather than a frame that does not
+    /// decode. 0 for a file that was not recycled.
+    stale_end: u64,
     zero_ahead_bytes: u64,
     /// Zero bytes written ahead so far, over every file (carried across rotations).
     zero_bytes_written: u64,
@@ -150,6 +155,7 @@ impl Pending {
             bytes: Vec::new(),
             zeroed_end: start,
             allocated_end: start,
+            stale_end: 0,
             zero_ahead_bytes,
             zero_bytes_written: 0,
         }
@@ -164,11 +170,16 @@ impl Pending {
             return Ok(());
         }
         let frames_end = self.start + self.bytes.len() as u64;
-        let zeros_end = self.zeros_end(frames_end);
+        // Among an earlier log's bytes, the frames end in zeros in the same write (the end mark;
+        // the next write-out overwrites it). Nothing there is zeroed ahead: its blocks are
+        // written, so `zeroed_end` lies past them.
+        let mark_end = self.end_mark(frames_end);
+        self.bytes.resize((mark_end - self.start) as usize, 0);
+        let zeros_end = self.zeros_end(mark_end);
         // Zeros go from where the written bytes end: right after the frames (one write), or
         // after zeros an earlier write-out wrote (a second write, so none is written twice).
-        let zeros_from = frames_end.max(self.zeroed_end);
-        let separate = zeros_end > zeros_from && zeros_from > frames_end;
+        let zeros_from = mark_end.max(self.zeroed_end);
+        let separate = zeros_end > zeros_from && zeros_from > mark_end;
         if zeros_end > zeros_from && !separate {
             self.bytes.resize((zeros_end - self.start) as usize, 0);
         }
@@ -190,6 +201,17 @@ impl Pending {
             offset: self.start,
         });
         Ok(())
+    }
+
+    /// Where the end mark after frames ending at `frames_end` ends: a frame header's worth of
+    /// zeros when they land among an earlier log's bytes, else nothing (`frames_end`).
+    fn end_mark(&self, frames_end: u64) -> u64 {
+        if frames_end >= self.stale_end {
+            return frames_end;
+        }
+        frames_end
+            .saturating_add(SEAL_BYTES as u64)
+            .min(self.stale_end)
     }
 
     /// Where W1's write ends: at the frames' end, or, when fewer than half of
@@ -216,6 +238,8 @@ const ZERO_BLOCK_BYTES: u64 = 4096;
 struct Tail {
     file: Arc<dyn StorageFile>,
     seq: u64,
+    /// What this log's frame checksums start from.
+    seed: FrameSeed,
     next_index: u64,
     end: u64,
     allocated_end: u64,
@@ -266,8 +290,8 @@ impl DeltaLog {
         options: LogOptions,
     ) -> Result<DeltaLog> {
         options.validate()?;
-        let (file, created) = create_file(storage.as_ref(), dir, seq, start_epoch);
-        let file = file.inspect_err(|_| {
+        let (made, created) = create_file(storage.as_ref(), dir, seq, start_epoch);
+        let made = made.inspect_err(|_| {
             // No log exists until `create` returns; removing the half-made file lets a retry use
             // the same sequence number.
             if created {
@@ -279,10 +303,15 @@ impl DeltaLog {
             storage,
             dir,
             options,
-            file,
-            seq,
-            0,
-            header_end(),
+            Placed {
+                file: made.file,
+                seq,
+                seed: made.seed,
+                next_index: 0,
+                end: header_end(),
+                written_end: made.written_end,
+                stale_end: made.stale_end,
+            },
         ))
     }
 
@@ -341,9 +370,10 @@ impl DeltaLog {
             // Left as it is: the frames past the damage are the evidence.
             return Err(Error::corruption(&path, *offset, kind.clone()));
         }
+        let seed = header.frame_seed();
         if let TailState::Damaged { past, .. } = &summary.tail {
             for p in past {
-                if let Some(frame) = read_past_frame(file.as_ref(), p)? {
+                if let Some(frame) = read_past_frame(file.as_ref(), seed, p)? {
                     dropped(&frame);
                 }
             }
@@ -365,10 +395,15 @@ impl DeltaLog {
             storage,
             dir,
             options,
-            file,
-            seq,
-            summary.frames,
-            summary.valid_end,
+            Placed {
+                file,
+                seq,
+                seed,
+                next_index: summary.frames,
+                end: summary.valid_end,
+                written_end: summary.valid_end,
+                stale_end: 0,
+            },
         );
         Ok((log, summary))
     }
@@ -377,30 +412,19 @@ impl DeltaLog {
         storage: Arc<dyn Storage>,
         dir: &Path,
         options: LogOptions,
-        file: Arc<dyn StorageFile>,
-        seq: u64,
-        next_index: u64,
-        end: u64,
+        placed: Placed,
     ) -> DeltaLog {
-        let position = LogPosition { seq, offset: end };
+        let position = LogPosition {
+            seq: placed.seq,
+            offset: placed.end,
+        };
+        let file = Arc::clone(&placed.file);
         DeltaLog {
             storage,
             dir: dir.to_path_buf(),
             options,
-            tail: Mutex::new(Tail {
-                file: Arc::clone(&file),
-                seq,
-                next_index,
-                end,
-                allocated_end: end,
-                sealed: false,
-            }),
-            pending: Mutex::new(Pending::new(
-                Arc::clone(&file),
-                seq,
-                end,
-                options.zero_ahead_bytes,
-            )),
+            tail: Mutex::new(placed.tail()),
+            pending: Mutex::new(placed.pending(options.zero_ahead_bytes)),
             commit: GroupCommit::new(file, position),
             frames_appended: AtomicU64::new(0),
             bytes_appended: AtomicU64::new(0),
@@ -443,7 +467,7 @@ impl DeltaLog {
             let durable_end = self.commit.durable_offset();
             pending
                 .bytes
-                .extend_from_slice(frame.seal(tail.next_index, durable_end));
+                .extend_from_slice(frame.seal(tail.seed, tail.next_index, durable_end));
             if pending.bytes.len() >= PENDING_BYTES_MAX {
                 pending.write_out(&self.commit)?;
             }
@@ -515,9 +539,11 @@ impl DeltaLog {
             let mut pending = self.pending.lock();
             let durable_end = self.commit.durable_offset();
             for (i, frame) in frames.iter_mut().enumerate() {
-                pending
-                    .bytes
-                    .extend_from_slice(frame.seal(tail.next_index + i as u64, durable_end));
+                pending.bytes.extend_from_slice(frame.seal(
+                    tail.seed,
+                    tail.next_index + i as u64,
+                    durable_end,
+                ));
             }
             pending.write_out(&self.commit)?;
         }
@@ -615,9 +641,9 @@ impl DeltaLog {
         };
         self.commit.sync_file(tail.file.as_ref(), end)?;
         // R4.
-        let (file, created) = create_file(self.storage.as_ref(), &self.dir, new_seq, start_epoch);
-        let file = match file {
-            Ok(file) => file,
+        let (made, created) = create_file(self.storage.as_ref(), &self.dir, new_seq, start_epoch);
+        let made = match made {
+            Ok(made) => made,
             Err(e) if e.is_sync_failure() => return Err(self.commit.poison_with(e)),
             Err(e) => {
                 // Nothing depends on the new file yet; removing it lets a retry reuse `new_seq`.
@@ -631,27 +657,24 @@ impl DeltaLog {
             seq: new_seq,
             offset: header_end(),
         };
-        // R5.
-        *tail = Tail {
-            file: Arc::clone(&file),
+        let placed = Placed {
+            file: made.file,
             seq: new_seq,
+            seed: made.seed,
             next_index: 0,
             end: start.offset,
-            allocated_end: start.offset,
-            sealed: false,
+            written_end: made.written_end,
+            stale_end: made.stale_end,
         };
+        // R5.
+        *tail = placed.tail();
         {
             let mut pending = self.pending.lock();
             let zeros = pending.zero_bytes_written;
-            *pending = Pending::new(
-                Arc::clone(&file),
-                new_seq,
-                start.offset,
-                self.options.zero_ahead_bytes,
-            );
+            *pending = placed.pending(self.options.zero_ahead_bytes);
             pending.zero_bytes_written = zeros;
         }
-        self.commit.switch_file(file, start);
+        self.commit.switch_file(placed.file, start);
         tracing::debug!(dir = %self.dir.display(), seq = new_seq, start_epoch, "log rotated");
         Ok(())
     }
@@ -680,7 +703,7 @@ impl DeltaLog {
         if seal_end > tail.allocated_end {
             self.preallocate(&mut tail, seal_end)?;
         }
-        let seal = encode_seal(tail.next_index, tail.end);
+        let seal = encode_seal(tail.seed, tail.next_index, tail.end);
         let written = tail.file.write_at(&seal, tail.end);
         // Z3.
         written
@@ -741,32 +764,114 @@ const fn header_end() -> u64 {
     LOG_HEADER_BYTES as u64
 }
 
-/// Creates log file `seq` durably: create, header, `sync_data`, `sync_dir`. Also says whether the
-/// file was created, so a failure after that point can remove it.
+/// Where appends to a log file start, and what lies ahead of them.
+struct Placed {
+    file: Arc<dyn StorageFile>,
+    seq: u64,
+    seed: FrameSeed,
+    next_index: u64,
+    /// Where the next frame goes.
+    end: u64,
+    /// Bytes below this offset are written blocks (frames, zeros, or a recycled log's frames), so
+    /// frames landing there are plain overwrites and need no preallocation.
+    written_end: u64,
+    /// Bytes of an earlier log lie below this offset (a recycled file); 0 otherwise.
+    stale_end: u64,
+}
+
+impl Placed {
+    fn tail(&self) -> Tail {
+        Tail {
+            file: Arc::clone(&self.file),
+            seq: self.seq,
+            seed: self.seed,
+            next_index: self.next_index,
+            end: self.end,
+            allocated_end: self.written_end.max(self.end),
+            sealed: false,
+        }
+    }
+
+    fn pending(&self, zero_ahead_bytes: u64) -> Pending {
+        let mut p = Pending::new(Arc::clone(&self.file), self.seq, self.end, zero_ahead_bytes);
+        p.zeroed_end = self.written_end.max(self.end);
+        p.allocated_end = p.zeroed_end;
+        p.stale_end = self.stale_end;
+        p
+    }
+}
+
+/// A log file [`create_file`] made.
+struct MadeFile {
+    file: Arc<dyn StorageFile>,
+    seed: FrameSeed,
+    /// The file's length: all written blocks when it was the spare, else the header's end.
+    written_end: u64,
+    /// The spare's length when the file was the spare (its bytes past the header are an
+    /// earlier log's), else 0.
+    stale_end: u64,
+}
+
+/// Creates log file `seq` durably: the spare renamed to it if there is one (R4a), else a new file
+/// (L1); then the header, `sync_data`, `sync_dir` (L2–L4). Also says whether the file now exists,
+/// so a failure after that point can remove it.
 fn create_file(
     storage: &dyn Storage,
     dir: &Path,
     seq: u64,
     start_epoch: u64,
-) -> (Result<Arc<dyn StorageFile>>, bool) {
-    // L1.
+) -> (Result<MadeFile>, bool) {
     let path = dir.join(log_file_name(seq));
-    let file = match storage.create(&path) {
-        Ok(file) => file,
-        Err(e) => return (Err(e), false),
+    let spare = dir.join(SPARE_LOG_FILE);
+    let (opened, recycled) = match storage.exists(&spare) {
+        Ok(true) => (
+            storage
+                .rename(&spare, &path)
+                .and_then(|()| storage.open(&path)),
+            true,
+        ),
+        Ok(false) => (storage.create(&path), false),
+        Err(e) => (Err(e), false),
     };
-    let header = LogHeader {
-        log_seq: seq,
-        start_epoch,
+    let file = match opened {
+        Ok(file) => file,
+        // A failed rename leaves the spare as it was; a failed open after it leaves the file
+        // under the new name, which the caller removes.
+        Err(e) => return (Err(e), storage.exists(&path).unwrap_or(false)),
+    };
+    let header = LogHeader::new(seq, start_epoch);
+    let mut bytes = header.encode().to_vec();
+    if recycled {
+        // The end mark (as after every write-out among an earlier log's bytes): an empty log
+        // replays to its header's end, not to a frame of the spare's that does not decode.
+        bytes.resize(LOG_HEADER_BYTES + SEAL_BYTES, 0);
     }
-    .encode();
-    // L2, L3, L4.
     let result = file
-        .write_at(&header, 0)
+        .write_at(&bytes, 0)
         .and_then(|()| file.sync_data())
         .and_then(|()| storage.sync_dir(dir))
-        .map(|()| file);
+        .and_then(|()| file.len())
+        .map(|len| MadeFile {
+            file,
+            seed: header.frame_seed(),
+            written_end: len.max(header_end()),
+            stale_end: if recycled { len } else { 0 },
+        });
     (result, true)
+}
+
+/// Retires closed log `seq`, which no manifest names any more (after a checkpoint): it becomes
+/// the spare that the next rotation renames into the new log (`design/DURABILITY.md` §4,
+/// "Recycle"), or is removed when a spare already exists. Nothing needs it to be durable: after
+/// a crash either name holds bytes no manifest names.
+pub fn retire_log(storage: &dyn Storage, dir: &Path, seq: u64) -> Result<()> {
+    let path = dir.join(log_file_name(seq));
+    let spare = dir.join(SPARE_LOG_FILE);
+    if storage.exists(&spare)? {
+        storage.remove(&path)
+    } else {
+        storage.rename(&path, &spare)
+    }
 }
 
 /// Best-effort removal of a log file whose creation failed part way.

@@ -9,7 +9,8 @@
 //! K3 make every data file durable (BALANCED payload bytes included);
 //! K4 write the checkpoint file (temp, sync, rename, directory sync);
 //! K5 publish a manifest naming the checkpoint and only the logs after E;
-//! K6 delete the old logs and the old checkpoint, which no manifest in force names any more.
+//! K6 retire the old logs (one becomes the spare log, `log::retire_log`) and delete the old
+//!    checkpoint, which no manifest in force names any more.
 
 use std::time::Instant;
 
@@ -250,10 +251,12 @@ fn write_and_publish(inner: &Inner, epoch: u64, roots: &crate::meta::RootCatalog
         })
         .map_err(poison)?;
 
-    // K6: no manifest in force names these any more.
+    // K6: no manifest in force names these any more. One old log becomes the spare the next
+    // rotation renames into its new log (its blocks are written, so that log's syncs persist no
+    // extent conversions and no zeros need writing ahead); the others are removed.
     for l in gone {
-        if let Err(e) = inner.storage.remove(&inner.dir.join(&l.file)) {
-            tracing::warn!(%e, file = %l.file, "could not remove an old log");
+        if let Err(e) = crate::log::retire_log(inner.storage.as_ref(), &inner.dir, l.seq) {
+            tracing::warn!(%e, file = %l.file, "could not retire an old log");
         }
     }
     if let Some(old) = old_checkpoint

@@ -112,7 +112,8 @@ struct Victim {
 /// Within a small class, moving can only free segments if the live slots fit in fewer of them:
 /// the `ceil(live / slots per segment)` densest segments stay as destinations, and only the
 /// others may become victims, so a pass never moves nodes that cannot free a segment; nor is the
-/// segment the class allocates from (its free slots are being used). A region
+/// segment the class allocates from (its free slots are being used), unless `dead_percent_min`
+/// is 0 (a full compaction). A region
 /// of the large class becomes a victim only if its extents fit the free runs that remain
 /// ([`ExtentPlan`]), for the same reason.
 fn choose_victims(inner: &Inner, options: &CompactionOptions) -> Vec<Victim> {
@@ -167,13 +168,15 @@ fn small_candidates(inner: &Inner, options: &CompactionOptions) -> Vec<Victim> {
                 .then(a.segment.cmp(&b.segment))
         });
         let slot = class_unit_bytes(class);
-        let fill = inner.alloc.fill_segment(class);
+        // A full compaction (`dead_percent_min` 0) takes the fill segment too.
+        let fill = (options.dead_percent_min > 0)
+            .then(|| inner.alloc.fill_segment(class))
+            .flatten();
         for u in usage.into_iter().skip(keep) {
             let used = u64::from(u.used_slots);
             let free = slots - used;
             // The fill segment is sparse only until the allocations in flight use its slots.
-            if free * 100 < slots * u64::from(options.dead_percent_min) || fill == Some(u.segment)
-            {
+            if free * 100 < slots * u64::from(options.dead_percent_min) || fill == Some(u.segment) {
                 continue;
             }
             candidates.push(Victim {

@@ -10,7 +10,6 @@
 //!    wrote; the commit fails with `Conflict` if another commit changed any of them since, so a
 //!    read-modify-write never loses an update and committed transactions are serializable.
 
-
 use super::durable::Inner;
 use super::engine::{RootChange, Staged, StagedNode};
 use super::options::CommitPolicy;

@@ -81,7 +81,7 @@ pub fn log_header_oracle(orig: &[u8], d: &[u8]) -> Option<(u64, CorruptionKind)>
             },
         ));
     }
-    if u32_at(d, 8) != 2 {
+    if !(2..=3).contains(&u32_at(d, 8)) {
         let found = u32_at(d, 8);
         return Some((8, CorruptionKind::UnsupportedVersion { found }));
     }
@@ -110,9 +110,20 @@ pub enum Rule {
     Frame(u64, u64),
 }
 
-/// The CRC32C of a frame's bytes [0, 4) and [8, end).
-fn frame_crc(f: &[u8]) -> u32 {
-    let mut covered = f[..4].to_vec();
+/// What a log's frame CRCs cover before the frame's own bytes: for format version 3, its
+/// `log_seq` (header bytes [16, 24), little-endian as stored); for version 2, nothing.
+fn seed_bytes(log: &[u8]) -> &[u8] {
+    if log.len() >= 24 && u32_at(log, 8) >= 3 {
+        &log[16..24]
+    } else {
+        &[]
+    }
+}
+
+/// The CRC32C of the seed bytes of `log`, then a frame's bytes [0, 4) and [8, end).
+fn frame_crc(log: &[u8], f: &[u8]) -> u32 {
+    let mut covered = seed_bytes(log).to_vec();
+    covered.extend_from_slice(&f[..4]);
     covered.extend_from_slice(&f[8..]);
     crc32c(&covered)
 }
@@ -129,7 +140,7 @@ fn zero_length_rule(d: &[u8], o: u64, index: u64) -> Rule {
             available: h.len() as u64,
         });
     }
-    let (stored, computed) = (u32_at(h, 4), frame_crc(h));
+    let (stored, computed) = (u32_at(h, 4), frame_crc(d, h));
     if stored != computed {
         return Rule::Bad(CorruptionKind::ChecksumMismatch {
             expected: stored,
@@ -185,7 +196,7 @@ pub fn replay_rule(d: &[u8], o: u64, index: u64) -> Rule {
         });
     }
     let f = &d[o as usize..(o + total) as usize];
-    let (stored, computed) = (u32_at(f, 4), frame_crc(f));
+    let (stored, computed) = (u32_at(f, 4), frame_crc(d, f));
     if stored != computed {
         return Rule::Bad(CorruptionKind::ChecksumMismatch {
             expected: stored,

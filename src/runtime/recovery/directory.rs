@@ -18,7 +18,7 @@ use crate::alloc::parse_data_file_name;
 use crate::checkpoint::parse_checkpoint_file_name;
 use crate::error::{CorruptionKind, Error, Result};
 use crate::io::{LockGuard, Storage};
-use crate::log::{log_file_name, parse_log_file_name, replay};
+use crate::log::{SPARE_LOG_FILE, log_file_name, parse_log_file_name, replay};
 use crate::meta::{SUPERBLOCK_FILE, TMP_SUFFIX, parse_manifest_file_name};
 
 /// The lock file's name.
@@ -35,6 +35,9 @@ pub(crate) enum StoreFile {
     Manifest(u64),
     /// `log-{seq}.vlog`.
     Log(u64),
+    /// `log-spare.vlog`: a retired log kept for the next rotation to rename (it holds no commit
+    /// any manifest needs; recovery leaves it in place).
+    SpareLog,
     /// `ot-{seq}.ckpt`.
     Checkpoint(u64),
     /// `data-{class}-{file}.seg`.
@@ -73,6 +76,8 @@ pub(crate) fn classify(name: &str) -> Option<StoreFile> {
         Some(StoreFile::Manifest(seq))
     } else if let Some(seq) = parse_log_file_name(name) {
         Some(StoreFile::Log(seq))
+    } else if name == SPARE_LOG_FILE {
+        Some(StoreFile::SpareLog)
     } else if let Some(seq) = parse_checkpoint_file_name(name) {
         Some(StoreFile::Checkpoint(seq))
     } else {
@@ -216,6 +221,9 @@ mod tests {
                 Some(StoreFile::Tmp(TmpOf::Manifest(7))),
             ),
             ("log-000000000000000a.vlog", Some(StoreFile::Log(10))),
+            ("log-spare.vlog", Some(StoreFile::SpareLog)),
+            ("log-spare.vlog.tmp", None),
+            ("log-Spare.vlog", None),
             ("ot-0000000000000003.ckpt", Some(StoreFile::Checkpoint(3))),
             (
                 "ot-0000000000000003.ckpt.tmp",
