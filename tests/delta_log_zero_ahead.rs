@@ -1,5 +1,5 @@
 //! Zeros written ahead of the log's frames (`LogOptions::zero_ahead_bytes`): exact amounts (no
-//! byte zeroed twice), never past the preallocated blocks, none when turned off, the file length
+//! byte zeroed twice), never past the preallocated blocks (which end on a whole 4 KiB block), none when turned off, the file length
 //! unchanged, across a rotation, and a reopened log still ends at its last frame.
 
 use std::path::Path;
@@ -41,7 +41,8 @@ fn zeros_go_ahead_in_steps_and_frames_replay_exactly() {
     let ahead = 64 << 10;
     let log = DeltaLog::create(os(), dir.path(), 1, 0, options(1 << 20, ahead)).unwrap();
     let frame = frame_bytes(BODY_BYTES as u32);
-    let allocated_end = HEADER + (1 << 20);
+    // 1 MiB reserved past the header, rounded up to a whole 4 KiB block.
+    let allocated_end = (HEADER + (1 << 20)).next_multiple_of(4096);
 
     // The first sync writes the frame and zeros to 64 KiB past it, rounded up to a 4 KiB block.
     log.append(&body(0)).unwrap();
@@ -98,9 +99,11 @@ fn zeros_stop_at_the_preallocated_end() {
     log.append(&body(0)).unwrap();
     log.sync().unwrap();
     let frames_end = HEADER + frame_bytes(BODY_BYTES as u32);
-    assert_eq!(log.stats().zero_bytes_written, HEADER + 4096 - frames_end);
+    // 4096 bytes reserved past the header, rounded up to a whole block.
+    let allocated_end = (HEADER + 4096).next_multiple_of(4096);
+    assert_eq!(log.stats().zero_bytes_written, allocated_end - frames_end);
     let path = dir.path().join(log_file_name(1));
-    assert_eq!(std::fs::metadata(&path).unwrap().len(), HEADER + 4096);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), allocated_end);
 }
 
 #[test]

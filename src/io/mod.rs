@@ -20,6 +20,7 @@
 //! 5. `allocate` never changes bytes that are already in the file; it may grow the length with
 //!    zeros.
 
+mod direct;
 #[cfg(any(test, feature = "fault-injection"))]
 mod fault;
 mod mapping;
@@ -30,6 +31,8 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
+pub(crate) use direct::OsDirect;
+pub use direct::{AlignedBuf, DirectWriter};
 #[cfg(any(test, feature = "fault-injection"))]
 pub use fault::{CrashMode, FaultConfig, FaultStorage};
 pub use mapping::Mapping;
@@ -134,6 +137,14 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
 
     /// Makes written data (and the length) durable: `fdatasync`.
     fn sync_data(&self) -> Result<()>;
+
+    /// A writer of this file that bypasses the page cache (`O_DIRECT`), writing whole logical
+    /// blocks ([`DirectWriter`]); `None` (the default) where the storage or filesystem has none,
+    /// and the caller writes with [`StorageFile::write_at`]. Its writes are this file's writes:
+    /// durable after this file's `sync_data`, visible to its `read_at`.
+    fn direct_writer(&self) -> Result<Option<Arc<dyn DirectWriter>>> {
+        Ok(None)
+    }
 
     /// Makes written data and all metadata durable: `fsync`.
     fn sync_all(&self) -> Result<()>;

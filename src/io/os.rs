@@ -12,7 +12,7 @@ use std::sync::Arc;
 use rustix::fs::{FallocateFlags, FlockOperation};
 
 use super::mapping::{MapBacking, Mapping};
-use super::{LockGuard, PAGE_BYTES, Storage, StorageFile};
+use super::{DirectWriter, LockGuard, OsDirect, PAGE_BYTES, Storage, StorageFile};
 use crate::error::{Error, IoOp, Result};
 
 /// The real filesystem.
@@ -354,6 +354,10 @@ impl StorageFile for OsFile {
             self.path.clone(),
             Box::new(OsReadMapping(mmap)),
         ))
+    }
+
+    fn direct_writer(&self) -> Result<Option<Arc<dyn DirectWriter>>> {
+        Ok(OsDirect::open(&self.path)?.map(|d| Arc::new(d) as Arc<dyn DirectWriter>))
     }
 
     fn allocated_bytes(&self) -> Result<u64> {

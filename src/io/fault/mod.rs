@@ -29,8 +29,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use parking_lot::Mutex;
 
 use self::inode::{Inode, Resolve, Space, mix};
+use super::direct::check_aligned;
 use super::mapping::{MapBacking, Mapping};
-use super::{LockGuard, PAGE_BYTES, Storage, StorageFile};
+use super::{DirectWriter, LockGuard, PAGE_BYTES, SECTOR_BYTES, Storage, StorageFile};
 use crate::error::{Error, IoOp, Result};
 
 /// How [`FaultStorage::crash_with`] resolves state that was not yet durable.
@@ -524,6 +525,23 @@ impl FaultFile {
     }
 }
 
+/// A direct writer of a fault-storage file: writes of whole 512-byte sectors from aligned memory
+/// (refused otherwise, as the kernel would), which are then that file's writes like any other
+/// (unsynced until its `sync_data`, each sector surviving a crash or not).
+#[derive(Debug)]
+struct FaultDirect(FaultFile);
+
+impl DirectWriter for FaultDirect {
+    fn align(&self) -> usize {
+        SECTOR_BYTES as usize
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
+        check_aligned(self.align(), buf, offset, &self.0.path)?;
+        self.0.write_at(buf, offset)
+    }
+}
+
 impl StorageFile for FaultFile {
     fn path(&self) -> &Path {
         &self.path
@@ -544,6 +562,15 @@ impl StorageFile for FaultFile {
         self.inode
             .write_at(buf, offset, &self.fs.space)
             .map_err(self.io(IoOp::Write))
+    }
+
+    fn direct_writer(&self) -> Result<Option<Arc<dyn DirectWriter>>> {
+        Ok(Some(Arc::new(FaultDirect(FaultFile {
+            fs: Arc::clone(&self.fs),
+            inode: Arc::clone(&self.inode),
+            path: self.path.clone(),
+            read_only: self.read_only,
+        }))))
     }
 
     fn set_len(&self, len: u64) -> Result<()> {
