@@ -28,7 +28,9 @@
 //!    whatever bytes the file holds.
 
 mod commit;
+mod files;
 mod format;
+mod pending;
 mod reader;
 mod writer;
 
@@ -46,5 +48,6 @@ pub use reader::{
 };
 pub(crate) use reader::{Stop, judge_stop, step};
 pub use writer::{
-    DeltaLog, LogOptions, LogPosition, LogStats, OnDamage, PREALLOCATE_BYTES_MAX, retire_log,
+    DeltaLog, LogOptions, LogPosition, LogStats, OnDamage, PREALLOCATE_BYTES_MAX,
 };
+pub use files::retire_log;

@@ -1,4 +1,5 @@
-//! [`DeltaLog`]: the appender, with group commit (see `commit.rs`) and rotation.
+//! [`DeltaLog`]: the appender, with group commit (see `commit.rs`) and rotation; its pending
+//! frames and their write-outs are `pending.rs`, its files' creation and retirement `files.rs`.
 //!
 //! Three locks, always taken in this order, keep the writer correct: the *append lock* (`tail`)
 //! places a frame (index, offset) and seals it into the pending frames; the *pending lock* guards
@@ -16,13 +17,14 @@ use parking_lot::Mutex;
 
 use super::commit::GroupCommit;
 use super::format::{
-    FRAME_BODY_BYTES_MAX, FrameBuf, FrameSeed, HEADER_LOG_SEQ_OFFSET, LOG_HEADER_BYTES, LogHeader,
-    SEAL_BYTES, SPARE_LOG_FILE, encode_seal, log_file_name,
+    FRAME_BODY_BYTES_MAX, FrameBuf, FrameSeed, HEADER_LOG_SEQ_OFFSET, SEAL_BYTES, encode_seal,
+    log_file_name,
 };
 use super::reader::{Frame, ReplaySummary, TailState, read_header, read_past_frame, replay_file};
 use crate::error::{CorruptionKind, Error, Result};
-use crate::codec::{align_down, align_up};
-use crate::io::{AlignedBuf, DirectWriter, Storage, StorageFile};
+use super::files::{Placed, create_file, discard, header_end};
+use super::pending::{PENDING_BYTES_MAX, Pending, ZERO_BLOCK_BYTES};
+use crate::io::{Storage, StorageFile};
 
 /// The largest `preallocate_bytes` accepted (1 GiB): more would only waste disk.
 pub const PREALLOCATE_BYTES_MAX: u64 = 1 << 30;
@@ -124,210 +126,18 @@ pub struct LogStats {
     pub zero_bytes_written: u64,
 }
 
-/// Most bytes of sealed frames held in memory before an append writes them out itself.
-const PENDING_BYTES_MAX: usize = 256 << 10;
-
-/// Frames appended but not yet written: the next sync writes them out with one `write_at` before
-/// its `sync_data`, so concurrent appenders cost one write per group, not one each. Guarded by
-/// its own lock, taken after the append lock (appends) or alone (a sync's leader, which must not
-/// wait for the append lock: a rotation holds it while it waits for the sync in flight).
-#[derive(Debug)]
-struct Pending {
-    /// The file they go to.
-    file: Arc<dyn StorageFile>,
-    seq: u64,
-    /// File offset of `bytes[0]`.
-    start: u64,
-    bytes: Vec<u8>,
-    /// Bytes below this offset have been written (frames or zeros), so frames landing there
-    /// overwrite written blocks.
-    zeroed_end: u64,
-    /// The end of the preallocated blocks (copied from the append lock's `Tail` when it grows):
-    /// zeros are never written past it, so they neither grow the file nor need new blocks.
-    allocated_end: u64,
-    /// Below this offset the file may hold an earlier log's bytes (it was the spare): each
-    /// write-out there ends with a frame header's worth of zeros, so replay finds the end of
-    /// this log where its frames end (the unwritten end) rather than a frame that does not
-    /// decode. 0 for a file that was not recycled.
-    stale_end: u64,
-    zero_ahead_bytes: u64,
-    /// Zero bytes written ahead so far, over every file (carried across rotations).
-    zero_bytes_written: u64,
-    /// Set when write-outs go through a direct writer.
-    direct: Option<DirectAppend>,
-}
-
-/// Write-outs with direct I/O: whole aligned blocks, the first of which starts with `head`, the
-/// bytes already in the file from the block boundary at or before `Pending::start` up to it (the
-/// end of the last frame), which each write-out writes again.
-#[derive(Debug)]
-struct DirectAppend {
-    writer: Arc<dyn DirectWriter>,
-    head: Vec<u8>,
-}
-
-impl DirectAppend {
-    /// A direct writer of `file`, whose frames end at `start`, if `file` has one.
-    fn of(file: &dyn StorageFile, start: u64) -> Result<Option<DirectAppend>> {
-        let Some(writer) = file.direct_writer()? else {
-            return Ok(None);
-        };
-        let from = align_down(start, writer.align() as u64);
-        let mut head = vec![0u8; (start - from) as usize];
-        let n = file.read_at(&mut head, from)?;
-        if n != head.len() {
-            return Err(Error::InvalidArgument(format!(
-                "log {}: {n} of the {} bytes before offset {start} could be read",
-                file.path().display(),
-                head.len()
-            )));
-        }
-        Ok(Some(DirectAppend { writer, head }))
-    }
-
-    /// Writes `bytes` at `start` (where the head ends) as whole blocks: the head, `bytes`, then
-    /// zeros to the next boundary. Keeps as the next head the bytes from the boundary at or before
-    /// `next_start` (at most the end of `bytes`) up to it. Returns where the write ended.
-    fn write(&mut self, start: u64, bytes: &[u8], next_start: u64) -> Result<u64> {
-        let align = self.writer.align();
-        let from = start - self.head.len() as u64;
-        let end = start + bytes.len() as u64;
-        let to = align_up(end, align as u64);
-        let mut buf = AlignedBuf::zeroed((to - from) as usize, align);
-        let b = buf.as_mut_slice();
-        let (head, rest) = b.split_at_mut(self.head.len());
-        head.copy_from_slice(&self.head);
-        rest[..bytes.len()].copy_from_slice(bytes);
-        self.writer.write_at(buf.as_slice(), from)?;
-        let keep = align_down(next_start, align as u64);
-        self.head = buf.as_slice()[(keep - from) as usize..(next_start - from) as usize].to_vec();
-        Ok(to)
-    }
-
-    /// Writes zeros over `[from, to)`, widened to whole blocks but starting no earlier than
-    /// `written_to`, the end of the write-out just made (whose last block holds frames).
-    fn write_zeros(&self, from: u64, to: u64, written_to: u64) -> Result<()> {
-        let align = self.writer.align() as u64;
-        let from = align_down(from, align).max(written_to);
-        let to = align_up(to, align);
-        if to <= from {
-            return Ok(());
-        }
-        let zeros = AlignedBuf::zeroed((to - from) as usize, align as usize);
-        self.writer.write_at(zeros.as_slice(), from)
-    }
-}
-
-impl Pending {
-    fn new(file: Arc<dyn StorageFile>, seq: u64, start: u64, zero_ahead_bytes: u64) -> Self {
-        Pending {
-            file,
-            seq,
-            start,
-            bytes: Vec::new(),
-            zeroed_end: start,
-            allocated_end: start,
-            stale_end: 0,
-            zero_ahead_bytes,
-            zero_bytes_written: 0,
-            direct: None,
-        }
-    }
-
-    /// W1–W2: writes the pending frames out with one `write_at` (followed by zeros, when
-    /// `zero_ahead_bytes` asks for them: in the same write, or in a second one when zeros
-    /// already follow the frames) and publishes the new written end. A failure poisons: the
-    /// file may now hold part of a frame already appended.
-    fn write_out(&mut self, commit: &GroupCommit) -> Result<()> {
-        if self.bytes.is_empty() {
-            return Ok(());
-        }
-        let frames_end = self.start + self.bytes.len() as u64;
-        // Among an earlier log's bytes, the frames end in zeros in the same write (the end mark;
-        // the next write-out overwrites it). Nothing there is zeroed ahead: its blocks are
-        // written, so `zeroed_end` lies past them.
-        let mark_end = self.end_mark(frames_end);
-        self.bytes.resize((mark_end - self.start) as usize, 0);
-        let zeros_end = self.zeros_end(mark_end);
-        // Zeros go from where the written bytes end: right after the frames (one write), or
-        // after zeros an earlier write-out wrote (a second write, so none is written twice).
-        let zeros_from = mark_end.max(self.zeroed_end);
-        let separate = zeros_end > zeros_from && zeros_from > mark_end;
-        if zeros_end > zeros_from && !separate {
-            self.bytes.resize((zeros_end - self.start) as usize, 0);
-        }
-        let written = match &mut self.direct {
-            Some(direct) => direct
-                .write(self.start, &self.bytes, frames_end)
-                .and_then(|to| match separate {
-                    true => direct.write_zeros(zeros_from, zeros_end, to),
-                    false => Ok(()),
-                }),
-            None => self.file.write_at(&self.bytes, self.start).and_then(|()| {
-                match separate {
-                    true => self
-                        .file
-                        .write_at(&vec![0u8; (zeros_end - zeros_from) as usize], zeros_from),
-                    false => Ok(()),
-                }
-            }),
-        };
-        if let Err(e) = written {
-            return Err(commit.poison_with(e));
-        }
-        self.zero_bytes_written += zeros_end.saturating_sub(zeros_from);
-        self.zeroed_end = self.zeroed_end.max(zeros_end);
-        self.start = frames_end;
-        self.bytes.clear();
-        commit.publish_written(LogPosition {
-            seq: self.seq,
-            offset: self.start,
-        });
-        Ok(())
-    }
-
-    /// Where the end mark after frames ending at `frames_end` ends: a frame header's worth of
-    /// zeros when they land among an earlier log's bytes, else nothing (`frames_end`).
-    fn end_mark(&self, frames_end: u64) -> u64 {
-        if frames_end >= self.stale_end {
-            return frames_end;
-        }
-        frames_end
-            .saturating_add(SEAL_BYTES as u64)
-            .min(self.stale_end)
-    }
-
-    /// Where W1's write ends: at the frames' end, or, when fewer than half of
-    /// `zero_ahead_bytes` written bytes lie past it, `zero_ahead_bytes` past it (rounded up to a
-    /// 4 KiB block, capped at the preallocated end).
-    fn zeros_end(&self, frames_end: u64) -> u64 {
-        let ahead = self.zero_ahead_bytes;
-        if ahead == 0 || self.zeroed_end.saturating_sub(frames_end) >= ahead / 2 {
-            return frames_end;
-        }
-        frames_end
-            .saturating_add(ahead)
-            .next_multiple_of(ZERO_BLOCK_BYTES)
-            .min(self.allocated_end)
-            .max(frames_end)
-    }
-}
-
-/// Zeros written ahead end on a multiple of this (the filesystem block).
-const ZERO_BLOCK_BYTES: u64 = 4096;
-
 /// Where the next frame goes; guarded by the append lock.
 #[derive(Debug)]
-struct Tail {
-    file: Arc<dyn StorageFile>,
-    seq: u64,
+pub(super) struct Tail {
+    pub(super) file: Arc<dyn StorageFile>,
+    pub(super) seq: u64,
     /// What this log's frame checksums start from.
-    seed: FrameSeed,
-    next_index: u64,
-    end: u64,
-    allocated_end: u64,
+    pub(super) seed: FrameSeed,
+    pub(super) next_index: u64,
+    pub(super) end: u64,
+    pub(super) allocated_end: u64,
     /// A seal follows the last frame ([`DeltaLog::seal`]): nothing more may be appended.
-    sealed: bool,
+    pub(super) sealed: bool,
 }
 
 impl Tail {
@@ -852,139 +662,6 @@ impl DeltaLog {
             syncs: self.commit.syncs(),
             zero_bytes_written: self.pending.lock().zero_bytes_written,
         }
-    }
-}
-
-/// The offset of the first frame.
-const fn header_end() -> u64 {
-    LOG_HEADER_BYTES as u64
-}
-
-/// Where appends to a log file start, and what lies ahead of them.
-struct Placed {
-    file: Arc<dyn StorageFile>,
-    seq: u64,
-    seed: FrameSeed,
-    next_index: u64,
-    /// Where the next frame goes.
-    end: u64,
-    /// Bytes below this offset are written blocks (frames, zeros, or a recycled log's frames), so
-    /// frames landing there are plain overwrites and need no preallocation.
-    written_end: u64,
-    /// Bytes of an earlier log lie below this offset (a recycled file); 0 otherwise.
-    stale_end: u64,
-}
-
-impl Placed {
-    fn tail(&self) -> Tail {
-        Tail {
-            file: Arc::clone(&self.file),
-            seq: self.seq,
-            seed: self.seed,
-            next_index: self.next_index,
-            end: self.end,
-            allocated_end: self.written_end.max(self.end),
-            sealed: false,
-        }
-    }
-
-    fn pending(&self, options: &LogOptions) -> Result<Pending> {
-        let mut p = Pending::new(
-            Arc::clone(&self.file),
-            self.seq,
-            self.end,
-            options.zero_ahead_bytes,
-        );
-        p.zeroed_end = self.written_end.max(self.end);
-        p.allocated_end = p.zeroed_end;
-        p.stale_end = self.stale_end;
-        if options.direct_io {
-            p.direct = DirectAppend::of(self.file.as_ref(), self.end)?;
-        }
-        Ok(p)
-    }
-}
-
-/// A log file [`create_file`] made.
-struct MadeFile {
-    file: Arc<dyn StorageFile>,
-    seed: FrameSeed,
-    /// The file's length: all written blocks when it was the spare, else the header's end.
-    written_end: u64,
-    /// The spare's length when the file was the spare (its bytes past the header are an
-    /// earlier log's), else 0.
-    stale_end: u64,
-}
-
-/// Creates log file `seq` durably: the spare renamed to it if there is one (R4a), else a new file
-/// (L1); then the header, `sync_data`, `sync_dir` (L2–L4). Also says whether the file now exists,
-/// so a failure after that point can remove it.
-fn create_file(
-    storage: &dyn Storage,
-    dir: &Path,
-    seq: u64,
-    start_epoch: u64,
-) -> (Result<MadeFile>, bool) {
-    let path = dir.join(log_file_name(seq));
-    let spare = dir.join(SPARE_LOG_FILE);
-    let (opened, recycled) = match storage.exists(&spare) {
-        Ok(true) => (
-            storage
-                .rename(&spare, &path)
-                .and_then(|()| storage.open(&path)),
-            true,
-        ),
-        Ok(false) => (storage.create(&path), false),
-        Err(e) => (Err(e), false),
-    };
-    let file = match opened {
-        Ok(file) => file,
-        // A failed rename leaves the spare as it was; a failed open after it leaves the file
-        // under the new name, which the caller removes.
-        Err(e) => return (Err(e), storage.exists(&path).unwrap_or(false)),
-    };
-    let header = LogHeader::new(seq, start_epoch);
-    let mut bytes = header.encode().to_vec();
-    if recycled {
-        // The end mark (as after every write-out among an earlier log's bytes): an empty log
-        // replays to its header's end, not to a frame of the spare's that does not decode.
-        bytes.resize(LOG_HEADER_BYTES + SEAL_BYTES, 0);
-    }
-    let result = file
-        .write_at(&bytes, 0)
-        .and_then(|()| file.sync_data())
-        .and_then(|()| storage.sync_dir(dir))
-        .and_then(|()| file.len())
-        .map(|len| MadeFile {
-            file,
-            seed: header.frame_seed(),
-            // A whole number of 4 KiB blocks (preallocation extends past it in whole blocks,
-            // so a direct write's padded last block never grows the file).
-            written_end: align_down(len, ZERO_BLOCK_BYTES).max(header_end()),
-            stale_end: if recycled { len } else { 0 },
-        });
-    (result, true)
-}
-
-/// Retires closed log `seq`, which no manifest names any more (after a checkpoint): it becomes
-/// the spare that the next rotation renames into the new log (`design/DURABILITY.md` §4,
-/// "Recycle"), or is removed when a spare already exists. Nothing needs it to be durable: after
-/// a crash either name holds bytes no manifest names.
-pub fn retire_log(storage: &dyn Storage, dir: &Path, seq: u64) -> Result<()> {
-    let path = dir.join(log_file_name(seq));
-    let spare = dir.join(SPARE_LOG_FILE);
-    if storage.exists(&spare)? {
-        storage.remove(&path)
-    } else {
-        storage.rename(&path, &spare)
-    }
-}
-
-/// Best-effort removal of a log file whose creation failed part way.
-fn discard(storage: &dyn Storage, dir: &Path, seq: u64) {
-    let path = dir.join(log_file_name(seq));
-    if let Err(e) = storage.remove(&path) {
-        tracing::warn!(path = %path.display(), error = %e, "could not remove a half-created log");
     }
 }
 
