@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use vellum::NodeId;
-use vellum::runtime::{CommitPolicy, DurableRuntime, RuntimeOptions};
+use vellum::runtime::{CommitPolicy, DurableRuntime, RuntimeOptions, WriteTxn};
 
 const NODES: usize = 1_000_000;
 const BATCH: usize = 100;
@@ -48,6 +48,18 @@ fn load(rt: &DurableRuntime) -> Vec<NodeId> {
     ids
 }
 
+/// A transaction that rewrites the nodes of `batch` (each key's index in its first 8 bytes).
+fn write_batch<'r>(rt: &'r DurableRuntime, ids: &[NodeId], batch: &[usize]) -> WriteTxn<'r> {
+    let mut tx = rt.begin();
+    for &k in batch {
+        tx.write_with(ids[k], NODE_BYTES, |buf| {
+            buf[..8].copy_from_slice(&k.to_le_bytes())
+        })
+        .expect("write");
+    }
+    tx
+}
+
 fn txn_writes(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let options = RuntimeOptions {
@@ -64,22 +76,13 @@ fn txn_writes(c: &mut Criterion) {
     group.bench_function("write_100_of_1M_16B_abort", |b| {
         b.iter(|| {
             keys.batch(&mut batch);
-            let mut tx = rt.begin();
-            for &k in &batch {
-                tx.write_with(ids[k], NODE_BYTES, |buf| buf[..8].copy_from_slice(&k.to_le_bytes()))
-                    .expect("write");
-            }
-            black_box(tx);
+            black_box(write_batch(&rt, &ids, &batch));
         });
     });
     group.bench_function("write_100_of_1M_16B_commit_eventual", |b| {
         b.iter(|| {
             keys.batch(&mut batch);
-            let mut tx = rt.begin();
-            for &k in &batch {
-                tx.write_with(ids[k], NODE_BYTES, |buf| buf[..8].copy_from_slice(&k.to_le_bytes()))
-                    .expect("write");
-            }
+            let tx = write_batch(&rt, &ids, &batch);
             black_box(tx.commit_with(CommitPolicy::Eventual).expect("commit"));
         });
     });

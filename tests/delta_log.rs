@@ -8,9 +8,13 @@ use std::sync::Arc;
 use vellum::io::{OsStorage, Storage};
 use vellum::log::{
     DeltaLog, Frame, LOG_HEADER_BYTES, LogOptions, LogPosition, LogReader, OnDamage, PastFrame,
-    ReplaySummary, TailState, frame_bytes, log_file_name, replay,
+    TailState, frame_bytes, log_file_name, replay,
 };
 use vellum::{CorruptionKind, Error};
+
+mod common;
+
+use common::log_files::{body, replay_all};
 
 /// Small preallocation keeps test files small while still exercising the preallocation path.
 fn options() -> LogOptions {
@@ -22,13 +26,6 @@ fn options() -> LogOptions {
 
 fn os() -> Arc<dyn Storage> {
     Arc::new(OsStorage::new())
-}
-
-/// A body of `len` bytes that differs for every `tag`.
-fn body(tag: u64, len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| (tag.wrapping_mul(131).wrapping_add(i as u64 * 7) % 251) as u8 + 1)
-        .collect()
 }
 
 /// The start offset of every frame when `bodies` are appended in order, plus the end.
@@ -59,16 +56,6 @@ fn write_log(dir: &Path, seq: u64, bodies: &[Vec<u8>]) -> PathBuf {
     }
     log.sync().unwrap();
     dir.join(log_file_name(seq))
-}
-
-fn replay_all(path: &Path) -> (Vec<Frame>, ReplaySummary) {
-    let mut frames = Vec::new();
-    let summary = replay(&OsStorage::new(), path, |f| {
-        frames.push(f.clone());
-        Ok(())
-    })
-    .unwrap();
-    (frames, summary)
 }
 
 /// Asserts `frames` are exactly the first `n` of `bodies`, at their offsets.

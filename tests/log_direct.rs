@@ -10,11 +10,9 @@ use std::sync::Arc;
 use vellum::io::{FaultStorage, OsStorage, Storage};
 use vellum::log::{DeltaLog, LogOptions, log_file_name, replay, retire_log};
 
-fn body(tag: u64, len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| (tag.wrapping_mul(131).wrapping_add(i as u64 * 7) % 251) as u8 + 1)
-        .collect()
-}
+mod common;
+
+use common::log_files::body;
 
 /// Frame bodies of sizes that end anywhere in a block: 1 byte up to a few blocks.
 fn sizes() -> Vec<usize> {

@@ -11,28 +11,16 @@ use std::sync::Arc;
 use vellum::CorruptionKind;
 use vellum::io::{OsStorage, Storage};
 use vellum::log::{
-    DeltaLog, Frame, LOG_HEADER_BYTES, LogOptions, ReplaySummary, SPARE_LOG_FILE, TailState,
-    frame_bytes, log_file_name, replay, retire_log,
+    DeltaLog, LOG_HEADER_BYTES, LogOptions, SPARE_LOG_FILE, TailState, frame_bytes, log_file_name,
+    retire_log,
 };
+
+mod common;
+
+use common::log_files::{body, replay_all};
 
 fn os() -> Arc<dyn Storage> {
     Arc::new(OsStorage::new())
-}
-
-fn body(tag: u64, len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| (tag.wrapping_mul(131).wrapping_add(i as u64 * 7) % 251) as u8 + 1)
-        .collect()
-}
-
-fn replay_all(path: &Path) -> (Vec<Frame>, ReplaySummary) {
-    let mut frames = Vec::new();
-    let summary = replay(&OsStorage::new(), path, |f| {
-        frames.push(f.clone());
-        Ok(())
-    })
-    .unwrap();
-    (frames, summary)
 }
 
 fn len_of(path: &Path) -> u64 {

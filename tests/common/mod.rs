@@ -101,4 +101,5 @@ pub fn all_crash_modes() -> Vec<vellum::io::CrashMode> {
 
 pub mod format_oracle;
 pub mod image;
+pub mod log_files;
 pub mod workload;
