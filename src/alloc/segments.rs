@@ -382,18 +382,8 @@ impl SegmentAllocator {
     /// over (every refill segment is at least half free, which is what keeps a commit group's
     /// slots close).
     fn next_fill(&self, c: &mut Class, class: u8) -> Result<u32> {
-        let best = c
-            .refill
-            .iter()
-            .enumerate()
-            .min_by_key(|&(_, &n)| n)
-            .map(|(i, _)| i);
-        let seg_no = match best {
-            Some(i) => {
-                let n = c.refill.swap_remove(i);
-                c.segments[n as usize].in_refill = false;
-                n
-            }
+        let seg_no = match Self::take_lowest_refill(c) {
+            Some(n) => n,
             None => {
                 let n = c.segments.len() as u32;
                 let max_segments = u64::from(FILE_MAX + 1) * self.options.segments_per_file(class);
@@ -408,6 +398,14 @@ impl SegmentAllocator {
         };
         c.segments[seg_no as usize].cursor = 0;
         Ok(seg_no)
+    }
+
+    /// Takes the lowest-numbered segment off the refill list.
+    fn take_lowest_refill(c: &mut Class) -> Option<u32> {
+        let i = (0..c.refill.len()).min_by_key(|&i| c.refill[i])?;
+        let n = c.refill.swap_remove(i);
+        c.segments[n as usize].in_refill = false;
+        Some(n)
     }
 
     /// Hands out the extent of a large node of `len` bytes (more than 256 KiB, at most 64 MiB):
@@ -795,6 +793,10 @@ impl SegmentAllocator {
                     c.empty.push(i as u32);
                 }
             }
+            // The segment the next allocation takes, chosen now as a running allocator would
+            // have it (invariant 2), so compaction does not mistake the half-filled segment
+            // allocation was filling for a victim.
+            c.fill = Self::take_lowest_refill(c);
         }
         Ok(a)
     }
@@ -1021,6 +1023,35 @@ mod tests {
         let refill: Vec<_> = (0..6).map(|_| a.allocate(0).unwrap().location.offset).collect();
         assert_eq!(refill, [0, 64, 128, 256, 320, 384]);
         assert_eq!(a.space(0).segments, 2);
+    }
+
+    #[test]
+    fn a_rebuild_resumes_filling_where_a_running_allocator_would() {
+        let a = small();
+        let first: Vec<_> = (0..16384 + 100)
+            .map(|_| a.allocate(0).unwrap().location)
+            .collect();
+        let options = a.options();
+        let mut segments = [0u64; CLASS_COUNT];
+        segments[0] = 2;
+        let rebuilt =
+            SegmentAllocator::rebuild(options, &segments, first.iter().map(|&l| (l, 16))).unwrap();
+        // Segment 1 holds 100 slots and is the fill segment at once (so compaction leaves it
+        // alone), and allocation goes on right after its used slots.
+        assert_eq!(rebuilt.fill_segment(0), Some(1));
+        assert_eq!(
+            rebuilt.allocate(0).unwrap().location.offset,
+            (1 << 20) + 100 * 64
+        );
+        // A rebuild where no segment is free enough to refill has no fill segment.
+        segments[0] = 1;
+        let full = SegmentAllocator::rebuild(
+            options,
+            &segments,
+            first[..16384].iter().map(|&l| (l, 16)),
+        )
+        .unwrap();
+        assert_eq!(full.fill_segment(0), None);
     }
 
     #[test]

@@ -129,7 +129,7 @@ fn frame_crc(log: &[u8], f: &[u8]) -> u32 {
 }
 
 /// §4 rule 3: a zero length field; the 24 bytes are the unwritten end, a seal, or damage.
-fn zero_length_rule(d: &[u8], o: u64, index: u64) -> Rule {
+fn zero_length_rule(seed_log: &[u8], d: &[u8], o: u64, index: u64) -> Rule {
     let h = &d[o as usize..(o as usize + 24).min(d.len())];
     if h.iter().all(|&b| b == 0) {
         return Rule::End;
@@ -140,7 +140,7 @@ fn zero_length_rule(d: &[u8], o: u64, index: u64) -> Rule {
             available: h.len() as u64,
         });
     }
-    let (stored, computed) = (u32_at(h, 4), frame_crc(d, h));
+    let (stored, computed) = (u32_at(h, 4), frame_crc(seed_log, h));
     if stored != computed {
         return Rule::Bad(CorruptionKind::ChecksumMismatch {
             expected: stored,
@@ -165,6 +165,13 @@ fn zero_length_rule(d: &[u8], o: u64, index: u64) -> Rule {
 }
 
 pub fn replay_rule(d: &[u8], o: u64, index: u64) -> Rule {
+    replay_rule_seeded(d, d, o, index)
+}
+
+/// [`replay_rule`] with the frame CRCs seeded from the header of `seed_log`: the original log of a
+/// damaged one. A reader whose header fails still walks the frames with the seed of the log its
+/// name says (`inspect/frames.rs`), which is the original's.
+pub fn replay_rule_seeded(seed_log: &[u8], d: &[u8], o: u64, index: u64) -> Rule {
     let len = d.len() as u64;
     if o == len {
         return Rule::Eof;
@@ -180,7 +187,7 @@ pub fn replay_rule(d: &[u8], o: u64, index: u64) -> Rule {
     }
     let body = u64::from(u32_at(d, o as usize));
     if body == 0 {
-        return zero_length_rule(d, o, index);
+        return zero_length_rule(seed_log, d, o, index);
     }
     if body > 64 << 20 {
         return Rule::Bad(CorruptionKind::InvalidField {
@@ -196,7 +203,7 @@ pub fn replay_rule(d: &[u8], o: u64, index: u64) -> Rule {
         });
     }
     let f = &d[o as usize..(o + total) as usize];
-    let (stored, computed) = (u32_at(f, 4), frame_crc(d, f));
+    let (stored, computed) = (u32_at(f, 4), frame_crc(seed_log, f));
     if stored != computed {
         return Rule::Bad(CorruptionKind::ChecksumMismatch {
             expected: stored,
@@ -266,7 +273,7 @@ pub struct LogStop {
 pub fn log_stop(orig: &[u8], d: &[u8], frames: &[(u64, u64, u64)]) -> LogStop {
     let (mut o, mut i) = (64u64, 0u64);
     let (cause, eof, sealed) = loop {
-        match replay_rule(d, o, i) {
+        match replay_rule_seeded(orig, d, o, i) {
             Rule::Frame(end, _) => (o, i) = (end, i + 1),
             Rule::Eof => break (None, true, false),
             Rule::End => break (None, false, false),
