@@ -8,7 +8,7 @@ use super::commit::GroupCommit;
 use super::format::SEAL_BYTES;
 use super::writer::LogPosition;
 use crate::codec::{align_down, align_up};
-use crate::error::{Error, Result};
+use crate::error::{CorruptionKind, Error, Result};
 use crate::io::{AlignedBuf, DirectWriter, StorageFile};
 
 /// Most bytes of sealed frames held in memory before an append writes them out itself.
@@ -63,11 +63,15 @@ impl DirectAppend {
         let mut head = vec![0u8; (start - from) as usize];
         let n = file.read_at(&mut head, from)?;
         if n != head.len() {
-            return Err(Error::InvalidArgument(format!(
-                "log {}: {n} of the {} bytes before offset {start} could be read",
-                file.path().display(),
-                head.len()
-            )));
+            // The file ends before the frames it holds do: something shortened it underneath.
+            return Err(Error::corruption(
+                file.path(),
+                from,
+                CorruptionKind::Truncated {
+                    needed: head.len() as u64,
+                    available: n as u64,
+                },
+            ));
         }
         Ok(Some(DirectAppend { writer, head }))
     }
