@@ -14,7 +14,7 @@ use vellum::{CorruptionKind, Error};
 
 mod common;
 
-use common::log_files::{body, replay_all};
+use common::{body, replay_all};
 
 /// Small preallocation keeps test files small while still exercising the preallocation path.
 fn options() -> LogOptions {

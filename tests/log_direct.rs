@@ -12,7 +12,7 @@ use vellum::log::{DeltaLog, LogOptions, log_file_name, replay, retire_log};
 
 mod common;
 
-use common::log_files::body;
+use common::body;
 
 /// Frame bodies of sizes that end anywhere in a block: 1 byte up to a few blocks.
 fn sizes() -> Vec<usize> {

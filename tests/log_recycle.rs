@@ -17,7 +17,7 @@ use vellum::log::{
 
 mod common;
 
-use common::log_files::{body, replay_all};
+use common::{body, replay_all};
 
 fn os() -> Arc<dyn Storage> {
     Arc::new(OsStorage::new())

@@ -1,4 +1,5 @@
-//! Helpers shared by the integration tests: a seeded generator and environment knobs.
+//! Helpers shared by the integration tests: a seeded generator, environment knobs, and the
+//! delta-log tests' frame bodies and replay.
 
 #![allow(dead_code, reason = "each test binary uses part of the shared helpers")]
 
@@ -99,7 +100,24 @@ pub fn all_crash_modes() -> Vec<vellum::io::CrashMode> {
     m
 }
 
+/// A delta-log frame body of `len` bytes that differs for every `tag`.
+pub fn body(tag: u64, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (tag.wrapping_mul(131).wrapping_add(i as u64 * 7) % 251) as u8 + 1)
+        .collect()
+}
+
+/// Replays the log at `path` on the real filesystem, keeping every valid frame.
+pub fn replay_all(path: &std::path::Path) -> (Vec<vellum::log::Frame>, vellum::log::ReplaySummary) {
+    let mut frames = Vec::new();
+    let summary = vellum::log::replay(&vellum::io::OsStorage::new(), path, |f| {
+        frames.push(f.clone());
+        Ok(())
+    })
+    .unwrap();
+    (frames, summary)
+}
+
 pub mod format_oracle;
 pub mod image;
-pub mod log_files;
 pub mod workload;
