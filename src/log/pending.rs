@@ -51,7 +51,14 @@ pub(super) struct Pending {
 pub(super) struct DirectAppend {
     writer: Arc<dyn DirectWriter>,
     head: Vec<u8>,
+    /// The aligned buffer write-outs are assembled in, kept between them (up to
+    /// [`SCRATCH_KEEP_BYTES_MAX`]) so a flush allocates nothing.
+    scratch: AlignedBuf,
 }
+
+/// Largest aligned buffer a direct writer keeps between write-outs; a larger write-out (a batch
+/// of big records) allocates its own.
+const SCRATCH_KEEP_BYTES_MAX: usize = 1 << 20;
 
 impl DirectAppend {
     /// A direct writer of `file`, whose frames end at `start`, if `file` has one.
@@ -73,7 +80,12 @@ impl DirectAppend {
                 },
             ));
         }
-        Ok(Some(DirectAppend { writer, head }))
+        let scratch = AlignedBuf::zeroed(0, writer.align());
+        Ok(Some(DirectAppend {
+            writer,
+            head,
+            scratch,
+        }))
     }
 
     /// Writes `bytes` at `start` (where the head ends) as whole blocks: the head, `bytes`, then
@@ -84,14 +96,24 @@ impl DirectAppend {
         let from = start - self.head.len() as u64;
         let end = start + bytes.len() as u64;
         let to = align_up(end, align as u64);
-        let mut buf = AlignedBuf::zeroed((to - from) as usize, align);
-        let b = buf.as_mut_slice();
+        let len = (to - from) as usize;
+        if self.scratch.as_slice().len() < len {
+            self.scratch = AlignedBuf::zeroed(len, align);
+        }
+        let b = &mut self.scratch.as_mut_slice()[..len];
         let (head, rest) = b.split_at_mut(self.head.len());
         head.copy_from_slice(&self.head);
-        rest[..bytes.len()].copy_from_slice(bytes);
-        self.writer.write_at(buf.as_slice(), from)?;
+        let (data, pad) = rest.split_at_mut(bytes.len());
+        data.copy_from_slice(bytes);
+        pad.fill(0);
+        self.writer.write_at(b, from)?;
         let keep = align_down(next_start, align as u64);
-        self.head = buf.as_slice()[(keep - from) as usize..(next_start - from) as usize].to_vec();
+        let next_head = &b[(keep - from) as usize..(next_start - from) as usize];
+        self.head.clear();
+        self.head.extend_from_slice(next_head);
+        if len > SCRATCH_KEEP_BYTES_MAX {
+            self.scratch = AlignedBuf::zeroed(0, align);
+        }
         Ok(to)
     }
 

@@ -14,6 +14,7 @@ use vellum_faster::{FasterLog, FasterLogOptions};
 
 use crate::bench::Policy;
 use crate::group_commit::BoxError;
+use crate::raw_sync::RawSyncFile;
 
 /// Arguments of `vellum bench log`.
 #[derive(clap::Args, Debug)]
@@ -88,49 +89,6 @@ fn raw_bandwidth_mib_s(dir: &Path, mib: u64) -> Result<f64, BoxError> {
     drop(f);
     std::fs::remove_file(&path)?;
     Ok(mib as f64 / s)
-}
-
-/// A file of `rounds` KiB written and synced ahead, so each raw 1 KiB write+fdatasync overwrites
-/// written blocks, like a commit into the log's zeroed-ahead space.
-struct RawSyncFile {
-    file: File,
-    path: PathBuf,
-    next: usize,
-    rounds: usize,
-}
-
-impl RawSyncFile {
-    fn create(dir: &Path, rounds: usize) -> Result<Self, BoxError> {
-        use std::os::unix::fs::FileExt;
-        let path = dir.join("raw-sync");
-        let file = File::create(&path)?;
-        file.write_all_at(&vec![0u8; rounds * 1024], 0)?;
-        file.sync_all()?;
-        Ok(RawSyncFile {
-            file,
-            path,
-            next: 0,
-            rounds,
-        })
-    }
-
-    /// One 1 KiB write+fdatasync; its latency in µs.
-    fn round_us(&mut self) -> Result<f64, BoxError> {
-        use std::os::unix::fs::FileExt;
-        let buf = [0x5au8; 1024];
-        let at = (self.next % self.rounds * 1024) as u64;
-        self.next += 1;
-        let t = Instant::now();
-        self.file.write_all_at(&buf, at)?;
-        self.file.sync_data()?;
-        Ok(t.elapsed().as_secs_f64() * 1e6)
-    }
-
-    fn remove(self) -> Result<(), BoxError> {
-        drop(self.file);
-        std::fs::remove_file(&self.path)?;
-        Ok(())
-    }
 }
 
 fn open_log(dir: &Path, args: &LogBenchArgs) -> Result<FasterLog, BoxError> {
@@ -236,7 +194,7 @@ fn commit_latencies_us(
     rounds: usize,
 ) -> Result<(Vec<f64>, Vec<f64>), BoxError> {
     let log = open_log(dir, args)?;
-    let mut raw = RawSyncFile::create(root, rounds)?;
+    let mut raw = RawSyncFile::create(root, 1024, rounds)?;
     let payload = [0x3cu8; 1024];
     let mut ours = Vec::with_capacity(rounds);
     let mut theirs = Vec::with_capacity(rounds);

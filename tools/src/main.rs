@@ -17,6 +17,7 @@ mod footprint;
 mod fsck;
 mod group_commit;
 mod log_bench;
+mod raw_sync;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

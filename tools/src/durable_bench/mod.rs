@@ -31,13 +31,13 @@ use vellum::runtime::{DurableRuntime, RuntimeOptions};
 
 use self::cell::{Cell, Workload, run_cell};
 use self::figures::RunFigures;
-use self::raw::RawSyncFile;
 pub use self::report::DurableSummary;
 use self::report::Row;
 pub use self::settings::DurableArgs;
 use self::settings::Settings;
 use crate::devstats::{DeviceId, IoSample};
 use crate::group_commit::BoxError;
+use crate::raw_sync::RawSyncFile;
 
 /// Runs the bench as `args` say and prints its report.
 pub fn run(args: &DurableArgs) -> Result<(), BoxError> {
@@ -107,7 +107,7 @@ fn cells(
     work: &Workload<'_>,
     generations: &mut [u64],
 ) -> Result<(Vec<Row>, Vec<f64>), BoxError> {
-    let raw = RawSyncFile::create(&settings.bench_dir)?;
+    let mut raw = raw::create(&settings.bench_dir)?;
     // Where the store's disk is not a block device of /proc/diskstats, its figure is "n/a".
     let device = DeviceId::of(&settings.store_dir()).ok();
     let mut rows: Vec<Row> = settings
@@ -129,7 +129,7 @@ fn cells(
                 threads: row.threads,
                 seed: ((run as u64) << 32) | i as u64,
             };
-            let figures = measure(work, &cell, &raw, device, generations)?;
+            let figures = measure(work, &cell, &mut raw, device, generations)?;
             eprintln!(
                 "  run {}/{}: {}, {} thread(s): {:.0} commits/s ({:.2}x raw), p50 {:.0} us",
                 run + 1,
@@ -153,11 +153,11 @@ fn cells(
 fn measure(
     work: &Workload<'_>,
     cell: &Cell,
-    raw: &RawSyncFile,
+    raw: &mut RawSyncFile,
     device: Option<DeviceId>,
     generations: &mut [u64],
 ) -> Result<RunFigures, BoxError> {
-    let raw_syncs_per_sec = raw.syncs_per_sec()?;
+    let raw_syncs_per_sec = raw::syncs_per_sec(raw)?;
     let stats_before = work.rt.stats();
     let io_before = IoSample::take(device);
     let outcome = run_cell(work, cell, generations)?;
