@@ -33,6 +33,7 @@ mod error;
 mod extent;
 pub mod inspect;
 mod iter;
+pub mod kv;
 mod log;
 pub mod meta;
 mod options;
