@@ -32,7 +32,7 @@ const CAPACITY_SHIFT: u32 = 40;
 const LEN24_MASK: u64 = (1 << 24) - 1;
 
 const _: () = assert!(KEY_BYTES_MAX as u64 <= KEY_LEN_MASK);
-const _: () = assert!(VALUE_BYTES_MAX as u64 <= LEN24_MASK && VALUE_BYTES_MAX % 8 == 0);
+const _: () = assert!(VALUE_BYTES_MAX as u64 <= LEN24_MASK && VALUE_BYTES_MAX.is_multiple_of(8));
 const _: () = assert!(RESERVED_MASK & (SEALED_BIT | TOMBSTONE_BIT | INVALID_BIT) == 0);
 
 /// Word 0 of a record: previous address in the hash chain, checkpoint version and flags.
@@ -180,7 +180,7 @@ impl RecordHeader {
         let value_capacity = (lengths >> CAPACITY_SHIFT) as usize;
         let consistent = (1..=KEY_BYTES_MAX).contains(&key_len)
             && value_len <= value_capacity
-            && value_capacity % 8 == 0;
+            && value_capacity.is_multiple_of(8);
         if !consistent {
             return Err(RecordError::BadLengths { word: lengths });
         }
@@ -275,8 +275,9 @@ mod tests {
     use super::*;
 
     /// The record of FORMAT.md §9, byte for byte.
+    /// Info: previous 0x1234_5678_9abc, version 3.
     const GOLDEN: [u8; 48] = [
-        0xbc, 0x9a, 0x78, 0x56, 0x34, 0x12, 0x03, 0x00, // info: previous 0x1234_5678_9abc, version 3
+        0xbc, 0x9a, 0x78, 0x56, 0x34, 0x12, 0x03, 0x00, // info
         0x05, 0x00, 0x05, 0x00, 0x00, 0x08, 0x00, 0x00, // key 5, value 5, capacity 8
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // update counter 0
         b'k', b'e', b'y', b'-', b'1', 0x00, 0x00, 0x00, // key, padded
@@ -312,9 +313,15 @@ mod tests {
         assert_eq!(record_bytes(0, 8), Err(RecordError::KeyEmpty));
         assert_eq!(
             record_bytes(4097, 8),
-            Err(RecordError::KeyTooLong { len: 4097, max: 4096 })
+            Err(RecordError::KeyTooLong {
+                len: 4097,
+                max: 4096
+            })
         );
-        assert_eq!(record_bytes(4096, VALUE_BYTES_MAX), Ok(24 + 4096 + VALUE_BYTES_MAX));
+        assert_eq!(
+            record_bytes(4096, VALUE_BYTES_MAX),
+            Ok(24 + 4096 + VALUE_BYTES_MAX)
+        );
         assert_eq!(
             record_bytes(1, VALUE_BYTES_MAX + 1),
             Err(RecordError::ValueTooLong {
