@@ -1,4 +1,11 @@
 //! FasterKV: FASTER's hash index and hybrid log as node structures on the runtime (issue 14, in
-//! progress). One concept per file:
+//! progress: the index and the record format so far). One concept per file:
+//! - `hash.rs`: the key hash (XXH3-64, fixed forever: the index is persisted by checkpoints);
+//! - `index.rs`: the hash index of cache-line buckets, in 64 KiB chunks with dirty flags;
+//! - `overflow.rs`: the overflow-bucket allocator;
 //! - `record.rs`: the record format (`design/FORMAT.md` §9).
+
+pub mod hash;
+pub mod index;
+mod overflow;
 pub mod record;

@@ -1,0 +1,1408 @@
+//! FasterKV's hash index: a table of cache-line buckets mapping a key's hash to the address of
+//! the newest log record of the keys that share its bucket and tag.
+//!
+//! The index keeps no keys. Two keys whose hashes share the main bucket and the 14-bit tag share
+//! one entry, as in FASTER: the entry points at the newest record of either, and each record
+//! links to the previous record of the same bucket and tag, so a lookup walks that hash chain in
+//! the log comparing keys. The index only has to make sure that a tag has one entry per chain.
+//!
+//! Memory: `bucket_count * 64` bytes of main table plus 32 KiB per overflow page allocated
+//! ([`HashIndex::memory_bytes`]), and a page directory of 24 bytes per page of
+//! `overflow_pages_max`, allocated up front.
+//!
+//! Invariants:
+//! 1. An entry word holds the address in bits 0-47, the tag in bits 48-61, the tentative bit in
+//!    bit 62, and 0 in bit 63. A word of 0 is a free slot, and an occupied slot is never 0: a
+//!    final entry's address is at least [`ADDRESS_UNSET`], a tentative entry has its tentative
+//!    bit.
+//! 2. A bucket is 8 words in one 64-byte line: 7 entry slots and an overflow pointer, 0 or
+//!    `1 + i` for overflow bucket `i` of the allocator (below 2^48).
+//! 3. Once the `find_or_create` calls for a tag in a chain have returned, the chain holds at most
+//!    one entry of that tag. A thread makes its entry final only after it published it as
+//!    tentative (a `SeqCst` CAS) and then rescanned the whole chain (`SeqCst` loads) without
+//!    meeting another entry of the tag. Of two threads racing for a tag, at least one therefore
+//!    sees the other's entry, and backs off (clears its slot and starts again).
+//! 4. A tentative entry belongs to the thread that wrote it: only that thread stores to its slot
+//!    (making it final, or 0). `find` never returns one and no [`EntryRef`] names one, so no
+//!    other thread CASes it.
+//! 5. While the index is shared, entries never move and chains only grow: a bucket is linked by
+//!    a CAS of the chain's last overflow pointer from 0, and unlinked only by
+//!    [`HashIndex::compact_chains`], which takes `&mut self`. So a slot reference is valid for
+//!    the borrow of the index, and a rescan meets every slot the scan before it met.
+//! 6. Every store or successful CAS to a bucket of a chain is followed by a `Release` store of
+//!    true to the dirty flag of the chunk of the chain's main bucket. A checkpointer that clears
+//!    the flag ([`HashIndex::take_dirty`]) before copying the chunk either copies the change or
+//!    finds the flag set again next time.
+//! 7. A chunk image ([`HashIndex::chunk_words`]) is the words of the chunk's main buckets,
+//!    followed by its overflow buckets in walk order (main bucket by main bucket, each chain from
+//!    its head), each overflow pointer replaced by `1 +` the position of the bucket it names among
+//!    the image's overflow buckets. An image thus does not depend on allocator indices;
+//!    [`HashIndex::from_chunks`] accepts exactly this form and drops tentative entries.
+
+use std::sync::atomic::Ordering::{self, AcqRel, Acquire, Relaxed, Release, SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+
+use super::hash::{KeyHash, TAG_BITS};
+use super::overflow::OverflowAllocator;
+use crate::epoch::EpochGuard;
+
+pub use super::overflow::{
+    PAGE_BUCKETS as OVERFLOW_PAGE_BUCKETS, PAGE_BYTES as OVERFLOW_PAGE_BYTES,
+    PAGES_MAX_LIMIT as OVERFLOW_PAGES_MAX_LIMIT,
+};
+
+/// Bits of an entry's address.
+pub const ADDRESS_BITS: u32 = 48;
+/// The address bits of an entry word.
+pub const ADDRESS_MASK: u64 = (1 << ADDRESS_BITS) - 1;
+/// The largest address an entry holds.
+pub const ADDRESS_MAX: u64 = ADDRESS_MASK;
+/// No address: only a free slot (word 0) has it.
+pub const ADDRESS_INVALID: u64 = 0;
+/// The address of an entry `find_or_create` made, before a record is linked to it (FASTER's
+/// "temporary invalid" address). The log must never place a record at address 1.
+pub const ADDRESS_UNSET: u64 = 1;
+/// Where the tag starts in an entry word.
+pub const ENTRY_TAG_SHIFT: u32 = ADDRESS_BITS;
+/// The tag bits of an entry word.
+pub const ENTRY_TAG_MASK: u64 = ((1 << TAG_BITS) - 1) << ENTRY_TAG_SHIFT;
+/// The tentative bit of an entry word.
+pub const TENTATIVE_BIT: u64 = 1 << (ENTRY_TAG_SHIFT + TAG_BITS);
+/// The reserved bit of an entry word (later: a read-cache address); always 0 today.
+pub const RESERVED_BIT: u64 = TENTATIVE_BIT << 1;
+
+/// Entry slots per bucket.
+pub const ENTRIES_PER_BUCKET: usize = 7;
+/// The word of a bucket holding its overflow pointer.
+pub const OVERFLOW_WORD: usize = ENTRIES_PER_BUCKET;
+/// Words per bucket.
+pub const BUCKET_WORDS: usize = ENTRIES_PER_BUCKET + 1;
+/// Bytes per bucket: one cache line.
+pub const BUCKET_BYTES: usize = BUCKET_WORDS * 8;
+/// Main buckets per chunk (a smaller table is one chunk of all its buckets).
+pub const CHUNK_BUCKETS: usize = 1024;
+/// Bytes of a full chunk of main buckets: 64 KiB.
+pub const CHUNK_BYTES: usize = CHUNK_BUCKETS * BUCKET_BYTES;
+/// The largest `bucket_count`.
+pub const BUCKET_COUNT_MAX: u64 = 1 << 40;
+
+// I1: the four fields tile the word, without overlap.
+const _: () = assert!(ENTRY_TAG_SHIFT + TAG_BITS == 62);
+const _: () = assert!(ADDRESS_MASK & ENTRY_TAG_MASK == 0);
+const _: () = assert!((ADDRESS_MASK | ENTRY_TAG_MASK) & (TENTATIVE_BIT | RESERVED_BIT) == 0);
+const _: () = assert!(ADDRESS_MASK | ENTRY_TAG_MASK | TENTATIVE_BIT | RESERVED_BIT == u64::MAX);
+const _: () = assert!(RESERVED_BIT == 1 << 63);
+// I2: a bucket is one aligned cache line.
+const _: () = assert!(size_of::<Bucket>() == BUCKET_BYTES && BUCKET_BYTES == 64);
+const _: () = assert!(align_of::<Bucket>() == 64);
+const _: () = assert!(CHUNK_BYTES == 64 << 10);
+// The bucket bits (at most 40) and the tag bits (the top 14) of a hash are disjoint.
+const _: () = assert!(BUCKET_COUNT_MAX.trailing_zeros() + TAG_BITS <= 64);
+
+/// An error of the hash index.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IndexError {
+    /// `bucket_count` is 0 or not a power of two.
+    #[error("bucket_count {bucket_count} is not a power of two")]
+    BucketCountNotPowerOfTwo {
+        /// The count asked for.
+        bucket_count: u64,
+    },
+    /// `bucket_count` is above [`BUCKET_COUNT_MAX`] (or the machine's address space).
+    #[error("bucket_count {bucket_count} is above the largest, {max}")]
+    BucketCountTooLarge {
+        /// The count asked for.
+        bucket_count: u64,
+        /// The largest accepted.
+        max: u64,
+    },
+    /// `overflow_pages_max` is above the limit.
+    #[error("overflow_pages_max {pages_max} is above the limit, {limit}")]
+    OverflowPagesMaxTooLarge {
+        /// The count asked for.
+        pages_max: u64,
+        /// The largest accepted.
+        limit: u64,
+    },
+    /// A chain needed another overflow bucket and all `pages_max` pages are full.
+    #[error("every overflow bucket is in use ({pages_max} pages)")]
+    OverflowExhausted {
+        /// The index's `overflow_pages_max`.
+        pages_max: u64,
+    },
+    /// `from_chunks` was given a different number of chunks than the table has.
+    #[error("{actual} chunk images given, the table has {expected}")]
+    ChunkCountMismatch {
+        /// The table's chunk count.
+        expected: usize,
+        /// The images given.
+        actual: usize,
+    },
+    /// A chunk image is not of the form `chunk_words` makes.
+    #[error("chunk {chunk} image, word {word}: {defect:?}")]
+    ChunkCorrupt {
+        /// The chunk.
+        chunk: usize,
+        /// The word of the image at fault (its length, for [`ChunkDefect::Length`]).
+        word: usize,
+        /// What is wrong.
+        defect: ChunkDefect,
+    },
+}
+
+/// What is wrong with a chunk image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ChunkDefect {
+    /// Shorter than the chunk's main buckets, or not a whole number of buckets.
+    Length {
+        /// The image's words.
+        words: usize,
+        /// The words of the chunk's main buckets.
+        main_words: usize,
+    },
+    /// An entry has the reserved bit 63 set.
+    ReservedBit,
+    /// A final entry has address 0.
+    AddressMissing,
+    /// An overflow pointer is not the next bucket of the image in walk order.
+    OverflowPointer {
+        /// The pointer found.
+        pointer: u64,
+        /// The pointer expected.
+        expected: u64,
+    },
+    /// Overflow buckets no pointer reaches.
+    UnreachableOverflow {
+        /// How many.
+        buckets: usize,
+    },
+}
+
+/// One slot's word: an entry, or 0 for a free slot (invariant 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IndexEntry(u64);
+
+impl IndexEntry {
+    /// A free slot.
+    pub const FREE: IndexEntry = IndexEntry(0);
+
+    /// An entry of `address` and `tag`.
+    ///
+    /// # Panics
+    /// If `address > ADDRESS_MAX` or `tag` has more than 14 bits.
+    pub const fn new(address: u64, tag: u16, tentative: bool) -> IndexEntry {
+        assert!(address <= ADDRESS_MAX, "an entry's address has 48 bits");
+        assert!((tag as u32) < 1 << TAG_BITS, "a tag has 14 bits");
+        let tentative_bit = if tentative { TENTATIVE_BIT } else { 0 };
+        IndexEntry(address | (tag as u64) << ENTRY_TAG_SHIFT | tentative_bit)
+    }
+
+    /// The entry a word holds (any word; see [`IndexEntry::reserved_bit`]).
+    pub const fn from_word(word: u64) -> IndexEntry {
+        IndexEntry(word)
+    }
+
+    /// The word.
+    pub const fn word(self) -> u64 {
+        self.0
+    }
+
+    /// The address.
+    pub const fn address(self) -> u64 {
+        self.0 & ADDRESS_MASK
+    }
+
+    /// The tag.
+    pub const fn tag(self) -> u16 {
+        ((self.0 & ENTRY_TAG_MASK) >> ENTRY_TAG_SHIFT) as u16
+    }
+
+    /// True for an entry still being created by a `find_or_create`.
+    pub const fn is_tentative(self) -> bool {
+        self.0 & TENTATIVE_BIT != 0
+    }
+
+    /// True for a free slot.
+    pub const fn is_free(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The reserved bit: never set in an index (only a damaged image has it).
+    pub const fn reserved_bit(self) -> bool {
+        self.0 & RESERVED_BIT != 0
+    }
+
+    /// True for an occupied, final entry of `tag` (I1: final entries are never 0).
+    const fn is_final_with_tag(self, tag: u16) -> bool {
+        !self.is_free() && !self.is_tentative() && self.tag() == tag
+    }
+}
+
+/// A bucket: 7 entry slots and an overflow pointer in one cache line (invariant 2).
+#[repr(align(64))]
+pub(crate) struct Bucket(pub(super) [AtomicU64; BUCKET_WORDS]);
+
+impl Bucket {
+    /// An empty bucket.
+    pub(super) fn new() -> Bucket {
+        Bucket([const { AtomicU64::new(0) }; BUCKET_WORDS])
+    }
+
+    /// The entry slots.
+    fn slots(&self) -> &[AtomicU64] {
+        &self.0[..ENTRIES_PER_BUCKET]
+    }
+
+    /// True when every slot is free.
+    fn is_empty(&self) -> bool {
+        self.slots().iter().all(|s| s.load(Relaxed) == 0)
+    }
+}
+
+/// A reference to an index slot and the entry last read from it.
+#[derive(Debug)]
+pub struct EntryRef<'a> {
+    slot: &'a AtomicU64,
+    dirty: &'a AtomicBool,
+    entry: IndexEntry,
+}
+
+impl EntryRef<'_> {
+    /// The entry as last read.
+    pub fn entry(&self) -> IndexEntry {
+        self.entry
+    }
+
+    /// The address of the entry as last read.
+    pub fn address(&self) -> u64 {
+        self.entry.address()
+    }
+
+    /// Reads the slot again; returns and keeps the entry read. The slot may have been deleted
+    /// (free) or, after that, reused by another tag: callers compare the tag.
+    pub fn reload(&mut self) -> IndexEntry {
+        self.entry = IndexEntry(self.slot.load(Acquire));
+        self.entry
+    }
+
+    /// Replaces the entry `expected` by one of the same tag at `new_address` (final), if the
+    /// slot still holds `expected`; keeps the entry now in the slot either way. On failure
+    /// returns the entry found.
+    ///
+    /// # Panics
+    /// If `new_address` is not within `ADDRESS_UNSET..=ADDRESS_MAX` (I1), or `expected` is free
+    /// or tentative (I4).
+    pub fn compare_exchange(
+        &mut self,
+        expected: IndexEntry,
+        new_address: u64,
+    ) -> Result<(), IndexEntry> {
+        assert!(
+            (ADDRESS_UNSET..=ADDRESS_MAX).contains(&new_address),
+            "address {new_address} is not within 1..=ADDRESS_MAX"
+        );
+        assert!(
+            !expected.is_free() && !expected.is_tentative(),
+            "only a final entry is replaced"
+        );
+        let new = IndexEntry::new(new_address, expected.tag(), false);
+        match self
+            .slot
+            .compare_exchange(expected.0, new.0, AcqRel, Acquire)
+        {
+            Ok(_) => {
+                // I6.
+                self.dirty.store(true, Release);
+                self.entry = new;
+                Ok(())
+            }
+            Err(actual) => {
+                self.entry = IndexEntry(actual);
+                Err(self.entry)
+            }
+        }
+    }
+
+    /// True when both name the same slot.
+    pub fn same_slot(&self, other: &EntryRef<'_>) -> bool {
+        std::ptr::eq(self.slot, other.slot)
+    }
+}
+
+/// Settings of a [`HashIndex`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexOptions {
+    /// Main buckets: a power of two, 1 to 2^40. Default 2^16 (4 MiB).
+    pub bucket_count: u64,
+    /// The most overflow pages (512 buckets, 32 KiB each) allocated on demand, at most 2^20.
+    /// Default 1 024 (32 MiB).
+    pub overflow_pages_max: u64,
+}
+
+impl Default for IndexOptions {
+    fn default() -> Self {
+        IndexOptions {
+            bucket_count: 1 << 16,
+            overflow_pages_max: 1024,
+        }
+    }
+}
+
+impl IndexOptions {
+    /// Checks `bucket_count` and returns it as a `usize`; `overflow_pages_max` is checked by
+    /// the allocator.
+    fn bucket_count_checked(&self) -> Result<usize, IndexError> {
+        let bucket_count = self.bucket_count;
+        if !bucket_count.is_power_of_two() {
+            return Err(IndexError::BucketCountNotPowerOfTwo { bucket_count });
+        }
+        let too_large = IndexError::BucketCountTooLarge {
+            bucket_count,
+            max: BUCKET_COUNT_MAX,
+        };
+        if bucket_count > BUCKET_COUNT_MAX {
+            return Err(too_large);
+        }
+        usize::try_from(bucket_count).map_err(|_| too_large)
+    }
+}
+
+/// Counts of the overflow allocator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverflowStats {
+    /// Overflow buckets in use (linked, or about to be).
+    pub allocated: u64,
+    /// Freed buckets waiting for reuse.
+    pub free_count: u64,
+    /// Pages allocated.
+    pub pages: u64,
+    /// The most pages.
+    pub pages_max: u64,
+}
+
+/// A chunk of main buckets with its dirty flag (invariant 6).
+struct Chunk {
+    buckets: Box<[Bucket]>,
+    dirty: AtomicBool,
+}
+
+/// The hash index.
+pub struct HashIndex {
+    chunks: Box<[Chunk]>,
+    bucket_mask: u64,
+    overflow: OverflowAllocator,
+}
+
+impl std::fmt::Debug for HashIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HashIndex")
+            .field("bucket_count", &self.bucket_count())
+            .field("chunk_count", &self.chunk_count())
+            .field("overflow", &self.overflow)
+            .finish()
+    }
+}
+
+/// What a scan for `find_or_create` met.
+enum Scan<'a> {
+    /// A final entry of the tag.
+    Found(&'a AtomicU64, IndexEntry),
+    /// No entry of the tag; the first free slot.
+    Free(&'a AtomicU64),
+    /// No entry of the tag and no free slot; the chain's last bucket.
+    Full(&'a Bucket),
+}
+
+impl HashIndex {
+    /// An empty index. Allocates the whole main table (`bucket_count * 64` bytes).
+    pub fn new(options: &IndexOptions) -> Result<HashIndex, IndexError> {
+        let bucket_count = options.bucket_count_checked()?;
+        let overflow = OverflowAllocator::new(options.overflow_pages_max)?;
+        let chunk_buckets = bucket_count.min(CHUNK_BUCKETS);
+        let chunks = (0..bucket_count.div_ceil(CHUNK_BUCKETS))
+            .map(|_| Chunk {
+                buckets: (0..chunk_buckets).map(|_| Bucket::new()).collect(),
+                dirty: AtomicBool::new(false),
+            })
+            .collect();
+        Ok(HashIndex {
+            chunks,
+            bucket_mask: options.bucket_count - 1,
+            overflow,
+        })
+    }
+
+    /// Main buckets.
+    pub fn bucket_count(&self) -> u64 {
+        self.bucket_mask + 1
+    }
+
+    /// `bucket_count - 1`, the mask [`KeyHash::bucket`] takes.
+    pub fn bucket_mask(&self) -> u64 {
+        self.bucket_mask
+    }
+
+    /// The main bucket of `hash` and its chunk's dirty flag.
+    fn main_bucket(&self, hash: KeyHash) -> (&Bucket, &AtomicBool) {
+        let bucket = hash.bucket(self.bucket_mask);
+        let chunk = &self.chunks[bucket / CHUNK_BUCKETS];
+        (&chunk.buckets[bucket % CHUNK_BUCKETS], &chunk.dirty)
+    }
+
+    /// The bucket after `bucket` in its chain, reading the pointer once with `order`.
+    fn next_in_chain(&self, bucket: &Bucket, order: Ordering) -> Option<&Bucket> {
+        let pointer = bucket.0[OVERFLOW_WORD].load(order);
+        if pointer == 0 {
+            return None;
+        }
+        let next = self.overflow.bucket(pointer - 1);
+        debug_assert!(next.is_some(), "I2: pointer {pointer} names no bucket");
+        next
+    }
+
+    /// The buckets of the chain starting at `main`.
+    fn chain<'a>(&'a self, main: &'a Bucket, order: Ordering) -> impl Iterator<Item = &'a Bucket> {
+        std::iter::successors(Some(main), move |b| self.next_in_chain(b, order))
+    }
+
+    /// The final entry of `hash`'s tag in its chain, if any. Tentative entries are not seen (I4).
+    pub fn find(&self, hash: KeyHash) -> Option<EntryRef<'_>> {
+        let (main, dirty) = self.main_bucket(hash);
+        let tag = hash.tag();
+        self.chain(main, Acquire)
+            .flat_map(Bucket::slots)
+            .find_map(|slot| {
+                let entry = IndexEntry(slot.load(Acquire));
+                entry
+                    .is_final_with_tag(tag)
+                    .then_some(EntryRef { slot, dirty, entry })
+            })
+    }
+
+    /// The final entry of `hash`'s tag, created (address [`ADDRESS_UNSET`]) if there is none,
+    /// by FASTER's FindOrCreateTag protocol (I3). Threads creating the same tag at once get the
+    /// same entry. Lock-free but for allocating an overflow bucket when the chain is full.
+    ///
+    /// `guard` is the caller's epoch protection: under it, overflow buckets may one day be
+    /// reclaimed by epoch without changing callers.
+    pub fn find_or_create(
+        &self,
+        hash: KeyHash,
+        guard: &EpochGuard<'_>,
+    ) -> Result<EntryRef<'_>, IndexError> {
+        debug_assert_ne!(guard.entered_at(), 0);
+        let (main, dirty) = self.main_bucket(hash);
+        let tag = hash.tag();
+        let mut attempt = 0;
+        loop {
+            if let Some(entry) = self.try_create(main, dirty, tag)? {
+                return Ok(entry);
+            }
+            back_off(attempt);
+            attempt = attempt.saturating_add(1);
+        }
+    }
+
+    /// One attempt of `find_or_create`: `None` when it must start again.
+    fn try_create<'a>(
+        &'a self,
+        main: &'a Bucket,
+        dirty: &'a AtomicBool,
+        tag: u16,
+    ) -> Result<Option<EntryRef<'a>>, IndexError> {
+        let tentative = IndexEntry::new(ADDRESS_UNSET, tag, true);
+        let slot = match self.scan_for_create(main, tag) {
+            Scan::Found(slot, entry) => return Ok(Some(EntryRef { slot, dirty, entry })),
+            Scan::Free(slot) => slot
+                .compare_exchange(0, tentative.0, SeqCst, SeqCst)
+                .is_ok()
+                .then_some(slot),
+            Scan::Full(last) => self.append_overflow(last, tentative)?,
+        };
+        let Some(slot) = slot else {
+            return Ok(None);
+        };
+        dirty.store(true, Release); // I6.
+        if self.other_entry_with_tag(main, tag, slot) {
+            // I3: back off; I4: the slot is ours to clear.
+            slot.store(0, SeqCst);
+            dirty.store(true, Release);
+            return Ok(None);
+        }
+        let entry = IndexEntry::new(ADDRESS_UNSET, tag, false);
+        slot.store(entry.0, SeqCst); // I4: ours to make final.
+        dirty.store(true, Release);
+        Ok(Some(EntryRef { slot, dirty, entry }))
+    }
+
+    /// Walks the chain for a final entry of `tag`, noting the first free slot.
+    fn scan_for_create<'a>(&'a self, main: &'a Bucket, tag: u16) -> Scan<'a> {
+        let mut free = None;
+        let mut last = main;
+        for bucket in self.chain(main, SeqCst) {
+            last = bucket;
+            for slot in bucket.slots() {
+                let entry = IndexEntry(slot.load(SeqCst));
+                if entry.is_final_with_tag(tag) {
+                    return Scan::Found(slot, entry);
+                }
+                if entry.is_free() && free.is_none() {
+                    free = Some(slot);
+                }
+            }
+        }
+        free.map_or(Scan::Full(last), Scan::Free)
+    }
+
+    /// Links a new overflow bucket holding `tentative` in its first slot behind `last`; `None`
+    /// (the bucket freed again) when another thread linked one first.
+    fn append_overflow<'a>(
+        &'a self,
+        last: &'a Bucket,
+        tentative: IndexEntry,
+    ) -> Result<Option<&'a AtomicU64>, IndexError> {
+        let (index, bucket) = self.overflow.alloc()?;
+        // Published by the SeqCst CAS below.
+        bucket.0[0].store(tentative.0, Relaxed);
+        // I5: chains grow only at their end, from pointer 0.
+        match last.0[OVERFLOW_WORD].compare_exchange(0, index + 1, SeqCst, SeqCst) {
+            Ok(_) => Ok(Some(&bucket.0[0])),
+            Err(_) => {
+                // Never published: nobody else can reach it.
+                self.overflow.free(index);
+                Ok(None)
+            }
+        }
+    }
+
+    /// True when a slot of the chain other than `mine` holds an entry of `tag`, tentative or
+    /// final (I3).
+    fn other_entry_with_tag(&self, main: &Bucket, tag: u16, mine: &AtomicU64) -> bool {
+        self.chain(main, SeqCst)
+            .flat_map(Bucket::slots)
+            .filter(|slot| !std::ptr::eq(*slot, mine))
+            .any(|slot| {
+                let entry = IndexEntry(slot.load(SeqCst));
+                !entry.is_free() && entry.tag() == tag
+            })
+    }
+
+    /// Frees the slot of `entry` if it still holds `expected` (for garbage collection of entries
+    /// below the log's begin address); on failure returns the entry found. `entry` must come
+    /// from this index.
+    ///
+    /// # Panics
+    /// If `expected` is free or tentative (I4).
+    pub fn delete_if(&self, entry: &EntryRef<'_>, expected: IndexEntry) -> Result<(), IndexEntry> {
+        assert!(
+            !expected.is_free() && !expected.is_tentative(),
+            "only a final entry is deleted"
+        );
+        match entry.slot.compare_exchange(expected.0, 0, AcqRel, Acquire) {
+            Ok(_) => {
+                entry.dirty.store(true, Release); // I6.
+                Ok(())
+            }
+            Err(actual) => Err(IndexEntry(actual)),
+        }
+    }
+
+    /// Calls `f` with the main bucket and a reference of every final entry, chunk by chunk.
+    pub fn for_each_entry<'a>(&'a self, mut f: impl FnMut(usize, EntryRef<'a>)) {
+        for (c, chunk) in self.chunks.iter().enumerate() {
+            for (b, main) in chunk.buckets.iter().enumerate() {
+                for slot in self.chain(main, Acquire).flat_map(Bucket::slots) {
+                    let entry = IndexEntry(slot.load(Acquire));
+                    if !entry.is_free() && !entry.is_tentative() {
+                        let dirty = &chunk.dirty;
+                        f(c * CHUNK_BUCKETS + b, EntryRef { slot, dirty, entry });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Occupied slots: `(final, tentative)`. Walks the whole index.
+    fn slot_counts(&self) -> (u64, u64) {
+        let (mut finals, mut tentatives) = (0, 0);
+        for chunk in self.chunks.iter() {
+            for main in chunk.buckets.iter() {
+                for slot in self.chain(main, Acquire).flat_map(Bucket::slots) {
+                    let entry = IndexEntry(slot.load(Acquire));
+                    finals += u64::from(!entry.is_free() && !entry.is_tentative());
+                    tentatives += u64::from(entry.is_tentative());
+                }
+            }
+        }
+        (finals, tentatives)
+    }
+
+    /// Final entries. Walks the whole index.
+    pub fn entry_count(&self) -> u64 {
+        self.slot_counts().0
+    }
+
+    /// Tentative entries (only while `find_or_create` calls run). Walks the whole index.
+    pub fn tentative_count(&self) -> u64 {
+        self.slot_counts().1
+    }
+
+    /// Unlinks every empty overflow bucket and frees it for reuse at once; returns how many.
+    /// Exclusive access (I5) means no thread is in the index and no [`EntryRef`] is alive.
+    pub fn compact_chains(&mut self) -> u64 {
+        let mut freed = 0;
+        for chunk in self.chunks.iter() {
+            let chunk_freed: u64 = chunk.buckets.iter().map(|m| self.unlink_empty(m)).sum();
+            if chunk_freed > 0 {
+                chunk.dirty.store(true, Release); // I6.
+            }
+            freed += chunk_freed;
+        }
+        freed
+    }
+
+    /// Unlinks and frees the empty overflow buckets of `main`'s chain (exclusive access).
+    fn unlink_empty(&self, main: &Bucket) -> u64 {
+        let mut freed = 0;
+        let mut prev = main;
+        while let Some(next) = self.next_in_chain(prev, Relaxed) {
+            if next.is_empty() {
+                let index = prev.0[OVERFLOW_WORD].load(Relaxed) - 1;
+                let after = next.0[OVERFLOW_WORD].load(Relaxed);
+                prev.0[OVERFLOW_WORD].store(after, Relaxed);
+                self.overflow.free(index);
+                freed += 1;
+            } else {
+                prev = next;
+            }
+        }
+        freed
+    }
+
+    /// Chunks of the main table (each [`CHUNK_BUCKETS`] buckets, or the whole smaller table).
+    pub fn chunk_count(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// True when a bucket of the chunk (or of a chain it heads) changed since the flag was last
+    /// cleared (I6). Panics if `chunk >= chunk_count()`.
+    pub fn chunk_is_dirty(&self, chunk: usize) -> bool {
+        self.chunks[chunk].dirty.load(Acquire)
+    }
+
+    /// Clears the chunk's dirty flag; returns whether it was set. Copy the chunk after this call
+    /// (I6). Panics if `chunk >= chunk_count()`.
+    pub fn take_dirty(&self, chunk: usize) -> bool {
+        self.chunks[chunk].dirty.swap(false, AcqRel)
+    }
+
+    /// The chunk's image (I7): its main buckets' words, then its overflow buckets'. Copied word by
+    /// word while other threads may change it, so under concurrent writes it is fuzzy: each word
+    /// is one that slot held during the copy (a deleted and re-created tag may then show twice,
+    /// and tentative entries may show). Panics if `chunk >= chunk_count()`.
+    pub fn chunk_words(&self, chunk: usize) -> Vec<u64> {
+        let buckets = &self.chunks[chunk].buckets;
+        let mut image = Vec::with_capacity(buckets.len() * BUCKET_WORDS);
+        let mut overflow_image = Vec::new();
+        let mut overflow_buckets = 0;
+        for main in buckets.iter() {
+            let mut next = self.push_image_bucket(main, &mut image, &mut overflow_buckets);
+            while let Some(bucket) = next {
+                next = self.push_image_bucket(bucket, &mut overflow_image, &mut overflow_buckets);
+            }
+        }
+        image.extend_from_slice(&overflow_image);
+        image
+    }
+
+    /// Appends `bucket`'s words to `out` with its overflow pointer made local (I7); returns the
+    /// next bucket of the chain.
+    fn push_image_bucket<'a>(
+        &'a self,
+        bucket: &'a Bucket,
+        out: &mut Vec<u64>,
+        overflow_buckets: &mut u64,
+    ) -> Option<&'a Bucket> {
+        out.extend(bucket.slots().iter().map(|s| s.load(Acquire)));
+        let next = self.next_in_chain(bucket, Acquire);
+        if next.is_some() {
+            *overflow_buckets += 1;
+        }
+        out.push(if next.is_some() { *overflow_buckets } else { 0 });
+        next
+    }
+
+    /// An index of `options` holding the chunk images `chunks` (one per chunk, in order, as
+    /// [`HashIndex::chunk_words`] makes them), every chunk clean. Tentative entries are dropped.
+    pub fn from_chunks<W: AsRef<[u64]>>(
+        options: &IndexOptions,
+        chunks: &[W],
+    ) -> Result<HashIndex, IndexError> {
+        let index = HashIndex::new(options)?;
+        if chunks.len() != index.chunk_count() {
+            return Err(IndexError::ChunkCountMismatch {
+                expected: index.chunk_count(),
+                actual: chunks.len(),
+            });
+        }
+        for (chunk, words) in chunks.iter().enumerate() {
+            index.load_chunk(chunk, words.as_ref())?;
+        }
+        Ok(index)
+    }
+
+    /// Stores one chunk image into an index nobody else uses yet.
+    fn load_chunk(&self, chunk: usize, words: &[u64]) -> Result<(), IndexError> {
+        let buckets = &self.chunks[chunk].buckets;
+        let mut load = ChunkLoad {
+            chunk,
+            words,
+            main_words: buckets.len() * BUCKET_WORDS,
+            overflow_loaded: 0,
+        };
+        let overflow_words = words.len().checked_sub(load.main_words);
+        let Some(overflow_words) = overflow_words.filter(|w| w % BUCKET_WORDS == 0) else {
+            let defect = ChunkDefect::Length {
+                words: words.len(),
+                main_words: load.main_words,
+            };
+            return Err(load.corrupt(words.len(), defect));
+        };
+        for (b, main) in buckets.iter().enumerate() {
+            self.load_chain(&mut load, main, b * BUCKET_WORDS)?;
+        }
+        let unreached = overflow_words / BUCKET_WORDS - load.overflow_loaded;
+        if unreached > 0 {
+            let word = load.main_words + load.overflow_loaded * BUCKET_WORDS;
+            let defect = ChunkDefect::UnreachableOverflow { buckets: unreached };
+            return Err(load.corrupt(word, defect));
+        }
+        Ok(())
+    }
+
+    /// Stores the chain of the main bucket whose image starts at word `start`, allocating its
+    /// overflow buckets; the image's pointers must number them in walk order (I7).
+    fn load_chain(
+        &self,
+        load: &mut ChunkLoad<'_>,
+        main: &Bucket,
+        start: usize,
+    ) -> Result<(), IndexError> {
+        let mut bucket = main;
+        let mut at = start;
+        loop {
+            for (k, slot) in bucket.slots().iter().enumerate() {
+                let word = load_entry_word(load.words[at + k])
+                    .map_err(|defect| load.corrupt(at + k, defect))?;
+                slot.store(word, Relaxed);
+            }
+            let pointer = load.words[at + OVERFLOW_WORD];
+            if pointer == 0 {
+                return Ok(());
+            }
+            let expected = load.overflow_loaded as u64 + 1;
+            let next_at = load.main_words + load.overflow_loaded * BUCKET_WORDS;
+            if pointer != expected || next_at >= load.words.len() {
+                let defect = ChunkDefect::OverflowPointer { pointer, expected };
+                return Err(load.corrupt(at + OVERFLOW_WORD, defect));
+            }
+            let (index, next) = self.overflow.alloc()?;
+            bucket.0[OVERFLOW_WORD].store(index + 1, Relaxed);
+            load.overflow_loaded += 1;
+            bucket = next;
+            at = next_at;
+        }
+    }
+
+    /// Bytes of the main table and the overflow pages allocated:
+    /// `bucket_count * 64 + pages * 32 KiB`.
+    pub fn memory_bytes(&self) -> u64 {
+        self.bucket_count() * BUCKET_BYTES as u64 + self.overflow.page_bytes_total()
+    }
+
+    /// The overflow allocator's counts.
+    pub fn overflow_stats(&self) -> OverflowStats {
+        OverflowStats {
+            allocated: self.overflow.allocated(),
+            free_count: self.overflow.free_count(),
+            pages: self.overflow.pages(),
+            pages_max: self.overflow.pages_max(),
+        }
+    }
+}
+
+/// A chunk image being loaded by `from_chunks`.
+struct ChunkLoad<'w> {
+    chunk: usize,
+    words: &'w [u64],
+    /// Words of the chunk's main buckets; its overflow buckets follow.
+    main_words: usize,
+    /// Overflow buckets of the image loaded so far.
+    overflow_loaded: usize,
+}
+
+impl ChunkLoad<'_> {
+    fn corrupt(&self, word: usize, defect: ChunkDefect) -> IndexError {
+        IndexError::ChunkCorrupt {
+            chunk: self.chunk,
+            word,
+            defect,
+        }
+    }
+}
+
+/// The word to store for an image's entry word: tentative entries become free slots (I7).
+fn load_entry_word(word: u64) -> Result<u64, ChunkDefect> {
+    let entry = IndexEntry(word);
+    if entry.reserved_bit() {
+        return Err(ChunkDefect::ReservedBit);
+    }
+    if entry.is_tentative() {
+        return Ok(0);
+    }
+    if !entry.is_free() && entry.address() == ADDRESS_INVALID {
+        return Err(ChunkDefect::AddressMissing);
+    }
+    Ok(word)
+}
+
+/// Waits before `find_or_create` starts again: spins at first, then yields, so that the thread
+/// it lost to (often preempted on a busy machine) can finish.
+fn back_off(attempt: u32) {
+    if attempt < 6 {
+        for _ in 0..1u32 << attempt {
+            std::hint::spin_loop();
+        }
+    } else {
+        std::thread::yield_now();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::epoch::Epoch;
+
+    /// A hash of `tag` whose low bits are `low` (the bucket, under a small mask).
+    fn h(tag: u16, low: u64) -> KeyHash {
+        KeyHash::from_raw(u64::from(tag) << 50 | low)
+    }
+
+    fn index(bucket_count: u64, overflow_pages_max: u64) -> HashIndex {
+        HashIndex::new(&IndexOptions {
+            bucket_count,
+            overflow_pages_max,
+        })
+        .unwrap()
+    }
+
+    /// Creates `tag` in bucket `low` and sets its address to `address`.
+    fn put(index: &HashIndex, epoch: &Epoch, tag: u16, low: u64, address: u64) {
+        let guard = epoch.protect();
+        let mut e = index.find_or_create(h(tag, low), &guard).unwrap();
+        let current = e.entry();
+        e.compare_exchange(current, address).unwrap();
+    }
+
+    fn address_of(index: &HashIndex, tag: u16, low: u64) -> Option<u64> {
+        index.find(h(tag, low)).map(|e| e.address())
+    }
+
+    fn dirty_flags(index: &HashIndex) -> Vec<bool> {
+        (0..index.chunk_count())
+            .map(|c| index.chunk_is_dirty(c))
+            .collect()
+    }
+
+    #[test]
+    fn entry_masks_have_the_documented_values() {
+        assert_eq!(ADDRESS_MASK, 0x0000_ffff_ffff_ffff);
+        assert_eq!(ADDRESS_MAX, (1 << 48) - 1);
+        assert_eq!(ENTRY_TAG_MASK, 0x3fff_0000_0000_0000);
+        assert_eq!(TENTATIVE_BIT, 0x4000_0000_0000_0000);
+        assert_eq!(RESERVED_BIT, 0x8000_0000_0000_0000);
+    }
+
+    #[test]
+    fn entry_bits_round_trip() {
+        let cases = [
+            (1, 0, false, 0x0000_0000_0000_0001),
+            (ADDRESS_MAX, 0x3fff, true, 0x7fff_ffff_ffff_ffff),
+            (0x1234_5678_9abc, 0x2af3, false, 0x2af3_1234_5678_9abc),
+            (0, 1, true, 0x4001_0000_0000_0000),
+        ];
+        for (address, tag, tentative, word) in cases {
+            let e = IndexEntry::new(address, tag, tentative);
+            assert_eq!(e.word(), word);
+            assert_eq!(IndexEntry::from_word(word), e);
+            assert_eq!(e.address(), address);
+            assert_eq!(e.tag(), tag);
+            assert_eq!(e.is_tentative(), tentative);
+            assert!(!e.is_free());
+            assert!(!e.reserved_bit());
+        }
+        assert_eq!(IndexEntry::new(0, 0, false), IndexEntry::FREE);
+        assert!(IndexEntry::FREE.is_free());
+        assert!(IndexEntry::from_word(RESERVED_BIT).reserved_bit());
+    }
+
+    #[test]
+    #[should_panic(expected = "48 bits")]
+    fn an_address_past_48_bits_is_refused() {
+        IndexEntry::new(ADDRESS_MAX + 1, 0, false);
+    }
+
+    #[test]
+    #[should_panic(expected = "14 bits")]
+    fn a_tag_past_14_bits_is_refused() {
+        IndexEntry::new(1, 1 << 14, false);
+    }
+
+    #[test]
+    fn buckets_are_aligned_cache_lines() {
+        let idx = index(2048, 1);
+        for chunk in idx.chunks.iter() {
+            for b in [0, 1, 1023] {
+                assert_eq!(std::ptr::from_ref(&chunk.buckets[b]) as usize % 64, 0);
+            }
+        }
+        let (_, bucket) = idx.overflow.alloc().unwrap();
+        assert_eq!(std::ptr::from_ref(bucket) as usize % 64, 0);
+    }
+
+    #[test]
+    fn options_are_checked_with_structured_errors() {
+        let opts = |bucket_count, overflow_pages_max| IndexOptions {
+            bucket_count,
+            overflow_pages_max,
+        };
+        for bucket_count in [0, 3, 1000, (1 << 40) + 1] {
+            assert_eq!(
+                HashIndex::new(&opts(bucket_count, 1)).unwrap_err(),
+                IndexError::BucketCountNotPowerOfTwo { bucket_count }
+            );
+        }
+        assert_eq!(
+            HashIndex::new(&opts(1 << 41, 1)).unwrap_err(),
+            IndexError::BucketCountTooLarge {
+                bucket_count: 1 << 41,
+                max: 1 << 40
+            }
+        );
+        // The largest is accepted (checked without allocating 64 TiB).
+        assert_eq!(opts(1 << 40, 1).bucket_count_checked().unwrap(), 1 << 40);
+        assert_eq!(
+            HashIndex::new(&opts(1, (1 << 20) + 1)).unwrap_err(),
+            IndexError::OverflowPagesMaxTooLarge {
+                pages_max: (1 << 20) + 1,
+                limit: 1 << 20
+            }
+        );
+    }
+
+    #[test]
+    fn chunks_hold_1024_buckets_or_the_whole_smaller_table() {
+        for (bucket_count, chunks, chunk_buckets) in
+            [(1, 1, 1), (512, 1, 512), (1024, 1, 1024), (4096, 4, 1024)]
+        {
+            let idx = index(bucket_count, 0);
+            assert_eq!(idx.bucket_count(), bucket_count);
+            assert_eq!(idx.bucket_mask(), bucket_count - 1);
+            assert_eq!(idx.chunk_count(), chunks);
+            assert_eq!(idx.chunks[0].buckets.len(), chunk_buckets);
+            assert_eq!(idx.memory_bytes(), bucket_count * 64);
+        }
+    }
+
+    /// One bucket: tags 7 and beyond go to overflow buckets, seven per bucket.
+    #[test]
+    fn colliding_tags_fill_overflow_buckets_seven_each() {
+        let epoch = Epoch::new();
+        for n in [7u16, 8, 20, 100] {
+            let idx = index(1, 1);
+            let guard = epoch.protect();
+            for tag in 0..n {
+                let e = idx.find_or_create(h(tag, 0), &guard).unwrap();
+                assert_eq!(e.entry(), IndexEntry::new(ADDRESS_UNSET, tag, false));
+            }
+            for tag in 0..n {
+                put(&idx, &epoch, tag, 0, 1000 + u64::from(tag));
+            }
+            let overflow_buckets = u64::from(n.saturating_sub(7)).div_ceil(7);
+            let stats = idx.overflow_stats();
+            assert_eq!(stats.allocated, overflow_buckets, "n = {n}");
+            assert_eq!(stats.free_count, 0);
+            assert_eq!(stats.pages, u64::from(n > 7));
+            assert_eq!(idx.memory_bytes(), 64 + stats.pages * 32768);
+            for tag in 0..n {
+                assert_eq!(address_of(&idx, tag, 0), Some(1000 + u64::from(tag)));
+                // Finding again creates nothing.
+                let again = idx.find_or_create(h(tag, 0), &guard).unwrap();
+                assert_eq!(again.address(), 1000 + u64::from(tag));
+            }
+            assert_eq!(address_of(&idx, n, 0), None);
+            assert_eq!(
+                (idx.entry_count(), idx.tentative_count()),
+                (u64::from(n), 0)
+            );
+            assert_eq!(idx.overflow_stats().allocated, overflow_buckets);
+        }
+    }
+
+    /// The index keeps no keys: hashes that agree on bucket and tag share one entry (the log's
+    /// hash chain tells their records apart); the same tag in another bucket is another entry.
+    #[test]
+    fn same_bucket_and_tag_share_an_entry() {
+        let epoch = Epoch::new();
+        let guard = epoch.protect();
+        let idx = index(2, 0);
+        let a = idx.find_or_create(h(5, 0x10), &guard).unwrap();
+        let b = idx.find_or_create(h(5, 0x20), &guard).unwrap();
+        assert!(a.same_slot(&b), "bucket 0, tag 5 both");
+        let c = idx.find_or_create(h(5, 0x21), &guard).unwrap();
+        assert!(!a.same_slot(&c), "bucket 1");
+        assert_eq!(idx.entry_count(), 2);
+    }
+
+    #[test]
+    fn tentative_entries_are_invisible_to_find_and_counted_apart() {
+        let epoch = Epoch::new();
+        let idx = index(1, 0);
+        let tentative = IndexEntry::new(ADDRESS_UNSET, 9, true);
+        idx.chunks[0].buckets[0].0[0].store(tentative.word(), SeqCst);
+        assert!(idx.find(h(9, 0)).is_none());
+        assert_eq!((idx.entry_count(), idx.tentative_count()), (0, 1));
+        put(&idx, &epoch, 4, 0, 40);
+        assert_eq!(
+            idx.chunks[0].buckets[0].0[1].load(SeqCst),
+            IndexEntry::new(40, 4, false).word()
+        );
+        let mut seen = Vec::new();
+        idx.for_each_entry(|bucket, e| seen.push((bucket, e.entry())));
+        assert_eq!(seen, vec![(0, IndexEntry::new(40, 4, false))]);
+    }
+
+    #[test]
+    fn compare_exchange_keeps_the_tag_and_reports_the_actual_entry() {
+        let epoch = Epoch::new();
+        let idx = index(1, 0);
+        put(&idx, &epoch, 3, 0, 77);
+        let mut e = idx.find(h(3, 0)).unwrap();
+        let stale = IndexEntry::new(ADDRESS_UNSET, 3, false);
+        assert_eq!(
+            e.compare_exchange(stale, 90),
+            Err(IndexEntry::new(77, 3, false))
+        );
+        assert_eq!(e.entry(), IndexEntry::new(77, 3, false));
+        assert_eq!(e.compare_exchange(e.entry(), ADDRESS_MAX), Ok(()));
+        assert_eq!(e.entry(), IndexEntry::new(ADDRESS_MAX, 3, false));
+        assert_eq!(address_of(&idx, 3, 0), Some(ADDRESS_MAX));
+        assert_eq!(e.reload(), IndexEntry::new(ADDRESS_MAX, 3, false));
+    }
+
+    #[test]
+    #[should_panic(expected = "address 0 is not within")]
+    fn compare_exchange_to_address_0_is_refused() {
+        let epoch = Epoch::new();
+        let idx = index(1, 0);
+        put(&idx, &epoch, 0, 0, 5);
+        let mut e = idx.find(h(0, 0)).unwrap();
+        // Tag 0 at address 0 would be word 0, a free slot (I1).
+        let _ = e.compare_exchange(e.entry(), 0);
+    }
+
+    #[test]
+    fn delete_if_frees_the_slot_only_for_the_expected_entry() {
+        let epoch = Epoch::new();
+        let guard = epoch.protect();
+        let idx = index(1, 0);
+        put(&idx, &epoch, 1, 0, 11);
+        put(&idx, &epoch, 2, 0, 22);
+        let mut e = idx.find(h(1, 0)).unwrap();
+        let stale = IndexEntry::new(ADDRESS_UNSET, 1, false);
+        assert_eq!(idx.delete_if(&e, stale), Err(IndexEntry::new(11, 1, false)));
+        assert_eq!(idx.delete_if(&e, e.entry()), Ok(()));
+        assert_eq!(e.reload(), IndexEntry::FREE);
+        assert_eq!(address_of(&idx, 1, 0), None);
+        assert_eq!(idx.entry_count(), 1);
+        // The freed first slot is the first free one: a new tag takes it.
+        let created = idx.find_or_create(h(6, 0), &guard).unwrap();
+        assert!(created.same_slot(&e));
+        assert_eq!(e.reload(), IndexEntry::new(ADDRESS_UNSET, 6, false));
+    }
+
+    #[test]
+    fn mutations_mark_exactly_the_chunks_they_touch() {
+        let epoch = Epoch::new();
+        let guard = epoch.protect();
+        let idx = index(4096, 1);
+        assert_eq!(dirty_flags(&idx), vec![false; 4]);
+        let mut e = idx.find_or_create(h(1, 5), &guard).unwrap();
+        assert_eq!(dirty_flags(&idx), vec![true, false, false, false]);
+        assert!(idx.take_dirty(0));
+        assert!(!idx.take_dirty(0));
+        // Reads, finding an existing entry, and failed CASes change nothing.
+        assert!(idx.find(h(1, 5)).is_some());
+        assert!(idx.find(h(2, 5)).is_none());
+        idx.find_or_create(h(1, 5), &guard).unwrap();
+        let stale = IndexEntry::new(50, 1, false);
+        assert!(e.compare_exchange(stale, 60).is_err());
+        assert_eq!(dirty_flags(&idx), vec![false; 4]);
+        e.compare_exchange(e.entry(), 60).unwrap();
+        assert_eq!(dirty_flags(&idx), vec![true, false, false, false]);
+        idx.take_dirty(0);
+        idx.find_or_create(h(1, 3000), &guard).unwrap();
+        assert_eq!(dirty_flags(&idx), vec![false, false, true, false]);
+        // Eight tags in bucket 3500: the eighth links an overflow bucket.
+        for tag in 0..8 {
+            idx.find_or_create(h(tag, 3500), &guard).unwrap();
+        }
+        assert_eq!(dirty_flags(&idx), vec![false, false, true, true]);
+        assert!(idx.take_dirty(2) && idx.take_dirty(3));
+        // A change in the overflow bucket marks its main bucket's chunk.
+        let mut in_overflow = idx.find(h(7, 3500)).unwrap();
+        in_overflow
+            .compare_exchange(in_overflow.entry(), 9)
+            .unwrap();
+        assert_eq!(dirty_flags(&idx), vec![false, false, false, true]);
+        idx.take_dirty(3);
+        idx.delete_if(&in_overflow, in_overflow.entry()).unwrap();
+        assert_eq!(dirty_flags(&idx), vec![false, false, false, true]);
+    }
+
+    fn sorted_entries(idx: &HashIndex) -> Vec<(usize, u16, u64)> {
+        let mut all = Vec::new();
+        idx.for_each_entry(|b, e| all.push((b, e.entry().tag(), e.address())));
+        all.sort_unstable();
+        all
+    }
+
+    fn images(idx: &HashIndex) -> Vec<Vec<u64>> {
+        (0..idx.chunk_count()).map(|c| idx.chunk_words(c)).collect()
+    }
+
+    /// Overflow buckets allocated interleaved across two chains: the image numbers them in walk
+    /// order, not allocator order (I7).
+    #[test]
+    fn chunk_images_number_overflow_buckets_in_walk_order() {
+        let epoch = Epoch::new();
+        let idx = index(2048, 1);
+        let mut address = 100;
+        let mut put_n = |tags: std::ops::Range<u16>, low| {
+            for tag in tags {
+                address += 1;
+                put(&idx, &epoch, tag, low, address);
+            }
+        };
+        put_n(0..14, 3); // bucket 3: overflow bucket 0 of the allocator
+        put_n(0..8, 7); // bucket 7: overflow bucket 1
+        put_n(14..20, 3); // bucket 3: overflow bucket 2
+        put_n(0..1, 1500); // chunk 1
+        let image = idx.chunk_words(0);
+        assert_eq!(image.len(), 1024 * 8 + 3 * 8);
+        let main = 1024 * 8;
+        assert_eq!(image[3 * 8 + 7], 1, "bucket 3 -> image overflow 0");
+        assert_eq!(image[main + 7], 2, "-> image overflow 1");
+        assert_eq!(image[main + 8 + 7], 0, "end of bucket 3's chain");
+        assert_eq!(image[7 * 8 + 7], 3, "bucket 7 -> image overflow 2");
+        assert_eq!(image[main + 16 + 7], 0);
+        assert_eq!(image[main], IndexEntry::new(108, 7, false).word());
+        assert_eq!(image[main + 8], IndexEntry::new(123, 14, false).word());
+        assert_eq!(image[main + 16], IndexEntry::new(122, 7, false).word());
+        assert_eq!(idx.chunk_words(1).len(), 1024 * 8);
+        assert_eq!(
+            idx.chunk_words(1)[476 * 8],
+            IndexEntry::new(129, 0, false).word()
+        );
+    }
+
+    #[test]
+    fn from_chunks_round_trips_an_index() {
+        let epoch = Epoch::new();
+        let idx = index(2048, 2);
+        for tag in 0..40 {
+            put(&idx, &epoch, tag, 3, 1000 + u64::from(tag));
+        }
+        for i in 0..3000u64 {
+            put(&idx, &epoch, (i % 16_384) as u16, i * 7 % 2048, i + 2);
+        }
+        let options = IndexOptions {
+            bucket_count: 2048,
+            overflow_pages_max: 2,
+        };
+        let copy = HashIndex::from_chunks(&options, &images(&idx)).unwrap();
+        assert_eq!(sorted_entries(&copy), sorted_entries(&idx));
+        assert_eq!(copy.entry_count(), idx.entry_count());
+        assert_eq!(images(&copy), images(&idx));
+        assert_eq!(dirty_flags(&copy), vec![false, false]);
+        assert_eq!(copy.overflow_stats(), idx.overflow_stats());
+        for tag in 0..40 {
+            assert_eq!(address_of(&copy, tag, 3), Some(1000 + u64::from(tag)));
+        }
+    }
+
+    #[test]
+    fn from_chunks_drops_tentative_entries() {
+        let epoch = Epoch::new();
+        let idx = index(1, 1);
+        for tag in 0..9 {
+            put(&idx, &epoch, tag, 0, 50 + u64::from(tag));
+        }
+        let mut image = idx.chunk_words(0);
+        image[2] = IndexEntry::new(ADDRESS_UNSET, 100, true).word();
+        image[8] = IndexEntry::new(ADDRESS_UNSET, 101, true).word();
+        let options = IndexOptions {
+            bucket_count: 1,
+            overflow_pages_max: 1,
+        };
+        let copy = HashIndex::from_chunks(&options, &[image]).unwrap();
+        assert_eq!((copy.entry_count(), copy.tentative_count()), (7, 0));
+        assert_eq!(address_of(&copy, 2, 0), None);
+        assert_eq!(address_of(&copy, 7, 0), None);
+        assert_eq!(address_of(&copy, 8, 0), Some(58));
+        assert_eq!(copy.chunks[0].buckets[0].0[2].load(SeqCst), 0);
+    }
+
+    #[test]
+    fn from_chunks_refuses_malformed_images() {
+        let epoch = Epoch::new();
+        let idx = index(1, 1);
+        for tag in 0..8 {
+            put(&idx, &epoch, tag, 0, 50 + u64::from(tag));
+        }
+        let good = idx.chunk_words(0);
+        assert_eq!(good.len(), 16);
+        let options = |overflow_pages_max| IndexOptions {
+            bucket_count: 1,
+            overflow_pages_max,
+        };
+        let refuse = |image: Vec<u64>, pages_max| {
+            HashIndex::from_chunks(&options(pages_max), &[image]).unwrap_err()
+        };
+        let corrupt = |word, defect| IndexError::ChunkCorrupt {
+            chunk: 0,
+            word,
+            defect,
+        };
+        let empty: [Vec<u64>; 0] = [];
+        assert_eq!(
+            HashIndex::from_chunks(&options(1), &empty).unwrap_err(),
+            IndexError::ChunkCountMismatch {
+                expected: 1,
+                actual: 0
+            }
+        );
+        let short = good[..15].to_vec();
+        let length = ChunkDefect::Length {
+            words: 15,
+            main_words: 8,
+        };
+        assert_eq!(refuse(short, 1), corrupt(15, length));
+        let mut reserved = good.clone();
+        reserved[9] |= RESERVED_BIT;
+        assert_eq!(refuse(reserved, 1), corrupt(9, ChunkDefect::ReservedBit));
+        let mut no_address = good.clone();
+        no_address[3] = IndexEntry::new(0, 3, false).word();
+        assert_eq!(
+            refuse(no_address, 1),
+            corrupt(3, ChunkDefect::AddressMissing)
+        );
+        let mut pointer = good.clone();
+        pointer[7] = 5;
+        let bad_pointer = ChunkDefect::OverflowPointer {
+            pointer: 5,
+            expected: 1,
+        };
+        assert_eq!(refuse(pointer, 1), corrupt(7, bad_pointer));
+        let beyond = good[..8].to_vec();
+        let missing = ChunkDefect::OverflowPointer {
+            pointer: 1,
+            expected: 1,
+        };
+        assert_eq!(refuse(beyond, 1), corrupt(7, missing));
+        let mut unreached = good.clone();
+        unreached.extend_from_slice(&[0; 8]);
+        let extra = ChunkDefect::UnreachableOverflow { buckets: 1 };
+        assert_eq!(refuse(unreached, 1), corrupt(16, extra));
+        assert_eq!(
+            refuse(good, 0),
+            IndexError::OverflowExhausted { pages_max: 0 }
+        );
+    }
+
+    #[test]
+    fn compact_chains_unlinks_empty_overflow_buckets_and_reuses_them() {
+        let epoch = Epoch::new();
+        let mut idx = index(1, 1);
+        for tag in 0..21 {
+            put(&idx, &epoch, tag, 0, 10 + u64::from(tag));
+        }
+        assert_eq!(idx.compact_chains(), 0, "nothing is empty");
+        // Empty the first overflow bucket (tags 7..14).
+        for tag in 7..14 {
+            let e = idx.find(h(tag, 0)).unwrap();
+            idx.delete_if(&e, e.entry()).unwrap();
+        }
+        idx.take_dirty(0);
+        assert_eq!(idx.overflow_stats().allocated, 2);
+        assert_eq!(idx.compact_chains(), 1);
+        assert!(idx.chunk_is_dirty(0));
+        let stats = idx.overflow_stats();
+        assert_eq!((stats.allocated, stats.free_count, stats.pages), (1, 1, 1));
+        assert_eq!(idx.chunk_words(0).len(), 16, "main + one overflow bucket");
+        for tag in (0..7).chain(14..21) {
+            assert_eq!(address_of(&idx, tag, 0), Some(10 + u64::from(tag)));
+        }
+        assert_eq!(idx.entry_count(), 14);
+        // Seven new tags need a bucket again: the freed one, zeroed.
+        for tag in 30..37 {
+            put(&idx, &epoch, tag, 0, u64::from(tag));
+        }
+        let stats = idx.overflow_stats();
+        assert_eq!((stats.allocated, stats.free_count, stats.pages), (2, 0, 1));
+        assert_eq!(idx.entry_count(), 21);
+        // Emptying the last bucket of the chain unlinks it too.
+        for tag in 30..37 {
+            let e = idx.find(h(tag, 0)).unwrap();
+            idx.delete_if(&e, e.entry()).unwrap();
+        }
+        assert_eq!(idx.compact_chains(), 1);
+        assert_eq!(idx.chunk_words(0).len(), 16);
+        assert_eq!(
+            idx.chunk_words(0)[15],
+            0,
+            "the chain ends at its one overflow bucket"
+        );
+    }
+
+    #[test]
+    fn overflow_exhaustion_is_an_error_from_find_or_create() {
+        let epoch = Epoch::new();
+        let guard = epoch.protect();
+        let none = index(1, 0);
+        for tag in 0..7 {
+            none.find_or_create(h(tag, 0), &guard).unwrap();
+        }
+        assert_eq!(
+            none.find_or_create(h(7, 0), &guard).unwrap_err(),
+            IndexError::OverflowExhausted { pages_max: 0 }
+        );
+        assert_eq!((none.entry_count(), none.tentative_count()), (7, 0));
+        // One page: 7 + 512 * 7 entries fit, the next does not.
+        let one = index(1, 1);
+        let fit = 7 + 512 * 7;
+        for tag in 0..fit {
+            one.find_or_create(h(tag, 0), &guard).unwrap();
+        }
+        assert_eq!(
+            one.find_or_create(h(fit, 0), &guard).unwrap_err(),
+            IndexError::OverflowExhausted { pages_max: 1 }
+        );
+        assert_eq!(one.entry_count(), u64::from(fit));
+        assert_eq!(one.overflow_stats().allocated, 512);
+        assert_eq!(one.memory_bytes(), 64 + 32768);
+        assert!(one.find(h(fit - 1, 0)).is_some());
+    }
+}
