@@ -364,20 +364,12 @@ mod tests {
         );
     }
 
-    #[test]
-    fn arbitrary_bytes_never_panic() {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        for len in 0..200usize {
-            let bytes: Vec<u8> = (0..len)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect();
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(0u8.., 0..200)) {
             if let Ok(Some(r)) = decode_record(&bytes) {
-                assert!(r.header.record_bytes() <= len);
+                proptest::prop_assert!(r.header.record_bytes() <= bytes.len());
+                proptest::prop_assert_eq!(r.key.len(), r.header.key_len);
             }
         }
     }
