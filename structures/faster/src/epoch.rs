@@ -62,6 +62,18 @@ impl EpochGuard<'_> {
     pub fn entered_at(&self) -> u64 {
         self.epoch.slots[self.slot].load(SeqCst)
     }
+
+    /// Moves the guard to the current epoch without leaving the table, as a FASTER session does
+    /// between operations (an entry per operation costs a CAS; this costs a store), then runs
+    /// the deferred actions that no guard holds back any more; returns how many ran. After the
+    /// call this guard no longer holds back any action registered before it (invariant 2), so
+    /// the caller must keep nothing it read under the guard across it: `&mut self` ends every
+    /// borrow of the guard itself, and a session refreshes only between operations.
+    pub fn refresh(&mut self) -> usize {
+        let e = self.epoch.current.load(SeqCst);
+        self.epoch.slots[self.slot].store(e, SeqCst);
+        self.epoch.drain()
+    }
 }
 
 impl Epoch {
@@ -232,6 +244,35 @@ mod tests {
         drop(g1);
         epoch.drain();
         assert_eq!(*log.lock(), vec![1, 2]);
+    }
+
+    #[test]
+    fn refresh_releases_what_the_guard_held_back_and_only_that() {
+        let epoch = Epoch::new();
+        let ran = Arc::new(AtomicUsize::new(0));
+        let mut g = epoch.protect();
+        let other = epoch.protect();
+        let r = ran.clone();
+        epoch.bump_with(move || {
+            r.fetch_add(1, SeqCst);
+        });
+        assert_eq!(
+            g.refresh(),
+            0,
+            "the other guard, entered at 1, still holds it back"
+        );
+        assert_eq!(g.entered_at(), 2);
+        drop(other);
+        assert_eq!(g.refresh(), 1);
+        assert_eq!(ran.load(SeqCst), 1);
+        // An action registered after the refresh waits for the next one.
+        let r = ran.clone();
+        epoch.bump_with(move || {
+            r.fetch_add(10, SeqCst);
+        });
+        assert_eq!((ran.load(SeqCst), epoch.pending()), (1, 1));
+        assert_eq!(g.refresh(), 1);
+        assert_eq!((ran.load(SeqCst), g.entered_at()), (11, 3));
     }
 
     #[test]
