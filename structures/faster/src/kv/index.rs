@@ -495,13 +495,14 @@ impl HashIndex {
         debug_assert_ne!(guard.entered_at(), 0);
         let (main, dirty) = self.main_bucket(hash);
         let tag = hash.tag();
-        let mut attempt = 0;
+        // Spin at first, then yield, so that the thread this one lost to (often preempted on a
+        // busy machine) can finish.
+        let backoff = crossbeam_utils::Backoff::new();
         loop {
             if let Some(entry) = self.try_create(main, dirty, tag)? {
                 return Ok(entry);
             }
-            back_off(attempt);
-            attempt = attempt.saturating_add(1);
+            backoff.snooze();
         }
     }
 
@@ -866,18 +867,6 @@ fn load_entry_word(word: u64) -> Result<u64, ChunkDefect> {
         return Err(ChunkDefect::AddressMissing);
     }
     Ok(word)
-}
-
-/// Waits before `find_or_create` starts again: spins at first, then yields, so that the thread
-/// it lost to (often preempted on a busy machine) can finish.
-fn back_off(attempt: u32) {
-    if attempt < 6 {
-        for _ in 0..1u32 << attempt {
-            std::hint::spin_loop();
-        }
-    } else {
-        std::thread::yield_now();
-    }
 }
 
 #[cfg(test)]

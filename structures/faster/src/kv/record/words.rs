@@ -29,8 +29,6 @@ use super::{
 
 /// A value up to this long is updated in place through a buffer on the stack.
 const STACK_VALUE_BYTES: usize = 256;
-/// Spins before a waiting thread starts yielding.
-const SPINS_BEFORE_YIELD: u32 = 64;
 
 const _: () = assert!(STACK_VALUE_BYTES.is_multiple_of(8));
 
@@ -157,7 +155,7 @@ pub fn read_value(
     let (h, rw) = fixed_layout(words, offset)?;
     let value_words = &rw[word_range(h.capacity_range())];
     let capacity = h.value_capacity as usize;
-    let mut backoff = Backoff::default();
+    let backoff = crossbeam_utils::Backoff::new();
     loop {
         let before = rw[COUNTER_WORD].load(Acquire);
         if before.is_multiple_of(2) {
@@ -380,7 +378,7 @@ struct Locked<'a> {
 impl<'a> Locked<'a> {
     /// Waits for an even counter and takes it to odd.
     fn take(counter: &'a AtomicU64) -> Locked<'a> {
-        let mut backoff = Backoff::default();
+        let backoff = crossbeam_utils::Backoff::new();
         loop {
             let even = counter.load(Relaxed);
             if even.is_multiple_of(2)
@@ -403,22 +401,5 @@ impl<'a> Locked<'a> {
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
         self.counter.store(self.odd.wrapping_add(1), Release);
-    }
-}
-
-/// Spins a little, then yields.
-#[derive(Default)]
-struct Backoff {
-    spins: u32,
-}
-
-impl Backoff {
-    fn snooze(&mut self) {
-        if self.spins < SPINS_BEFORE_YIELD {
-            self.spins += 1;
-            std::hint::spin_loop();
-        } else {
-            std::thread::yield_now();
-        }
     }
 }
