@@ -321,7 +321,9 @@ pub(crate) fn compact(
         inner.alloc.end_evacuation(*class, segments);
     }
     moved?;
-    inner.engine().reclaim_ready();
+    // Every old slot of a moved node that can be freed now is, before M6 looks for empty
+    // segments (a reclamation another thread is running is waited for, not skipped).
+    inner.engine().reclaim_ready_now();
     // M6.
     let returned = return_free_segments(inner, 0)?;
     report.segments_returned = returned.len() as u64;
@@ -500,3 +502,7 @@ pub(crate) fn return_free_segments(inner: &Inner, spare: usize) -> Result<Vec<Em
     Counters::add(&inner.counters.segments_returned, returned.len() as u64);
     Ok(returned)
 }
+
+#[cfg(test)]
+#[path = "compaction_tests.rs"]
+mod compaction_tests;

@@ -209,7 +209,7 @@ impl Inner {
 /// ```
 #[derive(Debug)]
 pub struct DurableRuntime {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
     /// The background threads: the flusher, then the maintenance thread.
     background: Vec<JoinHandle<()>>,
     report: RecoveryReport,
@@ -710,7 +710,9 @@ fn maintenance_loop(inner: &Inner) {
             let options = inner.options.compaction;
             let pass = super::compaction::compact(inner, &options, &mut |_| {});
             poison_on_failure(inner, "compaction", pass.map(|_| ()));
-        } else {
+        } else if let Some(_idle) = inner.compaction_lock.try_lock() {
+            // Not while a compaction runs: its M6 returns the segments it emptied, and reports
+            // them.
             let returned = super::compaction::return_free_segments(inner, SPARE_SEGMENTS);
             poison_on_failure(inner, "segment return", returned.map(|_| ()));
         }

@@ -592,11 +592,24 @@ impl Engine<'_> {
             .is_ok_and(|v| v.tag != id.tag() || v.state == crate::object_table::EntryState::Free)
     }
 
-    /// Frees what no snapshot can read any more and whose retirement is durable.
+    /// Frees what no snapshot can read any more and whose retirement is durable, unless another
+    /// thread is doing so (it frees the same entries).
     pub(crate) fn reclaim_ready(&self) {
-        let Some(mut queue) = self.reclaim.try_lock() else {
-            return;
-        };
+        if let Some(queue) = self.reclaim.try_lock() {
+            self.reclaim_queued(queue);
+        }
+    }
+
+    /// As [`Engine::reclaim_ready`], but waits for a reclamation in progress, so every slot that
+    /// can be freed now is free when it returns (compaction counts on it before returning
+    /// segments).
+    pub(crate) fn reclaim_ready_now(&self) {
+        self.reclaim_queued(self.reclaim.lock());
+    }
+
+    /// Frees the ready entries of `queue`. The lock is held until their slots are back in the
+    /// allocator: a thread that waits for it finds no slot taken from the table but not freed.
+    fn reclaim_queued(&self, mut queue: parking_lot::MutexGuard<'_, VecDeque<Retirement>>) {
         if queue.is_empty() {
             return;
         }
@@ -640,9 +653,9 @@ impl Engine<'_> {
                 }
             }
         }
-        drop(queue);
         // The slots the table gave up, freed with one lock per run of a class.
         let (freed, result) = self.alloc.free_many(&slots);
+        drop(queue);
         Counters::add(&self.counters.slots_reclaimed, freed as u64);
         if let Err(e) = result {
             tracing::error!(loc = ?slots.get(freed), %e, "reclamation freed a slot twice");
