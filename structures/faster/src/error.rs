@@ -1,9 +1,9 @@
-//! FasterLog's error type: its own refusals beside the store's errors (corruption included).
+//! The crate's error type (FasterLog and FasterKV): its own refusals beside the store's errors (corruption included).
 
 /// Result alias of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Every error a FasterLog returns.
+/// Every error a FasterLog or a FasterKV returns.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -40,6 +40,16 @@ pub enum Error {
     /// name, a bad option).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// FasterKV: a key or value the record format refuses (empty key, key or value too long
+    /// for the format or the page).
+    #[error(transparent)]
+    Record(#[from] crate::kv::record::RecordError),
+    /// FasterKV: the hash index refused (a bad option, every overflow bucket in use).
+    #[error(transparent)]
+    Index(#[from] crate::kv::index::IndexError),
+    /// FasterKV: the hybrid log's flusher failed earlier; the store takes no more writes.
+    #[error("the hybrid log's flusher failed: {0}")]
+    FlushFailed(String),
     /// The store failed, or bytes read from it are corrupt ([`vellum::Error::Corruption`]).
     #[error(transparent)]
     Store(#[from] vellum::Error),

@@ -98,4 +98,19 @@ impl Slot {
     pub fn word_count(&self) -> usize {
         self.words.len()
     }
+
+    /// The slot's words, for the record operations of the FasterKV hybrid log (which keep
+    /// their own invariants over them: `kv/record/words.rs`).
+    pub fn words(&self) -> &[AtomicU64] {
+        &self.words
+    }
+
+    /// Stores 0 in every word: a slot given to a new FasterKV page starts zero, so a zero
+    /// lengths word ends its records (`design/FORMAT.md` §9, KP3). Only while no thread can
+    /// reach the slot (it is not reusable yet, and no page is resident).
+    pub fn zero(&self) {
+        for w in self.words.iter() {
+            w.store(0, Relaxed);
+        }
+    }
 }

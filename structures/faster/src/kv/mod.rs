@@ -1,14 +1,46 @@
-//! FasterKV: FASTER's hash index and hybrid log as node structures on the runtime (issue 14, in
-//! progress: the index and the record and page formats so far). One concept per file:
+//! FasterKV: FASTER's hash index and hybrid log as node structures on the runtime. One concept
+//! per file:
 //! - `hash.rs`: the key hash (XXH3-64, fixed forever: the index is persisted by checkpoints);
 //! - `index.rs`: the hash index of cache-line buckets, in 64 KiB chunks with dirty flags;
 //! - `overflow.rs`: the overflow-bucket allocator;
 //! - `record.rs` (and `record/words.rs`): the record format over bytes and ring words, with the
 //!   seqlock of in-place updates (`design/FORMAT.md` §9);
-//! - `page.rs`: the page-node format and its walker.
+//! - `page.rs`: the page-node format and its walker;
+//! - `hlog.rs`: the hybrid log's addresses, page ring, flusher and reads from page nodes;
+//! - `ops.rs`: one attempt of each operation, by region;
+//! - `session.rs`: sessions: epoch protection, serial numbers, pending operations;
+//! - `functions.rs`: the user's RMW merge;
+//! - `options.rs`, `store.rs`: the store's settings and handle.
+//!
+//! Checkpoints and recovery (CPR) are not here yet: a store's contents last while it is open.
 
+mod functions;
 pub mod hash;
+mod hlog;
 pub mod index;
+mod ops;
+mod options;
 mod overflow;
 pub mod page;
 pub mod record;
+mod session;
+mod store;
+
+pub use functions::{AddU64, Append, Functions};
+pub use hlog::LOG_BEGIN;
+pub use options::KvOptions;
+pub use session::{Completed, OpKind, REFRESH_OPS, Session, SessionStats};
+pub use store::{FasterKv, KV_ROOT_PREFIX, KvStats};
+
+/// The outcome of an operation.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// The key had a value (read: it is in the output; RMW: updated; delete: deleted).
+    Found,
+    /// The key had no value (RMW: it now has its initial value).
+    NotFound,
+    /// The key's record is on disk: the operation completes in
+    /// [`Session::complete_pending`].
+    Pending,
+}

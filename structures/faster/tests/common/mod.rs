@@ -155,3 +155,34 @@ pub fn assert_accounted(rt: &DurableRuntime, name: &str, ctx: &str) -> usize {
     assert_eq!(live, want, "{ctx}: live nodes");
     live.len()
 }
+
+/// FasterKV options: `page_bytes` pages, `memory_pages` of them in memory (90 % mutable), an
+/// index of `buckets` main buckets.
+pub fn kv_options(
+    page_bytes: u32,
+    memory_pages: u64,
+    buckets: u64,
+) -> vellum_faster::kv::KvOptions {
+    vellum_faster::kv::KvOptions {
+        index: vellum_faster::kv::index::IndexOptions {
+            bucket_count: buckets,
+            ..Default::default()
+        },
+        page_bytes,
+        log_memory_bytes_max: u64::from(page_bytes) * memory_pages,
+        mutable_percent: 90,
+    }
+}
+
+/// A FasterKV store `kv` on a runtime with the default (production) options in `dir`.
+pub fn open_kv(
+    dir: &std::path::Path,
+    options: vellum_faster::kv::KvOptions,
+) -> vellum_faster::kv::FasterKv {
+    let rt_options = RuntimeOptions {
+        create_if_missing: true,
+        ..RuntimeOptions::default()
+    };
+    let rt = Arc::new(DurableRuntime::open(dir, rt_options).unwrap());
+    vellum_faster::kv::FasterKv::open(rt, "kv", options).unwrap()
+}

@@ -1,0 +1,437 @@
+//! FasterKV's hybrid log: one address space over the page ring in memory and page nodes in the
+//! runtime. Addresses are `page * page_bytes + offset`; the regions are
+//! `LOG_BEGIN <= head <= safe_read_only <= read_only <= tail`.
+//!
+//! Invariants (prefix HL):
+//! - HL1. Every address boundary only grows. `tail` packs `page << 32 | offset`; a reservation
+//!   is a CAS that never carries the offset past the page's end. The reservation that does not
+//!   fit closes the page (offset to `page_bytes`) and notes the page's used bytes in its slot's
+//!   `closed_at` while still protected.
+//! - HL2. `read_only` moves, a page at a time, when the tail enters a new page: to
+//!   `tail page + 1 - mutable_pages` pages. `safe_read_only` follows it by an epoch action, so
+//!   once an address is below `safe_read_only` every thread that could have seen the old
+//!   `read_only` has left the region it saw it in: nothing updates the page in place any more,
+//!   and no writer of a reservation on it is still writing.
+//! - HL3. The flusher writes a page as one node (committed EVENTUAL, its id pushed to the page
+//!   table) only once the page lies wholly below `safe_read_only`; `flushed` moves past the page
+//!   after that, so pages are flushed in order and the page table's position is the page.
+//! - HL4. A slot is taken from its page only when `flushed` has passed the page: `head` moves
+//!   past it first, and the slot is zeroed and made reusable by an epoch action, so a thread
+//!   protected while `head` was below the page still reads its bytes. A protected thread that
+//!   reads an address at or above `head` therefore finds it in memory (HL5).
+//! - HL5. Records lie in their page's slot while the page is resident; below `head` they are
+//!   read from the page node, checksum verified on the first read of the node.
+//!
+//! The hybrid log holds no checkpoint yet (that is CPR's, issue 15): its page nodes are owned by
+//! the store and retired when it closes.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex, RwLock};
+use vellum::runtime::{CommitPolicy, DurableRuntime};
+use vellum::{CorruptionKind, NodeId};
+
+use super::page::{KV_PAGE_KIND, PageHeader, decode_page, write_page_node};
+use super::record::RecordRef;
+use crate::epoch::Epoch;
+use crate::ring::Slot;
+use crate::{Error, Result};
+
+/// The first address of the log: page 0 keeps 64 zero bytes, so address 0 means "no record"
+/// and 1 ([`super::index::ADDRESS_UNSET`]) "an index entry with no record yet".
+pub const LOG_BEGIN: u64 = 64;
+
+/// What epoch actions and the flusher share with the log.
+#[derive(Debug, Default)]
+struct Shared {
+    safe_read_only: AtomicU64,
+    state: Mutex<FlushState>,
+    /// Signalled when `safe_read_only`, `flushed` or a slot's reusability changes.
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct FlushState {
+    stop: bool,
+    failed: Option<String>,
+}
+
+impl Shared {
+    fn notify(&self) {
+        let _st = self.state.lock();
+        self.changed.notify_all();
+    }
+}
+
+/// A flushed page: its node, and whether a read has checked the node's checksum.
+#[derive(Debug)]
+struct PageNode {
+    id: NodeId,
+    verified: AtomicBool,
+}
+
+/// What [`HybridLog::reserve`] got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reserved {
+    /// The bytes at this address are the caller's.
+    At(u64),
+    /// The tail's page is full: [`HybridLog::advance`] it (unprotected) and try again.
+    PageFull(u64),
+}
+
+/// The hybrid log.
+#[derive(Debug)]
+pub(crate) struct HybridLog {
+    rt: Arc<DurableRuntime>,
+    name: String,
+    page_shift: u32,
+    mutable_pages: u64,
+    slots: Box<[Arc<Slot>]>,
+    closed_at: Box<[AtomicU64]>,
+    tail: AtomicU64,
+    read_only: AtomicU64,
+    head: AtomicU64,
+    flushed: AtomicU64,
+    shared: Arc<Shared>,
+    pub(crate) epoch: Epoch,
+    advance_lock: Mutex<()>,
+    pages: RwLock<Vec<PageNode>>,
+}
+
+fn pack(page: u64, offset: u64) -> u64 {
+    (page << 32) | offset
+}
+
+impl HybridLog {
+    /// An empty log of `memory_pages` slots of `page_bytes` (validated by the options).
+    pub(crate) fn new(
+        rt: Arc<DurableRuntime>,
+        name: &str,
+        page_bytes: u32,
+        memory_pages: u64,
+        mutable_pages: u64,
+    ) -> HybridLog {
+        let slots: Box<[Arc<Slot>]> = (0..memory_pages)
+            .map(|_| Arc::new(Slot::new(page_bytes)))
+            .collect();
+        let closed_at = (0..memory_pages)
+            .map(|_| AtomicU64::new(u64::from(page_bytes)))
+            .collect();
+        slots[0].reusable.store(false, SeqCst);
+        slots[0].resident.store(1, SeqCst);
+        HybridLog {
+            rt,
+            name: name.to_owned(),
+            page_shift: page_bytes.trailing_zeros(),
+            mutable_pages,
+            slots,
+            closed_at,
+            tail: AtomicU64::new(pack(0, LOG_BEGIN)),
+            read_only: AtomicU64::new(LOG_BEGIN),
+            head: AtomicU64::new(LOG_BEGIN),
+            flushed: AtomicU64::new(0),
+            shared: Arc::new(Shared {
+                safe_read_only: AtomicU64::new(LOG_BEGIN),
+                ..Shared::default()
+            }),
+            epoch: Epoch::new(),
+            advance_lock: Mutex::new(()),
+            pages: RwLock::new(Vec::new()),
+        }
+    }
+
+    pub(crate) fn page_bytes(&self) -> u64 {
+        1 << self.page_shift
+    }
+
+    /// The tail address (the next record's, if it fits the tail's page).
+    pub(crate) fn tail(&self) -> u64 {
+        let t = self.tail.load(SeqCst);
+        ((t >> 32) << self.page_shift) + (t & 0xffff_ffff).min(self.page_bytes())
+    }
+
+    pub(crate) fn read_only(&self) -> u64 {
+        self.read_only.load(SeqCst)
+    }
+
+    pub(crate) fn safe_read_only(&self) -> u64 {
+        self.shared.safe_read_only.load(SeqCst)
+    }
+
+    pub(crate) fn head(&self) -> u64 {
+        self.head.load(SeqCst)
+    }
+
+    /// Bytes below this are in page nodes.
+    pub(crate) fn flushed(&self) -> u64 {
+        self.flushed.load(SeqCst)
+    }
+
+    /// Pages written as nodes.
+    pub(crate) fn flushed_pages(&self) -> u64 {
+        self.pages.read().len() as u64
+    }
+
+    fn slot_index(&self, page: u64) -> usize {
+        (page % self.slots.len() as u64) as usize
+    }
+
+    /// The words of the page holding `address`, and the address's offset in them. The caller
+    /// is protected and read `address >= head` after entering (HL4).
+    pub(crate) fn words_at(&self, address: u64) -> (&[AtomicU64], usize) {
+        let page = address >> self.page_shift;
+        let slot = &self.slots[self.slot_index(page)];
+        // Resident, or evicted but not yet reusable (HL4: its words stay until the protected
+        // threads have left).
+        debug_assert!(
+            matches!(slot.resident.load(SeqCst), r if r == page + 1 || r == 0),
+            "page {page} is not in its slot"
+        );
+        (slot.words(), (address & (self.page_bytes() - 1)) as usize)
+    }
+
+    /// Reserves `size` bytes (a multiple of 8, at most a page) on the tail's page (HL1). The
+    /// caller is protected and writes the record before leaving.
+    pub(crate) fn reserve(&self, size: u32) -> Reserved {
+        let (p, size) = (self.page_bytes(), u64::from(size));
+        let mut seen = self.tail.load(SeqCst);
+        loop {
+            let (page, offset) = (seen >> 32, seen & 0xffff_ffff);
+            if offset >= p {
+                return Reserved::PageFull(page);
+            }
+            let fits = offset + size <= p;
+            let next = if fits { seen + size } else { pack(page, p) };
+            match self.tail.compare_exchange_weak(seen, next, SeqCst, SeqCst) {
+                Ok(_) if fits => return Reserved::At((page << self.page_shift) + offset),
+                Ok(_) => {
+                    self.closed_at[self.slot_index(page)].store(offset, SeqCst);
+                    return Reserved::PageFull(page);
+                }
+                Err(now) => seen = now,
+            }
+        }
+    }
+
+    /// Moves the tail from full page `page` to the next once that page's slot is free, waiting
+    /// for the flusher when it is not (HL4). The caller must not be protected: the actions it
+    /// waits for wait for protected threads.
+    pub(crate) fn advance(&self, page: u64) -> Result<()> {
+        let next = page + 1;
+        let mut waited = 0u32;
+        loop {
+            if self.tail.load(SeqCst) >> 32 != page {
+                return Ok(());
+            }
+            let idx = self.slot_index(next);
+            let slot = &self.slots[idx];
+            if slot.reusable.load(SeqCst) {
+                let _one = self.advance_lock.lock();
+                if self.tail.load(SeqCst) >> 32 != page {
+                    return Ok(());
+                }
+                slot.reusable.store(false, SeqCst);
+                self.closed_at[idx].store(self.page_bytes(), SeqCst);
+                slot.resident.store(next + 1, SeqCst);
+                self.tail.store(pack(next, 0), SeqCst);
+                self.shift_read_only(next);
+                return Ok(());
+            }
+            self.evict(idx)?;
+            self.epoch.drain();
+            self.check_flusher()?;
+            waited += 1;
+            if waited == 20_000 {
+                tracing::warn!(
+                    log = %self.name,
+                    page = next,
+                    "appender waiting for a page slot: is a session idle while protected?"
+                );
+            }
+            let mut st = self.shared.state.lock();
+            if !slot.reusable.load(SeqCst) && st.failed.is_none() {
+                self.shared
+                    .changed
+                    .wait_for(&mut st, Duration::from_micros(200));
+            }
+        }
+    }
+
+    /// HL2: `read_only` to `mutable_pages` pages below the end of the tail's page `page`.
+    fn shift_read_only(&self, page: u64) {
+        let Some(pages) = (page + 1).checked_sub(self.mutable_pages) else {
+            return;
+        };
+        let target = (pages << self.page_shift).max(LOG_BEGIN);
+        if self.read_only.fetch_max(target, SeqCst) < target {
+            let shared = Arc::clone(&self.shared);
+            self.epoch.bump_with(move || {
+                shared.safe_read_only.fetch_max(target, SeqCst);
+                shared.notify();
+            });
+        }
+    }
+
+    /// HL4: gives up the page in slot `idx` once it is flushed.
+    fn evict(&self, idx: usize) -> Result<()> {
+        let slot = &self.slots[idx];
+        let resident = slot.resident.load(SeqCst);
+        let Some(old) = resident.checked_sub(1) else {
+            return Ok(());
+        };
+        let end = (old + 1) << self.page_shift;
+        if self.flushed() < end {
+            return Ok(());
+        }
+        self.head.fetch_max(end, SeqCst);
+        if slot
+            .resident
+            .compare_exchange(resident, 0, SeqCst, SeqCst)
+            .is_ok()
+        {
+            let (slot, shared) = (Arc::clone(slot), Arc::clone(&self.shared));
+            self.epoch.bump_with(move || {
+                slot.zero();
+                slot.reusable.store(true, SeqCst);
+                shared.notify();
+            });
+        }
+        Ok(())
+    }
+
+    fn check_flusher(&self) -> Result<()> {
+        match &self.shared.state.lock().failed {
+            Some(e) => Err(Error::FlushFailed(e.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// The flusher's loop (HL3), until [`HybridLog::stop_flusher`].
+    pub(crate) fn run_flusher(&self) {
+        loop {
+            let next = self.flushed() >> self.page_shift;
+            let end = (next + 1) << self.page_shift;
+            if end <= self.safe_read_only() {
+                if let Err(e) = self.flush_page(next) {
+                    tracing::error!(log = %self.name, page = next, %e, "page flush failed");
+                    self.shared.state.lock().failed = Some(e.to_string());
+                    self.shared.notify();
+                    return;
+                }
+                self.shared.notify();
+                continue;
+            }
+            self.epoch.drain();
+            let mut st = self.shared.state.lock();
+            if st.stop {
+                return;
+            }
+            if end > self.safe_read_only() {
+                self.shared
+                    .changed
+                    .wait_for(&mut st, Duration::from_millis(5));
+            }
+        }
+    }
+
+    pub(crate) fn stop_flusher(&self) {
+        self.shared.state.lock().stop = true;
+        self.shared.notify();
+    }
+
+    /// Writes page `page` as one node and records it (HL3).
+    fn flush_page(&self, page: u64) -> Result<()> {
+        let slot = &self.slots[self.slot_index(page)];
+        debug_assert!(slot.holds(page));
+        let used = self.closed_at[self.slot_index(page)].load(SeqCst);
+        let header = PageHeader {
+            page,
+            page_bytes: self.page_bytes() as u32,
+            used_bytes: used as u32,
+            records_begin: if page == 0 { LOG_BEGIN as u32 } else { 0 },
+        };
+        let mut txn = self.rt.begin();
+        let mut filled = Ok(());
+        let id = txn.alloc_with(KV_PAGE_KIND, header.node_bytes(), |out| {
+            filled = write_page_node(&header, slot.words(), out);
+        })?;
+        if let Err(e) = filled {
+            txn.abort();
+            return Err(Error::Store(e.to_corruption(self.page_path(page))));
+        }
+        txn.commit_with(CommitPolicy::Eventual)?;
+        self.pages.write().push(PageNode {
+            id,
+            verified: AtomicBool::new(false),
+        });
+        self.flushed.store((page + 1) << self.page_shift, SeqCst);
+        Ok(())
+    }
+
+    /// The name errors about page `page` carry.
+    pub(crate) fn page_path(&self, page: u64) -> PathBuf {
+        PathBuf::from(format!("faster-kv/{}/page/{page}", self.name))
+    }
+
+    /// Calls `f` with the record at `address`, below `head`, from its page node (HL5).
+    pub(crate) fn with_disk_record<R>(
+        &self,
+        address: u64,
+        f: impl FnOnce(&RecordRef<'_>) -> R,
+    ) -> Result<R> {
+        let page = address >> self.page_shift;
+        let offset = (address & (self.page_bytes() - 1)) as usize;
+        let (id, verified) = {
+            let pages = self.pages.read();
+            let Some(p) = pages.get(page as usize) else {
+                return Err(self.missing_page(page, pages.len()));
+            };
+            (p.id, p.verified.load(SeqCst))
+        };
+        let snapshot = self.rt.snapshot();
+        let reader = snapshot.reader();
+        let node = if verified {
+            reader.get_unverified(id)?
+        } else {
+            reader.get(id)?
+        };
+        let Some(node) = node else {
+            return Err(self.missing_page(page, page as usize));
+        };
+        if !verified && let Some(p) = self.pages.read().get(page as usize) {
+            p.verified.store(true, SeqCst);
+        }
+        let path = || self.page_path(page);
+        let view = decode_page(node).map_err(|e| e.to_corruption(path()))?;
+        view.check_page(page, self.page_bytes() as u32)
+            .map_err(|e| e.to_corruption(path()))?;
+        let record = view
+            .record_at(offset)
+            .map_err(|e| e.to_corruption(path()))?;
+        Ok(f(&record))
+    }
+
+    fn missing_page(&self, page: u64, flushed: usize) -> Error {
+        Error::Store(vellum::Error::corruption(
+            self.page_path(page),
+            page << self.page_shift,
+            CorruptionKind::Mismatch {
+                what: "page node of a flushed page",
+                expected: page + 1,
+                actual: flushed as u64,
+            },
+        ))
+    }
+
+    /// The page nodes written (for retiring them when the store closes).
+    pub(crate) fn page_nodes(&self) -> Vec<NodeId> {
+        self.pages.read().iter().map(|p| p.id).collect()
+    }
+
+    pub(crate) fn runtime(&self) -> &Arc<DurableRuntime> {
+        &self.rt
+    }
+}

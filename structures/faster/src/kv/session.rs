@@ -1,0 +1,396 @@
+//! Sessions: one thread's handle on a FasterKV store. A session keeps its epoch protection
+//! across operations and refreshes it every [`REFRESH_OPS`] operations, as FASTER's sessions do
+//! (entering per operation costs a CAS each); it numbers its operations (serial numbers, for
+//! the commit points of checkpoints), and queues the operations that must read the disk until
+//! [`Session::complete_pending`].
+
+use std::collections::VecDeque;
+
+use super::hash::KeyHash;
+use super::ops::{self, Attempt, DiskStart, OnDisk};
+use super::record::RecordError;
+use super::store::KvInner;
+use super::{Functions, Status};
+use crate::epoch::EpochGuard;
+use crate::{Error, Result};
+
+/// Operations between two refreshes of a session's epoch protection.
+pub const REFRESH_OPS: u32 = 256;
+
+/// The kind of a completed pending operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpKind {
+    /// [`Session::read`].
+    Read,
+    /// [`Session::rmw`].
+    Rmw,
+    /// [`Session::delete`].
+    Delete,
+}
+
+/// A pending operation, completed by [`Session::complete_pending`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completed {
+    /// The operation's serial number (what the call that went pending returned with
+    /// [`Session::last_serial`]).
+    pub serial: u64,
+    /// What it was.
+    pub kind: OpKind,
+    /// Its outcome: never [`Status::Pending`].
+    pub status: Status,
+    /// A read's value (empty otherwise, or when not found).
+    pub value: Vec<u8>,
+}
+
+/// What a session's operations ran into (for tests and tuning).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    /// Attempts started again after racing another writer (a lost CAS, a sealed record).
+    pub retries: u64,
+    /// Attempts started again because the record was in the fuzzy region (RETRY_LATER).
+    pub retries_later: u64,
+    /// Waits for a page slot (the tail's page was full).
+    pub page_waits: u64,
+    /// Operations that went to disk (pending or blocking).
+    pub disk_reads: u64,
+}
+
+#[derive(Debug)]
+enum PendingOp<I> {
+    Read,
+    Rmw(I),
+    Delete,
+}
+
+#[derive(Debug)]
+struct Pending<I> {
+    serial: u64,
+    op: PendingOp<I>,
+    key: Vec<u8>,
+    hash: KeyHash,
+    start: DiskStart,
+}
+
+/// One thread's handle on a [`FasterKv`](super::FasterKv) store.
+///
+/// Operations take `&mut self`, so a session is used by one thread at a time; it may move to
+/// another thread between operations. Between operations the session stays protected: a page
+/// leaves memory only once every session has refreshed past its eviction, so a session left
+/// idle holds back the log's memory. Call [`Session::idle`] before leaving one unused (the
+/// next operation protects it again), or drop it.
+///
+/// ```compile_fail,E0499
+/// # // A session cannot be shared by two threads: its operations need `&mut`.
+/// # fn share(kv: &vellum_faster::kv::FasterKv) {
+/// let mut session = kv.session(vellum_faster::kv::AddU64);
+/// std::thread::scope(|s| {
+///     s.spawn(|| session.upsert(b"k", b"1"));
+///     s.spawn(|| session.upsert(b"k", b"2"));
+/// });
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Session<'kv, F: Functions> {
+    kv: &'kv KvInner,
+    functions: F,
+    guard: Option<EpochGuard<'kv>>,
+    serial: u64,
+    since_refresh: u32,
+    pending: VecDeque<Pending<F::Input>>,
+    scratch: Vec<u8>,
+    stats: SessionStats,
+}
+
+impl<'kv, F: Functions> Session<'kv, F> {
+    pub(crate) fn new(kv: &'kv KvInner, functions: F) -> Self {
+        Session {
+            kv,
+            functions,
+            guard: None,
+            serial: 0,
+            since_refresh: 0,
+            pending: VecDeque::new(),
+            scratch: Vec::new(),
+            stats: SessionStats::default(),
+        }
+    }
+
+    /// The serial number of the session's last operation (the first is 1).
+    pub fn last_serial(&self) -> u64 {
+        self.serial
+    }
+
+    /// What this session's operations ran into so far.
+    pub fn stats(&self) -> SessionStats {
+        self.stats
+    }
+
+    /// Operations waiting for [`Session::complete_pending`].
+    pub fn pending_count(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Leaves the epoch protection until the next operation, so an unused session does not
+    /// hold back the log's memory.
+    pub fn idle(&mut self) {
+        self.guard = None;
+    }
+
+    /// Reads `key`'s value into `out` (replacing it): `Found`, `NotFound`, or `Pending` when
+    /// its record is on disk (the value comes from [`Session::complete_pending`]).
+    pub fn read(&mut self, key: &[u8], out: &mut Vec<u8>) -> Result<Status> {
+        let (serial, hash) = self.begin(key)?;
+        out.clear();
+        let kv = self.kv;
+        match self.run(|_, _, _| ops::read(kv, hash, key, out))? {
+            Ok(status) => Ok(status),
+            Err(start) => Ok(self.queue(serial, PendingOp::Read, key, hash, start)),
+        }
+    }
+
+    /// Writes `value` as `key`'s value, in place where its record is mutable and large enough.
+    /// Never pending.
+    pub fn upsert(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        let (_, hash) = self.begin(key)?;
+        let kv = self.kv;
+        match self.run(|g, _, _| ops::upsert(kv, g, hash, key, value))? {
+            Ok(()) => Ok(()),
+            Err(_) => unreachable_pending(),
+        }
+    }
+
+    /// Read-modify-write through the session's [`Functions`]: `Found` when the key had a value
+    /// (now updated), `NotFound` when it had none (now the initial value), `Pending` when its
+    /// record is on disk.
+    pub fn rmw(&mut self, key: &[u8], input: &F::Input) -> Result<Status> {
+        let (serial, hash) = self.begin(key)?;
+        let kv = self.kv;
+        match self.run(|g, f, s| ops::rmw(kv, g, f, (hash, key, input), s))? {
+            Ok(status) => Ok(status),
+            Err(start) => {
+                let op = PendingOp::Rmw(input.clone());
+                Ok(self.queue(serial, op, key, hash, start))
+            }
+        }
+    }
+
+    /// Deletes `key` (a tombstone): `Found` when it had a value, `NotFound`, or `Pending`.
+    pub fn delete(&mut self, key: &[u8]) -> Result<Status> {
+        let (serial, hash) = self.begin(key)?;
+        let kv = self.kv;
+        match self.run(|g, _, _| ops::delete(kv, g, hash, key))? {
+            Ok(status) => Ok(status),
+            Err(start) => Ok(self.queue(serial, PendingOp::Delete, key, hash, start)),
+        }
+    }
+
+    /// [`Session::read`], completing a disk read before it returns (never `Pending`).
+    pub fn read_blocking(&mut self, key: &[u8], out: &mut Vec<u8>) -> Result<Status> {
+        let (_, hash) = self.begin(key)?;
+        out.clear();
+        let kv = self.kv;
+        match self.run(|_, _, _| ops::read(kv, hash, key, out))? {
+            Ok(status) => Ok(status),
+            Err(start) => self.read_disk(key, start.address, out),
+        }
+    }
+
+    /// [`Session::rmw`], completing a disk read before it returns (never `Pending`).
+    pub fn rmw_blocking(&mut self, key: &[u8], input: &F::Input) -> Result<Status> {
+        let (_, hash) = self.begin(key)?;
+        let kv = self.kv;
+        match self.run(|g, f, s| ops::rmw(kv, g, f, (hash, key, input), s))? {
+            Ok(status) => Ok(status),
+            Err(start) => self.finish_rmw(key, hash, input, start),
+        }
+    }
+
+    /// [`Session::delete`], completing a disk read before it returns (never `Pending`).
+    pub fn delete_blocking(&mut self, key: &[u8]) -> Result<Status> {
+        let (_, hash) = self.begin(key)?;
+        let kv = self.kv;
+        match self.run(|g, _, _| ops::delete(kv, g, hash, key))? {
+            Ok(status) => Ok(status),
+            Err(start) => self.finish_delete(key, hash, start),
+        }
+    }
+
+    /// Completes every pending operation, in the order they were issued, reading their records
+    /// from the page nodes; a pending RMW or delete whose key changed meanwhile starts again
+    /// from the index (and completes here too). On an error the operations not yet completed
+    /// stay queued.
+    pub fn complete_pending(&mut self) -> Result<Vec<Completed>> {
+        let mut done = Vec::with_capacity(self.pending.len());
+        while let Some(p) = self.pending.pop_front() {
+            let mut value = Vec::new();
+            let result = match &p.op {
+                PendingOp::Read => self.read_disk(&p.key, p.start.address, &mut value),
+                PendingOp::Rmw(input) => self.finish_rmw(&p.key, p.hash, input, p.start),
+                PendingOp::Delete => self.finish_delete(&p.key, p.hash, p.start),
+            };
+            let status = match result {
+                Ok(status) => status,
+                Err(e) => {
+                    self.pending.push_front(p);
+                    return Err(e);
+                }
+            };
+            let kind = match p.op {
+                PendingOp::Read => OpKind::Read,
+                PendingOp::Rmw(_) => OpKind::Rmw,
+                PendingOp::Delete => OpKind::Delete,
+            };
+            done.push(Completed {
+                serial: p.serial,
+                kind,
+                status,
+                value,
+            });
+        }
+        Ok(done)
+    }
+
+    /// Numbers the operation, refreshes the protection every [`REFRESH_OPS`], checks the key.
+    fn begin(&mut self, key: &[u8]) -> Result<(u64, KeyHash)> {
+        if key.is_empty() {
+            return Err(Error::Record(RecordError::KeyEmpty));
+        }
+        let max = super::record::key_bytes_max(self.kv.page_bytes);
+        if key.len() > max {
+            let len = key.len();
+            return Err(Error::Record(RecordError::KeyTooLong { len, max }));
+        }
+        self.serial += 1;
+        self.since_refresh += 1;
+        if self.since_refresh >= REFRESH_OPS {
+            self.since_refresh = 0;
+            if let Some(g) = &mut self.guard {
+                g.refresh();
+            }
+        }
+        Ok((self.serial, KeyHash::of(key)))
+    }
+
+    /// Runs attempts until one is done (`Ok`) or must read the disk (`Err`).
+    fn run<T>(
+        &mut self,
+        mut attempt: impl FnMut(&EpochGuard<'kv>, &F, &mut Vec<u8>) -> Result<Attempt<T>>,
+    ) -> Result<Result<T, DiskStart>> {
+        let backoff = crossbeam_utils::Backoff::new();
+        loop {
+            let kv = self.kv;
+            let guard = self.guard.get_or_insert_with(|| kv.hlog.epoch.protect());
+            match attempt(guard, &self.functions, &mut self.scratch)? {
+                Attempt::Done(t) => return Ok(Ok(t)),
+                Attempt::Disk(start) => return Ok(Err(start)),
+                Attempt::Retry => {
+                    self.stats.retries += 1;
+                    backoff.snooze();
+                }
+                Attempt::RetryLater => {
+                    self.stats.retries_later += 1;
+                    // This session's own protection may be what holds safe_read_only back.
+                    guard.refresh();
+                    backoff.snooze();
+                }
+                Attempt::NeedRoom(page) => {
+                    self.stats.page_waits += 1;
+                    self.guard = None;
+                    kv.hlog.advance(page)?;
+                }
+            }
+        }
+    }
+
+    fn queue(
+        &mut self,
+        serial: u64,
+        op: PendingOp<F::Input>,
+        key: &[u8],
+        hash: KeyHash,
+        start: DiskStart,
+    ) -> Status {
+        self.pending.push_back(Pending {
+            serial,
+            op,
+            key: key.to_vec(),
+            hash,
+            start,
+        });
+        Status::Pending
+    }
+
+    fn note_disk_read(&mut self) {
+        self.stats.disk_reads += 1;
+        self.kv
+            .ops_pending
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn read_disk(&mut self, key: &[u8], address: u64, out: &mut Vec<u8>) -> Result<Status> {
+        self.note_disk_read();
+        out.clear();
+        Ok(match ops::find_on_disk(self.kv, key, address)? {
+            OnDisk::Value(v) => {
+                out.extend_from_slice(&v);
+                Status::Found
+            }
+            OnDisk::Absent | OnDisk::Deleted => Status::NotFound,
+        })
+    }
+
+    /// A pending RMW from `start`: read the disk, then update if the entry is unchanged, or
+    /// start again (KO5) — as often as the key keeps changing under it.
+    fn finish_rmw(
+        &mut self,
+        key: &[u8],
+        hash: KeyHash,
+        input: &F::Input,
+        mut start: DiskStart,
+    ) -> Result<Status> {
+        let kv = self.kv;
+        loop {
+            self.note_disk_read();
+            let found = ops::find_on_disk(kv, key, start.address)?;
+            let args = (hash, key, input);
+            match self.run(|g, f, s| ops::finish_rmw(kv, g, f, args, (&start, &found), s))? {
+                Ok(status) => return Ok(status),
+                Err(again) => start = again,
+            }
+        }
+    }
+
+    /// A pending delete from `start` (KO5).
+    fn finish_delete(&mut self, key: &[u8], hash: KeyHash, mut start: DiskStart) -> Result<Status> {
+        let kv = self.kv;
+        loop {
+            self.note_disk_read();
+            let found = ops::find_on_disk(kv, key, start.address)?;
+            match self.run(|g, _, _| ops::finish_delete(kv, g, (hash, key), (&start, &found)))? {
+                Ok(status) => return Ok(status),
+                Err(again) => start = again,
+            }
+        }
+    }
+}
+
+impl<F: Functions> Drop for Session<'_, F> {
+    fn drop(&mut self) {
+        self.kv
+            .ops_total
+            .fetch_add(self.serial, std::sync::atomic::Ordering::Relaxed);
+        if !self.pending.is_empty() {
+            tracing::warn!(
+                pending = self.pending.len(),
+                "a FasterKV session dropped with operations pending: they were not applied"
+            );
+        }
+    }
+}
+
+/// Upserts never read the disk.
+fn unreachable_pending() -> Result<()> {
+    Err(Error::InvalidArgument(
+        "internal: an upsert went to disk".into(),
+    ))
+}

@@ -1,0 +1,202 @@
+//! The FasterKV store: the hash index and the hybrid log on a runtime, its flusher thread, and
+//! the sessions that operate on it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::thread::JoinHandle;
+
+use vellum::runtime::{CommitPolicy, DurableRuntime, RootClaim};
+
+use super::hlog::{HybridLog, LOG_BEGIN};
+use super::index::HashIndex;
+use super::options::KvOptions;
+use super::{Functions, Session};
+use crate::{Error, Result};
+
+/// Root names of FasterKV stores begin with this (the root is claimed while the store is open).
+pub const KV_ROOT_PREFIX: &str = "faster-kv:";
+
+/// The longest store name, so that the root name fits the runtime's 47 bytes.
+const NAME_BYTES_MAX: usize = 47 - KV_ROOT_PREFIX.len();
+
+/// What the sessions share.
+#[derive(Debug)]
+pub(crate) struct KvInner {
+    pub(crate) index: HashIndex,
+    pub(crate) hlog: HybridLog,
+    pub(crate) page_bytes: u32,
+    /// Operations that went to disk, over all sessions.
+    pub(crate) ops_pending: AtomicU64,
+    /// Operations begun, over all sessions.
+    pub(crate) ops_total: AtomicU64,
+}
+
+/// A FasterKV store: a concurrent key-value store of byte-string keys and values whose records
+/// live in a hybrid log (recent pages in memory, older pages as runtime nodes) under a hash
+/// index in memory.
+///
+/// Operations go through a [`Session`], one per thread. The store keeps no checkpoint yet:
+/// what it holds is lost when it closes (checkpoints and recovery are the next issue), and its
+/// page nodes are retired then.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// use std::sync::Arc;
+/// use vellum::runtime::{DurableRuntime, RuntimeOptions};
+/// use vellum_faster::kv::{AddU64, FasterKv, KvOptions, Status};
+///
+/// let options = RuntimeOptions { create_if_missing: true, ..RuntimeOptions::default() };
+/// let rt = Arc::new(DurableRuntime::open(dir.path(), options)?);
+/// let kv = FasterKv::open(rt, "counters", KvOptions::default())?;
+/// let mut session = kv.session(AddU64);
+/// session.upsert(b"apples", &3u64.to_le_bytes())?;
+/// assert_eq!(session.rmw(b"apples", &4)?, Status::Found);
+/// assert_eq!(session.rmw(b"pears", &1)?, Status::NotFound); // created with the input
+/// let mut value = Vec::new();
+/// assert_eq!(session.read(b"apples", &mut value)?, Status::Found);
+/// assert_eq!(value, 7u64.to_le_bytes());
+/// drop(session);
+/// kv.close()?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct FasterKv {
+    inner: Arc<KvInner>,
+    flusher: Option<JoinHandle<()>>,
+    name: String,
+    _claim: RootClaim,
+}
+
+/// Where a store's addresses and counters stand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvStats {
+    /// The log's first address.
+    pub begin: u64,
+    /// Records below this are read from page nodes.
+    pub head: u64,
+    /// Records below this are immutable.
+    pub safe_read_only: u64,
+    /// Records at or above this are updated in place.
+    pub read_only: u64,
+    /// The next record's address.
+    pub tail: u64,
+    /// Bytes of log written as page nodes.
+    pub flushed: u64,
+    /// Page nodes written.
+    pub pages_flushed: u64,
+    /// Final index entries.
+    pub index_entries: u64,
+    /// Operations of the sessions dropped so far (a session adds its count when dropped, so
+    /// that counting costs no shared write per operation).
+    pub ops_total: u64,
+    /// Operations that read the disk, over all sessions (counted as they happen).
+    pub ops_pending: u64,
+}
+
+impl FasterKv {
+    /// Opens an empty store `name` (1 to 37 bytes) on `rt`, claiming its root name for as long
+    /// as the store is open. Starts the flusher thread, which writes each page the read-only
+    /// boundary passes as one runtime node.
+    pub fn open(rt: Arc<DurableRuntime>, name: &str, options: KvOptions) -> Result<FasterKv> {
+        options.validate()?;
+        if name.is_empty() || name.len() > NAME_BYTES_MAX {
+            return Err(Error::InvalidArgument(format!(
+                "store names are 1 to {NAME_BYTES_MAX} bytes, got {}",
+                name.len()
+            )));
+        }
+        let claim = rt.claim_root(&format!("{KV_ROOT_PREFIX}{name}"))?;
+        let index = HashIndex::new(&options.index)?;
+        let hlog = HybridLog::new(
+            rt,
+            name,
+            options.page_bytes,
+            options.memory_pages(),
+            options.mutable_pages(),
+        );
+        let inner = Arc::new(KvInner {
+            index,
+            hlog,
+            page_bytes: options.page_bytes,
+            ops_pending: AtomicU64::new(0),
+            ops_total: AtomicU64::new(0),
+        });
+        let flusher = {
+            let inner = Arc::clone(&inner);
+            std::thread::Builder::new()
+                .name(format!("faster-kv-flush-{name}"))
+                .spawn(move || inner.hlog.run_flusher())
+                .map_err(|e| Error::InvalidArgument(format!("cannot start the flusher: {e}")))?
+        };
+        Ok(FasterKv {
+            inner,
+            flusher: Some(flusher),
+            name: name.to_owned(),
+            _claim: claim,
+        })
+    }
+
+    /// A session for this thread, with `functions` for its RMWs. Sessions are cheap; each holds
+    /// the store's epoch protection between its operations (see [`Session`]).
+    pub fn session<F: Functions>(&self, functions: F) -> Session<'_, F> {
+        Session::new(&self.inner, functions)
+    }
+
+    /// The store's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Where the log's addresses and the counters stand.
+    pub fn stats(&self) -> KvStats {
+        let (kv, log) = (&*self.inner, &self.inner.hlog);
+        KvStats {
+            begin: LOG_BEGIN,
+            head: log.head(),
+            safe_read_only: log.safe_read_only(),
+            read_only: log.read_only(),
+            tail: log.tail(),
+            flushed: log.flushed(),
+            pages_flushed: log.flushed_pages(),
+            index_entries: kv.index.entry_count(),
+            ops_total: kv.ops_total.load(Relaxed),
+            ops_pending: kv.ops_pending.load(Relaxed),
+        }
+    }
+
+    /// Stops the flusher and retires the page nodes (one transaction); the store's data is gone.
+    pub fn close(mut self) -> Result<()> {
+        self.shut_down()
+    }
+
+    fn shut_down(&mut self) -> Result<()> {
+        let Some(flusher) = self.flusher.take() else {
+            return Ok(());
+        };
+        self.inner.hlog.stop_flusher();
+        if flusher.join().is_err() {
+            return Err(Error::FlushFailed("the flusher thread panicked".into()));
+        }
+        let nodes = self.inner.hlog.page_nodes();
+        if nodes.is_empty() {
+            return Ok(());
+        }
+        let rt = self.inner.hlog.runtime();
+        let mut txn = rt.begin();
+        for id in nodes {
+            txn.retire(id)?;
+        }
+        txn.commit_with(CommitPolicy::Eventual)?;
+        Ok(())
+    }
+}
+
+impl Drop for FasterKv {
+    fn drop(&mut self) {
+        if let Err(e) = self.shut_down() {
+            tracing::error!(store = %self.name, %e, "closing a FasterKV store failed");
+        }
+    }
+}
