@@ -17,6 +17,8 @@
 //! - [`inspect`]: read-only `fsck` and `dump` of a store's files, and the [`inspect::Plugin`]
 //!   trait through which a structure's crate checks and dumps the nodes its roots name;
 //! - [`codec`]: CRC32C and explicit little-endian encoding, for structures' own formats;
+//! - [`words`]: large zeroed arrays of atomic words on huge pages, for structures' in-memory
+//!   state (FasterKV's index and page ring);
 //! - [`Error`] and its parts: every failure, with corruption reported as file, offset and kind.
 //!
 //! The layers below the runtime (`log`, `meta`, `checkpoint`, `alloc`, `object_table`,
@@ -113,6 +115,7 @@ internal_layer!(
     resolve
 );
 pub mod runtime;
+pub mod words;
 
 pub use error::{Corruption, CorruptionKind, Error, IoOp, Result};
 

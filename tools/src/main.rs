@@ -16,6 +16,7 @@ mod durable_bench;
 mod footprint;
 mod fsck;
 mod group_commit;
+mod kv_bench;
 mod log_bench;
 mod raw_sync;
 
@@ -64,6 +65,9 @@ enum BenchKind {
     /// and thread count, against the raw write+fdatasync rate; then a reopen that checks every
     /// key's last acknowledged content.
     Durable(Box<durable_bench::DurableArgs>),
+    /// FasterKV: YCSB workloads A, B, C and F, uniform and Zipfian keys, 1 and 2 threads, in
+    /// memory and with a tenth of the data in memory; then every key's final value checked.
+    Kv(Box<kv_bench::KvBenchArgs>),
 }
 
 fn main() -> ExitCode {
@@ -95,6 +99,10 @@ fn main() -> ExitCode {
             which: Some(BenchKind::Durable(args)),
             ..
         } => durable_bench::run(&args),
+        Command::Bench {
+            which: Some(BenchKind::Kv(args)),
+            ..
+        } => kv_bench::run(&args),
         Command::Compact(args) => compact::run(&args),
     };
     match result {

@@ -160,8 +160,8 @@ impl FasterLog {
         let claim = rt.claim_root(&root)?;
         let page_bytes = u64::from(options.page_bytes);
         let slots: Box<[Arc<Slot>]> = (0..options.memory_pages)
-            .map(|_| Arc::new(Slot::new(options.page_bytes)))
-            .collect();
+            .map(|_| Slot::new(options.page_bytes).map(Arc::new))
+            .collect::<Result<_, _>>()?;
         let mut state = State::default();
         if let Some(id) = rt.root(&root) {
             let meta = Meta::decode(&rt.read(id)?, &root)?;

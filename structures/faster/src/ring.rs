@@ -17,6 +17,8 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 
+use vellum::words::AtomicWords;
+
 /// One slot of the ring.
 #[derive(Debug)]
 pub(crate) struct Slot {
@@ -24,16 +26,18 @@ pub(crate) struct Slot {
     pub resident: AtomicU64,
     /// May be given to a new page.
     pub reusable: AtomicBool,
-    words: Box<[AtomicU64]>,
+    /// Zeroed by the kernel and on huge pages where it allows (`vellum::words`).
+    words: AtomicWords,
 }
 
 impl Slot {
-    pub fn new(page_bytes: u32) -> Slot {
-        Slot {
+    /// A slot of `page_bytes` zero bytes; fails only if the memory cannot be mapped.
+    pub fn new(page_bytes: u32) -> vellum::Result<Slot> {
+        Ok(Slot {
             resident: AtomicU64::new(0),
             reusable: AtomicBool::new(true),
-            words: (0..page_bytes / 8).map(|_| AtomicU64::new(0)).collect(),
-        }
+            words: AtomicWords::zeroed(page_bytes as usize / 8)?,
+        })
     }
 
     /// True while the slot holds `page`.

@@ -113,16 +113,16 @@ impl HybridLog {
         page_bytes: u32,
         memory_pages: u64,
         mutable_pages: u64,
-    ) -> HybridLog {
+    ) -> Result<HybridLog> {
         let slots: Box<[Arc<Slot>]> = (0..memory_pages)
-            .map(|_| Arc::new(Slot::new(page_bytes)))
-            .collect();
+            .map(|_| Slot::new(page_bytes).map(Arc::new))
+            .collect::<Result<_, _>>()?;
         let closed_at = (0..memory_pages)
             .map(|_| AtomicU64::new(u64::from(page_bytes)))
             .collect();
         slots[0].reusable.store(false, SeqCst);
         slots[0].resident.store(1, SeqCst);
-        HybridLog {
+        Ok(HybridLog {
             rt,
             name: name.to_owned(),
             page_shift: page_bytes.trailing_zeros(),
@@ -140,7 +140,7 @@ impl HybridLog {
             epoch: Epoch::new(),
             advance_lock: Mutex::new(()),
             pages: RwLock::new(Vec::new()),
-        }
+        })
     }
 
     pub(crate) fn page_bytes(&self) -> u64 {

@@ -45,6 +45,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use super::hash::{KeyHash, TAG_BITS};
 use super::overflow::OverflowAllocator;
 use crate::epoch::EpochGuard;
+use vellum::words::AtomicWords;
 
 pub use super::overflow::{
     PAGE_BUCKETS as OVERFLOW_PAGE_BUCKETS, PAGE_BYTES as OVERFLOW_PAGE_BYTES,
@@ -94,7 +95,8 @@ const _: () = assert!(ADDRESS_MASK | ENTRY_TAG_MASK | TENTATIVE_BIT | RESERVED_B
 const _: () = assert!(RESERVED_BIT == 1 << 63);
 // I2: a bucket is one aligned cache line.
 const _: () = assert!(size_of::<Bucket>() == BUCKET_BYTES && BUCKET_BYTES == 64);
-const _: () = assert!(align_of::<Bucket>() == 64);
+// (Alignment: main buckets and overflow pages are page-aligned `AtomicWords`, so every bucket
+// starts a 64-byte line; a test checks it.)
 const _: () = assert!(CHUNK_BYTES == 64 << 10);
 // The bucket bits (at most 40) and the tag bits (the top 14) of a hash are disjoint.
 const _: () = assert!(BUCKET_COUNT_MAX.trailing_zeros() + TAG_BITS <= 64);
@@ -130,6 +132,14 @@ pub enum IndexError {
     OverflowExhausted {
         /// The index's `overflow_pages_max`.
         pages_max: u64,
+    },
+    /// The main table's memory could not be mapped.
+    #[error("the index's main table of {bytes} bytes cannot be mapped: {reason}")]
+    TableUnavailable {
+        /// Its size.
+        bytes: u64,
+        /// The system's answer.
+        reason: String,
     },
     /// `from_chunks` was given a different number of chunks than the table has.
     #[error("{actual} chunk images given, the table has {expected}")]
@@ -240,24 +250,33 @@ impl IndexEntry {
     }
 }
 
-/// A bucket: 7 entry slots and an overflow pointer in one cache line (invariant 2).
-#[repr(align(64))]
-pub(crate) struct Bucket(pub(super) [AtomicU64; BUCKET_WORDS]);
+/// A bucket: 7 entry slots and an overflow pointer in one cache line (invariant 2): main buckets
+/// lie in one page-aligned [`AtomicWords`] table, so each starts a 64-byte line.
+pub(crate) type Bucket = [AtomicU64; BUCKET_WORDS];
 
-impl Bucket {
-    /// An empty bucket.
-    pub(super) fn new() -> Bucket {
-        Bucket([const { AtomicU64::new(0) }; BUCKET_WORDS])
-    }
-
+/// What a bucket's words mean.
+pub(crate) trait BucketWords {
     /// The entry slots.
+    fn slots(&self) -> &[AtomicU64];
+    /// True when every slot is free.
+    fn all_free(&self) -> bool;
+    /// Stores 0 in every word (an overflow bucket being reused; nobody else can reach it).
+    fn zero(&self);
+}
+
+impl BucketWords for Bucket {
     fn slots(&self) -> &[AtomicU64] {
-        &self.0[..ENTRIES_PER_BUCKET]
+        &self[..ENTRIES_PER_BUCKET]
     }
 
-    /// True when every slot is free.
-    fn is_empty(&self) -> bool {
+    fn all_free(&self) -> bool {
         self.slots().iter().all(|s| s.load(Relaxed) == 0)
+    }
+
+    fn zero(&self) {
+        for w in self {
+            w.store(0, Relaxed);
+        }
     }
 }
 
@@ -384,12 +403,15 @@ pub struct OverflowStats {
 
 /// A chunk of main buckets with its dirty flag (invariant 6).
 struct Chunk {
-    buckets: Box<[Bucket]>,
     dirty: AtomicBool,
 }
 
 /// The hash index.
 pub struct HashIndex {
+    /// The main buckets, `bucket_count * 8` words.
+    table: AtomicWords,
+    /// Buckets per chunk.
+    chunk_buckets: usize,
     chunks: Box<[Chunk]>,
     bucket_mask: u64,
     overflow: OverflowAllocator,
@@ -423,11 +445,18 @@ impl HashIndex {
         let chunk_buckets = bucket_count.min(CHUNK_BUCKETS);
         let chunks = (0..bucket_count.div_ceil(CHUNK_BUCKETS))
             .map(|_| Chunk {
-                buckets: (0..chunk_buckets).map(|_| Bucket::new()).collect(),
                 dirty: AtomicBool::new(false),
             })
             .collect();
+        let table = AtomicWords::zeroed(bucket_count * BUCKET_WORDS).map_err(|e| {
+            IndexError::TableUnavailable {
+                bytes: bucket_count as u64 * BUCKET_BYTES as u64,
+                reason: e.to_string(),
+            }
+        })?;
         Ok(HashIndex {
+            table,
+            chunk_buckets,
             chunks,
             bucket_mask: options.bucket_count - 1,
             overflow,
@@ -444,16 +473,29 @@ impl HashIndex {
         self.bucket_mask
     }
 
+    /// Every main bucket.
+    fn buckets(&self) -> &[Bucket] {
+        self.table.as_chunks::<BUCKET_WORDS>().0
+    }
+
+    /// The main buckets of chunk `c`. Panics if `c >= chunk_count()`.
+    fn chunk_buckets(&self, c: usize) -> &[Bucket] {
+        let first = c * self.chunk_buckets;
+        &self.buckets()[first..first + self.chunk_buckets]
+    }
+
     /// The main bucket of `hash` and its chunk's dirty flag.
     fn main_bucket(&self, hash: KeyHash) -> (&Bucket, &AtomicBool) {
         let bucket = hash.bucket(self.bucket_mask);
-        let chunk = &self.chunks[bucket / CHUNK_BUCKETS];
-        (&chunk.buckets[bucket % CHUNK_BUCKETS], &chunk.dirty)
+        (
+            &self.buckets()[bucket],
+            &self.chunks[bucket / CHUNK_BUCKETS].dirty,
+        )
     }
 
     /// The bucket after `bucket` in its chain, reading the pointer once with `order`.
     fn next_in_chain(&self, bucket: &Bucket, order: Ordering) -> Option<&Bucket> {
-        let pointer = bucket.0[OVERFLOW_WORD].load(order);
+        let pointer = bucket[OVERFLOW_WORD].load(order);
         if pointer == 0 {
             return None;
         }
@@ -566,10 +608,10 @@ impl HashIndex {
     ) -> Result<Option<&'a AtomicU64>, IndexError> {
         let (index, bucket) = self.overflow.alloc()?;
         // Published by the SeqCst CAS below.
-        bucket.0[0].store(tentative.0, Relaxed);
+        bucket[0].store(tentative.0, Relaxed);
         // I5: chains grow only at their end, from pointer 0.
-        match last.0[OVERFLOW_WORD].compare_exchange(0, index + 1, SeqCst, SeqCst) {
-            Ok(_) => Ok(Some(&bucket.0[0])),
+        match last[OVERFLOW_WORD].compare_exchange(0, index + 1, SeqCst, SeqCst) {
+            Ok(_) => Ok(Some(&bucket[0])),
             Err(_) => {
                 // Never published: nobody else can reach it.
                 self.overflow.free(index);
@@ -613,7 +655,7 @@ impl HashIndex {
     /// Calls `f` with the main bucket and a reference of every final entry, chunk by chunk.
     pub fn for_each_entry<'a>(&'a self, mut f: impl FnMut(usize, EntryRef<'a>)) {
         for (c, chunk) in self.chunks.iter().enumerate() {
-            for (b, main) in chunk.buckets.iter().enumerate() {
+            for (b, main) in self.chunk_buckets(c).iter().enumerate() {
                 for slot in self.chain(main, Acquire).flat_map(Bucket::slots) {
                     let entry = IndexEntry(slot.load(Acquire));
                     if !entry.is_free() && !entry.is_tentative() {
@@ -628,8 +670,8 @@ impl HashIndex {
     /// Occupied slots: `(final, tentative)`. Walks the whole index.
     fn slot_counts(&self) -> (u64, u64) {
         let (mut finals, mut tentatives) = (0, 0);
-        for chunk in self.chunks.iter() {
-            for main in chunk.buckets.iter() {
+        for main in self.buckets() {
+            {
                 for slot in self.chain(main, Acquire).flat_map(Bucket::slots) {
                     let entry = IndexEntry(slot.load(Acquire));
                     finals += u64::from(!entry.is_free() && !entry.is_tentative());
@@ -654,8 +696,10 @@ impl HashIndex {
     /// Exclusive access (I5) means no thread is in the index and no [`EntryRef`] is alive.
     pub fn compact_chains(&mut self) -> u64 {
         let mut freed = 0;
-        for chunk in self.chunks.iter() {
-            let chunk_freed: u64 = chunk.buckets.iter().map(|m| self.unlink_empty(m)).sum();
+        for (c, chunk) in self.chunks.iter().enumerate() {
+            let chunk_freed: u64 = (self.chunk_buckets(c).iter())
+                .map(|m| self.unlink_empty(m))
+                .sum();
             if chunk_freed > 0 {
                 chunk.dirty.store(true, Release); // I6.
             }
@@ -669,10 +713,10 @@ impl HashIndex {
         let mut freed = 0;
         let mut prev = main;
         while let Some(next) = self.next_in_chain(prev, Relaxed) {
-            if next.is_empty() {
-                let index = prev.0[OVERFLOW_WORD].load(Relaxed) - 1;
-                let after = next.0[OVERFLOW_WORD].load(Relaxed);
-                prev.0[OVERFLOW_WORD].store(after, Relaxed);
+            if next.all_free() {
+                let index = prev[OVERFLOW_WORD].load(Relaxed) - 1;
+                let after = next[OVERFLOW_WORD].load(Relaxed);
+                prev[OVERFLOW_WORD].store(after, Relaxed);
                 self.overflow.free(index);
                 freed += 1;
             } else {
@@ -704,7 +748,7 @@ impl HashIndex {
     /// is one that slot held during the copy (a deleted and re-created tag may then show twice,
     /// and tentative entries may show). Panics if `chunk >= chunk_count()`.
     pub fn chunk_words(&self, chunk: usize) -> Vec<u64> {
-        let buckets = &self.chunks[chunk].buckets;
+        let buckets = self.chunk_buckets(chunk);
         let mut image = Vec::with_capacity(buckets.len() * BUCKET_WORDS);
         let mut overflow_image = Vec::new();
         let mut overflow_buckets = 0;
@@ -756,7 +800,7 @@ impl HashIndex {
 
     /// Stores one chunk image into an index nobody else uses yet.
     fn load_chunk(&self, chunk: usize, words: &[u64]) -> Result<(), IndexError> {
-        let buckets = &self.chunks[chunk].buckets;
+        let buckets = self.chunk_buckets(chunk);
         let mut load = ChunkLoad {
             chunk,
             words,
@@ -810,7 +854,7 @@ impl HashIndex {
                 return Err(load.corrupt(at + OVERFLOW_WORD, defect));
             }
             let (index, next) = self.overflow.alloc()?;
-            bucket.0[OVERFLOW_WORD].store(index + 1, Relaxed);
+            bucket[OVERFLOW_WORD].store(index + 1, Relaxed);
             load.overflow_loaded += 1;
             bucket = next;
             at = next_at;
@@ -952,9 +996,10 @@ mod tests {
     #[test]
     fn buckets_are_aligned_cache_lines() {
         let idx = index(2048, 1);
-        for chunk in idx.chunks.iter() {
+        for c in 0..idx.chunk_count() {
+            let chunk = idx.chunk_buckets(c);
             for b in [0, 1, 1023] {
-                assert_eq!(std::ptr::from_ref(&chunk.buckets[b]) as usize % 64, 0);
+                assert_eq!(std::ptr::from_ref(&chunk[b]) as usize % 64, 0);
             }
         }
         let (_, bucket) = idx.overflow.alloc().unwrap();
@@ -1000,7 +1045,7 @@ mod tests {
             assert_eq!(idx.bucket_count(), bucket_count);
             assert_eq!(idx.bucket_mask(), bucket_count - 1);
             assert_eq!(idx.chunk_count(), chunks);
-            assert_eq!(idx.chunks[0].buckets.len(), chunk_buckets);
+            assert_eq!(idx.chunk_buckets(0).len(), chunk_buckets);
             assert_eq!(idx.memory_bytes(), bucket_count * 64);
         }
     }
@@ -1060,12 +1105,12 @@ mod tests {
         let epoch = Epoch::new();
         let idx = index(1, 0);
         let tentative = IndexEntry::new(ADDRESS_UNSET, 9, true);
-        idx.chunks[0].buckets[0].0[0].store(tentative.word(), SeqCst);
+        idx.chunk_buckets(0)[0][0].store(tentative.word(), SeqCst);
         assert!(idx.find(h(9, 0)).is_none());
         assert_eq!((idx.entry_count(), idx.tentative_count()), (0, 1));
         put(&idx, &epoch, 4, 0, 40);
         assert_eq!(
-            idx.chunks[0].buckets[0].0[1].load(SeqCst),
+            idx.chunk_buckets(0)[0][1].load(SeqCst),
             IndexEntry::new(40, 4, false).word()
         );
         let mut seen = Vec::new();
@@ -1251,7 +1296,7 @@ mod tests {
         assert_eq!(address_of(&copy, 2, 0), None);
         assert_eq!(address_of(&copy, 7, 0), None);
         assert_eq!(address_of(&copy, 8, 0), Some(58));
-        assert_eq!(copy.chunks[0].buckets[0].0[2].load(SeqCst), 0);
+        assert_eq!(copy.chunk_buckets(0)[0][2].load(SeqCst), 0);
     }
 
     #[test]

@@ -18,13 +18,13 @@
 //! 4. A bucket handed out has all eight words 0: fresh pages are zero, and a bucket taken from
 //!    the free list is zeroed first.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 
-use super::index::{BUCKET_BYTES, Bucket, IndexError};
+use super::index::{BUCKET_BYTES, BUCKET_WORDS, Bucket, BucketWords, IndexError};
 use crate::epoch::Epoch;
+use vellum::words::AtomicWords;
 
 /// Buckets per overflow page.
 pub const PAGE_BUCKETS: u64 = 512;
@@ -43,7 +43,7 @@ const _: () = assert!(PAGES_MAX_LIMIT * PAGE_BUCKETS < 1 << 48);
 /// Overflow buckets: a page directory, a bump pointer and a free list.
 pub(crate) struct OverflowAllocator {
     /// One slot per possible page, set once (invariant 1).
-    pages: Box<[OnceLock<Box<[Bucket]>>]>,
+    pages: Box<[OnceLock<AtomicWords>]>,
     /// The next never-used bucket index (invariant 2).
     next: Mutex<u64>,
     /// Freed buckets; shared with deferred epoch actions (invariant 3).
@@ -106,10 +106,28 @@ impl OverflowAllocator {
                 pages_max: self.pages_max(),
             });
         };
-        // I1: the page exists before its first bucket is handed out.
-        let page = slot.get_or_init(|| (0..PAGE_BUCKETS).map(|_| Bucket::new()).collect());
+        // I1: the page exists before its first bucket is handed out (made under `next`'s lock,
+        // so no other thread sets it).
+        if slot.get().is_none() {
+            let words = PAGE_BUCKETS as usize * BUCKET_WORDS;
+            let page = AtomicWords::zeroed(words).map_err(|e| IndexError::TableUnavailable {
+                bytes: PAGE_BYTES,
+                reason: e.to_string(),
+            })?;
+            if slot.set(page).is_err() {
+                debug_assert!(
+                    false,
+                    "I1: page {page_no} set twice",
+                    page_no = index / PAGE_BUCKETS
+                );
+            }
+        }
         *next = index + 1;
-        Ok((index, &page[(index % PAGE_BUCKETS) as usize]))
+        self.bucket(index)
+            .map(|b| (index, b))
+            .ok_or(IndexError::OverflowExhausted {
+                pages_max: self.pages_max(),
+            })
     }
 
     /// Returns `index` for reuse at once. The caller guarantees that no other thread can reach
@@ -137,7 +155,9 @@ impl OverflowAllocator {
     /// The bucket `index`, or `None` if no page holds it (never for a handed-out bucket, I1).
     pub fn bucket(&self, index: u64) -> Option<&Bucket> {
         let page = self.pages.get((index / PAGE_BUCKETS) as usize)?.get()?;
-        page.get((index % PAGE_BUCKETS) as usize)
+        page.as_chunks::<BUCKET_WORDS>()
+            .0
+            .get((index % PAGE_BUCKETS) as usize)
     }
 
     /// Buckets handed out and not freed (a bucket pending a deferred free counts as handed out).
@@ -162,22 +182,13 @@ impl OverflowAllocator {
     }
 }
 
-impl Bucket {
-    /// Stores 0 in every word; only for a bucket nobody else can reach (invariant 4).
-    fn zero(&self) {
-        for word in &self.0 {
-            word.store(0, Relaxed);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::atomic::Ordering::SeqCst;
 
     fn words(bucket: &Bucket) -> Vec<u64> {
-        bucket.0.iter().map(|w| w.load(SeqCst)).collect()
+        bucket.iter().map(|w| w.load(SeqCst)).collect()
     }
 
     #[test]
@@ -238,7 +249,7 @@ mod tests {
         let i = a.alloc().unwrap().0;
         let _other = a.alloc().unwrap().0;
         let b = a.bucket(i).unwrap();
-        for (n, w) in b.0.iter().enumerate() {
+        for (n, w) in b.iter().enumerate() {
             w.store(n as u64 + 100, SeqCst);
         }
         a.free(i);
@@ -257,7 +268,7 @@ mod tests {
         let epoch = Epoch::new();
         let a = OverflowAllocator::new(1).unwrap();
         let i = a.alloc().unwrap().0;
-        a.bucket(i).unwrap().0[3].store(42, SeqCst);
+        a.bucket(i).unwrap()[3].store(42, SeqCst);
         let reader = epoch.protect();
         a.free_deferred(i, &epoch);
         assert_eq!(epoch.pending(), 1);
@@ -266,7 +277,7 @@ mod tests {
         // While the reader is inside, the bucket is neither reused nor zeroed.
         let fresh = a.alloc().unwrap().0;
         assert_eq!(fresh, 1);
-        assert_eq!(a.bucket(i).unwrap().0[3].load(SeqCst), 42);
+        assert_eq!(a.bucket(i).unwrap()[3].load(SeqCst), 42);
         // A guard entered after the free does not hold it back.
         let late = epoch.protect();
         assert_eq!(epoch.drain(), 0);

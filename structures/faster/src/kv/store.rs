@@ -115,7 +115,7 @@ impl FasterKv {
             options.page_bytes,
             options.memory_pages(),
             options.mutable_pages(),
-        );
+        )?;
         let inner = Arc::new(KvInner {
             index,
             hlog,
@@ -142,6 +142,11 @@ impl FasterKv {
     /// the store's epoch protection between its operations (see [`Session`]).
     pub fn session<F: Functions>(&self, functions: F) -> Session<'_, F> {
         Session::new(&self.inner, functions)
+    }
+
+    /// The runtime the store's page nodes live on.
+    pub fn runtime(&self) -> &Arc<DurableRuntime> {
+        self.inner.hlog.runtime()
     }
 
     /// The store's name.
