@@ -45,6 +45,12 @@ pub fn peak_resident_bytes() -> Option<u64> {
     resident_field_bytes(&status, "VmHWM:")
 }
 
+/// Starts a new peak: `VmHWM` falls to the current resident size (writing `5` to
+/// `/proc/self/clear_refs`); false where the kernel does not allow it.
+pub fn reset_peak_resident() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
 /// A `/proc/<pid>/status` field given in kB, in bytes.
 fn resident_field_bytes(status: &str, field: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with(field))?;

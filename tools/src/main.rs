@@ -1,7 +1,8 @@
 //! The `vellum` command-line tool.
 //!
-//! `vellum bench` is the project's main job: the runtime's commit workload under each policy,
-//! then a reopen that verifies every acknowledged commit. `vellum bench group-commit` measures the
+//! `vellum bench` is the project's main job: FasterKV's YCSB workloads (`vellum bench kv`), then
+//! the runtime's commit workload under each policy and a reopen that verifies every acknowledged
+//! commit. `vellum bench group-commit` measures the
 //! delta log's group commit alone, `vellum bench log` FasterLog's appends, commits and tailing
 //! reads, and `vellum bench durable` durable commits of batches of updates to a store of many
 //! small nodes. `vellum compact DIR` compacts a store offline, `vellum fsck DIR` checks a store

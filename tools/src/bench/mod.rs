@@ -1,5 +1,5 @@
-//! `vellum bench`: durable commits of batches of small updates (`vellum bench durable` at a short
-//! length), then the runtime's commit workload for each policy, a reopen that verifies every
+//! `vellum bench`: FasterKV's YCSB workloads (`vellum bench kv`), durable commits of batches of
+//! small updates (`vellum bench durable` at a short length), then the runtime's commit workload for each policy, a reopen that verifies every
 //! acknowledged commit, a recovery measurement, and a summary of what the run showed and what it
 //! left on disk.
 //!
@@ -149,7 +149,15 @@ pub fn run(args: &BenchArgs) -> Result<(), BoxError> {
             "--threads, --commits, --eventual-commits and --node-bytes must be positive".into(),
         );
     }
-    // Durable commits of 100 small updates first (`vellum bench durable` at a short length).
+    // FasterKV first (`vellum bench kv` with its defaults).
+    let kv = crate::kv_bench::report(&crate::kv_bench::KvBenchArgs::defaults(
+        &args.dir, args.quick,
+    ))?;
+    for line in kv {
+        println!("{line}");
+    }
+    println!();
+    // Durable commits of 100 small updates next (`vellum bench durable` at a short length).
     let durable = crate::durable_bench::run_short(&args.dir, args.quick)?;
     for line in durable.lines() {
         println!("{line}");

@@ -20,7 +20,7 @@ use vellum_faster::kv::{FasterKv, KvOptions};
 
 use self::keys::{Distribution, KeyChooser, Zipf};
 use self::run::{RunSpec, Workload};
-use crate::footprint::peak_resident_bytes;
+use crate::footprint::{peak_resident_bytes, reset_peak_resident};
 use crate::group_commit::BoxError;
 
 /// The folder of `--dir` the bench owns: emptied at the start of each run.
@@ -102,6 +102,23 @@ fn kv_options(keys: u64, value_bytes: usize, memory: Memory) -> KvOptions {
         page_bytes: page_bytes as u32,
         log_memory_bytes_max: memory_bytes,
         mutable_percent: 90,
+    }
+}
+
+impl KvBenchArgs {
+    /// The defaults of `vellum bench kv`, as the main job runs it.
+    pub fn defaults(dir: &Path, quick: bool) -> KvBenchArgs {
+        KvBenchArgs {
+            dir: dir.to_path_buf(),
+            keys: None,
+            ops: None,
+            threads: vec![1, 2],
+            workloads: vec![Workload::A, Workload::B, Workload::C, Workload::F],
+            distributions: vec![Distribution::Uniform, Distribution::Zipf],
+            value_bytes: vec![8, 100],
+            memory: vec![Memory::All, Memory::Tenth],
+            quick,
+        }
     }
 }
 
@@ -201,6 +218,7 @@ impl StoreRun<'_> {
             create_if_missing: true,
             ..RuntimeOptions::default()
         };
+        let peak_is_this_store = reset_peak_resident();
         let rt = Arc::new(DurableRuntime::open(dir, rt_options)?);
         let kv = FasterKv::open(Arc::clone(&rt), "bench", options.clone())?;
         eprintln!(
@@ -272,7 +290,18 @@ impl StoreRun<'_> {
             stats.pages_flushed,
             rt.data_allocated_bytes()? as f64 / (1 << 20) as f64,
         ));
+        let index_mib = options.index.bucket_count as f64 * 64.0 / (1 << 20) as f64;
+        if let Some(peak) = peak_resident_bytes().filter(|_| peak_is_this_store) {
+            lines.push(format!(
+                "  peak resident memory while on this store: {:.1} MiB (log memory {:.1} MiB, index {index_mib:.1} MiB; the rest is the runtime's mapped windows of page nodes and the bench's own key tables)",
+                peak as f64 / (1 << 20) as f64,
+                options.log_memory_bytes_max as f64 / (1 << 20) as f64,
+            ));
+        }
         kv.close()?;
+        drop(rt);
+        // Nothing else reads the store: its space goes back at once.
+        std::fs::remove_dir_all(dir)?;
         Ok(lines)
     }
 }
