@@ -5,6 +5,9 @@
 //!   for FasterKV and for `DashMap<[u8; 8], [u8; 8]>` (its default hasher);
 //! - `kv_2t`: the 50/50 mix at 2 threads (total time for both threads' batches), for both.
 //!
+//! - `kv_floor`: the same machine's floor for two dependent cache misses per operation
+//!   (FASTER's bucket, then record) and for one.
+//!
 //! The targets: FasterKV ≥ 1.0× dashmap on the 1-thread mix, and its 2-thread mix ≥
 //! 1.8× its own 1-thread throughput. Run: `cargo bench -p vellum-faster --bench kv_ops`.
 
@@ -199,12 +202,67 @@ fn two_thread(c: &mut Criterion, kv: &FasterKv, map: &DashMap<[u8; 8], [u8; 8]>)
     group.finish();
 }
 
+/// The machine's floor for FASTER's layout: per operation one load from a random bucket of a
+/// 16 MiB table (as FasterKV's index for 1 M keys) and a load it depends on from a random place
+/// in a 40 MiB array (the records), both on huge-page `AtomicWords` as FasterKV's are; and the
+/// one-load floor beside it.
+fn floors(c: &mut Criterion) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let table = vellum::words::AtomicWords::zeroed(1 << 21).expect("table");
+    let log = vellum::words::AtomicWords::zeroed(5 << 20).expect("log");
+    for (i, w) in table.iter().enumerate() {
+        w.store((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15), Relaxed);
+    }
+    for (i, w) in log.iter().enumerate() {
+        w.store(i as u64, Relaxed);
+    }
+    let keys = key_sequence(3, BATCH);
+    let mut group = c.benchmark_group("kv_floor");
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(3));
+    group.throughput(Throughput::Elements(BATCH as u64));
+    let bucket_of = |k: u64| (k.wrapping_mul(0xff51_afd7_ed55_8ccd) >> 46) as usize * 8;
+    group.bench_function("two_dependent_misses", |b| {
+        b.iter(|| {
+            let mut sum = 0u64;
+            for k in &keys {
+                let entry = table[bucket_of(*k)].load(Relaxed);
+                sum = sum.wrapping_add(log[(entry % log.len() as u64) as usize].load(Relaxed));
+            }
+            black_box(sum)
+        })
+    });
+    // Each operation's first load waits for the previous operation's last: no overlap between
+    // operations, the latency of two misses in a row.
+    group.bench_function("two_misses_no_overlap", |b| {
+        b.iter(|| {
+            let mut carry = 0u64;
+            for k in &keys {
+                let entry = table[bucket_of(*k ^ (carry & 1))].load(Relaxed);
+                carry = log[(entry % log.len() as u64) as usize].load(Relaxed);
+            }
+            black_box(carry)
+        })
+    });
+    group.bench_function("one_miss", |b| {
+        b.iter(|| {
+            let mut sum = 0u64;
+            for k in &keys {
+                sum = sum.wrapping_add(table[bucket_of(*k)].load(Relaxed));
+            }
+            black_box(sum)
+        })
+    });
+    group.finish();
+}
+
 fn kv_ops(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("dir");
     let kv = open(dir.path());
     let map = dash();
     one_thread(c, &kv, &map);
     two_thread(c, &kv, &map);
+    floors(c);
 }
 
 criterion_group!(benches, kv_ops);

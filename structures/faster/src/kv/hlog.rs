@@ -35,7 +35,7 @@ use vellum::runtime::{CommitPolicy, DurableRuntime};
 use vellum::{CorruptionKind, NodeId};
 
 use super::page::{KV_PAGE_KIND, PageHeader, decode_page, write_page_node};
-use super::record::RecordRef;
+use super::record::{RecordRef, RecordWords};
 use crate::epoch::Epoch;
 use crate::ring::Slot;
 use crate::{Error, Result};
@@ -175,12 +175,20 @@ impl HybridLog {
         self.pages.read().len() as u64
     }
 
+    #[inline]
     fn slot_index(&self, page: u64) -> usize {
-        (page % self.slots.len() as u64) as usize
+        let n = self.slots.len() as u64;
+        // A mask where the ring is a power of two (no division on the read path).
+        if n.is_power_of_two() {
+            (page & (n - 1)) as usize
+        } else {
+            (page % n) as usize
+        }
     }
 
     /// The words of the page holding `address`, and the address's offset in them. The caller
     /// is protected and read `address >= head` after entering (HL4).
+    #[inline]
     pub(crate) fn words_at(&self, address: u64) -> (&[AtomicU64], usize) {
         let page = address >> self.page_shift;
         let slot = &self.slots[self.slot_index(page)];
@@ -191,6 +199,13 @@ impl HybridLog {
             "page {page} is not in its slot"
         );
         (slot.words(), (address & (self.page_bytes() - 1)) as usize)
+    }
+
+    /// The record at `address` in memory (the same conditions as [`HybridLog::words_at`]).
+    #[inline]
+    pub(crate) fn record_at(&self, address: u64) -> Result<RecordWords<'_>> {
+        let (words, offset) = self.words_at(address);
+        Ok(RecordWords::at(words, offset)?)
     }
 
     /// Reserves `size` bytes (a multiple of 8, at most a page) on the tail's page (HL1). The

@@ -33,8 +33,7 @@ use super::hash::KeyHash;
 use super::hlog::{LOG_BEGIN, Reserved};
 use super::index::{EntryRef, IndexEntry};
 use super::record::{
-    ReadOutcome, RecordInfo, SealOutcome, UpdateOutcome, key_matches, load_info, mark_invalid,
-    pad8, read_value, record_size_in_page, seal, try_delete_in_place, try_update_in_place, unseal,
+    ReadOutcome, RecordInfo, RecordWords, SealOutcome, UpdateOutcome, pad8, record_size_in_page,
     write_record_words,
 };
 use super::store::KvInner;
@@ -72,14 +71,15 @@ pub(crate) enum OnDisk {
 }
 
 /// Where the newest record of a key is.
-enum Newest {
+enum Newest<'a> {
     None,
-    Memory(u64),
+    Memory(u64, RecordWords<'a>),
     Disk(u64),
 }
 
 /// Walks the hash chain from `from` for `key`'s newest record.
-fn newest(kv: &KvInner, key: &[u8], from: u64) -> Result<Newest> {
+#[inline]
+fn newest<'a>(kv: &'a KvInner, key: &[u8], from: u64) -> Result<Newest<'a>> {
     let head = kv.hlog.head();
     let mut a = from;
     loop {
@@ -89,10 +89,10 @@ fn newest(kv: &KvInner, key: &[u8], from: u64) -> Result<Newest> {
         if a < head {
             return Ok(Newest::Disk(a));
         }
-        let (words, off) = kv.hlog.words_at(a);
-        let info = load_info(words, off)?;
-        if !info.is_invalid() && key_matches(words, off, key) {
-            return Ok(Newest::Memory(a));
+        let record = kv.hlog.record_at(a)?;
+        let info = record.info()?;
+        if !info.is_invalid() && record.key_matches(key) {
+            return Ok(Newest::Memory(a, record));
         }
         a = previous(a, info)?;
     }
@@ -159,10 +159,12 @@ fn publish(entry: &mut EntryRef<'_>, expected: IndexEntry, kv: &KvInner, address
     if entry.compare_exchange(expected, address).is_ok() {
         return true;
     }
-    let (words, off) = kv.hlog.words_at(address);
     // The record was written by this thread and never published: it decodes.
-    let marked = mark_invalid(words, off);
-    debug_assert!(marked.is_ok());
+    let record = kv.hlog.record_at(address);
+    debug_assert!(record.is_ok());
+    if let Ok(r) = record {
+        r.mark_invalid();
+    }
     false
 }
 
@@ -198,14 +200,11 @@ pub(crate) fn read(
             address,
             entry: entry.entry(),
         })),
-        Newest::Memory(a) => {
-            let (words, off) = kv.hlog.words_at(a);
-            Ok(match read_value(words, off, out)? {
-                ReadOutcome::Value => Attempt::Done(Status::Found),
-                ReadOutcome::Tombstone => Attempt::Done(Status::NotFound),
-                ReadOutcome::Sealed | ReadOutcome::Invalid => Attempt::Retry,
-            })
-        }
+        Newest::Memory(_, record) => Ok(match record.read_value(out)? {
+            ReadOutcome::Value => Attempt::Done(Status::Found),
+            ReadOutcome::Tombstone => Attempt::Done(Status::NotFound),
+            ReadOutcome::Sealed | ReadOutcome::Invalid => Attempt::Retry,
+        }),
     }
 }
 
@@ -219,11 +218,10 @@ pub(crate) fn upsert(
 ) -> Result<Attempt<()>> {
     let mut entry = kv.index.find_or_create(hash, guard)?;
     let expected = entry.entry();
-    if let Newest::Memory(a) = newest(kv, key, expected.address())?
+    if let Newest::Memory(a, record) = newest(kv, key, expected.address())?
         && a >= kv.hlog.read_only()
     {
-        let (words, off) = kv.hlog.words_at(a);
-        let outcome = try_update_in_place(words, off, |buf, _| {
+        let outcome = record.try_update_in_place(|buf, _| {
             if let Some(dst) = buf.get_mut(..value.len()) {
                 dst.copy_from_slice(value);
             }
@@ -251,7 +249,7 @@ pub(crate) fn rmw<F: Functions>(
 ) -> Result<Attempt<Status>> {
     let mut entry = kv.index.find_or_create(hash, guard)?;
     let expected = entry.entry();
-    let a = match newest(kv, key, expected.address())? {
+    let (a, record) = match newest(kv, key, expected.address())? {
         Newest::None => return insert_initial(kv, &mut entry, expected, f, key, input, scratch),
         Newest::Disk(address) => {
             return Ok(Attempt::Disk(DiskStart {
@@ -259,12 +257,10 @@ pub(crate) fn rmw<F: Functions>(
                 entry: expected,
             }));
         }
-        Newest::Memory(a) => a,
+        Newest::Memory(a, record) => (a, record),
     };
-    let (words, off) = kv.hlog.words_at(a);
     if a >= kv.hlog.read_only() {
-        let outcome =
-            try_update_in_place(words, off, |buf, len| f.in_place_update(input, buf, len))?;
+        let outcome = record.try_update_in_place(|buf, len| f.in_place_update(input, buf, len))?;
         return match outcome {
             UpdateOutcome::Updated => Ok(Attempt::Done(Status::Found)),
             UpdateOutcome::Sealed | UpdateOutcome::Invalid => Ok(Attempt::Retry),
@@ -272,7 +268,7 @@ pub(crate) fn rmw<F: Functions>(
                 insert_initial(kv, &mut entry, expected, f, key, input, scratch)
             }
             UpdateOutcome::OverCapacity { .. } | UpdateOutcome::Declined => {
-                seal_and_copy(kv, &mut entry, expected, f, (a, key, input), scratch)
+                seal_and_copy(kv, &mut entry, expected, f, (&record, key, input), scratch)
             }
         };
     }
@@ -280,7 +276,7 @@ pub(crate) fn rmw<F: Functions>(
         return Ok(Attempt::RetryLater);
     }
     let mut old = Vec::new();
-    match read_value(words, off, &mut old)? {
+    match record.read_value(&mut old)? {
         ReadOutcome::Value => {
             scratch.clear();
             f.copy_update(input, &old, scratch);
@@ -312,19 +308,18 @@ fn insert_initial<F: Functions>(
     append_published(kv, entry, expected, (key, scratch, false), Status::NotFound)
 }
 
-/// KO3: the mutable record at `a` outgrew its capacity: seal it, copy the update to the tail,
+/// KO3: the mutable `record` outgrew its capacity: seal it, copy the update to the tail,
 /// unseal if the copy is not published.
 fn seal_and_copy<F: Functions>(
     kv: &KvInner,
     entry: &mut EntryRef<'_>,
     expected: IndexEntry,
     f: &F,
-    (a, key, input): (u64, &[u8], &F::Input),
+    (record, key, input): (&RecordWords<'_>, &[u8], &F::Input),
     scratch: &mut Vec<u8>,
 ) -> Result<Attempt<Status>> {
-    let (words, off) = kv.hlog.words_at(a);
     let mut old = Vec::new();
-    match seal(words, off, &mut old)? {
+    match record.seal(&mut old)? {
         SealOutcome::Sealed => {}
         SealOutcome::AlreadySealed | SealOutcome::Invalid => return Ok(Attempt::Retry),
     }
@@ -332,7 +327,7 @@ fn seal_and_copy<F: Functions>(
     f.copy_update(input, &old, scratch);
     let attempt = append_published(kv, entry, expected, (key, scratch, false), Status::Found);
     if !matches!(attempt, Ok(Attempt::Done(_))) {
-        unseal(words, off)?;
+        record.unseal();
     }
     attempt
 }
@@ -349,7 +344,7 @@ pub(crate) fn delete(
     }
     let mut entry = kv.index.find_or_create(hash, guard)?;
     let expected = entry.entry();
-    let a = match newest(kv, key, expected.address())? {
+    let (a, record) = match newest(kv, key, expected.address())? {
         Newest::None => return Ok(Attempt::Done(Status::NotFound)),
         Newest::Disk(address) => {
             return Ok(Attempt::Disk(DiskStart {
@@ -357,11 +352,10 @@ pub(crate) fn delete(
                 entry: expected,
             }));
         }
-        Newest::Memory(a) => a,
+        Newest::Memory(a, record) => (a, record),
     };
-    let (words, off) = kv.hlog.words_at(a);
     if a >= kv.hlog.read_only() {
-        return Ok(match try_delete_in_place(words, off)? {
+        return Ok(match record.try_delete_in_place()? {
             UpdateOutcome::Updated => Attempt::Done(Status::Found),
             UpdateOutcome::Tombstone => Attempt::Done(Status::NotFound),
             _ => Attempt::Retry,
@@ -370,7 +364,7 @@ pub(crate) fn delete(
     if a >= kv.hlog.safe_read_only() {
         return Ok(Attempt::RetryLater);
     }
-    let info = load_info(words, off)?;
+    let info = record.info()?;
     if info.is_sealed() {
         return Ok(Attempt::Retry);
     }

@@ -53,8 +53,9 @@ const _: () = assert!(VALUE_BYTES_MAX.is_multiple_of(8) && U24_MASK - (VALUE_BYT
 mod words;
 
 pub use words::{
-    ReadOutcome, SealOutcome, UpdateOutcome, header_at, key_matches, load_info, mark_invalid,
-    read_value, seal, try_delete_in_place, try_update_in_place, unseal, write_record_words,
+    ReadOutcome, RecordWords, SealOutcome, UpdateOutcome, header_at, key_matches, load_info,
+    mark_invalid, read_value, seal, try_delete_in_place, try_update_in_place, unseal,
+    write_record_words,
 };
 
 /// Why a record cannot be built, or does not decode.

@@ -126,149 +126,211 @@ pub fn load_info(words: &[AtomicU64], offset: usize) -> Result<RecordInfo, Recor
     header_at(words, offset).map(|h| h.info)
 }
 
-/// Whether the record at byte `offset` of ring-page `words` has key `key`, compared a word at a
-/// time (KR4). A record that does not decode matches no key.
+/// Whether the record at byte `offset` of ring-page `words` has key `key` (see
+/// [`RecordWords::key_matches`]). A record that does not decode matches no key.
 pub fn key_matches(words: &[AtomicU64], offset: usize, key: &[u8]) -> bool {
-    let Ok(h) = header_at(words, offset) else {
-        return false;
-    };
-    if usize::from(h.key_len) != key.len() {
-        return false;
-    }
-    let Ok(rw) = record_words(words, offset) else {
-        return false;
-    };
-    let key_words = &rw[word_range(h.key_range().start..h.capacity_range().start)];
-    key.chunks(WORD_BYTES)
-        .zip(key_words)
-        .all(|(chunk, w)| w.load(Relaxed) == word_of(chunk))
+    RecordWords::at(words, offset).is_ok_and(|r| r.key_matches(key))
 }
 
-/// Copies the value of the record at byte `offset` of ring-page `words` into `out` (replacing
-/// its contents) under the seqlock (KR7): retries while a writer holds the record, spinning a
-/// little and then yielding.
+/// [`RecordWords::read_value`] of the record at byte `offset`.
 pub fn read_value(
     words: &[AtomicU64],
     offset: usize,
     out: &mut Vec<u8>,
 ) -> Result<ReadOutcome, RecordError> {
-    let (h, rw) = fixed_layout(words, offset)?;
-    let value_words = &rw[word_range(h.capacity_range())];
-    let capacity = h.value_capacity as usize;
-    let backoff = crossbeam_utils::Backoff::new();
-    loop {
-        let before = rw[COUNTER_WORD].load(Acquire);
-        if before.is_multiple_of(2) {
-            let info = rw[INFO_WORD].load(Relaxed);
-            let lengths = rw[LENGTHS_WORD].load(Relaxed);
-            let outcome = read_outcome(info);
-            out.clear();
-            if outcome == ReadOutcome::Value {
-                let len = split_lengths(lengths).1.min(capacity);
-                out.resize(len, 0);
-                load_into(value_words, out);
-            }
-            fence(Acquire);
-            if rw[COUNTER_WORD].load(Relaxed) == before {
-                // A stable copy: now its fields may be judged.
-                RecordHeader::decode([info, lengths, 0], rw.len() * WORD_BYTES)?;
-                return Ok(outcome);
-            }
-        }
-        backoff.snooze();
-    }
+    RecordWords::at(words, offset)?.read_value(out)
 }
 
-/// Updates the value of the record at byte `offset` of ring-page `words` in place under the
-/// seqlock (KR7–KR9). `f` gets the value's bytes up to the capacity (zero past the value) and the
-/// value's length, and returns the new length, or `None` to change nothing.
+/// [`RecordWords::try_update_in_place`] of the record at byte `offset`.
 pub fn try_update_in_place(
     words: &[AtomicU64],
     offset: usize,
     f: impl FnOnce(&mut [u8], usize) -> Option<usize>,
 ) -> Result<UpdateOutcome, RecordError> {
-    let (h, rw) = fixed_layout(words, offset)?;
-    let value_words = &rw[word_range(h.capacity_range())];
-    let capacity = h.value_capacity as usize;
-    let _locked = Locked::take(&rw[COUNTER_WORD]);
-    let info = RecordInfo::from_word(rw[INFO_WORD].load(Relaxed))?;
-    if let Some(refused) = refusal(info) {
-        return Ok(refused);
-    }
-    let lengths = rw[LENGTHS_WORD].load(Relaxed);
-    let (mut stack, mut heap) = ([0u8; STACK_VALUE_BYTES], Vec::new());
-    let buf = scratch(&mut stack, &mut heap, capacity);
-    load_into(value_words, buf);
-    // KR9: the closure runs before any word is stored.
-    let Some(len) = f(buf, split_lengths(lengths).1) else {
-        return Ok(UpdateOutcome::Declined);
-    };
-    if len > capacity {
-        return Ok(UpdateOutcome::OverCapacity { len, capacity });
-    }
-    buf[len..].fill(0); // KR4
-    store_changed(value_words, buf);
-    rw[LENGTHS_WORD].store(with_value_len(lengths, len), Relaxed);
-    Ok(UpdateOutcome::Updated)
+    RecordWords::at(words, offset)?.try_update_in_place(f)
 }
 
-/// Marks the record at byte `offset` of ring-page `words` a delete, in place under the seqlock
-/// (its value stays). Refused for a sealed or invalid record; a tombstone stays one.
+/// [`RecordWords::try_delete_in_place`] of the record at byte `offset`.
 pub fn try_delete_in_place(
     words: &[AtomicU64],
     offset: usize,
 ) -> Result<UpdateOutcome, RecordError> {
-    let (_, rw) = fixed_layout(words, offset)?;
-    let _locked = Locked::take(&rw[COUNTER_WORD]);
-    let info = RecordInfo::from_word(rw[INFO_WORD].load(Relaxed))?;
-    if let Some(refused) = refusal(info) {
-        return Ok(refused);
-    }
-    rw[INFO_WORD].fetch_or(RecordInfo::TOMBSTONE_BIT, Relaxed);
-    Ok(UpdateOutcome::Updated)
+    RecordWords::at(words, offset)?.try_delete_in_place()
 }
 
-/// Seals the record at byte `offset` of ring-page `words` and copies its value into `out`, both
-/// under the seqlock, so no in-place change follows the copy (KR8).
+/// [`RecordWords::seal`] of the record at byte `offset`.
 pub fn seal(
     words: &[AtomicU64],
     offset: usize,
     out: &mut Vec<u8>,
 ) -> Result<SealOutcome, RecordError> {
-    let (h, rw) = fixed_layout(words, offset)?;
-    let _locked = Locked::take(&rw[COUNTER_WORD]);
-    let info = RecordInfo::from_word(rw[INFO_WORD].load(Relaxed))?;
-    out.clear();
-    if info.is_invalid() {
-        return Ok(SealOutcome::Invalid);
-    }
-    if info.is_sealed() {
-        return Ok(SealOutcome::AlreadySealed);
-    }
-    if !info.is_tombstone() {
-        let len = split_lengths(rw[LENGTHS_WORD].load(Relaxed)).1;
-        out.resize(len.min(h.value_capacity as usize), 0);
-        load_into(&rw[word_range(h.capacity_range())], out);
-    }
-    rw[INFO_WORD].fetch_or(RecordInfo::SEALED_BIT, Relaxed);
-    Ok(SealOutcome::Sealed)
+    RecordWords::at(words, offset)?.seal(out)
 }
 
-/// Clears the sealed bit of the record at byte `offset` (for a copy to the tail that was given
-/// up); returns whether it was set.
+/// [`RecordWords::unseal`] of the record at byte `offset`.
 pub fn unseal(words: &[AtomicU64], offset: usize) -> Result<bool, RecordError> {
-    let (_, rw) = fixed_layout(words, offset)?;
-    let _locked = Locked::take(&rw[COUNTER_WORD]);
-    let was = rw[INFO_WORD].fetch_and(!RecordInfo::SEALED_BIT, Relaxed);
-    Ok(was & RecordInfo::SEALED_BIT != 0)
+    Ok(RecordWords::at(words, offset)?.unseal())
 }
 
-/// Sets the invalid bit of the record at byte `offset` with an atomic OR, without the lock: for
-/// a record its writer did not publish (an insert that lost its index CAS).
+/// [`RecordWords::mark_invalid`] of the record at byte `offset`.
 pub fn mark_invalid(words: &[AtomicU64], offset: usize) -> Result<(), RecordError> {
-    let (_, rw) = fixed_layout(words, offset)?;
-    rw[INFO_WORD].fetch_or(RecordInfo::INVALID_BIT, Release);
+    RecordWords::at(words, offset)?.mark_invalid();
     Ok(())
+}
+
+/// A record on ring-page words with its fixed layout decoded once: the key, `key_len`,
+/// `value_capacity`, previous address and version never change once it is written (KR7), so the
+/// ranges taken from this header stay valid while the value, its length and the flag bits change.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordWords<'a> {
+    /// Exactly the record's words.
+    words: &'a [AtomicU64],
+    header: RecordHeader,
+}
+
+impl<'a> RecordWords<'a> {
+    /// The record at byte `offset` of ring-page `words`, decoded (word 1 with `Acquire`, KR6).
+    #[inline]
+    pub fn at(words: &'a [AtomicU64], offset: usize) -> Result<RecordWords<'a>, RecordError> {
+        let (header, words) = fixed_layout(words, offset)?;
+        Ok(RecordWords { words, header })
+    }
+
+    /// The header as decoded (its `value_len` and flag bits are a snapshot).
+    pub fn header(&self) -> &RecordHeader {
+        &self.header
+    }
+
+    /// The info word, loaded now.
+    #[inline]
+    pub fn info(&self) -> Result<RecordInfo, RecordError> {
+        RecordInfo::from_word(self.words[INFO_WORD].load(Relaxed))
+    }
+
+    /// Whether the record's key is `key`, compared a word at a time (KR4).
+    #[inline]
+    pub fn key_matches(&self, key: &[u8]) -> bool {
+        if usize::from(self.header.key_len) != key.len() {
+            return false;
+        }
+        let key_words = &self.words
+            [word_range(self.header.key_range().start..self.header.capacity_range().start)];
+        key.chunks(WORD_BYTES)
+            .zip(key_words)
+            .all(|(chunk, w)| w.load(Relaxed) == word_of(chunk))
+    }
+
+    /// Copies the value into `out` (replacing its contents) under the seqlock (KR7): retries
+    /// while a writer holds the record, spinning a little and then yielding.
+    pub fn read_value(&self, out: &mut Vec<u8>) -> Result<ReadOutcome, RecordError> {
+        let rw = self.words;
+        let value_words = &rw[word_range(self.header.capacity_range())];
+        let capacity = self.header.value_capacity as usize;
+        let backoff = crossbeam_utils::Backoff::new();
+        loop {
+            let before = rw[COUNTER_WORD].load(Acquire);
+            if before.is_multiple_of(2) {
+                let info = rw[INFO_WORD].load(Relaxed);
+                let lengths = rw[LENGTHS_WORD].load(Relaxed);
+                let outcome = read_outcome(info);
+                out.clear();
+                if outcome == ReadOutcome::Value {
+                    let len = split_lengths(lengths).1.min(capacity);
+                    out.resize(len, 0);
+                    load_into(value_words, out);
+                }
+                fence(Acquire);
+                if rw[COUNTER_WORD].load(Relaxed) == before {
+                    // A stable copy: now its fields may be judged.
+                    RecordHeader::decode([info, lengths, 0], rw.len() * WORD_BYTES)?;
+                    return Ok(outcome);
+                }
+            }
+            backoff.snooze();
+        }
+    }
+
+    /// Updates the value in place under the seqlock (KR7–KR9). `f` gets the value's bytes up to
+    /// the capacity (zero past the value) and the value's length, and returns the new length, or
+    /// `None` to change nothing.
+    pub fn try_update_in_place(
+        &self,
+        f: impl FnOnce(&mut [u8], usize) -> Option<usize>,
+    ) -> Result<UpdateOutcome, RecordError> {
+        let rw = self.words;
+        let value_words = &rw[word_range(self.header.capacity_range())];
+        let capacity = self.header.value_capacity as usize;
+        let _locked = Locked::take(&rw[COUNTER_WORD]);
+        let info = RecordInfo::from_word(rw[INFO_WORD].load(Relaxed))?;
+        if let Some(refused) = refusal(info) {
+            return Ok(refused);
+        }
+        let lengths = rw[LENGTHS_WORD].load(Relaxed);
+        let (mut stack, mut heap) = ([0u8; STACK_VALUE_BYTES], Vec::new());
+        let buf = scratch(&mut stack, &mut heap, capacity);
+        load_into(value_words, buf);
+        // KR9: the closure runs before any word is stored.
+        let Some(len) = f(buf, split_lengths(lengths).1) else {
+            return Ok(UpdateOutcome::Declined);
+        };
+        if len > capacity {
+            return Ok(UpdateOutcome::OverCapacity { len, capacity });
+        }
+        buf[len..].fill(0); // KR4
+        store_changed(value_words, buf);
+        rw[LENGTHS_WORD].store(with_value_len(lengths, len), Relaxed);
+        Ok(UpdateOutcome::Updated)
+    }
+
+    /// Marks the record a delete, in place under the seqlock (its value stays). Refused for a
+    /// sealed or invalid record; a tombstone stays one.
+    pub fn try_delete_in_place(&self) -> Result<UpdateOutcome, RecordError> {
+        let rw = self.words;
+        let _locked = Locked::take(&rw[COUNTER_WORD]);
+        let info = RecordInfo::from_word(rw[INFO_WORD].load(Relaxed))?;
+        if let Some(refused) = refusal(info) {
+            return Ok(refused);
+        }
+        rw[INFO_WORD].fetch_or(RecordInfo::TOMBSTONE_BIT, Relaxed);
+        Ok(UpdateOutcome::Updated)
+    }
+
+    /// Seals the record and copies its value into `out`, both under the seqlock, so no in-place
+    /// change follows the copy (KR8).
+    pub fn seal(&self, out: &mut Vec<u8>) -> Result<SealOutcome, RecordError> {
+        let rw = self.words;
+        let _locked = Locked::take(&rw[COUNTER_WORD]);
+        let info = RecordInfo::from_word(rw[INFO_WORD].load(Relaxed))?;
+        out.clear();
+        if info.is_invalid() {
+            return Ok(SealOutcome::Invalid);
+        }
+        if info.is_sealed() {
+            return Ok(SealOutcome::AlreadySealed);
+        }
+        if !info.is_tombstone() {
+            let len = split_lengths(rw[LENGTHS_WORD].load(Relaxed)).1;
+            out.resize(len.min(self.header.value_capacity as usize), 0);
+            load_into(&rw[word_range(self.header.capacity_range())], out);
+        }
+        rw[INFO_WORD].fetch_or(RecordInfo::SEALED_BIT, Relaxed);
+        Ok(SealOutcome::Sealed)
+    }
+
+    /// Clears the sealed bit (for a copy to the tail that was given up); returns whether it was
+    /// set.
+    pub fn unseal(&self) -> bool {
+        let rw = self.words;
+        let _locked = Locked::take(&rw[COUNTER_WORD]);
+        let was = rw[INFO_WORD].fetch_and(!RecordInfo::SEALED_BIT, Relaxed);
+        was & RecordInfo::SEALED_BIT != 0
+    }
+
+    /// Sets the invalid bit with an atomic OR, without the lock: for a record its writer did not
+    /// publish (an insert that lost its index CAS).
+    pub fn mark_invalid(&self) {
+        self.words[INFO_WORD].fetch_or(RecordInfo::INVALID_BIT, Release);
+    }
 }
 
 /// The words from byte `offset` to the page's end, at least a header's worth.
