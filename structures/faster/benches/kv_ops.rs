@@ -51,7 +51,7 @@ fn open(dir: &std::path::Path) -> FasterKv {
         ..KvOptions::default()
     };
     let kv = FasterKv::open(rt, "bench", options).expect("store");
-    let mut s = kv.session(AddU64);
+    let mut s = kv.session(AddU64).expect("session");
     for k in 0..KEYS {
         s.upsert(&k.to_le_bytes(), &k.to_le_bytes()).expect("load");
     }
@@ -92,7 +92,7 @@ fn one_thread(c: &mut Criterion, kv: &FasterKv, map: &DashMap<[u8; 8], [u8; 8]>)
     group.sample_size(20);
     group.measurement_time(Duration::from_secs(3));
     group.throughput(Throughput::Elements(BATCH as u64));
-    let mut s = kv.session(AddU64);
+    let mut s = kv.session(AddU64).expect("session");
     let mut out = Vec::new();
     group.bench_function("faster_read", |b| {
         b.iter(|| {
@@ -178,7 +178,7 @@ fn two_thread(c: &mut Criterion, kv: &FasterKv, map: &DashMap<[u8; 8], [u8; 8]>)
     group.bench_function("faster_mix", |b| {
         b.iter_custom(|iters| {
             two_threads(iters, |t, iters| {
-                let mut s = kv.session(AddU64);
+                let mut s = kv.session(AddU64).expect("session");
                 let mut out = Vec::new();
                 for _ in 0..iters {
                     for (i, k) in keys[t].iter().enumerate() {

@@ -47,6 +47,13 @@ pub enum Error {
     /// FasterKV: the hash index refused (a bad option, every overflow bucket in use).
     #[error(transparent)]
     Index(#[from] crate::kv::index::IndexError),
+    /// FasterKV: every session slot is taken (each open session may hold one of the epoch
+    /// table's slots); drop a session first.
+    #[error("{max} FasterKV sessions are open, the most a store allows")]
+    TooManySessions {
+        /// The most sessions open at once.
+        max: usize,
+    },
     /// FasterKV: the hybrid log's flusher failed earlier; the store takes no more writes.
     #[error("the hybrid log's flusher failed: {0}")]
     FlushFailed(String),

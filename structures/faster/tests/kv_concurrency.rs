@@ -32,7 +32,7 @@ fn concurrent_increments(threads: u64, per_thread: u64) {
             .map(|t| {
                 let (kv, barrier) = (&kv, &barrier);
                 s.spawn(move || {
-                    let mut session = kv.session(AddU64);
+                    let mut session = kv.session(AddU64).unwrap();
                     let mut rng = Rng::new(t + 1);
                     let mut mine = vec![0u64; KEYS as usize];
                     barrier.wait();
@@ -68,7 +68,7 @@ fn concurrent_increments(threads: u64, per_thread: u64) {
         "some counters must have gone below head: {stats:?}"
     );
     assert!(stats.ops_pending > 0, "{stats:?}");
-    let mut session = kv.session(AddU64);
+    let mut session = kv.session(AddU64).unwrap();
     let mut out = Vec::new();
     let mut total = 0;
     for k in 0..KEYS {
@@ -135,7 +135,7 @@ fn concurrent_upserts_and_reads_see_whole_values_and_never_an_own_older_one() {
         for writer in 1..=3u64 {
             let kv = &kv;
             s.spawn(move || {
-                let mut session = kv.session(AddU64);
+                let mut session = kv.session(AddU64).unwrap();
                 let mut last = vec![0u64; keys as usize];
                 let mut rng = Rng::new(writer);
                 let mut out = Vec::new();
@@ -176,7 +176,7 @@ fn threads_inserting_the_same_new_keys_at_once_make_one_entry_each() {
             .map(|t| {
                 let (kv, barrier) = (&kv, &barrier);
                 s.spawn(move || {
-                    let mut session = kv.session(AddU64);
+                    let mut session = kv.session(AddU64).unwrap();
                     barrier.wait();
                     let mut created = 0;
                     for k in 0..keys {
@@ -202,7 +202,7 @@ fn threads_inserting_the_same_new_keys_at_once_make_one_entry_each() {
         })
         .collect();
     assert_eq!(kv.stats().index_entries, tags.len() as u64);
-    let mut session = kv.session(AddU64);
+    let mut session = kv.session(AddU64).unwrap();
     let mut out = Vec::new();
     for k in 0..keys {
         assert_eq!(session.read(&key(k), &mut out).unwrap(), Status::Found);
@@ -215,7 +215,7 @@ fn rmw_in_the_fuzzy_region_retries_until_it_is_safe_and_stays_exact() {
     let dir = tempfile::tempdir().unwrap();
     // 4 pages in memory, 3 mutable: read_only moves to page 1 when the tail enters page 3.
     let kv = open_kv(dir.path(), kv_options(4096, 4, 1024));
-    let mut holder = kv.session(AddU64);
+    let mut holder = kv.session(AddU64).unwrap();
     let target = key(u64::MAX);
     assert_eq!(holder.rmw(&target, &5).unwrap(), Status::NotFound);
     // `holder` stays protected (it does not refresh) while another session moves read_only
@@ -224,7 +224,7 @@ fn rmw_in_the_fuzzy_region_retries_until_it_is_safe_and_stays_exact() {
     std::thread::scope(|s| {
         let (kv, done) = (&kv, &mover_done);
         let mover = s.spawn(move || {
-            let mut session = kv.session(AddU64);
+            let mut session = kv.session(AddU64).unwrap();
             let mut k = 0;
             while kv.stats().read_only < 4096 {
                 session.upsert(&key(k), &[0u8; 8]).unwrap();
@@ -258,7 +258,7 @@ fn rmw_in_the_fuzzy_region_retries_until_it_is_safe_and_stays_exact() {
 fn upsert_in_place_does_not_grow_the_log_and_below_read_only_it_copies() {
     let dir = tempfile::tempdir().unwrap();
     let kv = open_kv(dir.path(), kv_options(4096, 4, 1024));
-    let mut session = kv.session(AddU64);
+    let mut session = kv.session(AddU64).unwrap();
     session.upsert(b"key", &1u64.to_le_bytes()).unwrap();
     let tail = kv.stats().tail;
     // Mutable: in place, whatever the number of updates, and a shorter value too.

@@ -12,7 +12,7 @@ use vellum_faster::kv::{AddU64, FasterKv, KvOptions, Status};
 fn an_empty_key_is_refused_by_every_operation() {
     let dir = tempfile::tempdir().unwrap();
     let kv = open_kv(dir.path(), kv_options(4096, 4, 64));
-    let mut s = kv.session(AddU64);
+    let mut s = kv.session(AddU64).unwrap();
     let mut out = Vec::new();
     let empty = |e: Error| matches!(e, Error::Record(RecordError::KeyEmpty));
     assert!(empty(s.read(b"", &mut out).unwrap_err()));
@@ -28,7 +28,7 @@ fn an_empty_key_is_refused_by_every_operation() {
 fn keys_and_values_past_the_limits_are_refused_with_the_limit() {
     let dir = tempfile::tempdir().unwrap();
     let kv = open_kv(dir.path(), kv_options(4096, 4, 64));
-    let mut s = kv.session(AddU64);
+    let mut s = kv.session(AddU64).unwrap();
     // A 4 KiB page bounds a key to the page less a record header: 4072 bytes.
     let long_key = vec![1u8; 4073];
     match s.upsert(&long_key, b"v").unwrap_err() {
@@ -53,7 +53,7 @@ fn keys_and_values_past_the_limits_are_refused_with_the_limit() {
     // With large pages, the format's own key limit applies.
     let dir2 = tempfile::tempdir().unwrap();
     let big = open_kv(dir2.path(), kv_options(1 << 20, 2, 64));
-    let mut s2 = big.session(AddU64);
+    let mut s2 = big.session(AddU64).unwrap();
     match s2.upsert(&vec![1u8; KEY_BYTES_MAX + 1], b"v").unwrap_err() {
         Error::Record(RecordError::KeyTooLong { len, max }) => {
             assert_eq!((len, max), (KEY_BYTES_MAX + 1, KEY_BYTES_MAX));
@@ -139,7 +139,7 @@ fn bad_options_and_names_are_refused_with_the_field() {
 fn closing_retires_every_page_node() {
     let dir = tempfile::tempdir().unwrap();
     let kv = open_kv(dir.path(), kv_options(4096, 2, 64));
-    let mut s = kv.session(AddU64);
+    let mut s = kv.session(AddU64).unwrap();
     for k in 0..1000u64 {
         s.upsert(&k.to_le_bytes(), &k.to_le_bytes()).unwrap();
     }
@@ -150,4 +150,30 @@ fn closing_retires_every_page_node() {
     assert!(rt.node_ids().len() >= 5, "{:?}", kv.stats());
     kv.close().unwrap();
     assert_eq!(rt.node_ids().len(), 0);
+}
+
+#[test]
+fn sessions_past_the_epoch_table_are_refused_until_one_drops() {
+    use vellum_faster::kv::SESSIONS_MAX;
+    let dir = tempfile::tempdir().unwrap();
+    let kv = open_kv(dir.path(), kv_options(4096, 4, 64));
+    let mut open: Vec<_> = (0..SESSIONS_MAX)
+        .map(|_| kv.session(AddU64).unwrap())
+        .collect();
+    // Every one of them protected at once (each holds its slot between operations).
+    for (i, s) in open.iter_mut().enumerate() {
+        s.upsert(&(i as u64).to_le_bytes(), b"12345678").unwrap();
+    }
+    match kv.session(AddU64) {
+        Err(Error::TooManySessions { max }) => assert_eq!(max, SESSIONS_MAX),
+        other => panic!("{other:?}"),
+    }
+    open.pop();
+    let mut s = kv.session(AddU64).unwrap();
+    let mut out = Vec::new();
+    assert_eq!(
+        s.read(&0u64.to_le_bytes(), &mut out).unwrap(),
+        Status::Found
+    );
+    assert_eq!(out, b"12345678");
 }

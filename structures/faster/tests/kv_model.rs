@@ -36,7 +36,7 @@ fn random_operations_match_a_hash_map_with_most_of_the_log_on_disk() {
     let dir = tempfile::tempdir().unwrap();
     // 4 KiB pages, 4 in memory, 64 buckets of 7 entries: overflow buckets and tag collisions.
     let kv = open_kv(dir.path(), kv_options(4096, 4, 64));
-    let mut session = kv.session(Append);
+    let mut session = kv.session(Append).unwrap();
     let mut model: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
     let mut rng = Rng::new(seed);
     // A pending read's expected outcome, by serial (the model as of the read: pending
@@ -178,7 +178,7 @@ fn check_completed(c: &Completed, expected: &mut HashMap<u64, (OpKind, Status, V
 fn several_pending_operations_complete_in_order_with_their_serials() {
     let dir = tempfile::tempdir().unwrap();
     let kv = open_kv(dir.path(), kv_options(4096, 2, 1024));
-    let mut session = kv.session(vellum_faster::kv::AddU64);
+    let mut session = kv.session(vellum_faster::kv::AddU64).unwrap();
     for k in 0..2000u64 {
         session.upsert(&k.to_le_bytes(), &k.to_le_bytes()).unwrap();
     }

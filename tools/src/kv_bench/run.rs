@@ -131,7 +131,7 @@ pub fn run(kv: &FasterKv, spec: &RunSpec) -> Result<RunResult, BoxError> {
 fn thread(kv: &FasterKv, spec: &RunSpec, t: u64, barrier: &Barrier) -> Result<ThreadOut, BoxError> {
     let mut session = kv.session(Count {
         value_bytes: spec.value_bytes,
-    });
+    })?;
     let mut rng = Rng::new(spec.seed ^ (t + 1).wrapping_mul(0x51_7cc1_b727_220a));
     let new_value = value(spec.version, 0, spec.value_bytes);
     let mut out = ThreadOut {
@@ -202,7 +202,7 @@ pub fn load(kv: &FasterKv, keys: u64, value_bytes: usize, threads: u64) -> Resul
             .map(|t| {
                 let v = &v;
                 s.spawn(move || -> Result<(), BoxError> {
-                    let mut session = kv.session(Count { value_bytes });
+                    let mut session = kv.session(Count { value_bytes })?;
                     for k in (t..keys).step_by(threads as usize) {
                         session.upsert(&k.to_le_bytes(), v)?;
                     }
@@ -224,7 +224,7 @@ pub fn verify(
     counts: &[u64],
     value_bytes: usize,
 ) -> Result<u64, BoxError> {
-    let mut session: Session<'_, Count> = kv.session(Count { value_bytes });
+    let mut session: Session<'_, Count> = kv.session(Count { value_bytes })?;
     let mut buf = Vec::new();
     for (k, (&version, &count)) in versions.iter().zip(counts).enumerate() {
         let status = session.read_blocking(&(k as u64).to_le_bytes(), &mut buf)?;

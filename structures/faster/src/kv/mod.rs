@@ -30,7 +30,7 @@ pub use functions::{AddU64, Append, Functions};
 pub use hlog::LOG_BEGIN;
 pub use options::KvOptions;
 pub use session::{Completed, OpKind, REFRESH_OPS, Session, SessionStats};
-pub use store::{FasterKv, KV_ROOT_PREFIX, KvStats};
+pub use store::{FasterKv, KV_ROOT_PREFIX, KvStats, SESSIONS_MAX};
 
 /// The outcome of an operation.
 #[must_use]

@@ -79,10 +79,15 @@ struct Pending<I> {
 /// idle holds back the log's memory. Call [`Session::idle`] before leaving one unused (the
 /// next operation protects it again), or drop it.
 ///
+/// An operation that goes pending takes effect when [`Session::complete_pending`] completes it:
+/// a later operation of the same session on the same key, issued before that, may take effect
+/// first. Complete pending operations before issuing more on their keys where order matters
+/// (the `*_blocking` forms do it for one operation).
+///
 /// ```compile_fail,E0499
 /// # // A session cannot be shared by two threads: its operations need `&mut`.
 /// # fn share(kv: &vellum_faster::kv::FasterKv) {
-/// let mut session = kv.session(vellum_faster::kv::AddU64);
+/// let mut session = kv.session(vellum_faster::kv::AddU64).unwrap();
 /// std::thread::scope(|s| {
 ///     s.spawn(|| session.upsert(b"k", b"1"));
 ///     s.spawn(|| session.upsert(b"k", b"2"));
@@ -379,6 +384,10 @@ impl<F: Functions> Drop for Session<'_, F> {
         self.kv
             .ops_total
             .fetch_add(self.serial, std::sync::atomic::Ordering::Relaxed);
+        self.guard = None;
+        self.kv
+            .sessions
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         if !self.pending.is_empty() {
             tracing::warn!(
                 pending = self.pending.len(),

@@ -2,7 +2,7 @@
 //! the sessions that operate on it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::thread::JoinHandle;
 
 use vellum::runtime::{CommitPolicy, DurableRuntime, RootClaim};
@@ -29,7 +29,13 @@ pub(crate) struct KvInner {
     pub(crate) ops_pending: AtomicU64,
     /// Operations begun, over all sessions.
     pub(crate) ops_total: AtomicU64,
+    /// Sessions open.
+    pub(crate) sessions: AtomicUsize,
 }
+
+/// The most sessions a store has open at once: one per slot of the epoch table, so a session's
+/// protection never waits for a slot.
+pub const SESSIONS_MAX: usize = crate::epoch::SLOTS;
 
 /// A FasterKV store: a concurrent key-value store of byte-string keys and values whose records
 /// live in a hybrid log (recent pages in memory, older pages as runtime nodes) under a hash
@@ -49,7 +55,7 @@ pub(crate) struct KvInner {
 /// let options = RuntimeOptions { create_if_missing: true, ..RuntimeOptions::default() };
 /// let rt = Arc::new(DurableRuntime::open(dir.path(), options)?);
 /// let kv = FasterKv::open(rt, "counters", KvOptions::default())?;
-/// let mut session = kv.session(AddU64);
+/// let mut session = kv.session(AddU64)?;
 /// session.upsert(b"apples", &3u64.to_le_bytes())?;
 /// assert_eq!(session.rmw(b"apples", &4)?, Status::Found);
 /// assert_eq!(session.rmw(b"pears", &1)?, Status::NotFound); // created with the input
@@ -122,6 +128,7 @@ impl FasterKv {
             page_bytes: options.page_bytes,
             ops_pending: AtomicU64::new(0),
             ops_total: AtomicU64::new(0),
+            sessions: AtomicUsize::new(0),
         });
         let flusher = {
             let inner = Arc::clone(&inner);
@@ -139,9 +146,14 @@ impl FasterKv {
     }
 
     /// A session for this thread, with `functions` for its RMWs. Sessions are cheap; each holds
-    /// the store's epoch protection between its operations (see [`Session`]).
-    pub fn session<F: Functions>(&self, functions: F) -> Session<'_, F> {
-        Session::new(&self.inner, functions)
+    /// the store's epoch protection between its operations (see [`Session`]). At most
+    /// [`SESSIONS_MAX`] are open at once: past that, [`Error::TooManySessions`].
+    pub fn session<F: Functions>(&self, functions: F) -> Result<Session<'_, F>> {
+        if self.inner.sessions.fetch_add(1, SeqCst) >= SESSIONS_MAX {
+            self.inner.sessions.fetch_sub(1, SeqCst);
+            return Err(Error::TooManySessions { max: SESSIONS_MAX });
+        }
+        Ok(Session::new(&self.inner, functions))
     }
 
     /// The runtime the store's page nodes live on.
