@@ -36,6 +36,7 @@ use vellum::{CorruptionKind, NodeId};
 
 use super::page::{KV_PAGE_KIND, PageHeader, decode_page, write_page_node};
 use super::record::{RecordRef, RecordWords};
+use super::store_node::{KV_STORE_KIND, StoreNode};
 use crate::epoch::Epoch;
 use crate::ring::Slot;
 use crate::{Error, Result};
@@ -99,6 +100,9 @@ pub(crate) struct HybridLog {
     pub(crate) epoch: Epoch,
     advance_lock: Mutex<()>,
     pages: RwLock<Vec<PageNode>>,
+    /// The root naming the store node, and the store node once the first flush wrote it.
+    root: String,
+    store_node: Mutex<Option<NodeId>>,
 }
 
 fn pack(page: u64, offset: u64) -> u64 {
@@ -109,7 +113,7 @@ impl HybridLog {
     /// An empty log of `memory_pages` slots of `page_bytes` (validated by the options).
     pub(crate) fn new(
         rt: Arc<DurableRuntime>,
-        name: &str,
+        (name, root): (&str, &str),
         page_bytes: u32,
         memory_pages: u64,
         mutable_pages: u64,
@@ -140,6 +144,8 @@ impl HybridLog {
             epoch: Epoch::new(),
             advance_lock: Mutex::new(()),
             pages: RwLock::new(Vec::new()),
+            root: root.to_owned(),
+            store_node: Mutex::new(None),
         })
     }
 
@@ -377,7 +383,30 @@ impl HybridLog {
             txn.abort();
             return Err(Error::Store(e.to_corruption(self.page_path(page))));
         }
+        // KS: the store node lists the new page in the same transaction, so no page node is
+        // ever unreachable from the root.
+        let mut pages = self.page_nodes();
+        pages.push(id);
+        let list = StoreNode {
+            page_bytes: header.page_bytes,
+            pages,
+        }
+        .encode();
+        let mut store = self.store_node.lock();
+        let node = match *store {
+            Some(node) => {
+                txn.write(node, &list)?;
+                node
+            }
+            None => {
+                let node = txn.alloc(KV_STORE_KIND, &list)?;
+                txn.set_root(&self.root, node)?;
+                node
+            }
+        };
         txn.commit_with(CommitPolicy::Eventual)?;
+        *store = Some(node);
+        drop(store);
         self.pages.write().push(PageNode {
             id,
             verified: AtomicBool::new(false),
@@ -444,6 +473,11 @@ impl HybridLog {
     /// The page nodes written (for retiring them when the store closes).
     pub(crate) fn page_nodes(&self) -> Vec<NodeId> {
         self.pages.read().iter().map(|p| p.id).collect()
+    }
+
+    /// The store node, once a flush has written it.
+    pub(crate) fn store_node(&self) -> Option<NodeId> {
+        *self.store_node.lock()
     }
 
     pub(crate) fn runtime(&self) -> &Arc<DurableRuntime> {

@@ -10,7 +10,8 @@
 //! - `ops.rs`: one attempt of each operation, by region;
 //! - `session.rs`: sessions: epoch protection, serial numbers, pending operations;
 //! - `functions.rs`: the user's RMW merge;
-//! - `options.rs`, `store.rs`: the store's settings and handle.
+//! - `options.rs`, `store.rs`: the store's settings and handle;
+//! - `store_node.rs`: the node the store's root names (its page nodes).
 //!
 //! Checkpoints and recovery (CPR) are not here yet: a store's contents last while it is open.
 
@@ -25,6 +26,7 @@ pub mod page;
 pub mod record;
 mod session;
 mod store;
+pub mod store_node;
 
 pub use functions::{AddU64, Append, Functions};
 pub use hlog::LOG_BEGIN;

@@ -10,6 +10,7 @@ use vellum::runtime::{CommitPolicy, DurableRuntime, RootClaim};
 use super::hlog::{HybridLog, LOG_BEGIN};
 use super::index::HashIndex;
 use super::options::KvOptions;
+use super::store_node::StoreNode;
 use super::{Functions, Session};
 use crate::{Error, Result};
 
@@ -43,7 +44,9 @@ pub const SESSIONS_MAX: usize = crate::epoch::SLOTS;
 ///
 /// Operations go through a [`Session`], one per thread. The store keeps no checkpoint yet:
 /// what it holds is lost when it closes (checkpoints and recovery are the next issue), and its
-/// page nodes are retired then.
+/// page nodes are retired then. Its root, `faster-kv:<name>`, names a store node listing the
+/// page nodes; a store that was not closed (a crash) is discarded by the next open, so no page
+/// node is left behind.
 ///
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -113,11 +116,13 @@ impl FasterKv {
                 name.len()
             )));
         }
-        let claim = rt.claim_root(&format!("{KV_ROOT_PREFIX}{name}"))?;
+        let root = format!("{KV_ROOT_PREFIX}{name}");
+        let claim = rt.claim_root(&root)?;
+        discard_unclosed(&rt, &root)?;
         let index = HashIndex::new(&options.index)?;
         let hlog = HybridLog::new(
             rt,
-            name,
+            (name, &root),
             options.page_bytes,
             options.memory_pages(),
             options.mutable_pages(),
@@ -196,18 +201,42 @@ impl FasterKv {
         if flusher.join().is_err() {
             return Err(Error::FlushFailed("the flusher thread panicked".into()));
         }
-        let nodes = self.inner.hlog.page_nodes();
-        if nodes.is_empty() {
+        let Some(store) = self.inner.hlog.store_node() else {
             return Ok(());
-        }
+        };
         let rt = self.inner.hlog.runtime();
         let mut txn = rt.begin();
-        for id in nodes {
+        for id in self.inner.hlog.page_nodes() {
             txn.retire(id)?;
         }
+        txn.retire(store)?;
+        txn.remove_root(&format!("{KV_ROOT_PREFIX}{}", self.name))?;
         txn.commit_with(CommitPolicy::Eventual)?;
         Ok(())
     }
+}
+
+/// A store left by a handle that was not closed (a crash): with no checkpoint to recover from
+/// yet, its page nodes and store node are retired, and the root removed, in one transaction,
+/// before the new store writes anything (its first flush names the root again).
+fn discard_unclosed(rt: &DurableRuntime, root: &str) -> Result<()> {
+    let Some(id) = rt.root(root) else {
+        return Ok(());
+    };
+    let node = StoreNode::decode(&rt.read(id)?, root)?;
+    tracing::warn!(
+        %root,
+        pages = node.pages.len(),
+        "discarding the pages of a FasterKV store that was not closed (no checkpoint to recover)"
+    );
+    let mut txn = rt.begin();
+    for page in node.pages {
+        txn.retire(page)?;
+    }
+    txn.retire(id)?;
+    txn.remove_root(root)?;
+    txn.commit()?;
+    Ok(())
 }
 
 impl Drop for FasterKv {
