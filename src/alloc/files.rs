@@ -469,13 +469,20 @@ impl DataFiles {
         if data.len() >= WRITE_AT_BYTES_MIN {
             // Large: through `write_at`, which copies into the page cache without faulting in a
             // mapping page by page (readers' windows see the same pages).
-            let guard = crossbeam_epoch::pin();
-            let f = self
-                .list(loc.class, &guard)
-                .get(loc.file as usize)
-                .ok_or_else(|| {
-                    Error::InvalidArgument(format!("{loc:?} lies outside the data files"))
-                })?;
+            // The file is taken out of the epoch-protected list and the guard dropped before
+            // the copy: a thread pinned through a multi-MiB write (and a writeback start that
+            // may wait for the device) holds the epoch back, and every window readers evict
+            // meanwhile stays mapped (`tests/regression_windows_unbounded_under_a_writer.rs`).
+            let f = {
+                let guard = crossbeam_epoch::pin();
+                let f = self
+                    .list(loc.class, &guard)
+                    .get(loc.file as usize)
+                    .ok_or_else(|| {
+                        Error::InvalidArgument(format!("{loc:?} lies outside the data files"))
+                    })?;
+                Arc::clone(f)
+            };
             f.file.write_at(data, loc.offset)?;
             f.dirty.store(true, Ordering::Release);
             self.count_change();
@@ -550,8 +557,10 @@ impl DataFiles {
     /// When evicted windows still mapped push the total past the budget, runs the epoch
     /// collector (with no guard of this thread held) so they are unmapped as soon as no other
     /// reader can reach them. Without this, a writer mapping windows faster than the collector's
-    /// own pace would hold many evicted windows mapped.
-    fn collect_evicted(&self) {
+    /// own pace would hold many evicted windows mapped. Readers call it too, once their guard
+    /// is dropped (`with_node_at`, `SnapshotReader`'s drop): their reads evict windows under the
+    /// guard, which holds the epoch back.
+    pub(crate) fn collect_evicted(&self) {
         for _ in 0..COLLECT_ROUNDS_MAX {
             if self.account.mapped_bytes.load(Ordering::Acquire) <= self.options.mapped_bytes_max {
                 return;
@@ -653,25 +662,34 @@ impl DataFiles {
 
     /// `fdatasync` of every file written since its last sync; returns how many it synced.
     pub fn sync_written(&self) -> Result<u64> {
-        let guard = crossbeam_epoch::pin();
-        let mut synced = 0;
-        for class in 0..CLASS_COUNT as u8 {
-            for f in self.list(class, &guard) {
-                synced += u64::from(f.sync_if_dirty()?);
-            }
-        }
-        Ok(synced)
+        let files: Vec<Arc<DataFile>> = {
+            let guard = crossbeam_epoch::pin();
+            (0..CLASS_COUNT as u8)
+                .flat_map(|class| self.list(class, &guard).iter().cloned())
+                .collect()
+        };
+        Self::sync_each(&files)
     }
 
     /// `fdatasync` of each of `which` (class, number) written since its last sync; returns how
     /// many it synced. Numbers past a class's files are skipped (nothing was written there).
     pub fn sync_files(&self, which: &[(u8, u32)]) -> Result<u64> {
-        let guard = crossbeam_epoch::pin();
+        let files: Vec<Arc<DataFile>> = {
+            let guard = crossbeam_epoch::pin();
+            (which.iter())
+                .filter_map(|&(class, file)| self.list(class, &guard).get(file as usize).cloned())
+                .collect()
+        };
+        Self::sync_each(&files)
+    }
+
+    /// Syncs `files` with no epoch guard held: a thread pinned through an `fdatasync` holds the
+    /// epoch back, and no window evicted meanwhile is unmapped
+    /// (`tests/regression_windows_unbounded_under_a_writer.rs`).
+    fn sync_each(files: &[Arc<DataFile>]) -> Result<u64> {
         let mut synced = 0;
-        for &(class, file) in which {
-            if let Some(f) = self.list(class, &guard).get(file as usize) {
-                synced += u64::from(f.sync_if_dirty()?);
-            }
+        for f in files {
+            synced += u64::from(f.sync_if_dirty()?);
         }
         Ok(synced)
     }
@@ -783,6 +801,11 @@ impl DataFiles {
             }
         }
         Ok(total)
+    }
+
+    /// The budget of mapped window bytes.
+    pub fn mapped_bytes_max(&self) -> u64 {
+        self.options.mapped_bytes_max
     }
 
     /// Bytes of installed windows (bounded by `mapped_bytes_max`).

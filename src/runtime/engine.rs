@@ -430,6 +430,10 @@ impl Engine<'_> {
             st.unpublished.push_back((epoch, roots));
         }
         drop(st);
+        // Not pinned through the flush wait below: a thread pinned across an fsync holds the
+        // epoch back, so no window evicted meanwhile is unmapped and no unlinked version freed
+        // (`tests/regression_windows_unbounded_under_a_writer.rs`).
+        drop(guard);
         self.group.note_buffered();
         if !retired.is_empty() {
             self.reclaim.lock().extend(retired);

@@ -153,10 +153,13 @@ pub(super) fn with_node_at<R>(
     f: impl FnOnce(&[u8]) -> R,
 ) -> Result<Option<R>> {
     let guard = crossbeam_epoch::pin();
-    match resolve_at(&inner.table, &inner.files, id, epoch, &guard)? {
-        Some(r) => Ok(Some(f(inner.checked(id, epoch, r, &guard)?))),
-        None => Ok(None),
-    }
+    let out = match resolve_at(&inner.table, &inner.files, id, epoch, &guard)? {
+        Some(r) => Some(f(inner.checked(id, epoch, r, &guard)?)),
+        None => None,
+    };
+    drop(guard);
+    inner.files.collect_evicted();
+    Ok(out)
 }
 
 /// Reads of one snapshot under one epoch guard (see [`Snapshot::reader`]).
@@ -186,6 +189,17 @@ pub struct SnapshotReader<'s> {
     inner: &'s Inner,
     epoch: u64,
     guard: Guard,
+}
+
+impl Drop for SnapshotReader<'_> {
+    fn drop(&mut self) {
+        // Windows this reader's reads evicted could not be unmapped under its guard: unmap them
+        // now, unpinned (`DataFiles::collect_evicted`), when more than the budget is mapped.
+        let files = &self.inner.files;
+        if files.mapped_bytes() > files.mapped_bytes_max() {
+            self.guard.repin_after(|| files.collect_evicted());
+        }
+    }
 }
 
 impl SnapshotReader<'_> {

@@ -62,6 +62,11 @@ pub struct KvBenchArgs {
     /// Memory modes, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = [Memory::All, Memory::Tenth])]
     pub memory: Vec<Memory>,
+    /// Starts each store's runs with a cold cache: after the load, the store is synced and the
+    /// kernel's page cache dropped (`/proc/sys/vm/drop_caches`, which needs root), and the
+    /// runtime keeps at most 64 MiB (one window) of data-file windows mapped (mapped pages are not dropped).
+    #[arg(long)]
+    pub cold: bool,
     /// A small run (for CI).
     #[arg(long)]
     pub quick: bool,
@@ -117,6 +122,7 @@ impl KvBenchArgs {
             distributions: vec![Distribution::Uniform, Distribution::Zipf],
             value_bytes: vec![8, 100],
             memory: vec![Memory::All, Memory::Tenth],
+            cold: false,
             quick,
         }
     }
@@ -214,10 +220,13 @@ struct StoreRun<'a> {
 impl StoreRun<'_> {
     fn run(&self, dir: &Path) -> Result<Vec<String>, BoxError> {
         let options = kv_options(self.keys, self.value_bytes, self.memory);
-        let rt_options = RuntimeOptions {
+        let mut rt_options = RuntimeOptions {
             create_if_missing: true,
             ..RuntimeOptions::default()
         };
+        if self.args.cold {
+            rt_options.data.mapped_bytes_max = 128 << 20;
+        }
         let peak_is_this_store = reset_peak_resident();
         let rt = Arc::new(DurableRuntime::open(dir, rt_options)?);
         let kv = FasterKv::open(Arc::clone(&rt), "bench", options.clone())?;
@@ -232,6 +241,12 @@ impl StoreRun<'_> {
         let t0 = Instant::now();
         run::load(&kv, self.keys, self.value_bytes, 2)?;
         eprintln!("  loaded in {:.2} s", t0.elapsed().as_secs_f64());
+        if self.args.cold {
+            rt.sync()?;
+            std::fs::write("/proc/sys/vm/drop_caches", "3")
+                .map_err(|e| format!("--cold: cannot drop the page cache (needs root): {e}"))?;
+            eprintln!("  page cache dropped");
+        }
         let mut versions = vec![0u64; self.keys as usize];
         let mut counts = vec![0u64; self.keys as usize];
         let mut lines = Vec::new();
