@@ -64,7 +64,8 @@ pub struct KvBenchArgs {
     pub memory: Vec<Memory>,
     /// Starts each store's runs with a cold cache: after the load, the store is synced and the
     /// kernel's page cache dropped (`/proc/sys/vm/drop_caches`, which needs root), and the
-    /// runtime keeps at most 128 MiB (two windows) of data-file windows mapped (mapped pages are not dropped).
+    /// runtime keeps at most 128 MiB (two windows) of data-file windows mapped (mapped pages
+    /// are not dropped).
     #[arg(long)]
     pub cold: bool,
     /// A small run (for CI).
