@@ -221,6 +221,7 @@ fn rmw_in_the_fuzzy_region_retries_until_it_is_safe_and_stays_exact() {
     // `holder` stays protected (it does not refresh) while another session moves read_only
     // past the target's page: safe_read_only cannot follow.
     let mover_done = AtomicBool::new(false);
+    let (fuzzy_tx, fuzzy_rx) = std::sync::mpsc::channel();
     std::thread::scope(|s| {
         let (kv, done) = (&kv, &mover_done);
         let mover = s.spawn(move || {
@@ -232,11 +233,15 @@ fn rmw_in_the_fuzzy_region_retries_until_it_is_safe_and_stays_exact() {
             }
             let st = kv.stats();
             assert!(st.safe_read_only < 4096 && st.read_only >= 4096, "{st:?}");
+            fuzzy_tx.send(()).unwrap();
             // The target's record is in the fuzzy region: RMW waits for `holder`.
             assert_eq!(session.rmw(&target, &1).unwrap(), Status::Found);
             done.store(true, SeqCst);
             session.stats()
         });
+        // Only once the region is fuzzy (the mover's upserts may take long on a busy machine;
+        // leaving the protection earlier would let safe_read_only follow at once).
+        fuzzy_rx.recv().unwrap();
         std::thread::sleep(Duration::from_millis(200));
         assert!(
             !mover_done.load(SeqCst),
