@@ -94,16 +94,23 @@ fn newest<'a>(kv: &'a KvInner, key: &[u8], from: u64) -> Result<Newest<'a>> {
         if !info.is_invalid() && record.key_matches(key) {
             return Ok(Newest::Memory(a, record));
         }
-        a = previous(a, info)?;
+        a = previous(kv, a, info)?;
     }
 }
 
-/// The previous address of the chain, which must lie below `a`.
-fn previous(a: u64, info: RecordInfo) -> Result<u64> {
+/// The previous address of the chain, which must lie below `a`: a link that does not is damage
+/// (a corruption of the record's page, at the record's info word), never followed.
+fn previous(kv: &KvInner, a: u64, info: RecordInfo) -> Result<u64> {
     let p = info.previous_address();
     if p >= a {
-        return Err(Error::InvalidArgument(format!(
-            "hash chain loops: the record at {a} links to {p}"
+        let page_bytes = u64::from(kv.page_bytes);
+        return Err(Error::Store(vellum::Error::corruption(
+            kv.hlog.page_path(a / page_bytes),
+            a % page_bytes,
+            vellum::CorruptionKind::InvalidField {
+                field: "previous_address",
+                value: p,
+            },
         )));
     }
     Ok(p)
@@ -128,7 +135,7 @@ pub(crate) fn find_on_disk(kv: &KvInner, key: &[u8], address: u64) -> Result<OnD
         })?;
         match step {
             Ok(found) => return Ok(found),
-            Err(info) => a = previous(a, info)?,
+            Err(info) => a = previous(kv, a, info)?,
         }
     }
 }
