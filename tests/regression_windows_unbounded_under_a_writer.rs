@@ -4,9 +4,9 @@
 //! windows (45 GiB of address space, much of it resident) at once. Evicted windows are unmapped
 //! by `crossbeam-epoch`'s deferred destruction, which waits until every pinned thread has moved
 //! past the eviction's epoch; the writer stayed pinned through its 2 MiB `write_at`, its
-//! writeback start, every data-file `fdatasync` and a commit's flush wait, so the epoch rarely
-//! advanced. No thread now holds a guard across I/O, and readers run the collector once their
-//! guard is gone.
+//! writeback start, every data-file `fdatasync` and a commit's flush wait, and the maintenance
+//! thread through each hole it punched to return a segment, so the epoch rarely advanced. No
+//! thread now holds a guard across I/O, and readers run the collector once their guard is gone.
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
@@ -14,6 +14,8 @@ use vellum::runtime::{CommitPolicy, DurableRuntime, RuntimeOptions};
 
 const BUDGET_BYTES: u64 = 128 << 20;
 const NODE_BYTES: usize = 2 << 20;
+/// Nodes the writer commits at most (2 MiB each).
+const WRITES_MAX: u32 = 400;
 
 /// Data-file mappings of this process and their bytes, from `/proc/self/maps`.
 fn data_mappings() -> (usize, u64) {
@@ -48,12 +50,20 @@ fn mapped_windows_stay_within_the_budget_beside_a_writer() {
     let mut worst = (0, 0);
     std::thread::scope(|s| {
         s.spawn(|| {
-            let mut i = 0u8;
-            while !stop.load(Relaxed) {
+            // At most WRITES_MAX nodes, each replacing the last, so the files stay small.
+            let mut last = None;
+            for i in 0..WRITES_MAX {
+                if stop.load(Relaxed) {
+                    break;
+                }
                 let mut tx = rt.begin();
-                tx.alloc_with(0x4c, NODE_BYTES, |b| b.fill(i)).unwrap();
+                let id = tx
+                    .alloc_with(0x4c, NODE_BYTES, |b| b.fill(i as u8))
+                    .unwrap();
+                if let Some(old) = last.replace(id) {
+                    tx.retire(old).unwrap();
+                }
                 tx.commit_with(CommitPolicy::Eventual).unwrap();
-                i = i.wrapping_add(1);
                 std::thread::sleep(std::time::Duration::from_millis(2));
             }
         });

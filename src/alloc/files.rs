@@ -473,16 +473,9 @@ impl DataFiles {
             // the copy: a thread pinned through a multi-MiB write (and a writeback start that
             // may wait for the device) holds the epoch back, and every window readers evict
             // meanwhile stays mapped (`tests/regression_windows_unbounded_under_a_writer.rs`).
-            let f = {
-                let guard = crossbeam_epoch::pin();
-                let f = self
-                    .list(loc.class, &guard)
-                    .get(loc.file as usize)
-                    .ok_or_else(|| {
-                        Error::InvalidArgument(format!("{loc:?} lies outside the data files"))
-                    })?;
-                Arc::clone(f)
-            };
+            let f = self.file(loc.class, loc.file).ok_or_else(|| {
+                Error::InvalidArgument(format!("{loc:?} lies outside the data files"))
+            })?;
             f.file.write_at(data, loc.offset)?;
             f.dirty.store(true, Ordering::Release);
             self.count_change();
@@ -772,11 +765,18 @@ impl DataFiles {
 
     /// Returns a wholly free segment's blocks to the filesystem.
     pub fn punch(&self, seg: &EmptySegment) -> Result<()> {
-        let guard = crossbeam_epoch::pin();
-        match self.list(seg.class, &guard).get(seg.file as usize) {
+        match self.file(seg.class, seg.file) {
             Some(f) => f.file.punch_hole(seg.offset, seg.len),
             None => Ok(()),
         }
+    }
+
+    /// Data file `number` of `class`, taken out of the epoch-protected list so that the caller's
+    /// I/O on it runs with no guard held (a guard held across a syscall holds the epoch back,
+    /// and no window evicted meanwhile is unmapped).
+    fn file(&self, class: u8, number: u32) -> Option<Arc<DataFile>> {
+        let guard = crossbeam_epoch::pin();
+        self.list(class, &guard).get(number as usize).cloned()
     }
 
     /// `(class, file, length)` of every data file, for the manifest.
@@ -793,12 +793,15 @@ impl DataFiles {
 
     /// Bytes of disk all data files occupy.
     pub fn allocated_bytes(&self) -> Result<u64> {
-        let guard = crossbeam_epoch::pin();
+        let files: Vec<Arc<DataFile>> = {
+            let guard = crossbeam_epoch::pin();
+            (0..CLASS_COUNT as u8)
+                .flat_map(|class| self.list(class, &guard).iter().cloned())
+                .collect()
+        };
         let mut total = 0;
-        for class in 0..CLASS_COUNT as u8 {
-            for f in self.list(class, &guard) {
-                total += f.file.allocated_bytes()?;
-            }
+        for f in &files {
+            total += f.file.allocated_bytes()?;
         }
         Ok(total)
     }
