@@ -38,6 +38,7 @@ mod log;
 pub mod meta;
 mod options;
 mod ring;
+mod root_name;
 mod table;
 
 pub use error::{Error, Result};

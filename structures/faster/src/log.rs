@@ -64,8 +64,6 @@ use crate::table::{Draft, PageTable};
 
 /// Prefix of the root naming a log's metadata node: `faster-log:<name>`.
 pub const ROOT_PREFIX: &str = "faster-log:";
-/// Longest log name: root names are at most 47 bytes.
-const NAME_BYTES_MAX: usize = 47 - ROOT_PREFIX.len();
 /// A commit's new extent absorbs the page's previous extent while that one is no longer than the
 /// new one and both together stay within this (a binary counter: each byte of a page filled by
 /// small commits is rewritten O(log) times, and a page holds O(log) small extents).
@@ -148,13 +146,7 @@ impl FasterLog {
     /// releases the log (invariant 7).
     pub fn open(rt: Arc<DurableRuntime>, name: &str, options: FasterLogOptions) -> Result<Self> {
         options.validate()?;
-        if name.is_empty() || name.len() > NAME_BYTES_MAX {
-            return Err(Error::InvalidArgument(format!(
-                "log names are 1 to {NAME_BYTES_MAX} bytes, got {}",
-                name.len()
-            )));
-        }
-        let root = format!("{ROOT_PREFIX}{name}");
+        let root = crate::root_name::root_name(ROOT_PREFIX, "log", name)?;
         // R0, before anything is read: a second handle would recover the same state and append
         // at the same addresses as this one, and one of two acknowledged commits would be lost.
         let claim = rt.claim_root(&root)?;

@@ -21,7 +21,7 @@ mod figures;
 mod load;
 mod raw;
 mod report;
-mod rng;
+pub(crate) mod rng;
 mod settings;
 mod verify;
 

@@ -30,6 +30,11 @@ impl XorShift64 {
         self.state.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 
+    /// A float in `[0, 1)` (the top 53 bits).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
     /// A number in `0..n` (Lemire's multiply-shift; its bias is below n / 2^64).
     pub fn below(&mut self, n: usize) -> usize {
         ((u128::from(self.next_u64()) * n as u128) >> 64) as usize

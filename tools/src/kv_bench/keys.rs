@@ -2,31 +2,7 @@
 //! generator of Gray et al., "Quickly generating billion-record synthetic databases", whose ranks
 //! are hashed over the key space so the hot keys are spread over the index and the log).
 
-/// A xorshift64* generator, deterministic from its seed.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// A float in `[0, 1)`.
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
-    }
-}
+use crate::durable_bench::rng::XorShift64;
 
 /// How keys are drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -71,7 +47,7 @@ impl Zipf {
     }
 
     /// A rank in `[0, n)`: 0 the most frequent.
-    fn rank(&self, rng: &mut Rng) -> u64 {
+    fn rank(&self, rng: &mut XorShift64) -> u64 {
         let u = rng.unit();
         let uz = u * self.zeta_n;
         if uz < 1.0 {
@@ -102,9 +78,9 @@ impl KeyChooser {
         }
     }
 
-    pub fn next(&self, rng: &mut Rng) -> u64 {
+    pub fn next(&self, rng: &mut XorShift64) -> u64 {
         match &self.zipf {
-            None => rng.below(self.keys),
+            None => rng.below(self.keys as usize) as u64,
             // Scrambled: the rank's hash, so rank 0 is not key 0 (YCSB's ScrambledZipfian).
             Some(z) => scramble(z.rank(rng)) % self.keys,
         }
@@ -126,7 +102,7 @@ mod tests {
     #[test]
     fn zipf_ranks_follow_the_law_at_the_head() {
         let z = Zipf::new(1000, 0.99);
-        let mut rng = Rng::new(3);
+        let mut rng = XorShift64::seeded(3);
         let mut counts = vec![0u64; 1000];
         let n = 200_000;
         for _ in 0..n {
@@ -143,7 +119,7 @@ mod tests {
     #[test]
     fn uniform_keys_cover_the_space_evenly() {
         let k = KeyChooser::new(10, Distribution::Uniform, None);
-        let mut rng = Rng::new(1);
+        let mut rng = XorShift64::seeded(1);
         let mut counts = [0u32; 10];
         for _ in 0..100_000 {
             counts[k.next(&mut rng) as usize] += 1;

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use vellum_faster::kv::{Completed, FasterKv, OpKind, Session, Status};
 
-use super::keys::{KeyChooser, Rng};
+use super::keys::KeyChooser;
 use super::values::{Count, decode, value};
+use crate::durable_bench::rng::XorShift64;
 use crate::group_commit::BoxError;
 
 /// A YCSB core workload.
@@ -132,7 +133,7 @@ fn thread(kv: &FasterKv, spec: &RunSpec, t: u64, barrier: &Barrier) -> Result<Th
     let mut session = kv.session(Count {
         value_bytes: spec.value_bytes,
     })?;
-    let mut rng = Rng::new(spec.seed ^ (t + 1).wrapping_mul(0x51_7cc1_b727_220a));
+    let mut rng = XorShift64::seeded(spec.seed ^ (t + 1).wrapping_mul(0x51_7cc1_b727_220a));
     let new_value = value(spec.version, 0, spec.value_bytes);
     let mut out = ThreadOut {
         span: (Instant::now(), Instant::now()),
@@ -151,7 +152,7 @@ fn thread(kv: &FasterKv, spec: &RunSpec, t: u64, barrier: &Barrier) -> Result<Th
     for _ in 0..spec.ops_per_thread {
         let k = spec.keys.next(&mut rng);
         let key = k.to_le_bytes();
-        if rng.below(100) < read_percent {
+        if (rng.below(100) as u64) < read_percent {
             if session.read(&key, &mut buf)? == Status::Found {
                 check_read(&buf, spec)?;
             }

@@ -17,9 +17,6 @@ use crate::{Error, Result};
 /// Root names of FasterKV stores begin with this (the root is claimed while the store is open).
 pub const KV_ROOT_PREFIX: &str = "faster-kv:";
 
-/// The longest store name, so that the root name fits the runtime's 47 bytes.
-const NAME_BYTES_MAX: usize = 47 - KV_ROOT_PREFIX.len();
-
 /// What the sessions share.
 #[derive(Debug)]
 pub(crate) struct KvInner {
@@ -110,13 +107,7 @@ impl FasterKv {
     /// boundary passes as one runtime node.
     pub fn open(rt: Arc<DurableRuntime>, name: &str, options: KvOptions) -> Result<FasterKv> {
         options.validate()?;
-        if name.is_empty() || name.len() > NAME_BYTES_MAX {
-            return Err(Error::InvalidArgument(format!(
-                "store names are 1 to {NAME_BYTES_MAX} bytes, got {}",
-                name.len()
-            )));
-        }
-        let root = format!("{KV_ROOT_PREFIX}{name}");
+        let root = crate::root_name::root_name(KV_ROOT_PREFIX, "store", name)?;
         let claim = rt.claim_root(&root)?;
         discard_unclosed(&rt, &root)?;
         let index = HashIndex::new(&options.index)?;
