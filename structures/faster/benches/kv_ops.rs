@@ -3,8 +3,9 @@
 //! batch of operations; criterion reports the time per operation. Groups:
 //! - `kv_1t`: read, upsert, rmw (add to a counter) and the 50/50 read/upsert mix at 1 thread,
 //!   for FasterKV and for `DashMap<[u8; 8], [u8; 8]>` (its default hasher);
-//! - `kv_2t`: the 50/50 mix at 2 threads (total time for both threads' batches), for both.
-//!
+//!   FasterKV's reads and mix also through `Session::batch` (`*_batch`, 256 operations a call);
+//! - `kv_2t`: the 50/50 mix at 2 threads (total time for both threads' batches), for both, and
+//!   FasterKV's through `Session::batch`;
 //! - `kv_floor`: the same machine's floor for two dependent cache misses per operation
 //!   (FASTER's bucket, then record) and for one.
 //!
@@ -19,10 +20,12 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dashmap::DashMap;
 use vellum::runtime::{DurableRuntime, RuntimeOptions};
 use vellum_faster::kv::index::IndexOptions;
-use vellum_faster::kv::{AddU64, FasterKv, KvOptions, Session, Status};
+use vellum_faster::kv::{AddU64, BatchOp, FasterKv, KvOptions, Session, Status};
 
 const KEYS: u64 = 1 << 20;
 const BATCH: usize = 1 << 16;
+/// Operations per `Session::batch` call in the batch benchmarks.
+const BATCH_OPS: usize = 256;
 
 /// A xorshift sequence of key numbers below [`KEYS`].
 fn key_sequence(seed: u64, n: usize) -> Vec<u64> {
@@ -74,6 +77,37 @@ fn kv_mix(s: &mut Session<'_, AddU64>, i: usize, k: u64, out: &mut Vec<u8>) {
         assert_eq!(s.read(&key, out).expect("read"), Status::Found);
     } else {
         s.upsert(&key, &(i as u64).to_le_bytes()).expect("upsert");
+    }
+}
+
+/// The bytes of a batch's keys and upsert values: `(key, value)` of each position.
+fn batch_bytes(keys: &[u64]) -> Vec<([u8; 8], [u8; 8])> {
+    keys.iter()
+        .enumerate()
+        .map(|(i, k)| (k.to_le_bytes(), (i as u64).to_le_bytes()))
+        .collect()
+}
+
+/// The mix as batch operations (even positions read, odd ones upsert), or all reads.
+fn batch_ops(bytes: &[([u8; 8], [u8; 8])], mix: bool) -> Vec<BatchOp<'_, u64>> {
+    bytes
+        .iter()
+        .enumerate()
+        .map(|(i, (k, v))| {
+            if mix && i % 2 == 1 {
+                BatchOp::Upsert(k, v)
+            } else {
+                BatchOp::Read(k)
+            }
+        })
+        .collect()
+}
+
+/// Runs a batch of operations in batches of `chunk`, checking every read found its key.
+fn kv_batch(s: &mut Session<'_, AddU64>, ops: &[BatchOp<'_, u64>], chunk: usize) {
+    for part in ops.chunks(chunk) {
+        s.batch(part, |_, status, _| assert_eq!(status, Status::Found))
+            .expect("batch");
     }
 }
 
@@ -154,6 +188,11 @@ fn one_thread(c: &mut Criterion, kv: &FasterKv, map: &DashMap<[u8; 8], [u8; 8]>)
             }
         })
     });
+    let bytes = batch_bytes(&keys);
+    for (name, mix) in [("faster_read_batch", false), ("faster_mix_batch", true)] {
+        let ops = batch_ops(&bytes, mix);
+        group.bench_function(name, |b| b.iter(|| kv_batch(&mut s, &ops, BATCH_OPS)));
+    }
     group.finish();
 }
 
@@ -195,6 +234,18 @@ fn two_thread(c: &mut Criterion, kv: &FasterKv, map: &DashMap<[u8; 8], [u8; 8]>)
                     for (i, k) in keys[t].iter().enumerate() {
                         dash_mix(map, i, *k);
                     }
+                }
+            })
+        })
+    });
+    let bytes: Vec<_> = keys.iter().map(|k| batch_bytes(k)).collect();
+    group.bench_function("faster_mix_batch", |b| {
+        b.iter_custom(|iters| {
+            two_threads(iters, |t, iters| {
+                let mut s = kv.session(AddU64).expect("session");
+                let ops = batch_ops(&bytes[t], true);
+                for _ in 0..iters {
+                    kv_batch(&mut s, &ops, BATCH_OPS);
                 }
             })
         })

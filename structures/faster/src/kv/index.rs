@@ -537,6 +537,12 @@ impl HashIndex {
         }
     }
 
+    /// Asks the cache for `hash`'s main bucket (a batch's first stage: [`vellum::words::prefetch`]).
+    #[inline]
+    pub fn prefetch(&self, hash: KeyHash) {
+        vellum::words::prefetch(&self.buckets()[hash.bucket(self.bucket_mask)][0]);
+    }
+
     /// The final entry of `hash`'s tag, created (address [`ADDRESS_UNSET`]) if there is none,
     /// by FASTER's FindOrCreateTag protocol (I3). Threads creating the same tag at once get the
     /// same entry. Lock-free but for allocating an overflow bucket when the chain is full.

@@ -9,12 +9,14 @@
 //! - `hlog.rs`: the hybrid log's addresses, page ring, flusher and reads from page nodes;
 //! - `ops.rs`: one attempt of each operation, by region;
 //! - `session.rs`: sessions: epoch protection, serial numbers, pending operations;
+//! - `batch.rs`: a session's operations issued together, their cache misses overlapped;
 //! - `functions.rs`: the user's RMW merge;
 //! - `options.rs`, `store.rs`: the store's settings and handle;
 //! - `store_node.rs`: the node the store's root names (its page nodes).
 //!
 //! Checkpoints and recovery (CPR) are not here yet: a store's contents last while it is open.
 
+mod batch;
 mod functions;
 pub mod hash;
 mod hlog;
@@ -28,6 +30,7 @@ mod session;
 mod store;
 pub mod store_node;
 
+pub use batch::{BUCKET_AHEAD, BatchOp, RECORD_AHEAD};
 pub use functions::{AddU64, Append, Functions};
 pub use hlog::LOG_BEGIN;
 pub use options::KvOptions;

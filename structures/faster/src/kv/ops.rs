@@ -90,7 +90,8 @@ fn newest<'a>(kv: &'a KvInner, key: &[u8], from: u64) -> Result<Newest<'a>> {
             return Ok(Newest::Disk(a));
         }
         let record = kv.hlog.record_at(a)?;
-        let info = record.info()?;
+        // The info as the layout's decode loaded it (the bits that matter never clear).
+        let info = record.header().info;
         if !info.is_invalid() && record.key_matches(key) {
             return Ok(Newest::Memory(a, record));
         }
@@ -228,13 +229,7 @@ pub(crate) fn upsert(
     if let Newest::Memory(a, record) = newest(kv, key, expected.address())?
         && a >= kv.hlog.read_only()
     {
-        let outcome = record.try_update_in_place(|buf, _| {
-            if let Some(dst) = buf.get_mut(..value.len()) {
-                dst.copy_from_slice(value);
-            }
-            Some(value.len())
-        })?;
-        match outcome {
+        match record.try_replace_in_place(value)? {
             UpdateOutcome::Updated => return Ok(Attempt::Done(())),
             UpdateOutcome::Sealed | UpdateOutcome::Invalid => return Ok(Attempt::Retry),
             UpdateOutcome::OverCapacity { .. }

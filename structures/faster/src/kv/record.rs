@@ -409,6 +409,7 @@ impl RecordHeader {
 
     /// Decodes a record's three header words (the counter is not checked: it may be odd in
     /// memory), checking KR2, KR3 and that the record fits in `bytes_left_in_page` (KR1).
+    #[inline]
     pub fn decode(words: [u64; 3], bytes_left_in_page: usize) -> Result<RecordHeader, RecordError> {
         let info = RecordInfo::from_word(words[INFO_WORD])?;
         let (key_len, value_len, value_capacity) = split_lengths(words[LENGTHS_WORD]);
@@ -662,5 +663,37 @@ mod tests {
         let mut out = Vec::new();
         assert_eq!(read_value(&words, 0, &mut out), Ok(ReadOutcome::Value));
         assert_eq!(out, b"ab");
+    }
+
+    #[test]
+    fn replacing_in_place_zeroes_the_tail_and_refuses_what_does_not_fit() {
+        let words: Vec<AtomicU64> = (0..6).map(|_| AtomicU64::new(0)).collect();
+        write_record_words(&words, 0, golden_info(), b"k", b"0123456789", 16).unwrap();
+        let r = RecordWords::at(&words, 0).unwrap();
+        assert_eq!(r.try_replace_in_place(b"xyz"), Ok(UpdateOutcome::Updated));
+        let word4 = u64::from_le_bytes(*b"xyz\0\0\0\0\0");
+        assert_eq!((words[4].load(Relaxed), words[5].load(Relaxed)), (word4, 0));
+        let mut out = Vec::new();
+        assert_eq!(r.read_value(&mut out), Ok(ReadOutcome::Value));
+        assert_eq!(out, b"xyz");
+        assert_eq!(
+            r.try_replace_in_place(&[7; 17]),
+            Ok(UpdateOutcome::OverCapacity {
+                len: 17,
+                capacity: 16
+            })
+        );
+        assert_eq!(r.try_replace_in_place(&[7; 16]), Ok(UpdateOutcome::Updated));
+        assert_eq!(r.read_value(&mut out), Ok(ReadOutcome::Value));
+        assert_eq!(out, [7; 16]);
+        assert_eq!(
+            words[2].load(Relaxed),
+            4,
+            "two updates: the seqlock is even"
+        );
+        let mut sealed = Vec::new();
+        assert_eq!(r.seal(&mut sealed), Ok(SealOutcome::Sealed));
+        assert_eq!(r.try_replace_in_place(b"no"), Ok(UpdateOutcome::Sealed));
+        assert_eq!(r.read_value(&mut out), Ok(ReadOutcome::Sealed));
     }
 }

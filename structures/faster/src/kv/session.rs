@@ -144,7 +144,39 @@ impl<'kv, F: Functions> Session<'kv, F> {
     /// Reads `key`'s value into `out` (replacing it): `Found`, `NotFound`, or `Pending` when
     /// its record is on disk (the value comes from [`Session::complete_pending`]).
     pub fn read(&mut self, key: &[u8], out: &mut Vec<u8>) -> Result<Status> {
-        let (serial, hash) = self.begin(key)?;
+        let hash = self.check_key(key)?;
+        self.read_hashed(key, hash, out)
+    }
+
+    /// Writes `value` as `key`'s value, in place where its record is mutable and large enough.
+    /// Never pending.
+    pub fn upsert(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        let hash = self.check_key(key)?;
+        self.upsert_hashed(key, hash, value)
+    }
+
+    /// Read-modify-write through the session's [`Functions`]: `Found` when the key had a value
+    /// (now updated), `NotFound` when it had none (now the initial value), `Pending` when its
+    /// record is on disk.
+    pub fn rmw(&mut self, key: &[u8], input: &F::Input) -> Result<Status> {
+        let hash = self.check_key(key)?;
+        self.rmw_hashed(key, hash, input)
+    }
+
+    /// Deletes `key` (a tombstone): `Found` when it had a value, `NotFound`, or `Pending`.
+    pub fn delete(&mut self, key: &[u8]) -> Result<Status> {
+        let hash = self.check_key(key)?;
+        self.delete_hashed(key, hash)
+    }
+
+    /// [`Session::read`] of a checked key and its hash.
+    pub(super) fn read_hashed(
+        &mut self,
+        key: &[u8],
+        hash: KeyHash,
+        out: &mut Vec<u8>,
+    ) -> Result<Status> {
+        let serial = self.next_serial();
         out.clear();
         let kv = self.kv;
         match self.run(|_, _, _| ops::read(kv, hash, key, out))? {
@@ -153,10 +185,9 @@ impl<'kv, F: Functions> Session<'kv, F> {
         }
     }
 
-    /// Writes `value` as `key`'s value, in place where its record is mutable and large enough.
-    /// Never pending.
-    pub fn upsert(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
-        let (_, hash) = self.begin(key)?;
+    /// [`Session::upsert`] of a checked key and its hash.
+    pub(super) fn upsert_hashed(&mut self, key: &[u8], hash: KeyHash, value: &[u8]) -> Result<()> {
+        self.next_serial();
         let kv = self.kv;
         match self.run(|g, _, _| ops::upsert(kv, g, hash, key, value))? {
             Ok(()) => Ok(()),
@@ -164,11 +195,14 @@ impl<'kv, F: Functions> Session<'kv, F> {
         }
     }
 
-    /// Read-modify-write through the session's [`Functions`]: `Found` when the key had a value
-    /// (now updated), `NotFound` when it had none (now the initial value), `Pending` when its
-    /// record is on disk.
-    pub fn rmw(&mut self, key: &[u8], input: &F::Input) -> Result<Status> {
-        let (serial, hash) = self.begin(key)?;
+    /// [`Session::rmw`] of a checked key and its hash.
+    pub(super) fn rmw_hashed(
+        &mut self,
+        key: &[u8],
+        hash: KeyHash,
+        input: &F::Input,
+    ) -> Result<Status> {
+        let serial = self.next_serial();
         let kv = self.kv;
         match self.run(|g, f, s| ops::rmw(kv, g, f, (hash, key, input), s))? {
             Ok(status) => Ok(status),
@@ -179,9 +213,9 @@ impl<'kv, F: Functions> Session<'kv, F> {
         }
     }
 
-    /// Deletes `key` (a tombstone): `Found` when it had a value, `NotFound`, or `Pending`.
-    pub fn delete(&mut self, key: &[u8]) -> Result<Status> {
-        let (serial, hash) = self.begin(key)?;
+    /// [`Session::delete`] of a checked key and its hash.
+    pub(super) fn delete_hashed(&mut self, key: &[u8], hash: KeyHash) -> Result<Status> {
+        let serial = self.next_serial();
         let kv = self.kv;
         match self.run(|g, _, _| ops::delete(kv, g, hash, key))? {
             Ok(status) => Ok(status),
@@ -191,7 +225,8 @@ impl<'kv, F: Functions> Session<'kv, F> {
 
     /// [`Session::read`], completing a disk read before it returns (never `Pending`).
     pub fn read_blocking(&mut self, key: &[u8], out: &mut Vec<u8>) -> Result<Status> {
-        let (_, hash) = self.begin(key)?;
+        let hash = self.check_key(key)?;
+        self.next_serial();
         out.clear();
         let kv = self.kv;
         match self.run(|_, _, _| ops::read(kv, hash, key, out))? {
@@ -202,7 +237,8 @@ impl<'kv, F: Functions> Session<'kv, F> {
 
     /// [`Session::rmw`], completing a disk read before it returns (never `Pending`).
     pub fn rmw_blocking(&mut self, key: &[u8], input: &F::Input) -> Result<Status> {
-        let (_, hash) = self.begin(key)?;
+        let hash = self.check_key(key)?;
+        self.next_serial();
         let kv = self.kv;
         match self.run(|g, f, s| ops::rmw(kv, g, f, (hash, key, input), s))? {
             Ok(status) => Ok(status),
@@ -212,7 +248,8 @@ impl<'kv, F: Functions> Session<'kv, F> {
 
     /// [`Session::delete`], completing a disk read before it returns (never `Pending`).
     pub fn delete_blocking(&mut self, key: &[u8]) -> Result<Status> {
-        let (_, hash) = self.begin(key)?;
+        let hash = self.check_key(key)?;
+        self.next_serial();
         let kv = self.kv;
         match self.run(|g, _, _| ops::delete(kv, g, hash, key))? {
             Ok(status) => Ok(status),
@@ -255,8 +292,14 @@ impl<'kv, F: Functions> Session<'kv, F> {
         Ok(done)
     }
 
-    /// Numbers the operation, refreshes the protection every [`REFRESH_OPS`], checks the key.
-    fn begin(&mut self, key: &[u8]) -> Result<(u64, KeyHash)> {
+    /// Checks a key (not empty, within the page's limit) and hashes it.
+    fn check_key(&self, key: &[u8]) -> Result<KeyHash> {
+        self.validate_key(key)?;
+        Ok(KeyHash::of(key))
+    }
+
+    /// Checks a key: not empty, within the page's limit.
+    pub(super) fn validate_key(&self, key: &[u8]) -> Result<()> {
         if key.is_empty() {
             return Err(Error::Record(RecordError::KeyEmpty));
         }
@@ -265,6 +308,11 @@ impl<'kv, F: Functions> Session<'kv, F> {
             let len = key.len();
             return Err(Error::Record(RecordError::KeyTooLong { len, max }));
         }
+        Ok(())
+    }
+
+    /// Numbers an operation and refreshes the protection every [`REFRESH_OPS`].
+    fn next_serial(&mut self) -> u64 {
         self.serial += 1;
         self.since_refresh += 1;
         if self.since_refresh >= REFRESH_OPS {
@@ -273,7 +321,15 @@ impl<'kv, F: Functions> Session<'kv, F> {
                 g.refresh();
             }
         }
-        Ok((self.serial, KeyHash::of(key)))
+        self.serial
+    }
+
+    /// Protects the session (until [`Session::idle`]) and returns the store, for a batch's
+    /// prefetches.
+    pub(super) fn protected(&mut self) -> &'kv KvInner {
+        let kv = self.kv;
+        self.guard.get_or_insert_with(|| kv.hlog.epoch.protect());
+        kv
     }
 
     /// Runs attempts until one is done (`Ok`) or must read the disk (`Err`).

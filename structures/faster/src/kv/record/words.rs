@@ -114,6 +114,7 @@ pub fn write_record_words(
 
 /// The header of the record at byte `offset` of ring-page `words` (word 1 loaded with `Acquire`,
 /// KR6). `value_len` is a snapshot: it may change under the seqlock.
+#[inline]
 pub fn header_at(words: &[AtomicU64], offset: usize) -> Result<RecordHeader, RecordError> {
     let rw = record_words(words, offset)?;
     let lengths = rw[LENGTHS_WORD].load(Acquire);
@@ -222,6 +223,7 @@ impl<'a> RecordWords<'a> {
 
     /// Copies the value into `out` (replacing its contents) under the seqlock (KR7): retries
     /// while a writer holds the record, spinning a little and then yielding.
+    #[inline]
     pub fn read_value(&self, out: &mut Vec<u8>) -> Result<ReadOutcome, RecordError> {
         let rw = self.words;
         let value_words = &rw[word_range(self.header.capacity_range())];
@@ -241,13 +243,29 @@ impl<'a> RecordWords<'a> {
                 }
                 fence(Acquire);
                 if rw[COUNTER_WORD].load(Relaxed) == before {
-                    // A stable copy: now its fields may be judged.
-                    RecordHeader::decode([info, lengths, 0], rw.len() * WORD_BYTES)?;
+                    // A stable copy: now its fields may be judged. The key's length and the
+                    // capacity were checked when the layout was decoded; a copy that keeps them
+                    // needs only its flags and value length checked (the full decode's result).
+                    if !self.keeps_layout(info, lengths) {
+                        RecordHeader::decode([info, lengths, 0], rw.len() * WORD_BYTES)?;
+                    }
                     return Ok(outcome);
                 }
             }
             backoff.snooze();
         }
+    }
+
+    /// Whether `info` and `lengths` decode (KR2, KR3) with this record's key length and
+    /// capacity: what [`RecordHeader::decode`] would accept for them, checked in a few
+    /// instructions.
+    #[inline]
+    fn keeps_layout(&self, info: u64, lengths: u64) -> bool {
+        let (key_len, value_len, capacity) = split_lengths(lengths);
+        info & RecordInfo::RESERVED_MASK == 0
+            && key_len == usize::from(self.header.key_len)
+            && capacity == self.header.value_capacity as usize
+            && value_len <= capacity
     }
 
     /// Updates the value in place under the seqlock (KR7–KR9). `f` gets the value's bytes up to
@@ -279,6 +297,28 @@ impl<'a> RecordWords<'a> {
         buf[len..].fill(0); // KR4
         store_changed(value_words, buf);
         rw[LENGTHS_WORD].store(with_value_len(lengths, len), Relaxed);
+        Ok(UpdateOutcome::Updated)
+    }
+
+    /// Replaces the value in place under the seqlock (KR7, KR8): an upsert's update, which needs
+    /// no copy of the old value. `OverCapacity` when `value` is longer than the record holds.
+    #[inline]
+    pub fn try_replace_in_place(&self, value: &[u8]) -> Result<UpdateOutcome, RecordError> {
+        let rw = self.words;
+        let capacity = self.header.value_capacity as usize;
+        if value.len() > capacity {
+            let len = value.len();
+            return Ok(UpdateOutcome::OverCapacity { len, capacity });
+        }
+        let value_words = &rw[word_range(self.header.capacity_range())];
+        let _locked = Locked::take(&rw[COUNTER_WORD]);
+        let info = RecordInfo::from_word(rw[INFO_WORD].load(Relaxed))?;
+        if let Some(refused) = refusal(info) {
+            return Ok(refused);
+        }
+        store_padded(value_words, value); // KR4: zero past the value
+        let lengths = rw[LENGTHS_WORD].load(Relaxed);
+        rw[LENGTHS_WORD].store(with_value_len(lengths, value.len()), Relaxed);
         Ok(UpdateOutcome::Updated)
     }
 
@@ -334,6 +374,7 @@ impl<'a> RecordWords<'a> {
 }
 
 /// The words from byte `offset` to the page's end, at least a header's worth.
+#[inline]
 fn record_words(words: &[AtomicU64], offset: usize) -> Result<&[AtomicU64], RecordError> {
     if !offset.is_multiple_of(WORD_BYTES) {
         return Err(RecordError::OffsetUnaligned { offset });
@@ -349,6 +390,7 @@ fn record_words(words: &[AtomicU64], offset: usize) -> Result<&[AtomicU64], Reco
 
 /// The record's header and exactly its words. The key's length and the capacity never change
 /// (KR7), so the ranges taken from this header stay valid while the value changes.
+#[inline]
 fn fixed_layout(
     words: &[AtomicU64],
     offset: usize,
@@ -424,10 +466,17 @@ fn store_changed(words: &[AtomicU64], bytes: &[u8]) {
 }
 
 /// Fills `out` from `words`, a word at a time.
+#[inline]
 fn load_into(words: &[AtomicU64], out: &mut [u8]) {
-    for (chunk, w) in out.chunks_mut(WORD_BYTES).zip(words) {
-        let n = chunk.len();
-        chunk.copy_from_slice(&w.load(Relaxed).to_le_bytes()[..n]);
+    let (whole, rest) = out.as_chunks_mut::<WORD_BYTES>();
+    for (chunk, w) in whole.iter_mut().zip(words) {
+        *chunk = w.load(Relaxed).to_le_bytes();
+    }
+    if let Some(w) = words.get(whole.len())
+        && !rest.is_empty()
+    {
+        let n = rest.len();
+        rest.copy_from_slice(&w.load(Relaxed).to_le_bytes()[..n]);
     }
 }
 
