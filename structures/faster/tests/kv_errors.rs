@@ -136,7 +136,7 @@ fn bad_options_and_names_are_refused_with_the_field() {
 }
 
 #[test]
-fn closing_retires_every_page_node() {
+fn destroying_retires_every_node() {
     let dir = tempfile::tempdir().unwrap();
     let kv = open_kv(dir.path(), kv_options(4096, 2, 64));
     let mut s = kv.session(AddU64).unwrap();
@@ -146,10 +146,12 @@ fn closing_retires_every_page_node() {
     drop(s);
     let rt = kv.runtime().clone();
     // (The flusher may still be writing a page whose read-only shift is settling, so the
-    // count before closing is a lower bound; after closing it is exact.)
+    // count before destroying is a lower bound; after it, it is exact.)
     assert!(rt.node_ids().len() >= 5, "{:?}", kv.stats());
-    kv.close().unwrap();
+    kv.checkpoint().unwrap();
+    kv.destroy().unwrap();
     assert_eq!(rt.node_ids().len(), 0);
+    assert_eq!(rt.root("faster-kv:kv"), None);
 }
 
 #[test]

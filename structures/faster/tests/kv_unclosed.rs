@@ -1,4 +1,5 @@
-//! A FasterKV store whose handle never closed (the process crashed) leaves no page node behind:
+//! A FasterKV store that never checkpointed and whose handle never closed (the process
+//! crashed) leaves no page node behind:
 //! its root names a store node listing every page node, and the next open retires them all
 //! before writing anything.
 
@@ -75,7 +76,7 @@ fn a_store_left_open_by_a_crash_is_discarded_by_the_next_open() {
     );
     assert_eq!(out, 1u64.to_le_bytes());
     drop(session);
-    kv.close().unwrap();
+    kv.destroy().unwrap();
     assert_eq!(rt.node_ids(), Vec::new());
     assert_eq!(rt.root(&root), None);
 }

@@ -108,6 +108,7 @@ fn kv_options(keys: u64, value_bytes: usize, memory: Memory) -> KvOptions {
         page_bytes: page_bytes as u32,
         log_memory_bytes_max: memory_bytes,
         mutable_percent: 90,
+        ..KvOptions::default()
     }
 }
 
@@ -314,7 +315,7 @@ impl StoreRun<'_> {
                 options.log_memory_bytes_max as f64 / (1 << 20) as f64,
             ));
         }
-        kv.close()?;
+        kv.destroy()?;
         drop(rt);
         // Nothing else reads the store: its space goes back at once.
         std::fs::remove_dir_all(dir)?;

@@ -22,8 +22,9 @@
 //! - HL5. Records lie in their page's slot while the page is resident; below `head` they are
 //!   read from the page node, checksum verified on the first read of the node.
 //!
-//! The hybrid log holds no checkpoint yet (that is CPR's, issue 15): its page nodes are owned by
-//! the store and retired when it closes.
+//! Checkpoints fold the log over ([`HybridLog::fold_over`]: the tail's page is closed and every
+//! page below the new tail flushed) and commit through [`HybridLog::commit_checkpoint`]; a
+//! recovered log ([`HybridLog::recovered`]) starts empty in memory at the checkpoint's tail.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,6 +35,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use vellum::runtime::{CommitPolicy, DurableRuntime};
 use vellum::{CorruptionKind, NodeId};
 
+use super::checkpoint_meta::{CheckpointMeta, KV_CHUNK_KIND, encode_chunk};
 use super::page::{KV_PAGE_KIND, PageHeader, decode_page, write_page_node};
 use super::record::{RecordRef, RecordWords};
 use super::store_node::{KV_STORE_KIND, StoreNode};
@@ -100,9 +102,30 @@ pub(crate) struct HybridLog {
     pub(crate) epoch: Epoch,
     advance_lock: Mutex<()>,
     pages: RwLock<Vec<PageNode>>,
-    /// The root naming the store node, and the store node once the first flush wrote it.
+    /// The root naming the store node, and the store node once the first flush wrote it, with
+    /// the last checkpoint it records (every rewrite keeps it).
     root: String,
-    store_node: Mutex<Option<NodeId>>,
+    store_node: Mutex<StoreState>,
+}
+
+/// The store node and the checkpoint section it carries.
+#[derive(Debug, Default)]
+struct StoreState {
+    id: Option<NodeId>,
+    checkpoint: Option<CheckpointMeta>,
+}
+
+/// Where a recovered log starts: its page nodes up to `tail`, and the store node.
+#[derive(Debug)]
+pub(crate) struct RecoveredLog {
+    pub pages: Vec<NodeId>,
+    pub tail: u64,
+    pub store_node: NodeId,
+    pub checkpoint: CheckpointMeta,
+}
+
+fn missing_chunk() -> Error {
+    Error::InvalidArgument("internal: a checkpoint without a node for every index chunk".into())
 }
 
 fn pack(page: u64, offset: u64) -> u64 {
@@ -145,8 +168,41 @@ impl HybridLog {
             advance_lock: Mutex::new(()),
             pages: RwLock::new(Vec::new()),
             root: root.to_owned(),
-            store_node: Mutex::new(None),
+            store_node: Mutex::new(StoreState::default()),
         })
+    }
+
+    /// A log recovered from a checkpoint: the page nodes below `tail` (a page boundary) hold
+    /// its records, and the tail's page starts empty in memory (CK of DURABILITY.md §8).
+    pub(crate) fn recovered(
+        rt: Arc<DurableRuntime>,
+        names: (&str, &str),
+        (page_bytes, memory_pages, mutable_pages): (u32, u64, u64),
+        log: RecoveredLog,
+    ) -> Result<HybridLog> {
+        let hlog = HybridLog::new(rt, names, page_bytes, memory_pages, mutable_pages)?;
+        let page = log.tail >> hlog.page_shift;
+        hlog.slots[0].reusable.store(true, SeqCst);
+        hlog.slots[0].resident.store(0, SeqCst);
+        let idx = hlog.slot_index(page);
+        hlog.slots[idx].reusable.store(false, SeqCst);
+        hlog.slots[idx].resident.store(page + 1, SeqCst);
+        hlog.tail.store(pack(page, 0), SeqCst);
+        for a in [&hlog.read_only, &hlog.head, &hlog.flushed] {
+            a.store(log.tail, SeqCst);
+        }
+        hlog.shared.safe_read_only.store(log.tail, SeqCst);
+        *hlog.pages.write() = (log.pages.iter())
+            .map(|&id| PageNode {
+                id,
+                verified: AtomicBool::new(false),
+            })
+            .collect();
+        *hlog.store_node.lock() = StoreState {
+            id: Some(log.store_node),
+            checkpoint: Some(log.checkpoint),
+        };
+        Ok(hlog)
     }
 
     pub(crate) fn page_bytes(&self) -> u64 {
@@ -407,27 +463,12 @@ impl HybridLog {
         }
         // KS: the store node lists the new page in the same transaction, so no page node is
         // ever unreachable from the root.
+        let mut store = self.store_node.lock();
         let mut pages = self.page_nodes();
         pages.push(id);
-        let list = StoreNode {
-            page_bytes: header.page_bytes,
-            pages,
-        }
-        .encode();
-        let mut store = self.store_node.lock();
-        let node = match *store {
-            Some(node) => {
-                txn.write(node, &list)?;
-                node
-            }
-            None => {
-                let node = txn.alloc(KV_STORE_KIND, &list)?;
-                txn.set_root(&self.root, node)?;
-                node
-            }
-        };
+        let checkpoint = store.checkpoint.clone();
+        self.write_store_node(&mut txn, &mut store, pages, checkpoint)?;
         txn.commit_with(CommitPolicy::Eventual)?;
-        *store = Some(node);
         drop(store);
         self.pages.write().push(PageNode {
             id,
@@ -435,6 +476,107 @@ impl HybridLog {
         });
         self.flushed.store((page + 1) << self.page_shift, SeqCst);
         Ok(())
+    }
+
+    /// Writes the store node (creating it and naming it from the root the first time) in
+    /// `txn`, listing `pages` and `checkpoint`.
+    fn write_store_node(
+        &self,
+        txn: &mut vellum::runtime::WriteTxn<'_>,
+        store: &mut StoreState,
+        pages: Vec<NodeId>,
+        checkpoint: Option<CheckpointMeta>,
+    ) -> Result<()> {
+        let bytes = StoreNode {
+            page_bytes: self.page_bytes() as u32,
+            pages,
+            checkpoint,
+        }
+        .encode();
+        match store.id {
+            Some(node) => txn.write(node, &bytes)?,
+            None => {
+                let node = txn.alloc(KV_STORE_KIND, &bytes)?;
+                txn.set_root(&self.root, node)?;
+                store.id = Some(node);
+            }
+        }
+        Ok(())
+    }
+
+    /// CPR's fold-over: closes the tail's page (unless it is empty), moves `read_only` to the
+    /// new tail and waits until the flusher wrote every page below it; returns that tail (a
+    /// page boundary). The caller must not be protected.
+    pub(crate) fn fold_over(&self) -> Result<u64> {
+        let p = self.page_bytes();
+        let tail = loop {
+            let seen = self.tail.load(SeqCst);
+            let (page, offset) = (seen >> 32, seen & 0xffff_ffff);
+            if offset == 0 {
+                break page << self.page_shift;
+            }
+            if offset < p {
+                if self
+                    .tail
+                    .compare_exchange(seen, pack(page, p), SeqCst, SeqCst)
+                    .is_err()
+                {
+                    continue;
+                }
+                self.closed_at[self.slot_index(page)].store(offset, SeqCst);
+            }
+            self.advance(page)?;
+        };
+        if self.read_only.fetch_max(tail, SeqCst) < tail {
+            let shared = Arc::clone(&self.shared);
+            self.epoch.bump_with(move || {
+                shared.safe_read_only.fetch_max(tail, SeqCst);
+                shared.notify();
+            });
+        }
+        while self.flushed() < tail {
+            self.epoch.drain();
+            self.check_flusher()?;
+            let mut st = self.shared.state.lock();
+            if self.flushed() < tail && st.failed.is_none() {
+                self.shared
+                    .changed
+                    .wait_for(&mut st, Duration::from_millis(1));
+            }
+        }
+        Ok(tail)
+    }
+
+    /// Commits a checkpoint in one transaction under `policy`: the changed index chunks (new
+    /// versions of their nodes, or new nodes) and the store node with `meta` (whose `chunks`
+    /// this fills in). `chunk_nodes` holds the chunks' nodes so far and gets the new ones.
+    pub(crate) fn commit_checkpoint(
+        &self,
+        mut meta: CheckpointMeta,
+        changed: &[(usize, Vec<u64>)],
+        chunk_nodes: &mut [Option<NodeId>],
+        policy: CommitPolicy,
+    ) -> Result<CheckpointMeta> {
+        let mut store = self.store_node.lock();
+        let mut txn = self.rt.begin();
+        let mut nodes = chunk_nodes.to_vec();
+        for (chunk, words) in changed {
+            let bytes = encode_chunk(*chunk, words);
+            match nodes[*chunk] {
+                Some(id) => txn.write(id, &bytes)?,
+                None => nodes[*chunk] = Some(txn.alloc(KV_CHUNK_KIND, &bytes)?),
+            }
+        }
+        meta.chunks = nodes
+            .iter()
+            .map(|n| n.ok_or_else(missing_chunk))
+            .collect::<Result<_>>()?;
+        let pages = self.page_nodes();
+        self.write_store_node(&mut txn, &mut store, pages, Some(meta.clone()))?;
+        txn.commit_with(policy)?;
+        store.checkpoint = Some(meta.clone());
+        chunk_nodes.copy_from_slice(&nodes);
+        Ok(meta)
     }
 
     /// The name errors about page `page` carry.
@@ -499,7 +641,7 @@ impl HybridLog {
 
     /// The store node, once a flush has written it.
     pub(crate) fn store_node(&self) -> Option<NodeId> {
-        *self.store_node.lock()
+        self.store_node.lock().id
     }
 
     pub(crate) fn runtime(&self) -> &Arc<DurableRuntime> {

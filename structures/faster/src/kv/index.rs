@@ -757,6 +757,12 @@ impl HashIndex {
         self.chunks[chunk].dirty.load(Acquire)
     }
 
+    /// Sets the chunk's dirty flag again (a checkpoint that copied the chunk was not written).
+    /// Panics if `chunk >= chunk_count()`.
+    pub fn mark_dirty(&self, chunk: usize) {
+        self.chunks[chunk].dirty.store(true, Release);
+    }
+
     /// Clears the chunk's dirty flag; returns whether it was set. Copy the chunk after this call
     /// (I6). Panics if `chunk >= chunk_count()`.
     pub fn take_dirty(&self, chunk: usize) -> bool {

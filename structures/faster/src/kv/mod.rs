@@ -14,9 +14,14 @@
 //! - `options.rs`, `store.rs`: the store's settings and handle;
 //! - `store_node.rs`: the node the store's root names (its page nodes).
 //!
-//! Checkpoints and recovery (CPR) are not here yet: a store's contents last while it is open.
+//! - `cpr.rs`: the checkpoint state machine sessions cross (Concurrent Prefix Recovery);
+//! - `checkpoint.rs`, `checkpoint_meta.rs`: taking a checkpoint, and what it records;
+//! - `recovery.rs`: opening a store from its checkpoint.
 
 mod batch;
+mod checkpoint;
+pub mod checkpoint_meta;
+mod cpr;
 mod functions;
 pub mod hash;
 mod hlog;
@@ -26,11 +31,14 @@ mod options;
 mod overflow;
 pub mod page;
 pub mod record;
+mod recovery;
 mod session;
 mod store;
 pub mod store_node;
 
 pub use batch::{BUCKET_AHEAD, BatchOp, RECORD_AHEAD};
+pub use checkpoint::{CheckpointInfo, SessionCommit};
+pub use cpr::{CommitPoint, Phase};
 pub use functions::{AddU64, Append, Functions};
 pub use hlog::LOG_BEGIN;
 pub use options::KvOptions;

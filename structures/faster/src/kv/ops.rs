@@ -28,7 +28,14 @@
 //!   up, so a page's records lie end to end (`design/FORMAT.md` §9, KP3).
 //! - KO5. A pending RMW or delete completes only if the index entry is still the one it read
 //!   before going to disk; otherwise it starts again from the index.
+//! - KO6. While a checkpoint runs (`cpr.rs`), an operation of the new version changes in place
+//!   only records of its own version written since the checkpoint began; a mutable record of
+//!   the checkpoint is copied instead (an RMW seals it first, as KO3, so an old-version writer
+//!   still at work on it starts again and meets the copy). An operation of the old version that
+//!   meets a record of the new one crosses to the new version first (`Attempt::CprShift`), so
+//!   every old-version operation on a key precedes every new-version one.
 
+use super::cpr::{Judged, OpVersion};
 use super::hash::KeyHash;
 use super::hlog::{LOG_BEGIN, Reserved};
 use super::index::{EntryRef, IndexEntry};
@@ -53,6 +60,9 @@ pub(crate) enum Attempt<T> {
     NeedRoom(u64),
     /// The key's newest record may be below `head`: read the disk from here (KO5).
     Disk(DiskStart),
+    /// The key's newest record is of the checkpoint's new version and the session still runs
+    /// the old one: cross to the new version and start again (`cpr.rs`).
+    CprShift,
 }
 
 /// Where a pending operation continues on disk, and the index entry it saw.
@@ -145,10 +155,9 @@ pub(crate) fn find_on_disk(kv: &KvInner, key: &[u8], address: u64) -> Result<OnD
 /// tail's page is full.
 fn append(
     kv: &KvInner,
-    key: &[u8],
-    value: &[u8],
+    ver: OpVersion,
+    (key, value, tombstone): (&[u8], &[u8], bool),
     previous: u64,
-    tombstone: bool,
 ) -> Result<Result<u64, u64>> {
     let capacity = pad8(value.len());
     let size = record_size_in_page(key.len(), capacity, kv.page_bytes)?;
@@ -157,7 +166,7 @@ fn append(
         Reserved::PageFull(page) => return Ok(Err(page)),
     };
     let (words, off) = kv.hlog.words_at(address);
-    let info = RecordInfo::new(previous, 0).with_tombstone(tombstone);
+    let info = RecordInfo::new(previous, ver.record_version()).with_tombstone(tombstone);
     write_record_words(words, off, info, key, value, capacity)?;
     Ok(Ok(address))
 }
@@ -179,13 +188,13 @@ fn publish(entry: &mut EntryRef<'_>, expected: IndexEntry, kv: &KvInner, address
 /// Appends and publishes a record linked to `expected`'s address: `Done(status)` or the
 /// attempt's failure.
 fn append_published<T>(
-    kv: &KvInner,
+    (kv, ver): (&KvInner, OpVersion),
     entry: &mut EntryRef<'_>,
     expected: IndexEntry,
-    (key, value, tombstone): (&[u8], &[u8], bool),
+    record: (&[u8], &[u8], bool),
     status: T,
 ) -> Result<Attempt<T>> {
-    match append(kv, key, value, expected.address(), tombstone)? {
+    match append(kv, ver, record, expected.address())? {
         Err(page) => Ok(Attempt::NeedRoom(page)),
         Ok(a) if publish(entry, expected, kv, a) => Ok(Attempt::Done(status)),
         Ok(_) => Ok(Attempt::Retry),
@@ -194,7 +203,7 @@ fn append_published<T>(
 
 /// Read: the newest value of `key` into `out`.
 pub(crate) fn read(
-    kv: &KvInner,
+    (kv, ver): (&KvInner, OpVersion),
     hash: KeyHash,
     key: &[u8],
     out: &mut Vec<u8>,
@@ -208,17 +217,29 @@ pub(crate) fn read(
             address,
             entry: entry.entry(),
         })),
-        Newest::Memory(_, record) => Ok(match record.read_value(out)? {
-            ReadOutcome::Value => Attempt::Done(Status::Found),
-            ReadOutcome::Tombstone => Attempt::Done(Status::NotFound),
-            ReadOutcome::Sealed | ReadOutcome::Invalid => Attempt::Retry,
-        }),
+        Newest::Memory(a, record) => {
+            if judge(kv, ver, a, &record) == Judged::Shift {
+                return Ok(Attempt::CprShift);
+            }
+            Ok(match record.read_value(out)? {
+                ReadOutcome::Value => Attempt::Done(Status::Found),
+                ReadOutcome::Tombstone => Attempt::Done(Status::NotFound),
+                ReadOutcome::Sealed | ReadOutcome::Invalid => Attempt::Retry,
+            })
+        }
     }
 }
 
-/// Upsert: `key` gets `value`, in place where the record is mutable and large enough.
+/// What the operation of `ver` may do with the newest record `record` at `a` (`cpr.rs`).
+#[inline]
+fn judge(kv: &KvInner, ver: OpVersion, a: u64, record: &RecordWords<'_>) -> Judged {
+    ver.judge(&kv.cpr, a, record.header().info.version())
+}
+
+/// Upsert: `key` gets `value`, in place where the record is mutable, of the operation's
+/// version and large enough.
 pub(crate) fn upsert(
-    kv: &KvInner,
+    (kv, ver): (&KvInner, OpVersion),
     guard: &EpochGuard<'_>,
     hash: KeyHash,
     key: &[u8],
@@ -226,33 +247,40 @@ pub(crate) fn upsert(
 ) -> Result<Attempt<()>> {
     let mut entry = kv.index.find_or_create(hash, guard)?;
     let expected = entry.entry();
-    if let Newest::Memory(a, record) = newest(kv, key, expected.address())?
-        && a >= kv.hlog.read_only()
-    {
-        match record.try_replace_in_place(value)? {
-            UpdateOutcome::Updated => return Ok(Attempt::Done(())),
-            UpdateOutcome::Sealed | UpdateOutcome::Invalid => return Ok(Attempt::Retry),
-            UpdateOutcome::OverCapacity { .. }
-            | UpdateOutcome::Tombstone
-            | UpdateOutcome::Declined => {}
+    if let Newest::Memory(a, record) = newest(kv, key, expected.address())? {
+        match judge(kv, ver, a, &record) {
+            Judged::Shift => return Ok(Attempt::CprShift),
+            Judged::InPlace if a >= kv.hlog.read_only() => {
+                match record.try_replace_in_place(value)? {
+                    UpdateOutcome::Updated => return Ok(Attempt::Done(())),
+                    UpdateOutcome::Sealed | UpdateOutcome::Invalid => return Ok(Attempt::Retry),
+                    UpdateOutcome::OverCapacity { .. }
+                    | UpdateOutcome::Tombstone
+                    | UpdateOutcome::Declined => {}
+                }
+            }
+            // A blind write needs no seal: a writer of the old version still changing the
+            // record in place is ordered before this copy.
+            Judged::InPlace | Judged::Copy => {}
         }
     }
-    append_published(kv, &mut entry, expected, (key, value, false), ())
+    append_published((kv, ver), &mut entry, expected, (key, value, false), ())
 }
 
 /// Read-modify-write through `f`: `Found` when the key had a value, `NotFound` when RMW gave it
 /// its initial value.
 pub(crate) fn rmw<F: Functions>(
-    kv: &KvInner,
+    cx: (&KvInner, OpVersion),
     guard: &EpochGuard<'_>,
     f: &F,
     (hash, key, input): (KeyHash, &[u8], &F::Input),
     scratch: &mut Vec<u8>,
 ) -> Result<Attempt<Status>> {
+    let kv = cx.0;
     let mut entry = kv.index.find_or_create(hash, guard)?;
     let expected = entry.entry();
     let (a, record) = match newest(kv, key, expected.address())? {
-        Newest::None => return insert_initial(kv, &mut entry, expected, f, key, input, scratch),
+        Newest::None => return insert_initial(cx, &mut entry, expected, f, key, input, scratch),
         Newest::Disk(address) => {
             return Ok(Attempt::Disk(DiskStart {
                 address,
@@ -261,16 +289,25 @@ pub(crate) fn rmw<F: Functions>(
         }
         Newest::Memory(a, record) => (a, record),
     };
+    let judged = judge(kv, cx.1, a, &record);
+    if judged == Judged::Shift {
+        return Ok(Attempt::CprShift);
+    }
     if a >= kv.hlog.read_only() {
+        if judged == Judged::Copy {
+            // The record belongs to the checkpoint: seal it so that an old-version writer
+            // still at work on it starts again and meets the copy (`cpr.rs`).
+            return seal_and_copy(cx, &mut entry, expected, f, (&record, key, input), scratch);
+        }
         let outcome = record.try_update_in_place(|buf, len| f.in_place_update(input, buf, len))?;
         return match outcome {
             UpdateOutcome::Updated => Ok(Attempt::Done(Status::Found)),
             UpdateOutcome::Sealed | UpdateOutcome::Invalid => Ok(Attempt::Retry),
             UpdateOutcome::Tombstone => {
-                insert_initial(kv, &mut entry, expected, f, key, input, scratch)
+                insert_initial(cx, &mut entry, expected, f, key, input, scratch)
             }
             UpdateOutcome::OverCapacity { .. } | UpdateOutcome::Declined => {
-                seal_and_copy(kv, &mut entry, expected, f, (&record, key, input), scratch)
+                seal_and_copy(cx, &mut entry, expected, f, (&record, key, input), scratch)
             }
         };
     }
@@ -282,22 +319,17 @@ pub(crate) fn rmw<F: Functions>(
         ReadOutcome::Value => {
             scratch.clear();
             f.copy_update(input, &old, scratch);
-            append_published(
-                kv,
-                &mut entry,
-                expected,
-                (key, scratch, false),
-                Status::Found,
-            )
+            let copy = (key, &scratch[..], false);
+            append_published(cx, &mut entry, expected, copy, Status::Found)
         }
-        ReadOutcome::Tombstone => insert_initial(kv, &mut entry, expected, f, key, input, scratch),
+        ReadOutcome::Tombstone => insert_initial(cx, &mut entry, expected, f, key, input, scratch),
         ReadOutcome::Sealed | ReadOutcome::Invalid => Ok(Attempt::Retry),
     }
 }
 
 /// RMW of a key with no value: its initial value at the tail.
 fn insert_initial<F: Functions>(
-    kv: &KvInner,
+    cx: (&KvInner, OpVersion),
     entry: &mut EntryRef<'_>,
     expected: IndexEntry,
     f: &F,
@@ -307,13 +339,13 @@ fn insert_initial<F: Functions>(
 ) -> Result<Attempt<Status>> {
     scratch.clear();
     f.initial_value(input, scratch);
-    append_published(kv, entry, expected, (key, scratch, false), Status::NotFound)
+    append_published(cx, entry, expected, (key, scratch, false), Status::NotFound)
 }
 
-/// KO3: the mutable `record` outgrew its capacity: seal it, copy the update to the tail,
-/// unseal if the copy is not published.
+/// KO3: the mutable `record` outgrew its capacity (or belongs to the checkpoint being taken):
+/// seal it, copy the update to the tail, unseal if the copy is not published.
 fn seal_and_copy<F: Functions>(
-    kv: &KvInner,
+    cx: (&KvInner, OpVersion),
     entry: &mut EntryRef<'_>,
     expected: IndexEntry,
     f: &F,
@@ -326,8 +358,15 @@ fn seal_and_copy<F: Functions>(
         SealOutcome::AlreadySealed | SealOutcome::Invalid => return Ok(Attempt::Retry),
     }
     scratch.clear();
-    f.copy_update(input, &old, scratch);
-    let attempt = append_published(kv, entry, expected, (key, scratch, false), Status::Found);
+    let was_deleted = record.info()?.is_tombstone();
+    let status = if was_deleted {
+        f.initial_value(input, scratch);
+        Status::NotFound
+    } else {
+        f.copy_update(input, &old, scratch);
+        Status::Found
+    };
+    let attempt = append_published(cx, entry, expected, (key, scratch, false), status);
     if !matches!(attempt, Ok(Attempt::Done(_))) {
         record.unseal();
     }
@@ -336,11 +375,12 @@ fn seal_and_copy<F: Functions>(
 
 /// Delete: a tombstone for `key`; `Found` when it had a value.
 pub(crate) fn delete(
-    kv: &KvInner,
+    cx: (&KvInner, OpVersion),
     guard: &EpochGuard<'_>,
     hash: KeyHash,
     key: &[u8],
 ) -> Result<Attempt<Status>> {
+    let kv = cx.0;
     if kv.index.find(hash).is_none() {
         return Ok(Attempt::Done(Status::NotFound));
     }
@@ -356,16 +396,22 @@ pub(crate) fn delete(
         }
         Newest::Memory(a, record) => (a, record),
     };
-    if a >= kv.hlog.read_only() {
+    let judged = judge(kv, cx.1, a, &record);
+    if judged == Judged::Shift {
+        return Ok(Attempt::CprShift);
+    }
+    if a >= kv.hlog.read_only() && judged == Judged::InPlace {
         return Ok(match record.try_delete_in_place()? {
             UpdateOutcome::Updated => Attempt::Done(Status::Found),
             UpdateOutcome::Tombstone => Attempt::Done(Status::NotFound),
             _ => Attempt::Retry,
         });
     }
-    if a >= kv.hlog.safe_read_only() {
+    if a < kv.hlog.read_only() && a >= kv.hlog.safe_read_only() {
         return Ok(Attempt::RetryLater);
     }
+    // Read-only, or mutable but the checkpoint's: a tombstone at the tail (a blind write, as
+    // an upsert's copy).
     let info = record.info()?;
     if info.is_sealed() {
         return Ok(Attempt::Retry);
@@ -373,55 +419,50 @@ pub(crate) fn delete(
     if info.is_tombstone() {
         return Ok(Attempt::Done(Status::NotFound));
     }
-    append_published(kv, &mut entry, expected, (key, &[], true), Status::Found)
+    append_published(cx, &mut entry, expected, (key, &[], true), Status::Found)
 }
 
 /// KO5: the pending RMW continues with what the disk held, if the index entry is unchanged;
 /// otherwise it starts again.
 pub(crate) fn finish_rmw<F: Functions>(
-    kv: &KvInner,
+    cx: (&KvInner, OpVersion),
     guard: &EpochGuard<'_>,
     f: &F,
     (hash, key, input): (KeyHash, &[u8], &F::Input),
     (start, found): (&DiskStart, &OnDisk),
     scratch: &mut Vec<u8>,
 ) -> Result<Attempt<Status>> {
-    let mut entry = kv.index.find_or_create(hash, guard)?;
+    let mut entry = cx.0.index.find_or_create(hash, guard)?;
     if entry.entry() != start.entry {
-        return rmw(kv, guard, f, (hash, key, input), scratch);
+        return rmw(cx, guard, f, (hash, key, input), scratch);
     }
     match found {
         OnDisk::Value(old) => {
             scratch.clear();
             f.copy_update(input, old, scratch);
-            append_published(
-                kv,
-                &mut entry,
-                start.entry,
-                (key, scratch, false),
-                Status::Found,
-            )
+            let copy = (key, &scratch[..], false);
+            append_published(cx, &mut entry, start.entry, copy, Status::Found)
         }
         OnDisk::Absent | OnDisk::Deleted => {
-            insert_initial(kv, &mut entry, start.entry, f, key, input, scratch)
+            insert_initial(cx, &mut entry, start.entry, f, key, input, scratch)
         }
     }
 }
 
 /// KO5 for a pending delete.
 pub(crate) fn finish_delete(
-    kv: &KvInner,
+    cx: (&KvInner, OpVersion),
     guard: &EpochGuard<'_>,
     (hash, key): (KeyHash, &[u8]),
     (start, found): (&DiskStart, &OnDisk),
 ) -> Result<Attempt<Status>> {
-    let mut entry = kv.index.find_or_create(hash, guard)?;
+    let mut entry = cx.0.index.find_or_create(hash, guard)?;
     if entry.entry() != start.entry {
-        return delete(kv, guard, hash, key);
+        return delete(cx, guard, hash, key);
     }
     match found {
         OnDisk::Value(_) => {
-            append_published(kv, &mut entry, start.entry, (key, &[], true), Status::Found)
+            append_published(cx, &mut entry, start.entry, (key, &[], true), Status::Found)
         }
         OnDisk::Absent | OnDisk::Deleted => Ok(Attempt::Done(Status::NotFound)),
     }

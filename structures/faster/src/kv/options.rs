@@ -1,5 +1,7 @@
 //! Settings of a [`FasterKv`](super::FasterKv): the index's size and the hybrid log's memory.
 
+use vellum::runtime::CommitPolicy;
+
 use super::index::IndexOptions;
 use super::page::{PAGE_BYTES_MAX, PAGE_BYTES_MIN};
 use crate::{Error, Result};
@@ -20,6 +22,10 @@ pub struct KvOptions {
     /// is read-only and copied on update. At least one page is mutable and at least one is
     /// read-only. Default 90.
     pub mutable_percent: u8,
+    /// The commit policy of a checkpoint's transaction (and of recovery's): BALANCED by
+    /// default, so a checkpoint is durable when `FasterKv::checkpoint` returns. Under EVENTUAL
+    /// it is durable after the runtime's next sync.
+    pub checkpoint_policy: CommitPolicy,
 }
 
 impl Default for KvOptions {
@@ -29,6 +35,7 @@ impl Default for KvOptions {
             page_bytes: 4 << 20,
             log_memory_bytes_max: 256 << 20,
             mutable_percent: 90,
+            checkpoint_policy: CommitPolicy::Balanced,
         }
     }
 }

@@ -6,6 +6,7 @@
 
 use std::collections::VecDeque;
 
+use super::cpr::{CommitPoint, CprState, OpVersion, Phase};
 use super::hash::KeyHash;
 use super::ops::{self, Attempt, DiskStart, OnDisk};
 use super::record::RecordError;
@@ -53,6 +54,54 @@ pub struct SessionStats {
     pub page_waits: u64,
     /// Operations that went to disk (pending or blocking).
     pub disk_reads: u64,
+    /// Operations that met a record of a running checkpoint's new version and crossed to it
+    /// first (FASTER's CPR shift).
+    pub cpr_shifts: u64,
+}
+
+/// Which operation a session is running, for the commit point it takes if it crosses to a
+/// checkpoint's new version meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Current {
+    /// A new operation (its serial is the session's last once begun).
+    Fresh,
+    /// The completion of pending operation `serial`.
+    Completing(u64),
+}
+
+/// A commit point being taken: the last serial it covers and one more excluded serial.
+#[derive(Debug, Clone, Copy)]
+struct Crossing {
+    until: u64,
+    excluded: Option<u64>,
+}
+
+impl Current {
+    /// Crossing before the operation begins (`serial`: the session's last serial).
+    fn crossing(self, serial: u64) -> Crossing {
+        match self {
+            Current::Fresh => Crossing {
+                until: serial,
+                excluded: None,
+            },
+            Current::Completing(s) => Crossing {
+                until: serial,
+                excluded: Some(s),
+            },
+        }
+    }
+
+    /// Crossing in the middle of the operation (a shift): a new operation already has the last
+    /// serial, and becomes one of the new version.
+    fn shifted(self, serial: u64) -> Crossing {
+        match self {
+            Current::Fresh => Crossing {
+                until: serial.saturating_sub(1),
+                excluded: None,
+            },
+            Current::Completing(_) => self.crossing(serial),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -98,6 +147,11 @@ struct Pending<I> {
 pub struct Session<'kv, F: Functions> {
     kv: &'kv KvInner,
     functions: F,
+    /// The session's slot in the checkpoint state machine, its operations' version, and the
+    /// state word it last crossed to.
+    slot: usize,
+    ver: OpVersion,
+    seen: u64,
     guard: Option<EpochGuard<'kv>>,
     serial: u64,
     since_refresh: u32,
@@ -107,12 +161,21 @@ pub struct Session<'kv, F: Functions> {
 }
 
 impl<'kv, F: Functions> Session<'kv, F> {
-    pub(crate) fn new(kv: &'kv KvInner, functions: F) -> Self {
+    /// A session in checkpoint slot `slot` (registered), continuing after serial `serial`.
+    pub(crate) fn new(kv: &'kv KvInner, functions: F, slot: usize, serial: u64) -> Self {
+        let version = kv.cpr.slot(slot).version;
         Session {
             kv,
             functions,
+            slot,
+            ver: OpVersion {
+                version,
+                strict: false,
+                prepare_tail: 0,
+            },
+            seen: 0,
             guard: None,
-            serial: 0,
+            serial,
             since_refresh: 0,
             pending: VecDeque::new(),
             scratch: Vec::new(),
@@ -139,6 +202,18 @@ impl<'kv, F: Functions> Session<'kv, F> {
     /// hold back the log's memory.
     pub fn idle(&mut self) {
         self.guard = None;
+        self.publish(false);
+        self.kv.cpr.notify();
+    }
+
+    /// Publishes the serial and pending serials, for the coordinator to cross the session while
+    /// it runs no operation (`cpr.rs`).
+    fn publish(&self, departed: bool) {
+        let mut slot = self.kv.cpr.slot(self.slot);
+        slot.active = false;
+        slot.departed = departed;
+        slot.serial = self.serial;
+        slot.pending = self.pending.iter().map(|p| p.serial).collect();
     }
 
     /// Reads `key`'s value into `out` (replacing it): `Found`, `NotFound`, or `Pending` when
@@ -178,8 +253,8 @@ impl<'kv, F: Functions> Session<'kv, F> {
     ) -> Result<Status> {
         let serial = self.next_serial();
         out.clear();
-        let kv = self.kv;
-        match self.run(|_, _, _| ops::read(kv, hash, key, out))? {
+        let current = Current::Fresh;
+        match self.run(current, |cx, _, _, _| ops::read(cx, hash, key, out))? {
             Ok(status) => Ok(status),
             Err(start) => Ok(self.queue(serial, PendingOp::Read, key, hash, start)),
         }
@@ -188,8 +263,8 @@ impl<'kv, F: Functions> Session<'kv, F> {
     /// [`Session::upsert`] of a checked key and its hash.
     pub(super) fn upsert_hashed(&mut self, key: &[u8], hash: KeyHash, value: &[u8]) -> Result<()> {
         self.next_serial();
-        let kv = self.kv;
-        match self.run(|g, _, _| ops::upsert(kv, g, hash, key, value))? {
+        let current = Current::Fresh;
+        match self.run(current, |cx, g, _, _| ops::upsert(cx, g, hash, key, value))? {
             Ok(()) => Ok(()),
             Err(_) => unreachable_pending(),
         }
@@ -203,8 +278,10 @@ impl<'kv, F: Functions> Session<'kv, F> {
         input: &F::Input,
     ) -> Result<Status> {
         let serial = self.next_serial();
-        let kv = self.kv;
-        match self.run(|g, f, s| ops::rmw(kv, g, f, (hash, key, input), s))? {
+        let current = Current::Fresh;
+        match self.run(current, |cx, g, f, s| {
+            ops::rmw(cx, g, f, (hash, key, input), s)
+        })? {
             Ok(status) => Ok(status),
             Err(start) => {
                 let op = PendingOp::Rmw(input.clone());
@@ -216,8 +293,8 @@ impl<'kv, F: Functions> Session<'kv, F> {
     /// [`Session::delete`] of a checked key and its hash.
     pub(super) fn delete_hashed(&mut self, key: &[u8], hash: KeyHash) -> Result<Status> {
         let serial = self.next_serial();
-        let kv = self.kv;
-        match self.run(|g, _, _| ops::delete(kv, g, hash, key))? {
+        let current = Current::Fresh;
+        match self.run(current, |cx, g, _, _| ops::delete(cx, g, hash, key))? {
             Ok(status) => Ok(status),
             Err(start) => Ok(self.queue(serial, PendingOp::Delete, key, hash, start)),
         }
@@ -228,8 +305,8 @@ impl<'kv, F: Functions> Session<'kv, F> {
         let hash = self.check_key(key)?;
         self.next_serial();
         out.clear();
-        let kv = self.kv;
-        match self.run(|_, _, _| ops::read(kv, hash, key, out))? {
+        let current = Current::Fresh;
+        match self.run(current, |cx, _, _, _| ops::read(cx, hash, key, out))? {
             Ok(status) => Ok(status),
             Err(start) => self.read_disk(key, start.address, out),
         }
@@ -239,10 +316,12 @@ impl<'kv, F: Functions> Session<'kv, F> {
     pub fn rmw_blocking(&mut self, key: &[u8], input: &F::Input) -> Result<Status> {
         let hash = self.check_key(key)?;
         self.next_serial();
-        let kv = self.kv;
-        match self.run(|g, f, s| ops::rmw(kv, g, f, (hash, key, input), s))? {
+        let current = Current::Fresh;
+        match self.run(current, |cx, g, f, s| {
+            ops::rmw(cx, g, f, (hash, key, input), s)
+        })? {
             Ok(status) => Ok(status),
-            Err(start) => self.finish_rmw(key, hash, input, start),
+            Err(start) => self.finish_rmw(key, hash, input, start, current),
         }
     }
 
@@ -250,10 +329,10 @@ impl<'kv, F: Functions> Session<'kv, F> {
     pub fn delete_blocking(&mut self, key: &[u8]) -> Result<Status> {
         let hash = self.check_key(key)?;
         self.next_serial();
-        let kv = self.kv;
-        match self.run(|g, _, _| ops::delete(kv, g, hash, key))? {
+        let current = Current::Fresh;
+        match self.run(current, |cx, g, _, _| ops::delete(cx, g, hash, key))? {
             Ok(status) => Ok(status),
-            Err(start) => self.finish_delete(key, hash, start),
+            Err(start) => self.finish_delete(key, hash, start, current),
         }
     }
 
@@ -265,10 +344,12 @@ impl<'kv, F: Functions> Session<'kv, F> {
         let mut done = Vec::with_capacity(self.pending.len());
         while let Some(p) = self.pending.pop_front() {
             let mut value = Vec::new();
+            let current = Current::Completing(p.serial);
+            self.sync_cpr(current);
             let result = match &p.op {
                 PendingOp::Read => self.read_disk(&p.key, p.start.address, &mut value),
-                PendingOp::Rmw(input) => self.finish_rmw(&p.key, p.hash, input, p.start),
-                PendingOp::Delete => self.finish_delete(&p.key, p.hash, p.start),
+                PendingOp::Rmw(input) => self.finish_rmw(&p.key, p.hash, input, p.start, current),
+                PendingOp::Delete => self.finish_delete(&p.key, p.hash, p.start, current),
             };
             let status = match result {
                 Ok(status) => status,
@@ -311,8 +392,10 @@ impl<'kv, F: Functions> Session<'kv, F> {
         Ok(())
     }
 
-    /// Numbers an operation and refreshes the protection every [`REFRESH_OPS`].
+    /// Follows the checkpoint state machine, numbers an operation and refreshes the protection
+    /// every [`REFRESH_OPS`].
     fn next_serial(&mut self) -> u64 {
+        self.sync_cpr(Current::Fresh);
         self.serial += 1;
         self.since_refresh += 1;
         if self.since_refresh >= REFRESH_OPS {
@@ -327,21 +410,29 @@ impl<'kv, F: Functions> Session<'kv, F> {
     /// Protects the session (until [`Session::idle`]) and returns the store, for a batch's
     /// prefetches.
     pub(super) fn protected(&mut self) -> &'kv KvInner {
-        let kv = self.kv;
-        self.guard.get_or_insert_with(|| kv.hlog.epoch.protect());
-        kv
+        if self.guard.is_none() {
+            self.wake();
+        }
+        self.kv
     }
 
     /// Runs attempts until one is done (`Ok`) or must read the disk (`Err`).
     fn run<T>(
         &mut self,
-        mut attempt: impl FnMut(&EpochGuard<'kv>, &F, &mut Vec<u8>) -> Result<Attempt<T>>,
+        current: Current,
+        mut attempt: impl FnMut(
+            (&'kv KvInner, OpVersion),
+            &EpochGuard<'kv>,
+            &F,
+            &mut Vec<u8>,
+        ) -> Result<Attempt<T>>,
     ) -> Result<Result<T, DiskStart>> {
         let backoff = crossbeam_utils::Backoff::new();
         loop {
             let kv = self.kv;
+            let cx = (kv, self.ver);
             let guard = self.guard.get_or_insert_with(|| kv.hlog.epoch.protect());
-            match attempt(guard, &self.functions, &mut self.scratch)? {
+            match attempt(cx, guard, &self.functions, &mut self.scratch)? {
                 Attempt::Done(t) => return Ok(Ok(t)),
                 Attempt::Disk(start) => return Ok(Err(start)),
                 Attempt::Retry => {
@@ -359,8 +450,65 @@ impl<'kv, F: Functions> Session<'kv, F> {
                     self.guard = None;
                     kv.hlog.advance(page)?;
                 }
+                Attempt::CprShift => {
+                    self.stats.cpr_shifts += 1;
+                    let word = kv.cpr.state_word();
+                    self.catch_up(word, current.shifted(self.serial));
+                }
             }
         }
+    }
+
+    /// Follows the checkpoint state machine at the start of an operation (or of a pending
+    /// operation's completion): one load when nothing changed.
+    #[inline]
+    fn sync_cpr(&mut self, current: Current) {
+        if self.guard.is_none() {
+            self.wake();
+        }
+        let word = self.kv.cpr.state_word();
+        if word != self.seen {
+            self.catch_up(word, current.crossing(self.serial));
+        }
+    }
+
+    /// Leaves idleness: the coordinator may have crossed this session meanwhile (`cpr.rs`).
+    fn wake(&mut self) {
+        let kv = self.kv;
+        let mut slot = kv.cpr.slot(self.slot);
+        slot.active = true;
+        self.ver.version = slot.version;
+        self.seen = 0;
+        drop(slot);
+        self.guard = Some(kv.hlog.epoch.protect());
+    }
+
+    /// Crosses to the store's phase `word`: acknowledges a Prepare, or takes the commit point
+    /// `crossing` and moves to the new version.
+    fn catch_up(&mut self, word: u64, crossing: Crossing) {
+        let kv = self.kv;
+        let global = CprState::unpack_word(word);
+        let mut slot = kv.cpr.slot(self.slot);
+        if global.version > slot.version {
+            let mut excluded: Vec<u64> = self.pending.iter().map(|p| p.serial).collect();
+            excluded.extend(crossing.excluded);
+            excluded.sort_unstable();
+            slot.commit = Some(CommitPoint {
+                until_serial: crossing.until,
+                excluded,
+            });
+            slot.version = global.version;
+        }
+        slot.phase = global.phase;
+        self.ver = OpVersion {
+            version: slot.version,
+            strict: slot.version == global.version
+                && matches!(global.phase, Phase::InProgress | Phase::WaitFlush),
+            prepare_tail: kv.cpr.prepare_tail(),
+        };
+        self.seen = word;
+        drop(slot);
+        kv.cpr.notify();
     }
 
     fn queue(
@@ -408,13 +556,16 @@ impl<'kv, F: Functions> Session<'kv, F> {
         hash: KeyHash,
         input: &F::Input,
         mut start: DiskStart,
+        current: Current,
     ) -> Result<Status> {
         let kv = self.kv;
         loop {
             self.note_disk_read();
             let found = ops::find_on_disk(kv, key, start.address)?;
             let args = (hash, key, input);
-            match self.run(|g, f, s| ops::finish_rmw(kv, g, f, args, (&start, &found), s))? {
+            match self.run(current, |cx, g, f, s| {
+                ops::finish_rmw(cx, g, f, args, (&start, &found), s)
+            })? {
                 Ok(status) => return Ok(status),
                 Err(again) => start = again,
             }
@@ -422,12 +573,20 @@ impl<'kv, F: Functions> Session<'kv, F> {
     }
 
     /// A pending delete from `start` (KO5).
-    fn finish_delete(&mut self, key: &[u8], hash: KeyHash, mut start: DiskStart) -> Result<Status> {
+    fn finish_delete(
+        &mut self,
+        key: &[u8],
+        hash: KeyHash,
+        mut start: DiskStart,
+        current: Current,
+    ) -> Result<Status> {
         let kv = self.kv;
         loop {
             self.note_disk_read();
             let found = ops::find_on_disk(kv, key, start.address)?;
-            match self.run(|g, _, _| ops::finish_delete(kv, g, (hash, key), (&start, &found)))? {
+            match self.run(current, |cx, g, _, _| {
+                ops::finish_delete(cx, g, (hash, key), (&start, &found))
+            })? {
                 Ok(status) => return Ok(status),
                 Err(again) => start = again,
             }
@@ -441,6 +600,14 @@ impl<F: Functions> Drop for Session<'_, F> {
             .ops_total
             .fetch_add(self.serial, std::sync::atomic::Ordering::Relaxed);
         self.guard = None;
+        // A named session's slot stays until a checkpoint records its last commit point; an
+        // anonymous one's is free at once.
+        if self.kv.cpr.slot(self.slot).name.is_some() {
+            self.publish(true);
+        } else {
+            self.kv.cpr.release(self.slot);
+        }
+        self.kv.cpr.notify();
         self.kv
             .sessions
             .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);

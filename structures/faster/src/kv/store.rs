@@ -7,9 +7,15 @@ use std::thread::JoinHandle;
 
 use vellum::runtime::{CommitPolicy, DurableRuntime, RootClaim};
 
+use parking_lot::Mutex;
+
+use super::checkpoint::{self, CheckpointInfo, CheckpointState};
+use super::checkpoint_meta::SESSION_NAME_BYTES_MAX;
+use super::cpr::{CommitPoint, Cpr, Registered};
 use super::hlog::{HybridLog, LOG_BEGIN};
 use super::index::HashIndex;
 use super::options::KvOptions;
+use super::recovery;
 use super::store_node::StoreNode;
 use super::{Functions, Session};
 use crate::{Error, Result};
@@ -29,6 +35,11 @@ pub(crate) struct KvInner {
     pub(crate) ops_total: AtomicU64,
     /// Sessions open.
     pub(crate) sessions: AtomicUsize,
+    /// The checkpoint state machine.
+    pub(crate) cpr: Cpr,
+    /// What checkpoints keep between them.
+    pub(crate) checkpoint: Mutex<CheckpointState>,
+    pub(crate) checkpoint_policy: CommitPolicy,
 }
 
 /// The most sessions a store has open at once: one per slot of the epoch table, so a session's
@@ -39,11 +50,13 @@ pub const SESSIONS_MAX: usize = crate::epoch::SLOTS;
 /// live in a hybrid log (recent pages in memory, older pages as runtime nodes) under a hash
 /// index in memory.
 ///
-/// Operations go through a [`Session`], one per thread. The store keeps no checkpoint yet:
-/// what it holds is lost when it closes (checkpoints and recovery are the next issue), and its
-/// page nodes are retired then. Its root, `faster-kv:<name>`, names a store node listing the
-/// page nodes; a store that was not closed (a crash) is discarded by the next open, so no page
-/// node is left behind.
+/// Operations go through a [`Session`], one per thread. [`FasterKv::checkpoint`] makes the
+/// store durable without stopping the sessions (CPR): after a crash, the next open recovers the
+/// last checkpoint, and each named session ([`FasterKv::resume_session`]) learns the serial up
+/// to which its operations are in it. [`FasterKv::close`] takes a last checkpoint;
+/// [`FasterKv::destroy`] removes the store. Its root, `faster-kv:<name>`, names a store node
+/// listing the page nodes and the checkpoint; a store that never checkpointed is discarded by
+/// the next open, so no page node is left behind.
 ///
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -102,22 +115,48 @@ pub struct KvStats {
 }
 
 impl FasterKv {
-    /// Opens an empty store `name` (1 to 37 bytes) on `rt`, claiming its root name for as long
-    /// as the store is open. Starts the flusher thread, which writes each page the read-only
-    /// boundary passes as one runtime node.
+    /// Opens store `name` (1 to 37 bytes) on `rt`, claiming its root name for as long as the
+    /// store is open, and starts the flusher thread, which writes each page the read-only
+    /// boundary passes as one runtime node. A store with a checkpoint is recovered from it
+    /// (every operation the checkpoint holds, none after: `design/DURABILITY.md` §8); a store
+    /// that never checkpointed is discarded; otherwise the store starts empty.
     pub fn open(rt: Arc<DurableRuntime>, name: &str, options: KvOptions) -> Result<FasterKv> {
         options.validate()?;
         let root = crate::root_name::root_name(KV_ROOT_PREFIX, "store", name)?;
         let claim = rt.claim_root(&root)?;
-        discard_unclosed(&rt, &root)?;
-        let index = HashIndex::new(&options.index)?;
-        let hlog = HybridLog::new(
-            rt,
-            (name, &root),
+        let recovered = match rt.root(&root) {
+            None => None,
+            Some(id) => {
+                let node = StoreNode::decode(&rt.read(id)?, &root)?;
+                match node.checkpoint.clone() {
+                    None => {
+                        discard_unclosed(&rt, &root, id, node)?;
+                        None
+                    }
+                    Some(cp) => Some(recovery::load(&rt, (&root, id), node, cp, &options)?),
+                }
+            }
+        };
+        let sizes = (
             options.page_bytes,
             options.memory_pages(),
             options.mutable_pages(),
-        )?;
+        );
+        let (index, hlog, state, version) = match recovered {
+            None => {
+                let hlog = HybridLog::new(rt, (name, &root), sizes.0, sizes.1, sizes.2)?;
+                (HashIndex::new(&options.index)?, hlog, Default::default(), 0)
+            }
+            Some(r) => {
+                let version = r.log.checkpoint.version + 1;
+                let cp = r.log.checkpoint.clone();
+                let hlog = HybridLog::recovered(rt, (name, &root), sizes, r.log)?;
+                let moved = recovery::fix_index(&r.index, &hlog, &cp)?;
+                tracing::info!(store = %root, version = cp.version, tail = cp.tail, moved,
+                    "recovered a FasterKV store from its checkpoint");
+                (r.index, hlog, r.state, version)
+            }
+        };
         let inner = Arc::new(KvInner {
             index,
             hlog,
@@ -125,6 +164,9 @@ impl FasterKv {
             ops_pending: AtomicU64::new(0),
             ops_total: AtomicU64::new(0),
             sessions: AtomicUsize::new(0),
+            cpr: Cpr::new(version, SESSIONS_MAX),
+            checkpoint: Mutex::new(state),
+            checkpoint_policy: options.checkpoint_policy,
         });
         let flusher = {
             let inner = Arc::clone(&inner);
@@ -145,11 +187,67 @@ impl FasterKv {
     /// the store's epoch protection between its operations (see [`Session`]). At most
     /// [`SESSIONS_MAX`] are open at once: past that, [`Error::TooManySessions`].
     pub fn session<F: Functions>(&self, functions: F) -> Result<Session<'_, F>> {
+        self.open_session(None, functions).map(|(s, _)| s)
+    }
+
+    /// A named session (1 to 255 bytes): its commit points are kept by checkpoints, so after
+    /// a recovery the session of the same name continues from its last serial number. Returns
+    /// the session and the commit point of the last checkpoint it is in (serial 0 if none):
+    /// its operations with serials after it (and its excluded ones) are not in the store, and
+    /// are for the client to replay. A name already open is [`Error::InvalidArgument`].
+    pub fn resume_session<F: Functions>(
+        &self,
+        name: &str,
+        functions: F,
+    ) -> Result<(Session<'_, F>, CommitPoint)> {
+        if name.is_empty() || name.len() > SESSION_NAME_BYTES_MAX {
+            return Err(Error::InvalidArgument(format!(
+                "a session name has 1 to {SESSION_NAME_BYTES_MAX} bytes, got {}",
+                name.len()
+            )));
+        }
+        self.open_session(Some(name), functions)
+    }
+
+    fn open_session<F: Functions>(
+        &self,
+        name: Option<&str>,
+        functions: F,
+    ) -> Result<(Session<'_, F>, CommitPoint)> {
         if self.inner.sessions.fetch_add(1, SeqCst) >= SESSIONS_MAX {
             self.inner.sessions.fetch_sub(1, SeqCst);
             return Err(Error::TooManySessions { max: SESSIONS_MAX });
         }
-        Ok(Session::new(&self.inner, functions))
+        let commit = name
+            .and_then(|n| self.inner.checkpoint.lock().commit_points.get(n).cloned())
+            .unwrap_or_default();
+        match self.inner.cpr.register(name, commit.until_serial) {
+            Registered::Slot(slot, serial) => {
+                let session = Session::new(&self.inner, functions, slot, serial);
+                Ok((session, commit))
+            }
+            other => {
+                self.inner.sessions.fetch_sub(1, SeqCst);
+                Err(match other {
+                    Registered::InUse => Error::InvalidArgument(format!(
+                        "session {:?} is open already",
+                        name.unwrap_or_default()
+                    )),
+                    _ => Error::TooManySessions { max: SESSIONS_MAX },
+                })
+            }
+        }
+    }
+
+    /// Takes a checkpoint (CPR): every session crosses to the next version at its next
+    /// operation (idle ones at once), the log folds over, and the changed index chunks and the
+    /// store's metadata are committed in one runtime transaction under the options'
+    /// `checkpoint_policy`. Returns once it is committed, with each session's commit point.
+    ///
+    /// Sessions run on while it is taken. The calling thread must not hold a protected session
+    /// of this store (make it [`Session::idle`] first): the checkpoint waits for it to cross.
+    pub fn checkpoint(&self) -> Result<CheckpointInfo> {
+        checkpoint::take(&self.inner)
     }
 
     /// The runtime the store's page nodes live on.
@@ -179,19 +277,19 @@ impl FasterKv {
         }
     }
 
-    /// Stops the flusher and retires the page nodes (one transaction); the store's data is gone.
+    /// Takes a last checkpoint (the sessions are closed: it holds every operation), then stops
+    /// the flusher. The next open recovers the store as it is now.
     pub fn close(mut self) -> Result<()> {
-        self.shut_down()
+        let checkpointed = self.checkpoint();
+        let stopped = self.stop();
+        checkpointed?;
+        stopped
     }
 
-    fn shut_down(&mut self) -> Result<()> {
-        let Some(flusher) = self.flusher.take() else {
-            return Ok(());
-        };
-        self.inner.hlog.stop_flusher();
-        if flusher.join().is_err() {
-            return Err(Error::FlushFailed("the flusher thread panicked".into()));
-        }
+    /// Stops the flusher and retires every node of the store and its root (one transaction):
+    /// its data is gone, and the next open starts empty.
+    pub fn destroy(mut self) -> Result<()> {
+        self.stop()?;
         let Some(store) = self.inner.hlog.store_node() else {
             return Ok(());
         };
@@ -200,25 +298,42 @@ impl FasterKv {
         for id in self.inner.hlog.page_nodes() {
             txn.retire(id)?;
         }
+        for id in self.inner.checkpoint.lock().chunk_nodes.iter().flatten() {
+            txn.retire(*id)?;
+        }
         txn.retire(store)?;
         txn.remove_root(&format!("{KV_ROOT_PREFIX}{}", self.name))?;
         txn.commit_with(CommitPolicy::Eventual)?;
         Ok(())
     }
+
+    /// Stops the flusher (the store is left as it is on disk: its last checkpoint, and page
+    /// nodes that the next open retires).
+    fn stop(&mut self) -> Result<()> {
+        let Some(flusher) = self.flusher.take() else {
+            return Ok(());
+        };
+        self.inner.hlog.stop_flusher();
+        if flusher.join().is_err() {
+            return Err(Error::FlushFailed("the flusher thread panicked".into()));
+        }
+        Ok(())
+    }
 }
 
-/// A store left by a handle that was not closed (a crash): with no checkpoint to recover from
-/// yet, its page nodes and store node are retired, and the root removed, in one transaction,
-/// before the new store writes anything (its first flush names the root again).
-fn discard_unclosed(rt: &DurableRuntime, root: &str) -> Result<()> {
-    let Some(id) = rt.root(root) else {
-        return Ok(());
-    };
-    let node = StoreNode::decode(&rt.read(id)?, root)?;
+/// A store that never checkpointed, left by a handle that was not destroyed or closed: its
+/// page nodes and store node are retired, and the root removed, in one transaction, before the
+/// new store writes anything (its first flush names the root again).
+fn discard_unclosed(
+    rt: &DurableRuntime,
+    root: &str,
+    id: vellum::NodeId,
+    node: StoreNode,
+) -> Result<()> {
     tracing::warn!(
         %root,
         pages = node.pages.len(),
-        "discarding the pages of a FasterKV store that was not closed (no checkpoint to recover)"
+        "discarding the pages of a FasterKV store that never checkpointed"
     );
     let mut txn = rt.begin();
     for page in node.pages {
@@ -232,7 +347,7 @@ fn discard_unclosed(rt: &DurableRuntime, root: &str) -> Result<()> {
 
 impl Drop for FasterKv {
     fn drop(&mut self) {
-        if let Err(e) = self.shut_down() {
+        if let Err(e) = self.stop() {
             tracing::error!(store = %self.name, %e, "closing a FasterKV store failed");
         }
     }

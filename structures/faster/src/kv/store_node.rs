@@ -16,14 +16,19 @@ use std::path::PathBuf;
 use vellum::codec::{Decoder, Encoder};
 use vellum::{CorruptionKind, Error as StoreError, NodeId};
 
+use super::checkpoint_meta::CheckpointMeta;
 use super::page::{PAGE_BYTES_MAX, PAGE_BYTES_MIN};
 
 /// Node kind of a FasterKV store node (`K`).
 pub const KV_STORE_KIND: u8 = 0x4b;
 /// Magic of a store node.
 pub const STORE_MAGIC: [u8; 4] = *b"VKVS";
-/// Format version of the store nodes written.
+/// Format version of a store node without a checkpoint.
 pub const STORE_FORMAT_VERSION: u16 = 1;
+/// Format version of a store node with a checkpoint section (flags bit 0 set).
+pub const STORE_FORMAT_VERSION_CHECKPOINT: u16 = 2;
+/// Flags bit: a checkpoint section follows the page list.
+const FLAG_CHECKPOINT: u16 = 1;
 /// Bytes of a store node's header.
 pub const STORE_HEADER_BYTES: usize = 24;
 
@@ -34,20 +39,29 @@ pub struct StoreNode {
     pub page_bytes: u32,
     /// The page nodes, page 0 first.
     pub pages: Vec<NodeId>,
+    /// The last checkpoint, once one was taken.
+    pub checkpoint: Option<CheckpointMeta>,
 }
 
 impl StoreNode {
     /// The node's bytes (KS1).
     pub fn encode(&self) -> Vec<u8> {
         let mut e = Encoder::with_capacity(STORE_HEADER_BYTES + 8 * self.pages.len());
+        let (version, flags) = match self.checkpoint {
+            None => (STORE_FORMAT_VERSION, 0),
+            Some(_) => (STORE_FORMAT_VERSION_CHECKPOINT, FLAG_CHECKPOINT),
+        };
         e.bytes(&STORE_MAGIC)
-            .u16(STORE_FORMAT_VERSION)
-            .u16(0)
+            .u16(version)
+            .u16(flags)
             .u32(self.page_bytes)
             .u32(0)
             .u64(self.pages.len() as u64);
         for id in &self.pages {
             e.u64(id.raw());
+        }
+        if let Some(c) = &self.checkpoint {
+            c.encode_into(&mut e);
         }
         e.finish()
     }
@@ -71,12 +85,16 @@ impl StoreNode {
             return Err(d.error_at(0, CorruptionKind::BadMagic { found }));
         }
         let version = d.u16()?;
-        if version != STORE_FORMAT_VERSION {
-            let found = version.into();
-            return Err(d.error_at(4, CorruptionKind::UnsupportedVersion { found }));
-        }
+        let expected_flags = match version {
+            STORE_FORMAT_VERSION => 0,
+            STORE_FORMAT_VERSION_CHECKPOINT => FLAG_CHECKPOINT,
+            _ => {
+                let found = version.into();
+                return Err(d.error_at(4, CorruptionKind::UnsupportedVersion { found }));
+            }
+        };
         let flags = d.u16()?;
-        if flags != 0 {
+        if flags != expected_flags {
             return Err(field(&d, 6, "flags", flags.into()));
         }
         let page_bytes = d.u32()?;
@@ -90,6 +108,21 @@ impl StoreNode {
         }
         let count = d.u64()?;
         let expected = count.checked_mul(8);
+        let listed = expected.filter(|&e| e <= d.remaining() as u64);
+        if flags == FLAG_CHECKPOINT && listed.is_some() {
+            let mut pages = Vec::with_capacity(count as usize);
+            for _ in 0..count {
+                let at = d.position();
+                let raw = d.u64()?;
+                pages.push(NodeId::from_raw(raw).ok_or_else(|| field(&d, at, "page_node", raw))?);
+            }
+            let checkpoint = CheckpointMeta::decode_from(&mut d, page_bytes)?;
+            return Ok(StoreNode {
+                page_bytes,
+                pages,
+                checkpoint: Some(checkpoint),
+            });
+        }
         if expected != Some(d.remaining() as u64) {
             return Err(d.error_at(
                 16,
@@ -107,7 +140,11 @@ impl StoreNode {
             let id = NodeId::from_raw(raw).ok_or_else(|| field(&d, at, "page_node", raw))?;
             pages.push(id);
         }
-        Ok(StoreNode { page_bytes, pages })
+        Ok(StoreNode {
+            page_bytes,
+            pages,
+            checkpoint: None,
+        })
     }
 }
 
@@ -124,6 +161,7 @@ mod tests {
         let node = StoreNode {
             page_bytes: 4096,
             pages: vec![id(0x0001_0000_0000_0007), id(0x0002_0000_0000_0009)],
+            checkpoint: None,
         };
         let bytes = node.encode();
         #[rustfmt::skip]
@@ -143,13 +181,14 @@ mod tests {
         let good = StoreNode {
             page_bytes: 4096,
             pages: vec![id(0x0001_0000_0000_0007)],
+            checkpoint: None,
         }
         .encode();
         let refused_at = |bytes: &[u8]| match StoreNode::decode(bytes, "faster-kv:s") {
             Err(e) => e.as_corruption().map(|c| c.offset),
             Ok(_) => None,
         };
-        for (at, byte) in [(0, b'X'), (4, 2), (6, 1), (8, 3), (12, 1), (16, 2)] {
+        for (at, byte) in [(0, b'X'), (4, 3), (6, 1), (8, 3), (12, 1), (16, 2)] {
             let mut bad = good.clone();
             bad[at] = byte;
             assert_eq!(refused_at(&bad), Some(at as u64), "byte {at}");

@@ -171,6 +171,7 @@ pub fn kv_options(
         page_bytes,
         log_memory_bytes_max: u64::from(page_bytes) * memory_pages,
         mutable_percent: 90,
+        ..Default::default()
     }
 }
 
@@ -185,4 +186,26 @@ pub fn open_kv(
     };
     let rt = Arc::new(DurableRuntime::open(dir, rt_options).unwrap());
     vellum_faster::kv::FasterKv::open(rt, "kv", options).unwrap()
+}
+
+/// The runtime's live nodes are exactly FasterKV store `name`'s store node, the page nodes it
+/// lists (the pages below its checkpoint's tail, `page_bytes` each) and its checkpoint's chunk
+/// nodes: recovery leaked nothing and lost nothing listed. Call it before the store writes
+/// anything after opening.
+pub fn assert_kv_accounted(kv: &vellum_faster::kv::FasterKv, page_bytes: u64, ctx: &str) {
+    use vellum_faster::kv::store_node::StoreNode;
+    let rt = kv.runtime();
+    let root = format!("faster-kv:{}", kv.name());
+    let id = rt.root(&root).expect("the store's root");
+    let node = StoreNode::decode(&rt.read(id).unwrap(), &root).unwrap();
+    let cp = node.checkpoint.expect("a recovered store has a checkpoint");
+    assert_eq!(
+        node.pages.len() as u64,
+        cp.tail / page_bytes,
+        "{ctx}: pages listed up to the tail"
+    );
+    let mut want: BTreeSet<NodeId> = node.pages.into_iter().chain(cp.chunks).collect();
+    want.insert(id);
+    let live: BTreeSet<NodeId> = rt.node_ids().into_iter().collect();
+    assert_eq!(live, want, "{ctx}: live nodes");
 }

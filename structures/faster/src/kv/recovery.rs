@@ -1,0 +1,166 @@
+//! Opening a store that has a checkpoint (`design/DURABILITY.md` §8, RC1–RC4): its index from
+//! the chunk nodes, its log from the page nodes below the checkpoint's tail, and the index made
+//! consistent with that log.
+
+use std::path::PathBuf;
+
+use vellum::runtime::{CommitPolicy, DurableRuntime};
+use vellum::{CorruptionKind, NodeId};
+
+use super::checkpoint::CheckpointState;
+use super::checkpoint_meta::{CheckpointMeta, decode_chunk};
+use super::hlog::{HybridLog, LOG_BEGIN, RecoveredLog};
+use super::index::{ADDRESS_UNSET, HashIndex};
+use super::options::KvOptions;
+use super::store_node::StoreNode;
+use crate::{Error, Result};
+
+/// What recovery hands the store.
+#[derive(Debug)]
+pub(crate) struct Recovered {
+    pub index: HashIndex,
+    pub log: RecoveredLog,
+    pub state: CheckpointState,
+}
+
+/// RC1–RC2: reads the checkpoint of store node `id` (decoded as `node`), and retires the page
+/// nodes written after it in one transaction under `policy`, before anything else is written.
+pub(crate) fn load(
+    rt: &DurableRuntime,
+    (root, id): (&str, NodeId),
+    node: StoreNode,
+    checkpoint: CheckpointMeta,
+    options: &KvOptions,
+) -> Result<Recovered> {
+    if node.page_bytes != options.page_bytes {
+        return Err(Error::InvalidArgument(format!(
+            "store {root} has pages of {} bytes, the options ask for {}",
+            node.page_bytes, options.page_bytes
+        )));
+    }
+    if checkpoint.bucket_count != options.index.bucket_count {
+        return Err(Error::InvalidArgument(format!(
+            "store {root} has an index of {} buckets, the options ask for {}",
+            checkpoint.bucket_count, options.index.bucket_count
+        )));
+    }
+    let pages = (checkpoint.tail / u64::from(node.page_bytes)) as usize;
+    if node.pages.len() < pages {
+        return Err(Error::Store(vellum::Error::corruption(
+            PathBuf::from(root),
+            0,
+            CorruptionKind::Mismatch {
+                what: "page nodes below the checkpoint's tail",
+                expected: pages as u64,
+                actual: node.pages.len() as u64,
+            },
+        )));
+    }
+    let mut images = Vec::with_capacity(checkpoint.chunks.len());
+    for (c, &chunk) in checkpoint.chunks.iter().enumerate() {
+        let path = PathBuf::from(format!("{root}/chunk/{c}"));
+        images.push(decode_chunk(&rt.read(chunk)?, c, &path)?);
+    }
+    let index = HashIndex::from_chunks(&options.index, &images)?;
+    let kept = node.pages[..pages].to_vec();
+    if node.pages.len() > pages {
+        retire_after(rt, id, &node, &checkpoint, options.checkpoint_policy)?;
+    }
+    let state = CheckpointState {
+        chunk_nodes: checkpoint.chunks.iter().copied().map(Some).collect(),
+        commit_points: (checkpoint.sessions.iter())
+            .map(|s| (s.name.clone(), s.commit.clone()))
+            .collect(),
+    };
+    Ok(Recovered {
+        index,
+        log: RecoveredLog {
+            pages: kept,
+            tail: checkpoint.tail,
+            store_node: id,
+            checkpoint,
+        },
+        state,
+    })
+}
+
+/// RC2: the pages flushed after the checkpoint hold operations it does not: retired, and the
+/// store node rewritten without them, in one transaction.
+fn retire_after(
+    rt: &DurableRuntime,
+    id: NodeId,
+    node: &StoreNode,
+    checkpoint: &CheckpointMeta,
+    policy: CommitPolicy,
+) -> Result<()> {
+    let pages = (checkpoint.tail / u64::from(node.page_bytes)) as usize;
+    let mut txn = rt.begin();
+    for &page in &node.pages[pages..] {
+        txn.retire(page)?;
+    }
+    let kept = StoreNode {
+        page_bytes: node.page_bytes,
+        pages: node.pages[..pages].to_vec(),
+        checkpoint: Some(checkpoint.clone()),
+    };
+    txn.write(id, &kept.encode())?;
+    txn.commit_with(policy)?;
+    Ok(())
+}
+
+/// RC3: every index entry names the newest record of its chain that the checkpoint holds. An
+/// entry copied while version `v + 1` operations ran may name a record of `v + 1` (at or above
+/// the checkpoint's `prepare_tail`, with the next version's bits): it is moved back along the
+/// chain past those. Returns how many entries moved.
+pub(crate) fn fix_index(index: &HashIndex, hlog: &HybridLog, cp: &CheckpointMeta) -> Result<u64> {
+    let next = cp.version.wrapping_add(1) as u8;
+    let mut suspects = Vec::new();
+    index.for_each_entry(|_, e| {
+        if e.address() >= cp.prepare_tail {
+            suspects.push(e);
+        }
+    });
+    let mut moved = 0;
+    for mut e in suspects {
+        let from = e.address();
+        let mut a = from;
+        while a >= cp.prepare_tail {
+            if a >= cp.tail {
+                return Err(past_tail(hlog, a));
+            }
+            let info = hlog.with_disk_record(a, |r| r.header.info)?;
+            if info.version() != next {
+                break;
+            }
+            let p = info.previous_address();
+            if p >= a {
+                return Err(past_tail(hlog, a));
+            }
+            a = p;
+        }
+        if a != from {
+            let expected = e.entry();
+            let to = if a < LOG_BEGIN { ADDRESS_UNSET } else { a };
+            if e.compare_exchange(expected, to).is_err() {
+                return Err(Error::InvalidArgument(
+                    "internal: an index entry changed during recovery".into(),
+                ));
+            }
+            moved += 1;
+        }
+    }
+    Ok(moved)
+}
+
+/// An index entry or chain link that names a record the checkpoint cannot hold.
+fn past_tail(hlog: &HybridLog, a: u64) -> Error {
+    let page_bytes = hlog.page_bytes();
+    Error::Store(vellum::Error::corruption(
+        hlog.page_path(a / page_bytes),
+        a % page_bytes,
+        CorruptionKind::InvalidField {
+            field: "record address in a checkpoint",
+            value: a,
+        },
+    ))
+}

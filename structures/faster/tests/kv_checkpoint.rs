@@ -1,0 +1,312 @@
+//! FasterKV checkpoints (CPR) and recovery: a store reopened after a checkpoint holds exactly
+//! the operations up to each session's commit point; concurrent sessions keep running while
+//! one is taken; reopening twice gives the same state; a second checkpoint writes only the
+//! chunks that changed.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::SeqCst;
+
+use common::{Rng, assert_kv_accounted, env_u64, kv_options};
+use vellum::runtime::{DurableRuntime, RuntimeOptions};
+use vellum_faster::kv::{AddU64, CommitPoint, FasterKv, KvOptions, Status};
+
+fn runtime(dir: &Path) -> Arc<DurableRuntime> {
+    let o = RuntimeOptions {
+        create_if_missing: true,
+        ..RuntimeOptions::default()
+    };
+    Arc::new(DurableRuntime::open(dir, o).unwrap())
+}
+
+fn open(dir: &Path, options: &KvOptions) -> FasterKv {
+    FasterKv::open(runtime(dir), "kv", options.clone()).unwrap()
+}
+
+fn found(yes: bool) -> Status {
+    if yes { Status::Found } else { Status::NotFound }
+}
+
+fn key(k: u64) -> [u8; 8] {
+    k.to_le_bytes()
+}
+
+/// Every key of `model` reads back with its value, and keys `0..space` absent from it are
+/// not found.
+fn check_model(kv: &FasterKv, model: &HashMap<u64, u64>, space: u64) {
+    let mut s = kv.session(AddU64).unwrap();
+    let mut out = Vec::new();
+    for k in 0..space {
+        let status = s.read_blocking(&key(k), &mut out).unwrap();
+        match model.get(&k) {
+            Some(v) => assert_eq!(
+                (status, &out[..]),
+                (Status::Found, &v.to_le_bytes()[..]),
+                "key {k}"
+            ),
+            None => assert_eq!(status, Status::NotFound, "key {k}"),
+        }
+    }
+}
+
+#[test]
+fn a_reopened_store_holds_the_checkpoint_and_nothing_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // 4 KiB pages, 4 in memory: most of the log is on disk at the checkpoint.
+    let options = kv_options(4096, 4, 256);
+    let mut model = HashMap::new();
+    let mut rng = Rng::new(3);
+    let until = {
+        let kv = open(dir.path(), &options);
+        let (mut s, resumed) = kv.resume_session("writer", AddU64).unwrap();
+        assert_eq!(resumed, CommitPoint::default());
+        for i in 0..5000u64 {
+            let k = rng.below(1500);
+            match rng.below(3) {
+                0 => {
+                    s.upsert(&key(k), &i.to_le_bytes()).unwrap();
+                    model.insert(k, i);
+                }
+                1 => {
+                    let want = found(model.contains_key(&k));
+                    assert_eq!(s.rmw_blocking(&key(k), &3).unwrap(), want);
+                    *model.entry(k).or_insert(0) += 3;
+                }
+                _ => {
+                    let want = found(model.remove(&k).is_some());
+                    assert_eq!(s.delete_blocking(&key(k)).unwrap(), want);
+                }
+            }
+        }
+        let until = s.last_serial();
+        s.idle();
+        let info = kv.checkpoint().unwrap();
+        assert_eq!(info.version, 0);
+        assert_eq!(info.sessions.len(), 1);
+        assert_eq!(info.sessions[0].name.as_deref(), Some("writer"));
+        assert_eq!(
+            info.sessions[0].commit,
+            CommitPoint {
+                until_serial: until,
+                excluded: vec![]
+            }
+        );
+        assert!(info.chunks_written >= 1);
+        // After the checkpoint: more pages flushed, none of it recovered.
+        for k in 0..3000u64 {
+            s.upsert(&key(k), &u64::MAX.to_le_bytes()).unwrap();
+        }
+        assert!(
+            kv.stats().pages_flushed as u64 > info.tail / 4096,
+            "{:?}",
+            kv.stats()
+        );
+        drop(s);
+        until
+        // The store is dropped without close: what is on disk is the checkpoint and pages after it.
+    };
+    for round in 0..2 {
+        let kv = open(dir.path(), &options);
+        assert_kv_accounted(&kv, 4096, &format!("round {round}"));
+        assert_eq!(kv.stats().tail % 4096, 0, "round {round}");
+        check_model(&kv, &model, 3000);
+        let (s, resumed) = kv.resume_session("writer", AddU64).unwrap();
+        assert_eq!(resumed.until_serial, until, "round {round}");
+        assert_eq!(
+            s.last_serial(),
+            until,
+            "the session continues after its commit point"
+        );
+    }
+}
+
+#[test]
+fn close_checkpoints_and_the_store_reopens_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = kv_options(4096, 4, 256);
+    let kv = open(dir.path(), &options);
+    let mut s = kv.session(AddU64).unwrap();
+    let mut model = HashMap::new();
+    for k in 0..2000u64 {
+        s.upsert(&key(k), &(k * 7).to_le_bytes()).unwrap();
+        model.insert(k, k * 7);
+    }
+    drop(s);
+    kv.close().unwrap();
+    let kv = open(dir.path(), &options);
+    check_model(&kv, &model, 2100);
+    // And it keeps working: updates land and a second close keeps them too.
+    let mut s = kv.session(AddU64).unwrap();
+    for k in 0..100u64 {
+        assert_eq!(s.rmw_blocking(&key(k), &1).unwrap(), Status::Found);
+        *model.get_mut(&k).unwrap() += 1;
+    }
+    drop(s);
+    kv.close().unwrap();
+    check_model(&open(dir.path(), &options), &model, 2100);
+}
+
+#[test]
+fn concurrent_sessions_recover_exactly_their_commit_points() {
+    sessions_recover_their_commit_points(false);
+}
+
+#[test]
+fn sessions_sharing_counters_recover_exactly_their_commit_points() {
+    sessions_recover_their_commit_points(true);
+}
+
+/// `threads` named sessions RMW counters (each its own, or all the same ones); checkpoints
+/// are taken while they run, and the store is dropped after they finish, without another: after
+/// reopening, each counter holds exactly the increments whose serials are up to their
+/// session's commit point (none excluded: RMWs in memory never pend here), and the commit
+/// points lie inside the run.
+fn sessions_recover_their_commit_points(shared: bool) {
+    let threads = 3u64;
+    let space = |t: u64| if shared { 0 } else { t * 1000 };
+    let per_thread = env_u64("VELLUM_KV_CPR_OPS", 200_000);
+    let checkpoints = env_u64("VELLUM_KV_CPR_CHECKPOINTS", 3).clamp(1, 8);
+    let dir = tempfile::tempdir().unwrap();
+    // Everything in memory (64 pages of 64 KiB), so no operation goes pending.
+    let options = kv_options(64 << 10, 64, 1024);
+    const COUNTERS: u64 = 50;
+    let kv = open(dir.path(), &options);
+    let progress: Vec<std::sync::atomic::AtomicU64> = (0..threads)
+        .map(|_| std::sync::atomic::AtomicU64::new(0))
+        .collect();
+    let (logs, info) = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (kv, progress) = (&kv, &progress);
+                scope.spawn(move || {
+                    let (mut s, _) = kv.resume_session(&format!("t{t}"), AddU64).unwrap();
+                    let mut rng = Rng::new(t + 100);
+                    let mut log = Vec::new();
+                    for i in 0..per_thread {
+                        let c = rng.below(COUNTERS);
+                        let status = s.rmw(&key(space(t) + c), &1).unwrap();
+                        assert_ne!(status, Status::Pending);
+                        log.push(c);
+                        progress[t as usize].store(i + 1, SeqCst);
+                    }
+                    assert_eq!(s.last_serial(), per_thread);
+                    (log, s.stats().cpr_shifts)
+                })
+            })
+            .collect();
+        // Checkpoint i starts once every thread is (i + 1) tenths of the way; the last one is
+        // what recovery finds.
+        let mut info = None;
+        for i in 1..=checkpoints {
+            while progress
+                .iter()
+                .any(|p| p.load(SeqCst) < per_thread * i / 10)
+            {
+                std::thread::yield_now();
+            }
+            let taken = kv.checkpoint().unwrap();
+            assert_eq!(taken.version, (i - 1) as u32);
+            info = Some(taken);
+        }
+        let info = info.unwrap();
+        let logs: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        (logs, info)
+    });
+    assert_eq!(info.sessions.len(), threads as usize, "{info:?}");
+    let shifts: u64 = logs.iter().map(|(_, s)| s).sum();
+    eprintln!("checkpoint {info:?}; CPR shifts {shifts}");
+    drop(kv);
+    let kv = open(dir.path(), &options);
+    let mut out = Vec::new();
+    let mut reader = kv.session(AddU64).unwrap();
+    let mut want: HashMap<u64, u64> = HashMap::new();
+    for t in 0..threads {
+        let (s, commit) = kv.resume_session(&format!("t{t}"), AddU64).unwrap();
+        let taken = info
+            .sessions
+            .iter()
+            .find(|c| c.name == Some(format!("t{t}")));
+        assert_eq!(Some(&commit), taken.map(|c| &c.commit), "t{t}");
+        assert!(commit.excluded.is_empty());
+        let until = commit.until_serial;
+        assert!(
+            until >= per_thread / 10 && until < per_thread,
+            "t{t}: {until}"
+        );
+        assert_eq!(s.last_serial(), until);
+        for &c in &logs[t as usize].0[..until as usize] {
+            *want.entry(space(t) + c).or_default() += 1;
+        }
+    }
+    for t in 0..threads {
+        for c in 0..COUNTERS {
+            let k = space(t) + c;
+            let status = reader.read_blocking(&key(k), &mut out).unwrap();
+            match want.get(&k) {
+                None => assert_eq!(status, Status::NotFound, "counter {k}"),
+                Some(&n) => {
+                    assert_eq!(status, Status::Found, "counter {k}");
+                    assert_eq!(
+                        u64::from_le_bytes(out[..].try_into().unwrap()),
+                        n,
+                        "counter {k}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_second_checkpoint_writes_only_the_changed_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    // 2^16 buckets: 64 chunks of 1024 buckets.
+    let options = kv_options(1 << 20, 64, 1 << 16);
+    let kv = open(dir.path(), &options);
+    let mut s = kv.session(AddU64).unwrap();
+    for k in 0..100_000u64 {
+        s.upsert(&key(k), &k.to_le_bytes()).unwrap();
+    }
+    s.idle();
+    let full = kv.checkpoint().unwrap();
+    assert_eq!(full.chunks_written, 64);
+    // Reads change no index entry: no chunk is written.
+    let mut out = Vec::new();
+    for k in 0..1000u64 {
+        assert_eq!(
+            s.read_blocking(&key(k * 100), &mut out).unwrap(),
+            Status::Found
+        );
+    }
+    s.idle();
+    let none = kv.checkpoint().unwrap();
+    assert_eq!(none.chunks_written, 0);
+    // (The fold-over made every record read-only, so an update copies its record to the tail
+    // and changes its entry.)
+    s.upsert(&key(0), &0u64.to_le_bytes()).unwrap();
+    s.upsert(&key(100), &0u64.to_le_bytes()).unwrap();
+    // 10 new keys change at most 10 chunks.
+    for k in 0..10u64 {
+        s.upsert(&key(1_000_000 + k), &k.to_le_bytes()).unwrap();
+    }
+    s.idle();
+    let ten = kv.checkpoint().unwrap();
+    assert!(ten.chunks_written <= 12, "{ten:?}");
+    assert!(ten.chunks_written >= 1, "{ten:?}");
+    drop(s);
+    drop(kv);
+    let kv = open(dir.path(), &options);
+    let mut s = kv.session(AddU64).unwrap();
+    let mut out = Vec::new();
+    for (k, v) in [(0, 0), (1, 1), (100, 0), (99_999, 99_999), (1_000_009, 9)] {
+        assert_eq!(
+            s.read_blocking(&key(k), &mut out).unwrap(),
+            Status::Found,
+            "key {k}"
+        );
+        assert_eq!(out, u64::to_le_bytes(v), "key {k}");
+    }
+}
