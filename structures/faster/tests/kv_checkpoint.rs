@@ -310,3 +310,96 @@ fn a_second_checkpoint_writes_only_the_changed_chunks() {
         assert_eq!(out, u64::to_le_bytes(v), "key {k}");
     }
 }
+
+/// Operations pending (their records on disk) when their session crosses are excluded from the
+/// commit point: completed afterwards they are of the next version, so a recovery from the
+/// checkpoint holds none of them and every operation before them.
+#[test]
+fn operations_pending_at_the_crossing_are_excluded() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = kv_options(4096, 4, 256);
+    let kv = open(dir.path(), &options);
+    let (mut s, _) = kv.resume_session("p", AddU64).unwrap();
+    for k in 0..3000u64 {
+        s.upsert(&key(k), &k.to_le_bytes()).unwrap();
+    }
+    // Keys 0.. are on disk now: RMWs of them go pending.
+    let mut pending = Vec::new();
+    for k in 0..5u64 {
+        assert_eq!(s.rmw(&key(k), &100).unwrap(), Status::Pending, "key {k}");
+        pending.push(s.last_serial());
+    }
+    // One more operation that completes at once, after the pending ones.
+    s.upsert(&key(2999), &7u64.to_le_bytes()).unwrap();
+    let last = s.last_serial();
+    s.idle();
+    let info = kv.checkpoint().unwrap();
+    let want = CommitPoint {
+        until_serial: last,
+        excluded: pending.clone(),
+    };
+    assert_eq!(info.sessions[0].commit, want);
+    // Completed now, as operations of the next version.
+    let done = s.complete_pending().unwrap();
+    assert_eq!(done.iter().map(|c| c.serial).collect::<Vec<_>>(), pending);
+    assert!(done.iter().all(|c| c.status == Status::Found));
+    let mut out = Vec::new();
+    assert_eq!(s.read_blocking(&key(0), &mut out).unwrap(), Status::Found);
+    assert_eq!(out, 100u64.to_le_bytes());
+    drop(s);
+    drop(kv);
+    let kv = open(dir.path(), &options);
+    let (mut s, resumed) = kv.resume_session("p", AddU64).unwrap();
+    assert_eq!(resumed, want);
+    for k in 0..5u64 {
+        assert_eq!(s.read_blocking(&key(k), &mut out).unwrap(), Status::Found);
+        assert_eq!(
+            out,
+            k.to_le_bytes(),
+            "key {k}: its excluded RMW is not in the checkpoint"
+        );
+    }
+    assert_eq!(
+        s.read_blocking(&key(2999), &mut out).unwrap(),
+        Status::Found
+    );
+    assert_eq!(out, 7u64.to_le_bytes());
+}
+
+/// A log 100 times the memory budget: after recovery every key reads back with its last value
+/// (from the page nodes), and recovery read only the index chunks (no log replay).
+#[test]
+fn a_log_far_larger_than_memory_recovers_every_key() {
+    let keys = env_u64("VELLUM_KV_CPR_BIG_KEYS", 40_000);
+    let dir = tempfile::tempdir().unwrap();
+    // 4 pages of 4 KiB in memory; 40 000 records of 40 bytes and their updates: ~2.5 MiB.
+    let options = kv_options(4096, 4, 4096);
+    let kv = open(dir.path(), &options);
+    let mut s = kv.session(AddU64).unwrap();
+    for k in 0..keys {
+        s.upsert(&key(k), &k.to_le_bytes()).unwrap();
+    }
+    for k in (0..keys).step_by(3) {
+        assert_eq!(s.rmw_blocking(&key(k), &1).unwrap(), Status::Found);
+    }
+    s.idle();
+    kv.checkpoint().unwrap();
+    let log_bytes = kv.stats().tail;
+    assert!(log_bytes > 100 * 4 * 4096, "{log_bytes}");
+    drop(s);
+    drop(kv);
+    let kv = open(dir.path(), &options);
+    assert_eq!(kv.stats().tail, log_bytes);
+    let mut s = kv.session(AddU64).unwrap();
+    let mut out = Vec::new();
+    for k in 0..keys {
+        assert_eq!(
+            s.read_blocking(&key(k), &mut out).unwrap(),
+            Status::Found,
+            "key {k}"
+        );
+        let want = if k % 3 == 0 { k + 1 } else { k };
+        assert_eq!(out, want.to_le_bytes(), "key {k}");
+    }
+    assert!(s.stats().disk_reads >= keys * 9 / 10, "{:?}", s.stats());
+}

@@ -509,6 +509,7 @@ impl HybridLog {
     /// page boundary). The caller must not be protected.
     pub(crate) fn fold_over(&self) -> Result<u64> {
         let p = self.page_bytes();
+        // One page is closed (the tail's, or none if it is empty): appenders go on in the next.
         let tail = loop {
             let seen = self.tail.load(SeqCst);
             let (page, offset) = (seen >> 32, seen & 0xffff_ffff);
@@ -526,6 +527,7 @@ impl HybridLog {
                 self.closed_at[self.slot_index(page)].store(offset, SeqCst);
             }
             self.advance(page)?;
+            break (page + 1) << self.page_shift;
         };
         if self.read_only.fetch_max(tail, SeqCst) < tail {
             let shared = Arc::clone(&self.shared);

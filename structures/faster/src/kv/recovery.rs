@@ -8,9 +8,10 @@ use vellum::runtime::{CommitPolicy, DurableRuntime};
 use vellum::{CorruptionKind, NodeId};
 
 use super::checkpoint::CheckpointState;
+use super::checkpoint_meta::CHUNK_HEADER_BYTES;
 use super::checkpoint_meta::{CheckpointMeta, decode_chunk};
 use super::hlog::{HybridLog, LOG_BEGIN, RecoveredLog};
-use super::index::{ADDRESS_UNSET, HashIndex};
+use super::index::{ADDRESS_UNSET, ChunkDefect, HashIndex, IndexError};
 use super::options::KvOptions;
 use super::store_node::StoreNode;
 use crate::{Error, Result};
@@ -61,7 +62,8 @@ pub(crate) fn load(
         let path = PathBuf::from(format!("{root}/chunk/{c}"));
         images.push(decode_chunk(&rt.read(chunk)?, c, &path)?);
     }
-    let index = HashIndex::from_chunks(&options.index, &images)?;
+    let index = HashIndex::from_chunks(&options.index, &images)
+        .map_err(|e| chunk_corruption(root, &images, e))?;
     let kept = node.pages[..pages].to_vec();
     if node.pages.len() > pages {
         retire_after(rt, id, &node, &checkpoint, options.checkpoint_policy)?;
@@ -162,5 +164,35 @@ fn past_tail(hlog: &HybridLog, a: u64) -> Error {
             field: "record address in a checkpoint",
             value: a,
         },
+    ))
+}
+
+/// A chunk image `from_chunks` refused, as the corruption of its chunk node: the file names the
+/// node (`<root>/chunk/<c>`), the offset is the word's in the node.
+fn chunk_corruption(root: &str, images: &[Vec<u64>], e: IndexError) -> Error {
+    let IndexError::ChunkCorrupt {
+        chunk,
+        word,
+        defect,
+    } = e
+    else {
+        return Error::Index(e);
+    };
+    let value = images
+        .get(chunk)
+        .and_then(|w| w.get(word))
+        .copied()
+        .unwrap_or(word as u64);
+    let field = match defect {
+        ChunkDefect::Length { .. } => "chunk image length",
+        ChunkDefect::ReservedBit => "index entry reserved bit",
+        ChunkDefect::AddressMissing => "index entry address",
+        ChunkDefect::OverflowPointer { .. } => "overflow pointer",
+        ChunkDefect::UnreachableOverflow { .. } => "unreachable overflow bucket",
+    };
+    Error::Store(vellum::Error::corruption(
+        PathBuf::from(format!("{root}/chunk/{chunk}")),
+        (CHUNK_HEADER_BYTES + 8 * word) as u64,
+        CorruptionKind::InvalidField { field, value },
     ))
 }

@@ -430,6 +430,14 @@ impl<'kv, F: Functions> Session<'kv, F> {
         let backoff = crossbeam_utils::Backoff::new();
         loop {
             let kv = self.kv;
+            // A checkpoint moved on since the operation began (it may have waited on disk, or
+            // on another writer): cross before this attempt, so that no operation of the old
+            // version follows one of the new (`cpr.rs`).
+            let word = kv.cpr.state_word();
+            if CprState::unpack_word(word).version > self.ver.version {
+                self.stats.cpr_shifts += 1;
+                self.catch_up(word, current.shifted(self.serial));
+            }
             let cx = (kv, self.ver);
             let guard = self.guard.get_or_insert_with(|| kv.hlog.epoch.protect());
             match attempt(cx, guard, &self.functions, &mut self.scratch)? {
