@@ -403,3 +403,72 @@ fn a_log_far_larger_than_memory_recovers_every_key() {
     }
     assert!(s.stats().disk_reads >= keys * 9 / 10, "{:?}", s.stats());
 }
+
+#[test]
+fn a_checkpoint_in_the_background_returns_at_once_and_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = kv_options(4096, 4, 256);
+    let kv = open(dir.path(), &options);
+    let (mut s, _) = kv.resume_session("bg", AddU64).unwrap();
+    for k in 0..500u64 {
+        s.upsert(&key(k), &k.to_le_bytes()).unwrap();
+    }
+    // The session keeps its protection: the checkpoint waits for it to cross, so it cannot be
+    // done before the session's next operation.
+    let pending = kv.checkpoint_in_background().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert!(!pending.is_done(), "it waits for the protected session");
+    // This operation acknowledges the Prepare and runs in the checkpoint's version; idle, the
+    // session is then crossed by the checkpoint after it.
+    s.upsert(&key(9999), &1u64.to_le_bytes()).unwrap();
+    let until = s.last_serial();
+    s.idle();
+    let info = pending.wait().unwrap();
+    assert_eq!(info.sessions[0].commit.until_serial, until);
+    assert_eq!((kv.stats().checkpoints_taken, kv.stats().version), (1, 1));
+    // After the commit point: not in the checkpoint.
+    s.upsert(&key(7777), &1u64.to_le_bytes()).unwrap();
+    drop(s);
+    drop(kv);
+    let kv = open(dir.path(), &options);
+    let mut model: HashMap<u64, u64> = (0..500).map(|k| (k, k)).collect();
+    model.insert(9999, 1);
+    check_model(&kv, &model, 10_000);
+}
+
+#[test]
+fn the_background_policy_checkpoints_by_time_and_by_log_bytes() {
+    for (interval, log_bytes) in [(Some(20), None), (None, Some(64 << 10))] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut options = kv_options(4096, 4, 256);
+        options.checkpoint_interval = interval.map(std::time::Duration::from_millis);
+        options.checkpoint_log_bytes = log_bytes;
+        let kv = open(dir.path(), &options);
+        let (mut s, _) = kv.resume_session("w", AddU64).unwrap();
+        let start = std::time::Instant::now();
+        let mut i = 0u64;
+        // Writes for a while (each 40-byte record: 64 KiB is about 1 600 of them).
+        while kv.stats().checkpoints_taken < 3 {
+            assert!(
+                start.elapsed().as_secs() < 20,
+                "no background checkpoints: {:?}",
+                kv.stats()
+            );
+            s.upsert(&key(i % 5000), &i.to_le_bytes()).unwrap();
+            i += 1;
+        }
+        let ctx = format!("{interval:?} {log_bytes:?}");
+        assert_eq!(kv.stats().checkpoints_failed, 0, "{ctx}");
+        drop(s);
+        drop(kv);
+        // Dropped without closing: what the last background checkpoint held is there.
+        let kv = open(dir.path(), &options);
+        let (_, c) = kv.resume_session("w", AddU64).unwrap();
+        assert!(c.until_serial > 0 && c.until_serial <= i, "{ctx}: {c:?}");
+        let mut model = HashMap::new();
+        for j in 0..c.until_serial {
+            model.insert(j % 5000, j);
+        }
+        check_model(&kv, &model, 5000);
+    }
+}

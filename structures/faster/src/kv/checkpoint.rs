@@ -63,6 +63,11 @@ pub(crate) fn take(kv: &KvInner) -> Result<CheckpointInfo> {
     let result = write(kv, v, prepare_tail);
     // CK5: the store rests at the new version whether or not the checkpoint was written.
     kv.cpr.rest(next);
+    let counter = match result {
+        Ok(_) => &kv.checkpoints_taken,
+        Err(_) => &kv.checkpoints_failed,
+    };
+    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     result
 }
 

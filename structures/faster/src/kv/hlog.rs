@@ -540,6 +540,11 @@ impl HybridLog {
             self.epoch.drain();
             self.check_flusher()?;
             let mut st = self.shared.state.lock();
+            if st.stop {
+                return Err(Error::FlushFailed(
+                    "the store closed during the checkpoint".into(),
+                ));
+            }
             if self.flushed() < tail && st.failed.is_none() {
                 self.shared
                     .changed

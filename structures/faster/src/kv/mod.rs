@@ -16,11 +16,13 @@
 //!
 //! - `cpr.rs`: the checkpoint state machine sessions cross (Concurrent Prefix Recovery);
 //! - `checkpoint.rs`, `checkpoint_meta.rs`: taking a checkpoint, and what it records;
+//! - `checkpointer.rs`: checkpoints in the background (on request, and by the options' policy);
 //! - `recovery.rs`: opening a store from its checkpoint.
 
 mod batch;
 mod checkpoint;
 pub mod checkpoint_meta;
+mod checkpointer;
 mod cpr;
 mod functions;
 pub mod hash;
@@ -38,6 +40,7 @@ pub mod store_node;
 
 pub use batch::{BUCKET_AHEAD, BatchOp, RECORD_AHEAD};
 pub use checkpoint::{CheckpointInfo, SessionCommit};
+pub use checkpointer::PendingCheckpoint;
 pub use cpr::{CommitPoint, Phase};
 pub use functions::{AddU64, Append, Functions};
 pub use hlog::LOG_BEGIN;

@@ -1,5 +1,7 @@
 //! Settings of a [`FasterKv`](super::FasterKv): the index's size and the hybrid log's memory.
 
+use std::time::Duration;
+
 use vellum::runtime::CommitPolicy;
 
 use super::index::IndexOptions;
@@ -26,6 +28,12 @@ pub struct KvOptions {
     /// default, so a checkpoint is durable when `FasterKv::checkpoint` returns. Under EVENTUAL
     /// it is durable after the runtime's next sync.
     pub checkpoint_policy: CommitPolicy,
+    /// The background checkpointer takes a checkpoint once this long passed since the last
+    /// one. Default `None` (checkpoints only on request, and at `close`).
+    pub checkpoint_interval: Option<Duration>,
+    /// The background checkpointer takes a checkpoint once the log grew this many bytes since
+    /// the last one. Default `None`.
+    pub checkpoint_log_bytes: Option<u64>,
 }
 
 impl Default for KvOptions {
@@ -36,6 +44,8 @@ impl Default for KvOptions {
             log_memory_bytes_max: 256 << 20,
             mutable_percent: 90,
             checkpoint_policy: CommitPolicy::Balanced,
+            checkpoint_interval: None,
+            checkpoint_log_bytes: None,
         }
     }
 }

@@ -11,6 +11,7 @@ use parking_lot::Mutex;
 
 use super::checkpoint::{self, CheckpointInfo, CheckpointState};
 use super::checkpoint_meta::SESSION_NAME_BYTES_MAX;
+use super::checkpointer::{Checkpointer, PendingCheckpoint, Policy};
 use super::cpr::{CommitPoint, Cpr, Registered};
 use super::hlog::{HybridLog, LOG_BEGIN};
 use super::index::HashIndex;
@@ -40,6 +41,9 @@ pub(crate) struct KvInner {
     /// What checkpoints keep between them.
     pub(crate) checkpoint: Mutex<CheckpointState>,
     pub(crate) checkpoint_policy: CommitPolicy,
+    /// Checkpoints committed and failed since the store opened.
+    pub(crate) checkpoints_taken: AtomicU64,
+    pub(crate) checkpoints_failed: AtomicU64,
 }
 
 /// The most sessions a store has open at once: one per slot of the epoch table, so a session's
@@ -84,6 +88,7 @@ pub const SESSIONS_MAX: usize = crate::epoch::SLOTS;
 pub struct FasterKv {
     inner: Arc<KvInner>,
     flusher: Option<JoinHandle<()>>,
+    checkpointer: Option<Checkpointer>,
     name: String,
     _claim: RootClaim,
 }
@@ -112,6 +117,12 @@ pub struct KvStats {
     pub ops_total: u64,
     /// Operations that read the disk, over all sessions (counted as they happen).
     pub ops_pending: u64,
+    /// Checkpoints committed since the store opened (on request, background, at close).
+    pub checkpoints_taken: u64,
+    /// Checkpoints that failed since the store opened.
+    pub checkpoints_failed: u64,
+    /// The version the store's operations run in (the next checkpoint holds it).
+    pub version: u32,
 }
 
 impl FasterKv {
@@ -167,6 +178,8 @@ impl FasterKv {
             cpr: Cpr::new(version, SESSIONS_MAX),
             checkpoint: Mutex::new(state),
             checkpoint_policy: options.checkpoint_policy,
+            checkpoints_taken: AtomicU64::new(0),
+            checkpoints_failed: AtomicU64::new(0),
         });
         let flusher = {
             let inner = Arc::clone(&inner);
@@ -175,9 +188,15 @@ impl FasterKv {
                 .spawn(move || inner.hlog.run_flusher())
                 .map_err(|e| Error::InvalidArgument(format!("cannot start the flusher: {e}")))?
         };
+        let policy = Policy {
+            interval: options.checkpoint_interval,
+            log_bytes: options.checkpoint_log_bytes,
+        };
+        let checkpointer = Checkpointer::start(&inner, policy)?;
         Ok(FasterKv {
             inner,
             flusher: Some(flusher),
+            checkpointer,
             name: name.to_owned(),
             _claim: claim,
         })
@@ -250,6 +269,13 @@ impl FasterKv {
         checkpoint::take(&self.inner)
     }
 
+    /// [`FasterKv::checkpoint`] on a thread of its own: returns at once; the handle tells when
+    /// it is done and gives its outcome. A store closed or dropped before it finishes fails it
+    /// with [`Error::FlushFailed`].
+    pub fn checkpoint_in_background(&self) -> Result<PendingCheckpoint> {
+        PendingCheckpoint::start(Arc::clone(&self.inner))
+    }
+
     /// The runtime the store's page nodes live on.
     pub fn runtime(&self) -> &Arc<DurableRuntime> {
         self.inner.hlog.runtime()
@@ -274,6 +300,9 @@ impl FasterKv {
             index_entries: kv.index.entry_count(),
             ops_total: kv.ops_total.load(Relaxed),
             ops_pending: kv.ops_pending.load(Relaxed),
+            checkpoints_taken: kv.checkpoints_taken.load(Relaxed),
+            checkpoints_failed: kv.checkpoints_failed.load(Relaxed),
+            version: kv.cpr.state().version,
         }
     }
 
@@ -310,6 +339,10 @@ impl FasterKv {
     /// Stops the flusher (the store is left as it is on disk: its last checkpoint, and page
     /// nodes that the next open retires).
     fn stop(&mut self) -> Result<()> {
+        let stopped = match self.checkpointer.take() {
+            Some(mut c) => c.stop(),
+            None => Ok(()),
+        };
         let Some(flusher) = self.flusher.take() else {
             return Ok(());
         };
@@ -317,7 +350,7 @@ impl FasterKv {
         if flusher.join().is_err() {
             return Err(Error::FlushFailed("the flusher thread panicked".into()));
         }
-        Ok(())
+        stopped
     }
 }
 
