@@ -472,3 +472,69 @@ fn the_background_policy_checkpoints_by_time_and_by_log_bytes() {
         check_model(&kv, &model, 5000);
     }
 }
+
+/// Checkpoints after a few updates write one delta node of the changed chains; once the deltas
+/// pass a quarter of the index's bytes a checkpoint rewrites the chunks whole and retires them.
+/// Reopened at any point, the store holds the model and its runtime holds no other node.
+#[test]
+fn incremental_checkpoints_write_deltas_and_consolidate() {
+    let dir = tempfile::tempdir().unwrap();
+    // 256 buckets (one chunk of 16 KiB): deltas are consolidated past 4 KiB.
+    let options = kv_options(4096, 64, 256);
+    let mut model = HashMap::new();
+    let mut rng = Rng::new(17);
+    let mut kv = open(dir.path(), &options);
+    let mut s = kv.session(AddU64).unwrap();
+    for k in 0..600u64 {
+        s.upsert(&key(k), &k.to_le_bytes()).unwrap();
+        model.insert(k, k);
+    }
+    s.idle();
+    let full = kv.checkpoint().unwrap();
+    assert_eq!((full.chunks_written, full.delta_nodes), (1, 0));
+    // The chunk node: its header, the 256 main buckets and whole overflow buckets.
+    let overflow = full.index_bytes.checked_sub(16 + 256 * 64).unwrap();
+    assert!(
+        overflow.is_multiple_of(64) && overflow < 64 * 64,
+        "{full:?}"
+    );
+    drop(s);
+    let (mut deltas_seen, mut consolidations) = (0, 0);
+    for round in 0..30 {
+        let mut s = kv.session(AddU64).unwrap();
+        for _ in 0..4 {
+            let k = rng.below(600);
+            s.upsert(&key(k), &(round * 1000 + k).to_le_bytes())
+                .unwrap();
+            model.insert(k, round * 1000 + k);
+        }
+        s.idle();
+        let info = kv.checkpoint().unwrap();
+        if info.delta_nodes > 0 {
+            deltas_seen += 1;
+            // A delta of at most four chains, each a main bucket and its overflow buckets.
+            assert!(
+                info.index_bytes <= 16 + 4 * (16 + 4 * 64),
+                "round {round}: {info:?}"
+            );
+        } else {
+            consolidations += 1;
+            assert_eq!(info.chunks_written, 1, "round {round}: {info:?}");
+        }
+        drop(s);
+        if round % 7 == 3 {
+            drop(kv);
+            kv = open(dir.path(), &options);
+            assert_kv_accounted(&kv, 4096, &format!("round {round}"));
+            check_model(&kv, &model, 600);
+        }
+    }
+    assert!(
+        deltas_seen >= 10 && consolidations >= 2,
+        "{deltas_seen} {consolidations}"
+    );
+    drop(kv);
+    let kv = open(dir.path(), &options);
+    assert_kv_accounted(&kv, 4096, "end");
+    check_model(&kv, &model, 600);
+}

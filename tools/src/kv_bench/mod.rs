@@ -5,6 +5,7 @@
 //! back and checks its exact final value. "Larger than memory" gives the log a tenth of the
 //! data's bytes. Progress goes to stderr, the report to stdout.
 
+mod checkpoint;
 mod keys;
 mod run;
 mod values;
@@ -68,6 +69,11 @@ pub struct KvBenchArgs {
     /// are not dropped).
     #[arg(long)]
     pub cold: bool,
+    /// Key counts of the checkpoint section (full and incremental checkpoints, recovery, the
+    /// mix during checkpoints), comma-separated; 0 skips it [default: 1000000,10000000; 20000
+    /// with --quick].
+    #[arg(long, value_delimiter = ',')]
+    pub checkpoint_keys: Vec<u64>,
     /// A small run (for CI).
     #[arg(long)]
     pub quick: bool,
@@ -125,6 +131,7 @@ impl KvBenchArgs {
             value_bytes: vec![8, 100],
             memory: vec![Memory::All, Memory::Tenth],
             cold: false,
+            checkpoint_keys: Vec::new(),
             quick,
         }
     }
@@ -184,6 +191,18 @@ pub fn report(args: &KvBenchArgs) -> Result<Vec<String>, BoxError> {
             };
             lines.extend(ctx.run(&store)?);
         }
+    }
+    let checkpoint_keys = match (&args.checkpoint_keys[..], args.quick) {
+        ([], false) => vec![1_000_000, 10_000_000],
+        ([], true) => vec![20_000],
+        (given, _) => given.iter().copied().filter(|&k| k > 0).collect(),
+    };
+    if !checkpoint_keys.is_empty() {
+        lines.push("checkpoints (CPR), BALANCED, 8 B values:".into());
+    }
+    for (i, &n) in checkpoint_keys.iter().enumerate() {
+        let dir = bench_dir.join(format!("checkpoint-{n}"));
+        lines.extend(checkpoint::report(&dir, n, i == 0)?);
     }
     if let Some(peak) = peak_resident_bytes() {
         lines.push(format!(

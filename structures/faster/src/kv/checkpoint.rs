@@ -2,12 +2,12 @@
 //! changed index chunks and the store node's checkpoint section (`design/DURABILITY.md` §8,
 //! CK1–CK5).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use vellum::NodeId;
-
-use super::checkpoint_meta::{CheckpointMeta, SessionPoint};
+use super::checkpoint_meta::{CheckpointMeta, SessionPoint, encode_delta};
 use super::cpr::{CommitPoint, CprState, Phase};
+use super::hlog::{IndexNodes, IndexWrites};
+use super::index::CHUNK_BUCKETS;
 use super::store::KvInner;
 use crate::Result;
 
@@ -29,8 +29,13 @@ pub struct CheckpointInfo {
     pub version: u32,
     /// The log's end in the checkpoint.
     pub tail: u64,
-    /// Index chunks written (the others kept their nodes).
+    /// Index chunks written: whole, or with changed chains in the checkpoint's delta node (the
+    /// others kept their nodes).
     pub chunks_written: usize,
+    /// Bytes of index written: chunk images and the delta node.
+    pub index_bytes: u64,
+    /// Delta nodes the index has after the checkpoint (0 once chunks were rewritten whole).
+    pub delta_nodes: usize,
     /// Every session that crossed during the checkpoint, with its commit point.
     pub sessions: Vec<SessionCommit>,
 }
@@ -38,8 +43,11 @@ pub struct CheckpointInfo {
 /// What a store keeps between checkpoints.
 #[derive(Debug, Default)]
 pub(crate) struct CheckpointState {
-    /// Each index chunk's node, once a checkpoint wrote it.
-    pub chunk_nodes: Vec<Option<NodeId>>,
+    /// The index's chunk and delta nodes.
+    pub nodes: IndexNodes,
+    /// Bytes of the delta nodes, and the chunks their chains are in.
+    pub delta_bytes: u64,
+    pub delta_chunks: BTreeSet<usize>,
     /// The named sessions' last commit points (recovered, then from each checkpoint).
     pub commit_points: BTreeMap<String, CommitPoint>,
 }
@@ -71,28 +79,88 @@ pub(crate) fn take(kv: &KvInner) -> Result<CheckpointInfo> {
     result
 }
 
+/// What CK2 copies of the index, and how much.
+struct IndexCopy {
+    writes: IndexWrites,
+    /// The buckets taken (set dirty again if the checkpoint fails).
+    taken: Vec<usize>,
+    /// Chunks written: whole, or with chains in the delta.
+    chunks_written: usize,
+    delta_bytes: u64,
+}
+
+/// CK2: takes the changed buckets and copies them: as one delta node while the deltas stay
+/// under a quarter of the index's bytes, else the changed chunks (and those with chains in
+/// earlier deltas) whole, dropping the deltas; everything whole the first time.
+fn copy_index(kv: &KvInner, state: &CheckpointState) -> IndexCopy {
+    let chunk_count = kv.index.chunk_count();
+    let taken: Vec<usize> = (0..chunk_count)
+        .flat_map(|c| kv.index.take_dirty_buckets(c))
+        .collect();
+    let first =
+        state.nodes.chunks.len() != chunk_count || state.nodes.chunks.iter().any(Option::is_none);
+    let chunk_of = |b: usize| b / CHUNK_BUCKETS.min(kv.index.bucket_count() as usize);
+    let delta: Vec<(usize, Vec<u64>)> = if first {
+        Vec::new()
+    } else {
+        taken
+            .iter()
+            .map(|&b| (b, kv.index.chain_words(b)))
+            .collect()
+    };
+    let delta_words: usize = delta.iter().map(|(_, w)| 2 + w.len()).sum();
+    let delta_bytes = (16 + 8 * delta_words) as u64;
+    let limit = kv.index.bucket_count() * 64 / 4;
+    if !first && state.delta_bytes + delta_bytes <= limit {
+        let chunks: BTreeSet<usize> = taken.iter().map(|&b| chunk_of(b)).collect();
+        let writes = IndexWrites {
+            delta: (!delta.is_empty()).then(|| encode_delta(&delta)),
+            ..IndexWrites::default()
+        };
+        let delta_bytes = if delta.is_empty() { 0 } else { delta_bytes };
+        return IndexCopy {
+            writes,
+            taken,
+            chunks_written: chunks.len(),
+            delta_bytes,
+        };
+    }
+    let mut chunks: BTreeSet<usize> = taken.iter().map(|&b| chunk_of(b)).collect();
+    chunks.extend(&state.delta_chunks);
+    if first {
+        chunks.extend(0..chunk_count);
+    }
+    let writes = IndexWrites {
+        chunks: chunks
+            .iter()
+            .map(|&c| (c, kv.index.chunk_words(c)))
+            .collect(),
+        delta: None,
+        retire_deltas: true,
+    };
+    IndexCopy {
+        chunks_written: writes.chunks.len(),
+        writes,
+        taken,
+        delta_bytes: 0,
+    }
+}
+
 /// CK2–CK4, once no operation of version `v` runs.
 fn write(kv: &KvInner, v: u32, prepare_tail: u64) -> Result<CheckpointInfo> {
     let crossed = kv.cpr.take_commit_points(v + 1);
     let mut state = kv.checkpoint.lock();
-    // CK2: the chunks that changed since their last image (and those never written).
-    if state.chunk_nodes.len() != kv.index.chunk_count() {
-        state.chunk_nodes = vec![None; kv.index.chunk_count()];
-    }
-    let changed: Vec<(usize, Vec<u64>)> = (0..kv.index.chunk_count())
-        .filter(|&c| kv.index.take_dirty(c) || state.chunk_nodes[c].is_none())
-        .map(|c| (c, kv.index.chunk_words(c)))
-        .collect();
-    let restore_dirty = |changed: &[(usize, Vec<u64>)]| {
-        for (c, _) in changed {
-            kv.index.mark_dirty(*c);
+    let copy = copy_index(kv, &state);
+    let restore = |copy: &IndexCopy| {
+        for &b in &copy.taken {
+            kv.index.mark_bucket_dirty(b);
         }
     };
     // CK3: fold-over.
     let tail = match kv.hlog.fold_over() {
         Ok(t) => t,
         Err(e) => {
-            restore_dirty(&changed);
+            restore(&copy);
             return Err(e);
         }
     };
@@ -108,6 +176,7 @@ fn write(kv: &KvInner, v: u32, prepare_tail: u64) -> Result<CheckpointInfo> {
         prepare_tail,
         tail,
         chunks: Vec::new(),
+        deltas: Vec::new(),
         sessions: (points.iter())
             .map(|(name, commit)| SessionPoint {
                 name: name.clone(),
@@ -117,18 +186,40 @@ fn write(kv: &KvInner, v: u32, prepare_tail: u64) -> Result<CheckpointInfo> {
     };
     // CK4: one transaction.
     let policy = kv.checkpoint_policy;
+    let mut nodes = state.nodes.clone();
+    nodes.chunks.resize(kv.index.chunk_count(), None);
     if let Err(e) = kv
         .hlog
-        .commit_checkpoint(meta, &changed, &mut state.chunk_nodes, policy)
+        .commit_checkpoint(meta, &copy.writes, &mut nodes, policy)
     {
-        restore_dirty(&changed);
+        restore(&copy);
         return Err(e);
     }
+    state.nodes = nodes;
+    if copy.writes.retire_deltas {
+        state.delta_bytes = 0;
+        state.delta_chunks.clear();
+    } else {
+        state.delta_bytes += copy.delta_bytes;
+        let size = CHUNK_BUCKETS.min(kv.index.bucket_count() as usize);
+        state
+            .delta_chunks
+            .extend(copy.taken.iter().map(|&b| b / size));
+    }
     state.commit_points = points;
+    let whole: usize = copy
+        .writes
+        .chunks
+        .iter()
+        .map(|(_, w)| 16 + 8 * w.len())
+        .sum();
+    let delta = copy.writes.delta.as_ref().map_or(0, Vec::len);
     Ok(CheckpointInfo {
         version: v,
         tail,
-        chunks_written: changed.len(),
+        chunks_written: copy.chunks_written,
+        index_bytes: (whole + delta) as u64,
+        delta_nodes: state.nodes.deltas.len(),
         sessions: (crossed.into_iter())
             .map(|(session, name, commit)| SessionCommit {
                 session,

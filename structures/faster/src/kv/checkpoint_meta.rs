@@ -4,7 +4,8 @@
 //! Invariants (prefix KC):
 //! - KC1. The checkpoint section follows the store node's page list (store node version 2,
 //!   flags bit 0): `version` u32, flags u32 (0), `bucket_count`, `prepare_tail`, `tail`,
-//!   `chunk_count`, `session_count` (u64 each); then `chunk_count` chunk node ids; then each
+//!   `chunk_count`, `delta_count`, `session_count` (u64 each); then `chunk_count` chunk node
+//!   ids; then `delta_count` delta node ids (oldest first); then each
 //!   session: `name_len` u16 (1..=255), reserved u16 (0), `excluded_count` u32,
 //!   `until_serial` u64, the name's bytes (UTF-8) zero-padded to a multiple of 8, and
 //!   `excluded_count` serials (u64, ascending, each at most `until_serial`).
@@ -14,6 +15,11 @@
 //!   `word_count` u32 — and `word_count` words: the chunk's image (`index_image.rs`).
 //! - KC4. Decoders check every field and length and return a structured corruption (file, offset,
 //!   kind); they never panic.
+//! - KC5. A delta node is a 16-byte header — magic `VKVD`, version 1, flags 0, `entry_count`
+//!   u32, reserved u32 (0) — and `entry_count` entries: `bucket` u64 (a main bucket's index,
+//!   below `bucket_count`, ascending), `bucket_words` u64 (a positive multiple of 8), then that
+//!   many words: the bucket's chain image (`HashIndex::chain_words`). Recovery replaces each
+//!   listed chain, delta by delta, after loading the chunk images.
 
 use std::path::Path;
 
@@ -25,6 +31,10 @@ use super::hlog::LOG_BEGIN;
 
 /// Node kind of an index chunk node (`I`).
 pub const KV_CHUNK_KIND: u8 = 0x49;
+/// Node kind of an index delta node (`D`).
+pub const KV_DELTA_KIND: u8 = 0x44;
+/// Magic of a delta node.
+pub const DELTA_MAGIC: [u8; 4] = *b"VKVD";
 /// Magic of a chunk node.
 pub const CHUNK_MAGIC: [u8; 4] = *b"VKVC";
 /// Bytes of a chunk node's header.
@@ -54,6 +64,8 @@ pub struct CheckpointMeta {
     pub tail: u64,
     /// The index's chunk nodes, chunk 0 first.
     pub chunks: Vec<NodeId>,
+    /// The index's delta nodes, oldest first: chains changed since their chunk's image.
+    pub deltas: Vec<NodeId>,
     /// The named sessions' commit points.
     pub sessions: Vec<SessionPoint>,
 }
@@ -67,8 +79,9 @@ impl CheckpointMeta {
             .u64(self.prepare_tail)
             .u64(self.tail)
             .u64(self.chunks.len() as u64)
+            .u64(self.deltas.len() as u64)
             .u64(self.sessions.len() as u64);
-        for id in &self.chunks {
+        for id in self.chunks.iter().chain(&self.deltas) {
             e.u64(id.raw());
         }
         for s in &self.sessions {
@@ -107,13 +120,19 @@ impl CheckpointMeta {
             return Err(field(d, at + 8, "tail", tail));
         }
         let chunk_count = d.u64()?;
+        let delta_count = d.u64()?;
         let session_count = d.u64()?;
-        let mut chunks = Vec::new();
-        for _ in 0..chunk_count {
-            let at = d.position();
-            let raw = d.u64()?;
-            chunks.push(NodeId::from_raw(raw).ok_or_else(|| field(d, at, "chunk_node", raw))?);
-        }
+        let ids = |n: u64, name: &'static str, d: &mut Decoder<'_>| {
+            let mut out = Vec::new();
+            for _ in 0..n {
+                let at = d.position();
+                let raw = d.u64()?;
+                out.push(NodeId::from_raw(raw).ok_or_else(|| field(d, at, name, raw))?);
+            }
+            Ok::<_, StoreError>(out)
+        };
+        let chunks = ids(chunk_count, "chunk_node", d)?;
+        let deltas = ids(delta_count, "delta_node", d)?;
         let mut sessions = Vec::new();
         for _ in 0..session_count {
             sessions.push(decode_session(d)?);
@@ -131,6 +150,7 @@ impl CheckpointMeta {
             prepare_tail,
             tail,
             chunks,
+            deltas,
             sessions,
         })
     }
@@ -176,6 +196,81 @@ fn decode_session(d: &mut Decoder<'_>) -> Result<SessionPoint, StoreError> {
             excluded,
         },
     })
+}
+
+/// A delta node's bytes (KC5): `(bucket, chain image)` entries, buckets ascending.
+pub fn encode_delta(entries: &[(usize, Vec<u64>)]) -> Vec<u8> {
+    let words: usize = entries.iter().map(|(_, w)| 2 + w.len()).sum();
+    let mut e = Encoder::with_capacity(CHUNK_HEADER_BYTES + 8 * words);
+    e.bytes(&DELTA_MAGIC)
+        .u16(1)
+        .u16(0)
+        .u32(entries.len() as u32)
+        .u32(0);
+    for (bucket, image) in entries {
+        e.u64(*bucket as u64).u64(image.len() as u64);
+        for w in image {
+            e.u64(*w);
+        }
+    }
+    e.finish()
+}
+
+/// Decodes a delta node (KC5, KC4) of an index of `bucket_count` buckets: its entries.
+pub fn decode_delta(
+    bytes: &[u8],
+    bucket_count: u64,
+    file: &Path,
+) -> Result<Vec<(usize, Vec<u64>)>, StoreError> {
+    let mut d = Decoder::new(bytes, file, 0);
+    let field = |d: &Decoder<'_>, at: usize, field: &'static str, value: u64| {
+        d.error_at(at, CorruptionKind::InvalidField { field, value })
+    };
+    let magic = d.array::<4>()?;
+    if magic != DELTA_MAGIC {
+        let found = u32::from_le_bytes(magic).into();
+        return Err(d.error_at(0, CorruptionKind::BadMagic { found }));
+    }
+    let version = d.u16()?;
+    if version != 1 {
+        let found = version.into();
+        return Err(d.error_at(4, CorruptionKind::UnsupportedVersion { found }));
+    }
+    let flags = d.u16()?;
+    if flags != 0 {
+        return Err(field(&d, 6, "delta_flags", flags.into()));
+    }
+    let count = d.u32()?;
+    let reserved = d.u32()?;
+    if reserved != 0 {
+        return Err(field(&d, 12, "delta_reserved", reserved.into()));
+    }
+    let mut entries: Vec<(usize, Vec<u64>)> = Vec::new();
+    for _ in 0..count {
+        let at = d.position();
+        let bucket = d.u64()?;
+        let after_last = entries.last().is_none_or(|(b, _)| bucket > *b as u64);
+        if bucket >= bucket_count || !after_last {
+            return Err(field(&d, at, "delta_bucket", bucket));
+        }
+        let words = d.u64()?;
+        if words == 0 || !words.is_multiple_of(8) || words > (d.remaining() / 8) as u64 {
+            return Err(field(&d, at + 8, "delta_bucket_words", words));
+        }
+        let mut image = Vec::with_capacity(words as usize);
+        for _ in 0..words {
+            image.push(d.u64()?);
+        }
+        entries.push((bucket as usize, image));
+    }
+    if d.remaining() != 0 {
+        return Err(d.error(CorruptionKind::Mismatch {
+            what: "bytes after the delta's entries",
+            expected: 0,
+            actual: d.remaining() as u64,
+        }));
+    }
+    Ok(entries)
 }
 
 /// A chunk node's bytes (KC3).
@@ -260,6 +355,7 @@ mod tests {
                 prepare_tail: 0x40,
                 tail: 0x1000,
                 chunks: vec![id(0x0002_0000_0000_0009)],
+                deltas: vec![id(0x0003_0000_0000_000b)],
                 sessions: vec![SessionPoint {
                     name: "ab".into(),
                     commit: CommitPoint {
@@ -276,7 +372,7 @@ mod tests {
     fn golden_checkpoint_bytes() {
         let bytes = golden_store().encode();
         #[rustfmt::skip]
-        let golden: [u8; 112] = [
+        let golden: [u8; 128] = [
             0x56, 0x4b, 0x56, 0x53, 0x02, 0x00, 0x01, 0x00, // "VKVS", version 2, flags 1
             0x00, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // page_bytes 4096, reserved
             0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // page_count 1
@@ -286,14 +382,16 @@ mod tests {
             0x40, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // prepare_tail 0x40
             0x00, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // tail 0x1000
             0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // chunk_count 1
+            0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // delta_count 1
             0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // session_count 1
             0x09, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x00, // chunk 0's node
+            0x0b, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0x00, // delta 0's node
             0x02, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, // name_len 2, reserved, 1 excluded
             0x09, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // until_serial 9
             0x61, 0x62, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // "ab", padding
         ];
-        assert_eq!(bytes[..112], golden);
-        assert_eq!(bytes[112..], 8u64.to_le_bytes(), "the excluded serial");
+        assert_eq!(bytes[..128], golden);
+        assert_eq!(bytes[128..], 8u64.to_le_bytes(), "the excluded serial");
         assert_eq!(StoreNode::decode(&bytes, "r").unwrap(), golden_store());
     }
 
@@ -307,21 +405,22 @@ mod tests {
         // Checkpoint flags, prepare_tail below LOG_BEGIN, a tail off a page boundary, a zero
         // chunk id, a zero name length, reserved bits, non-UTF-8 name, padding, an excluded
         // serial past until_serial.
-        let damage: [(usize, u8, u64); 9] = [
+        let damage: [(usize, u8, u64); 10] = [
             (36, 1, 36),
             (48, 0x3f, 48),
             (56, 1, 56),
-            (86, 0, 80),
-            (88, 0, 88),
-            (90, 1, 90),
-            (104, 0xff, 104),
+            (94, 0, 88),
+            (102, 0, 96),
+            (104, 0, 104),
             (106, 1, 106),
-            (112, 10, 112),
+            (120, 0xff, 120),
+            (122, 1, 122),
+            (128, 10, 128),
         ];
         for (at, byte, offset) in damage {
             let mut bad = good.clone();
-            if at == 86 {
-                bad[80..88].fill(0);
+            if at == 94 || at == 102 {
+                bad[at - 6..at + 2].fill(0);
             } else {
                 bad[at] = byte;
             }
@@ -331,7 +430,7 @@ mod tests {
         assert!(refused_at(&good[..good.len() - 4]).is_some());
         let mut long = good.clone();
         long.extend_from_slice(&[0; 8]);
-        assert_eq!(refused_at(&long), Some(120));
+        assert_eq!(refused_at(&long), Some(136));
     }
 
     #[test]
@@ -362,11 +461,51 @@ mod tests {
         assert_eq!(at(decode_chunk(&bad, 5, p)), Some(6));
     }
 
+    #[test]
+    fn golden_delta_bytes_and_refusals() {
+        let chain: Vec<u64> = (1..=8).collect();
+        let bytes = encode_delta(&[(5, chain.clone())]);
+        let mut golden = vec![
+            0x56, 0x4b, 0x56, 0x44, 0x01, 0x00, 0x00, 0x00, // "VKVD", version 1, flags 0
+            0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // 1 entry, reserved
+            0x05, 0, 0, 0, 0, 0, 0, 0, // bucket 5
+            0x08, 0, 0, 0, 0, 0, 0, 0, // 8 words
+        ];
+        golden.extend(chain.iter().flat_map(|w| w.to_le_bytes()));
+        assert_eq!(bytes, golden);
+        let p = Path::new("d");
+        assert_eq!(decode_delta(&bytes, 64, p).unwrap(), vec![(5, chain)]);
+        let at = |r: Result<Vec<(usize, Vec<u64>)>, StoreError>| {
+            r.unwrap_err().as_corruption().map(|c| c.offset)
+        };
+        assert_eq!(
+            at(decode_delta(&bytes, 5, p)),
+            Some(16),
+            "bucket past the index"
+        );
+        let mut bad = bytes.clone();
+        bad[24] = 7;
+        assert_eq!(
+            at(decode_delta(&bad, 64, p)),
+            Some(24),
+            "not a whole bucket"
+        );
+        bad = bytes.clone();
+        bad[12] = 1;
+        assert_eq!(at(decode_delta(&bad, 64, p)), Some(12));
+        let two = encode_delta(&[(5, vec![0; 8]), (5, vec![0; 8])]);
+        assert_eq!(
+            at(decode_delta(&two, 64, p)),
+            Some(96),
+            "buckets must ascend"
+        );
+    }
+
     proptest::proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(
             tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
-            cut in 0usize..112,
+            cut in 0usize..128,
         ) {
             // A valid head up to `cut`, then arbitrary bytes.
             let mut bytes = golden_store().encode()[..cut].to_vec();
@@ -374,6 +513,7 @@ mod tests {
             // Only that it returns: the refusals are the other tests'.
             let _store = StoreNode::decode(&bytes, "r");
             let _chunk = decode_chunk(&tail, 0, Path::new("c"));
+            let _delta = decode_delta(&tail, 64, Path::new("d"));
         }
     }
 }

@@ -35,7 +35,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use vellum::runtime::{CommitPolicy, DurableRuntime};
 use vellum::{CorruptionKind, NodeId};
 
-use super::checkpoint_meta::{CheckpointMeta, KV_CHUNK_KIND, encode_chunk};
+use super::checkpoint_meta::{CheckpointMeta, KV_CHUNK_KIND, KV_DELTA_KIND, encode_chunk};
 use super::page::{KV_PAGE_KIND, PageHeader, decode_page, write_page_node};
 use super::record::{RecordRef, RecordWords};
 use super::store_node::{KV_STORE_KIND, StoreNode};
@@ -113,6 +113,26 @@ pub(crate) struct HybridLog {
 struct StoreState {
     id: Option<NodeId>,
     checkpoint: Option<CheckpointMeta>,
+}
+
+/// What a checkpoint writes of the index.
+#[derive(Debug, Default)]
+pub(crate) struct IndexWrites {
+    /// Whole chunk images.
+    pub chunks: Vec<(usize, Vec<u64>)>,
+    /// A delta node's bytes.
+    pub delta: Option<Vec<u8>>,
+    /// Whether the delta nodes so far are retired (their chunks were rewritten whole).
+    pub retire_deltas: bool,
+}
+
+/// The index's nodes as the last checkpoint left them.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct IndexNodes {
+    /// Each chunk's node, once written.
+    pub chunks: Vec<Option<NodeId>>,
+    /// Delta nodes, oldest first.
+    pub deltas: Vec<NodeId>,
 }
 
 /// Where a recovered log starts: its page nodes up to `tail`, and the store node.
@@ -554,35 +574,46 @@ impl HybridLog {
         Ok(tail)
     }
 
-    /// Commits a checkpoint in one transaction under `policy`: the changed index chunks (new
-    /// versions of their nodes, or new nodes) and the store node with `meta` (whose `chunks`
-    /// this fills in). `chunk_nodes` holds the chunks' nodes so far and gets the new ones.
+    /// Commits a checkpoint in one transaction under `policy`: the index's writes (chunk images
+    /// as new versions of their nodes or new nodes, a new delta node, delta nodes retired) and
+    /// the store node with `meta` (whose `chunks` and `deltas` this fills in, from `index`).
+    /// `index` is updated once the transaction committed.
     pub(crate) fn commit_checkpoint(
         &self,
         mut meta: CheckpointMeta,
-        changed: &[(usize, Vec<u64>)],
-        chunk_nodes: &mut [Option<NodeId>],
+        writes: &IndexWrites,
+        index: &mut IndexNodes,
         policy: CommitPolicy,
     ) -> Result<CheckpointMeta> {
         let mut store = self.store_node.lock();
         let mut txn = self.rt.begin();
-        let mut nodes = chunk_nodes.to_vec();
-        for (chunk, words) in changed {
+        let mut chunks = index.chunks.clone();
+        for (chunk, words) in &writes.chunks {
             let bytes = encode_chunk(*chunk, words);
-            match nodes[*chunk] {
+            match chunks[*chunk] {
                 Some(id) => txn.write(id, &bytes)?,
-                None => nodes[*chunk] = Some(txn.alloc(KV_CHUNK_KIND, &bytes)?),
+                None => chunks[*chunk] = Some(txn.alloc(KV_CHUNK_KIND, &bytes)?),
             }
         }
-        meta.chunks = nodes
-            .iter()
+        let mut deltas = index.deltas.clone();
+        if writes.retire_deltas {
+            for id in deltas.drain(..) {
+                txn.retire(id)?;
+            }
+        }
+        if let Some(bytes) = &writes.delta {
+            deltas.push(txn.alloc(KV_DELTA_KIND, bytes)?);
+        }
+        meta.chunks = (chunks.iter())
             .map(|n| n.ok_or_else(missing_chunk))
             .collect::<Result<_>>()?;
+        meta.deltas = deltas.clone();
         let pages = self.page_nodes();
         self.write_store_node(&mut txn, &mut store, pages, Some(meta.clone()))?;
         txn.commit_with(policy)?;
         store.checkpoint = Some(meta.clone());
-        chunk_nodes.copy_from_slice(&nodes);
+        index.chunks = chunks;
+        index.deltas = deltas;
         Ok(meta)
     }
 

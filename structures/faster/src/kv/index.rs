@@ -29,10 +29,12 @@
 //!    a CAS of the chain's last overflow pointer from 0, and unlinked only by
 //!    [`HashIndex::compact_chains`], which takes `&mut self`. So a slot reference is valid for
 //!    the borrow of the index, and a rescan meets every slot the scan before it met.
-//! 6. Every store or successful CAS to a bucket of a chain is followed by a `Release` store of
-//!    true to the dirty flag of the chunk of the chain's main bucket. A checkpointer that clears
-//!    the flag ([`HashIndex::take_dirty`]) before copying the chunk either copies the change or
-//!    finds the flag set again next time.
+//! 6. Every store or successful CAS to a bucket of a chain is followed by setting the main
+//!    bucket's bit (a `Release` `fetch_or`) and then a `Release` store of true to the dirty flag
+//!    of the bucket's chunk. A checkpointer that clears the flag and then the bits
+//!    ([`HashIndex::take_dirty_buckets`]) before copying the chains either copies the change or
+//!    finds the flag and bit set again next time; one that sees the flag sees the bit set
+//!    before it.
 //! 7. A chunk image ([`HashIndex::chunk_words`]) is the words of the chunk's main buckets,
 //!    followed by its overflow buckets in walk order (main bucket by main bucket, each chain from
 //!    its head), each overflow pointer replaced by `1 +` the position of the bucket it names among
@@ -284,8 +286,26 @@ impl BucketWords for Bucket {
 #[derive(Debug)]
 pub struct EntryRef<'a> {
     slot: &'a AtomicU64,
-    dirty: &'a AtomicBool,
+    dirty: Dirty<'a>,
     entry: IndexEntry,
+}
+
+/// Where a change to a chain is noted (invariant 6): the main bucket's bit, then its chunk's
+/// flag.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Dirty<'a> {
+    flag: &'a AtomicBool,
+    word: &'a AtomicU64,
+    bit: u64,
+}
+
+impl Dirty<'_> {
+    /// Notes a change (after it is made): the bucket's bit first, so a checkpointer that sees
+    /// the chunk's flag sees the bit too.
+    pub(crate) fn set(&self) {
+        self.word.fetch_or(self.bit, Release);
+        self.flag.store(true, Release);
+    }
 }
 
 impl EntryRef<'_> {
@@ -333,7 +353,7 @@ impl EntryRef<'_> {
         {
             Ok(_) => {
                 // I6.
-                self.dirty.store(true, Release);
+                self.dirty.set();
                 self.entry = new;
                 Ok(())
             }
@@ -413,6 +433,8 @@ pub struct HashIndex {
     /// Buckets per chunk.
     chunk_buckets: usize,
     chunks: Box<[Chunk]>,
+    /// One bit per main bucket: its chain changed since a checkpoint last took the bit (I6).
+    bucket_bits: Box<[AtomicU64]>,
     bucket_mask: u64,
     overflow: OverflowAllocator,
 }
@@ -454,10 +476,14 @@ impl HashIndex {
                 reason: e.to_string(),
             }
         })?;
+        let bucket_bits = (0..bucket_count.div_ceil(64))
+            .map(|_| AtomicU64::new(0))
+            .collect();
         Ok(HashIndex {
             table,
             chunk_buckets,
             chunks,
+            bucket_bits,
             bucket_mask: options.bucket_count - 1,
             overflow,
         })
@@ -484,13 +510,19 @@ impl HashIndex {
         &self.buckets()[first..first + self.chunk_buckets]
     }
 
-    /// The main bucket of `hash` and its chunk's dirty flag.
-    fn main_bucket(&self, hash: KeyHash) -> (&Bucket, &AtomicBool) {
+    /// The main bucket of `hash` and where its changes are noted.
+    fn main_bucket(&self, hash: KeyHash) -> (&Bucket, Dirty<'_>) {
         let bucket = hash.bucket(self.bucket_mask);
-        (
-            &self.buckets()[bucket],
-            &self.chunks[bucket / CHUNK_BUCKETS].dirty,
-        )
+        (&self.buckets()[bucket], self.dirty_of(bucket))
+    }
+
+    /// Where changes to main bucket `bucket`'s chain are noted.
+    fn dirty_of(&self, bucket: usize) -> Dirty<'_> {
+        Dirty {
+            flag: &self.chunks[bucket / CHUNK_BUCKETS].dirty,
+            word: &self.bucket_bits[bucket / 64],
+            bit: 1 << (bucket % 64),
+        }
     }
 
     /// The bucket after `bucket` in its chain, reading the pointer once with `order`.
@@ -572,7 +604,7 @@ impl HashIndex {
     fn try_create<'a>(
         &'a self,
         main: &'a Bucket,
-        dirty: &'a AtomicBool,
+        dirty: Dirty<'a>,
         tag: u16,
     ) -> Result<Option<EntryRef<'a>>, IndexError> {
         let tentative = IndexEntry::new(ADDRESS_UNSET, tag, true);
@@ -587,16 +619,16 @@ impl HashIndex {
         let Some(slot) = slot else {
             return Ok(None);
         };
-        dirty.store(true, Release); // I6.
+        dirty.set(); // I6.
         if self.other_entry_with_tag(main, tag, slot) {
             // I3: back off; I4: the slot is ours to clear.
             slot.store(0, SeqCst);
-            dirty.store(true, Release);
+            dirty.set();
             return Ok(None);
         }
         let entry = IndexEntry::new(ADDRESS_UNSET, tag, false);
         slot.store(entry.0, SeqCst); // I4: ours to make final.
-        dirty.store(true, Release);
+        dirty.set();
         Ok(Some(EntryRef { slot, dirty, entry }))
     }
 
@@ -665,7 +697,7 @@ impl HashIndex {
         );
         match entry.slot.compare_exchange(expected.0, 0, AcqRel, Acquire) {
             Ok(_) => {
-                entry.dirty.store(true, Release); // I6.
+                entry.dirty.set(); // I6.
                 Ok(())
             }
             Err(actual) => Err(IndexEntry(actual)),
@@ -674,12 +706,12 @@ impl HashIndex {
 
     /// Calls `f` with the main bucket and a reference of every final entry, chunk by chunk.
     pub fn for_each_entry<'a>(&'a self, mut f: impl FnMut(usize, EntryRef<'a>)) {
-        for (c, chunk) in self.chunks.iter().enumerate() {
+        for c in 0..self.chunks.len() {
             for (b, main) in self.chunk_buckets(c).iter().enumerate() {
                 for slot in self.chain(main, Acquire).flat_map(Bucket::slots) {
                     let entry = IndexEntry(slot.load(Acquire));
                     if !entry.is_free() && !entry.is_tentative() {
-                        let dirty = &chunk.dirty;
+                        let dirty = self.dirty_of(c * CHUNK_BUCKETS + b);
                         f(c * CHUNK_BUCKETS + b, EntryRef { slot, dirty, entry });
                     }
                 }
@@ -716,12 +748,14 @@ impl HashIndex {
     /// Exclusive access (I5) means no thread is in the index and no [`EntryRef`] is alive.
     pub fn compact_chains(&mut self) -> u64 {
         let mut freed = 0;
-        for (c, chunk) in self.chunks.iter().enumerate() {
-            let chunk_freed: u64 = (self.chunk_buckets(c).iter())
-                .map(|m| self.unlink_empty(m))
-                .sum();
-            if chunk_freed > 0 {
-                chunk.dirty.store(true, Release); // I6.
+        for c in 0..self.chunks.len() {
+            let mut chunk_freed = 0;
+            for (b, main) in self.chunk_buckets(c).iter().enumerate() {
+                let freed = self.unlink_empty(main);
+                if freed > 0 {
+                    self.dirty_of(c * CHUNK_BUCKETS + b).set(); // I6.
+                }
+                chunk_freed += freed;
             }
             freed += chunk_freed;
         }
@@ -757,10 +791,32 @@ impl HashIndex {
         self.chunks[chunk].dirty.load(Acquire)
     }
 
-    /// Sets the chunk's dirty flag again (a checkpoint that copied the chunk was not written).
-    /// Panics if `chunk >= chunk_count()`.
-    pub fn mark_dirty(&self, chunk: usize) {
-        self.chunks[chunk].dirty.store(true, Release);
+    /// Notes main bucket `bucket` (and its chunk) changed again: a checkpoint that took it was
+    /// not written. Panics if `bucket >= bucket_count()`.
+    pub fn mark_bucket_dirty(&self, bucket: usize) {
+        self.dirty_of(bucket).set();
+    }
+
+    /// Clears chunk `chunk`'s flag and the bits of its main buckets; returns the buckets (global
+    /// indexes) whose chains changed since a checkpoint last took them (I6). Copy them after this
+    /// call. Panics if `chunk >= chunk_count()`.
+    pub fn take_dirty_buckets(&self, chunk: usize) -> Vec<usize> {
+        if !self.chunks[chunk].dirty.swap(false, AcqRel) {
+            return Vec::new();
+        }
+        let first = chunk * self.chunk_buckets;
+        let mut out = Vec::new();
+        let words = first / 64..(first + self.chunk_buckets).div_ceil(64);
+        for w in words {
+            let mut bits = self.bucket_bits[w].swap(0, AcqRel);
+            // A table smaller than 64 buckets shares its word with no other chunk.
+            while bits != 0 {
+                let b = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                out.push(b);
+            }
+        }
+        out
     }
 
     /// Clears the chunk's dirty flag; returns whether it was set. Copy the chunk after this call

@@ -126,6 +126,77 @@ impl HashIndex {
     }
 }
 
+impl HashIndex {
+    /// The image of main bucket `bucket`'s chain (a checkpoint delta's entry): its buckets'
+    /// words in chain order, each overflow pointer replaced by the next bucket's position in
+    /// the image (the main bucket's is 0), and 0 in the last. Fuzzy under concurrent writes, as `chunk_words`. Panics if
+    /// `bucket >= bucket_count()`.
+    pub fn chain_words(&self, bucket: usize) -> Vec<u64> {
+        let mut image = Vec::with_capacity(BUCKET_WORDS);
+        let mut position = 0;
+        let mut next = Some(&self.buckets()[bucket]);
+        while let Some(b) = next {
+            next = self.push_image_bucket(b, &mut image, &mut position);
+        }
+        image
+    }
+
+    /// Replaces main bucket `bucket`'s chain by the chain image `words` (as `chain_words` makes
+    /// it), freeing the old chain's overflow buckets; tentative entries are dropped. For
+    /// recovery, while nobody else uses the index. On a refusal the chain is left as it was
+    /// if the image's length or pointers are wrong, and part-written otherwise (the index is
+    /// then not to be used).
+    pub fn replace_chain(&self, bucket: usize, words: &[u64]) -> Result<(), (usize, ChunkDefect)> {
+        let buckets = words.len() / BUCKET_WORDS;
+        if words.is_empty() || !words.len().is_multiple_of(BUCKET_WORDS) {
+            let defect = ChunkDefect::Length {
+                words: words.len(),
+                main_words: BUCKET_WORDS,
+            };
+            return Err((words.len(), defect));
+        }
+        for i in 0..buckets {
+            let pointer = words[i * BUCKET_WORDS + OVERFLOW_WORD];
+            let expected = if i + 1 == buckets { 0 } else { i as u64 + 1 };
+            if pointer != expected {
+                let defect = ChunkDefect::OverflowPointer { pointer, expected };
+                return Err((i * BUCKET_WORDS + OVERFLOW_WORD, defect));
+            }
+        }
+        let main = &self.buckets()[bucket];
+        let mut old = Vec::new();
+        let mut at = main;
+        while let Some(next) = self.next_in_chain(at, Relaxed) {
+            old.push(at[OVERFLOW_WORD].load(Relaxed) - 1);
+            at = next;
+        }
+        main[OVERFLOW_WORD].store(0, Relaxed);
+        for i in old {
+            self.overflow.free(i);
+        }
+        let mut target = main;
+        for (i, image) in words.chunks(BUCKET_WORDS).enumerate() {
+            for (k, slot) in target.slots().iter().enumerate() {
+                let word = load_entry_word(image[k]).map_err(|d| (i * BUCKET_WORDS + k, d))?;
+                slot.store(word, Relaxed);
+            }
+            if i + 1 < buckets {
+                let (index, next) = self.overflow.alloc().map_err(|_| {
+                    (
+                        i * BUCKET_WORDS + OVERFLOW_WORD,
+                        ChunkDefect::UnreachableOverflow {
+                            buckets: buckets - i - 1,
+                        },
+                    )
+                })?;
+                target[OVERFLOW_WORD].store(index + 1, Relaxed);
+                target = next;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A chunk image being loaded by `from_chunks`.
 struct ChunkLoad<'w> {
     chunk: usize,

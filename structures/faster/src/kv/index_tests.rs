@@ -525,3 +525,89 @@ fn overflow_exhaustion_is_an_error_from_find_or_create() {
     assert_eq!(one.memory_bytes(), 64 + 32768);
     assert!(one.find(h(fit - 1, 0)).is_some());
 }
+
+#[test]
+fn changed_buckets_are_taken_exactly_once_per_change() {
+    let (index, epoch) = (index(4096, 8), Epoch::new());
+    // Buckets 3 and 1030 (chunks 0 and 1), and bucket 3 again.
+    put(&index, &epoch, 7, 3, 100);
+    put(&index, &epoch, 8, 1030, 200);
+    put(&index, &epoch, 9, 3, 300);
+    assert_eq!(index.take_dirty_buckets(0), vec![3]);
+    assert_eq!(index.take_dirty_buckets(1), vec![1030]);
+    assert_eq!(
+        index.take_dirty_buckets(0),
+        Vec::<usize>::new(),
+        "taken: clear"
+    );
+    assert_eq!(index.take_dirty_buckets(2), Vec::<usize>::new());
+    // A failed checkpoint sets them again.
+    index.mark_bucket_dirty(1030);
+    index.mark_bucket_dirty(2047);
+    assert_eq!(index.take_dirty_buckets(1), vec![1030, 2047]);
+    // A compare-exchange sets the bit of its main bucket, whichever bucket of the chain the
+    // entry is in.
+    for tag in 10..20 {
+        put(&index, &epoch, tag, 5, 400);
+    }
+    assert_eq!(index.take_dirty_buckets(0), vec![5]);
+    let mut e = index.find(h(19, 5)).unwrap();
+    let now = e.entry();
+    e.compare_exchange(now, 500).unwrap();
+    assert_eq!(index.take_dirty_buckets(0), vec![5]);
+}
+
+#[test]
+fn a_chain_image_replaces_a_chain_with_its_overflow_buckets() {
+    let (source, epoch) = (index(64, 8), Epoch::new());
+    // 12 tags in bucket 9: the main bucket and one overflow bucket.
+    for tag in 1..=12 {
+        put(&source, &epoch, tag, 9, 1000 + u64::from(tag));
+    }
+    let image = source.chain_words(9);
+    assert_eq!(image.len(), 2 * BUCKET_WORDS);
+    assert_eq!(
+        (image[OVERFLOW_WORD], image[BUCKET_WORDS + OVERFLOW_WORD]),
+        (1, 0)
+    );
+    // Into an index whose bucket 9 holds other tags in a chain of three buckets.
+    let target = index(64, 8);
+    for tag in 100..120 {
+        put(&target, &epoch, tag, 9, 7);
+    }
+    let allocated = target.overflow_stats().allocated;
+    target.replace_chain(9, &image).unwrap();
+    for tag in 1..=12 {
+        assert_eq!(
+            address_of(&target, tag, 9),
+            Some(1000 + u64::from(tag)),
+            "tag {tag}"
+        );
+    }
+    assert_eq!(address_of(&target, 100, 9), None);
+    assert_eq!(target.entry_count(), 12);
+    assert_eq!(allocated, 2);
+    let stats = target.overflow_stats();
+    assert_eq!(
+        (stats.allocated, stats.free_count),
+        (1, 1),
+        "one in use, one freed"
+    );
+    // Refused: a length that is no whole bucket, a pointer that is not the next bucket.
+    assert!(matches!(
+        target.replace_chain(9, &image[..10]),
+        Err((10, ChunkDefect::Length { .. }))
+    ));
+    let mut bad = image.clone();
+    bad[OVERFLOW_WORD] = 2;
+    assert_eq!(
+        target.replace_chain(9, &bad),
+        Err((
+            OVERFLOW_WORD,
+            ChunkDefect::OverflowPointer {
+                pointer: 2,
+                expected: 1
+            }
+        ))
+    );
+}

@@ -9,8 +9,11 @@ use vellum::{CorruptionKind, NodeId};
 
 use super::checkpoint::CheckpointState;
 use super::checkpoint_meta::CHUNK_HEADER_BYTES;
-use super::checkpoint_meta::{CheckpointMeta, decode_chunk};
-use super::hlog::{HybridLog, LOG_BEGIN, RecoveredLog};
+use std::collections::BTreeSet;
+
+use super::checkpoint_meta::{CheckpointMeta, decode_chunk, decode_delta};
+use super::hlog::{HybridLog, IndexNodes, LOG_BEGIN, RecoveredLog};
+use super::index::CHUNK_BUCKETS;
 use super::index::{ADDRESS_UNSET, ChunkDefect, HashIndex, IndexError};
 use super::options::KvOptions;
 use super::store_node::StoreNode;
@@ -64,12 +67,18 @@ pub(crate) fn load(
     }
     let index = HashIndex::from_chunks(&options.index, &images)
         .map_err(|e| chunk_corruption(root, &images, e))?;
+    let (delta_bytes, delta_chunks) = apply_deltas(rt, root, &index, &checkpoint)?;
     let kept = node.pages[..pages].to_vec();
     if node.pages.len() > pages {
         retire_after(rt, id, &node, &checkpoint, options.checkpoint_policy)?;
     }
     let state = CheckpointState {
-        chunk_nodes: checkpoint.chunks.iter().copied().map(Some).collect(),
+        nodes: IndexNodes {
+            chunks: checkpoint.chunks.iter().copied().map(Some).collect(),
+            deltas: checkpoint.deltas.clone(),
+        },
+        delta_bytes,
+        delta_chunks,
         commit_points: (checkpoint.sessions.iter())
             .map(|s| (s.name.clone(), s.commit.clone()))
             .collect(),
@@ -84,6 +93,41 @@ pub(crate) fn load(
         },
         state,
     })
+}
+
+/// RC1: replaces the chains the checkpoint's delta nodes list, oldest delta first; returns
+/// the deltas' bytes and the chunks their chains are in.
+fn apply_deltas(
+    rt: &DurableRuntime,
+    root: &str,
+    index: &HashIndex,
+    checkpoint: &CheckpointMeta,
+) -> Result<(u64, BTreeSet<usize>)> {
+    let (mut bytes_total, mut chunks) = (0, BTreeSet::new());
+    let chunk_buckets = CHUNK_BUCKETS.min(index.bucket_count() as usize);
+    for (i, &id) in checkpoint.deltas.iter().enumerate() {
+        let path = PathBuf::from(format!("{root}/delta/{i}"));
+        let bytes = rt.read(id)?;
+        bytes_total += bytes.len() as u64;
+        let mut offset = 16;
+        for (bucket, words) in decode_delta(&bytes, index.bucket_count(), &path)? {
+            index
+                .replace_chain(bucket, &words)
+                .map_err(|(word, defect)| {
+                    Error::Store(vellum::Error::corruption(
+                        path.clone(),
+                        (offset + 16 + 8 * word) as u64,
+                        CorruptionKind::InvalidField {
+                            field: defect_field(defect),
+                            value: words.get(word).copied().unwrap_or(word as u64),
+                        },
+                    ))
+                })?;
+            chunks.insert(bucket / chunk_buckets);
+            offset += 16 + 8 * words.len();
+        }
+    }
+    Ok((bytes_total, chunks))
 }
 
 /// RC2: the pages flushed after the checkpoint hold operations it does not: retired, and the
@@ -183,16 +227,21 @@ fn chunk_corruption(root: &str, images: &[Vec<u64>], e: IndexError) -> Error {
         .and_then(|w| w.get(word))
         .copied()
         .unwrap_or(word as u64);
-    let field = match defect {
-        ChunkDefect::Length { .. } => "chunk image length",
-        ChunkDefect::ReservedBit => "index entry reserved bit",
-        ChunkDefect::AddressMissing => "index entry address",
-        ChunkDefect::OverflowPointer { .. } => "overflow pointer",
-        ChunkDefect::UnreachableOverflow { .. } => "unreachable overflow bucket",
-    };
+    let field = defect_field(defect);
     Error::Store(vellum::Error::corruption(
         PathBuf::from(format!("{root}/chunk/{chunk}")),
         (CHUNK_HEADER_BYTES + 8 * word) as u64,
         CorruptionKind::InvalidField { field, value },
     ))
+}
+
+/// The field an image's defect names in its corruption.
+fn defect_field(defect: ChunkDefect) -> &'static str {
+    match defect {
+        ChunkDefect::Length { .. } => "chunk image length",
+        ChunkDefect::ReservedBit => "index entry reserved bit",
+        ChunkDefect::AddressMissing => "index entry address",
+        ChunkDefect::OverflowPointer { .. } => "overflow pointer",
+        ChunkDefect::UnreachableOverflow { .. } => "unreachable overflow bucket",
+    }
 }

@@ -327,7 +327,8 @@ impl FasterKv {
         for id in self.inner.hlog.page_nodes() {
             txn.retire(id)?;
         }
-        for id in self.inner.checkpoint.lock().chunk_nodes.iter().flatten() {
+        let nodes = self.inner.checkpoint.lock().nodes.clone();
+        for id in nodes.chunks.iter().flatten().chain(&nodes.deltas) {
             txn.retire(*id)?;
         }
         txn.retire(store)?;

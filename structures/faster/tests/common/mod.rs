@@ -190,7 +190,7 @@ pub fn open_kv(
 
 /// The runtime's live nodes are exactly FasterKV store `name`'s store node, the page nodes it
 /// lists (the pages below its checkpoint's tail, `page_bytes` each) and its checkpoint's chunk
-/// nodes: recovery leaked nothing and lost nothing listed. Call it before the store writes
+/// and delta nodes: recovery leaked nothing and lost nothing listed. Call it before the store writes
 /// anything after opening.
 pub fn assert_kv_accounted(kv: &vellum_faster::kv::FasterKv, page_bytes: u64, ctx: &str) {
     use vellum_faster::kv::store_node::StoreNode;
@@ -204,7 +204,10 @@ pub fn assert_kv_accounted(kv: &vellum_faster::kv::FasterKv, page_bytes: u64, ct
         cp.tail / page_bytes,
         "{ctx}: pages listed up to the tail"
     );
-    let mut want: BTreeSet<NodeId> = node.pages.into_iter().chain(cp.chunks).collect();
+    let mut want: BTreeSet<NodeId> = (node.pages.into_iter())
+        .chain(cp.chunks)
+        .chain(cp.deltas)
+        .collect();
     want.insert(id);
     let live: BTreeSet<NodeId> = rt.node_ids().into_iter().collect();
     assert_eq!(live, want, "{ctx}: live nodes");
