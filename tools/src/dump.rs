@@ -16,6 +16,7 @@ use vellum::inspect::dump::{
 use vellum::inspect::{ClassSpace, FsckOptions, Inspection, load, lock};
 use vellum::io::{OsStorage, Storage};
 use vellum_faster::inspect::{FasterLogDump, faster_logs};
+use vellum_faster::kv::inspect::{ChainRecord, FasterKvDump, faster_kvs, key_chain};
 
 use crate::fsck::{EXIT_UNREADABLE, print_json, refusal};
 
@@ -39,6 +40,14 @@ pub struct DumpArgs {
     /// every committed entry.
     #[arg(long)]
     faster_log: bool,
+    /// FasterKV roots: the checkpoint (version, addresses, index chunks and deltas), the named
+    /// sessions' commit points, and a check of every index entry against the log.
+    #[arg(long)]
+    faster_kv: bool,
+    /// With `--faster-kv`: the record chain each FasterKV store's index has for this key (UTF-8;
+    /// `0x...` for hex bytes).
+    #[arg(long, value_name = "KEY")]
+    key: Option<String>,
     /// Every root that names a structure (its name has a `prefix:`), as the structure's
     /// inspection plugin shows it (JSON), or that no plugin knows it.
     #[arg(long)]
@@ -77,6 +86,10 @@ struct Out {
     roots: Option<RootsDump>,
     #[serde(skip_serializing_if = "Option::is_none")]
     faster_logs: Option<Vec<FasterLogDump>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    faster_kvs: Option<Vec<FasterKvDump>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_chains: Option<Vec<KeyChain>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     structures: Option<Vec<StructureDump>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -140,6 +153,7 @@ fn collect(args: &DumpArgs, storage: &dyn Storage, insp: &Inspection) -> (Out, u
         || args.roots
         || args.space
         || args.faster_log
+        || args.faster_kv
         || args.structures
         || args.log
         || args.checkpoint
@@ -157,6 +171,12 @@ fn collect(args: &DumpArgs, storage: &dyn Storage, insp: &Inspection) -> (Out, u
     }
     if none || args.faster_log {
         out.faster_logs = Some(faster_logs(insp));
+    }
+    if none || args.faster_kv {
+        out.faster_kvs = Some(faster_kvs(insp));
+    }
+    if let (true, Some(key)) = (args.faster_kv, &args.key) {
+        out.key_chains = Some(key_chains(insp, &key_bytes(key)));
     }
     if args.structures {
         out.structures = Some(dump::structures(insp, crate::PLUGINS));
@@ -242,6 +262,28 @@ fn print_text(out: &Out) {
                 None => "unknown",
             };
             println!("  {} -> {} ({live})", root.name, root.node);
+        }
+    }
+    for k in out.faster_kvs.iter().flatten() {
+        print_kv(k);
+    }
+    for c in out.key_chains.iter().flatten() {
+        println!(
+            "FasterKV {} key chain ({} records, newest first):",
+            c.root,
+            c.records.len()
+        );
+        for r in &c.records {
+            println!(
+                "  {}: version {}, {}{}{}value {} B, previous {}",
+                r.address,
+                r.version,
+                if r.same_key { "" } else { "another key, " },
+                if r.tombstone { "tombstone, " } else { "" },
+                if r.invalid { "invalid, " } else { "" },
+                r.value_len,
+                r.previous
+            );
         }
     }
     for l in out.faster_logs.iter().flatten() {
@@ -447,4 +489,64 @@ fn print_hex(bytes: &[u8]) {
 
 fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
     v.map_or("-".into(), |v| v.to_string())
+}
+
+/// A key's record chain in one FasterKV store.
+#[derive(Serialize)]
+struct KeyChain {
+    root: String,
+    records: Vec<ChainRecord>,
+}
+
+fn key_chains(insp: &Inspection, key: &[u8]) -> Vec<KeyChain> {
+    use vellum::inspect::StoreView;
+    insp.roots()
+        .into_iter()
+        .filter(|r| r.name.starts_with(vellum_faster::kv::KV_ROOT_PREFIX))
+        .map(|r| KeyChain {
+            records: key_chain(insp, &r, key),
+            root: r.name,
+        })
+        .collect()
+}
+
+/// `--key`: UTF-8, or hex after `0x`.
+fn key_bytes(key: &str) -> Vec<u8> {
+    let Some(hex) = key.strip_prefix("0x") else {
+        return key.as_bytes().to_vec();
+    };
+    (0..hex.len() / 2)
+        .filter_map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
+}
+
+fn print_kv(k: &FasterKvDump) {
+    if !k.checkpointed {
+        println!(
+            "FasterKV {}: page_bytes {}, {} page nodes, no checkpoint (the next open discards it)",
+            k.root, k.page_bytes, k.pages
+        );
+        return;
+    }
+    println!(
+        "FasterKV {}: checkpoint version {}, prepare_tail {}, tail {}, page_bytes {}, {} page nodes; index of {} buckets in {} chunks and {} deltas; {} records, {} entries checked, {} problems",
+        k.root,
+        k.version,
+        k.prepare_tail,
+        k.tail,
+        k.page_bytes,
+        k.pages,
+        k.buckets,
+        k.chunks,
+        k.deltas,
+        k.records,
+        k.entries,
+        k.findings.len()
+    );
+    for s in &k.sessions {
+        println!(
+            "  session {}: commit point {} (excluded {:?})",
+            s.name, s.until_serial, s.excluded
+        );
+    }
 }

@@ -117,7 +117,10 @@ fn main() -> ExitCode {
 
 /// The inspection plugins `fsck` and `dump` register: one per structure this tool knows, each
 /// decoding the nodes of the roots with its prefix (`design/TOOLS.md` §7).
-pub const PLUGINS: &[&dyn vellum::inspect::Plugin] = &[&vellum_faster::inspect::FasterLogPlugin];
+pub const PLUGINS: &[&dyn vellum::inspect::Plugin] = &[
+    &vellum_faster::inspect::FasterLogPlugin,
+    &vellum_faster::kv::inspect::FasterKvPlugin,
+];
 
 /// The directory the tools use when none is given.
 pub fn default_dir() -> PathBuf {

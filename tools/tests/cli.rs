@@ -429,7 +429,7 @@ fn fsck_reports_a_structure_root_without_a_plugin_as_info() {
         id = tx
             .alloc(1, b"a structure nobody registered")
             .expect("alloc");
-        tx.set_root("faster-kv:sessions", id).expect("root");
+        tx.set_root("btree:sessions", id).expect("root");
         tx.commit_with(CommitPolicy::Strict).expect("commit");
         rt.close().expect("close");
     }
@@ -441,7 +441,7 @@ fn fsck_reports_a_structure_root_without_a_plugin_as_info() {
             .as_array()
             .expect("findings")
             .iter()
-            .filter(|f| f["file"] == "faster-kv:sessions")
+            .filter(|f| f["file"] == "btree:sessions")
             .collect();
         assert_eq!(about_root.len(), 1, "{findings:#}");
         let f = about_root[0];
@@ -456,7 +456,7 @@ fn fsck_reports_a_structure_root_without_a_plugin_as_info() {
             (
                 &Value::from("info"),
                 &Value::from("no_inspector"),
-                &Value::from("faster-kv:"),
+                &Value::from("btree:"),
                 &Value::from(0),
                 &Value::from(id.to_string())
             )
@@ -465,6 +465,6 @@ fn fsck_reports_a_structure_root_without_a_plugin_as_info() {
     let out = vellum(&["dump", "--structures"], &dir);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = format!("faster-kv:sessions (node {id}): no inspector for this root\n");
+    let line = format!("btree:sessions (node {id}): no inspector for this root\n");
     assert!(text.contains(&line), "{text}");
 }

