@@ -19,8 +19,15 @@ use vellum_faster::kv::{AddU64, BatchOp, FasterKv, KvOptions, Status};
 use crate::durable_bench::rng::XorShift64;
 use crate::group_commit::BoxError;
 
-/// Seconds of each half of the throughput comparison.
-const MIX_SECONDS: u64 = 3;
+/// Each half of the throughput comparison: 3 s, or 500 ms with `--quick`. (The checkpoints
+/// come every second, so a quick run takes none: it only checks that the section runs.)
+fn mix_time(quick: bool) -> Duration {
+    if quick {
+        Duration::from_millis(500)
+    } else {
+        Duration::from_secs(3)
+    }
+}
 
 fn options(keys: u64) -> KvOptions {
     // Four keys per bucket (of seven entries); a log memory of 1.25x the records (40 B each).
@@ -69,7 +76,7 @@ fn load(kv: &FasterKv, keys: impl Iterator<Item = (u64, u64)>) -> Result<(), Box
 }
 
 /// One key count's lines.
-pub fn report(dir: &Path, keys: u64, mix: bool) -> Result<Vec<String>, BoxError> {
+pub fn report(dir: &Path, keys: u64, mix: Option<bool>) -> Result<Vec<String>, BoxError> {
     if dir.exists() {
         std::fs::remove_dir_all(dir)?;
     }
@@ -99,8 +106,8 @@ pub fn report(dir: &Path, keys: u64, mix: bool) -> Result<Vec<String>, BoxError>
         incr.1,
         100.0 * incr.0 as f64 / full.0.max(1) as f64,
     )];
-    if mix {
-        lines.push(mix_during_checkpoints(&kv, keys)?);
+    if let Some(quick) = mix {
+        lines.push(mix_during_checkpoints(&kv, keys, mix_time(quick))?);
     }
     drop(kv);
     drop(rt);
@@ -135,12 +142,12 @@ fn timed_checkpoint(
     Ok(((bytes, info.chunks_written, info.index_bytes), secs))
 }
 
-/// The 50/50 mix from one session for `MIX_SECONDS` without checkpoints, then as long with one
+/// The 50/50 mix from one session for `time` without checkpoints, then as long with one
 /// every second from another thread.
-fn mix_during_checkpoints(kv: &FasterKv, keys: u64) -> Result<String, BoxError> {
-    let quiet = mix_for(kv, keys, &AtomicBool::new(false))?;
+fn mix_during_checkpoints(kv: &FasterKv, keys: u64, time: Duration) -> Result<String, BoxError> {
+    let quiet = mix_for(kv, keys, time, &AtomicBool::new(false))?;
     let taken = AtomicU64::new(0);
-    let busy = mix_with_checkpoints(kv, keys, &taken)?;
+    let busy = mix_with_checkpoints(kv, keys, time, &taken)?;
     let taken = taken.load(Relaxed);
     Ok(format!(
         "  50/50 mix, 1 session, {keys} keys: {:.2} M ops/s without checkpoints, {:.2} M ops/s with one every second ({taken} taken): {:.0} %",
@@ -151,7 +158,12 @@ fn mix_during_checkpoints(kv: &FasterKv, keys: u64) -> Result<String, BoxError> 
 }
 
 /// The mix while another thread takes a checkpoint every second; ops/s.
-fn mix_with_checkpoints(kv: &FasterKv, keys: u64, taken: &AtomicU64) -> Result<f64, BoxError> {
+fn mix_with_checkpoints(
+    kv: &FasterKv,
+    keys: u64,
+    time: Duration,
+    taken: &AtomicU64,
+) -> Result<f64, BoxError> {
     let done = AtomicBool::new(false);
     std::thread::scope(|scope| {
         let checkpointer = scope.spawn(|| -> Result<(), String> {
@@ -165,7 +177,7 @@ fn mix_with_checkpoints(kv: &FasterKv, keys: u64, taken: &AtomicU64) -> Result<f
             }
             Ok(())
         });
-        let rate = mix_for(kv, keys, &done);
+        let rate = mix_for(kv, keys, time, &done);
         done.store(true, Relaxed);
         let joined = checkpointer
             .join()
@@ -175,8 +187,8 @@ fn mix_with_checkpoints(kv: &FasterKv, keys: u64, taken: &AtomicU64) -> Result<f
     })
 }
 
-/// Runs the mix for `MIX_SECONDS`, then sets `done`; ops/s.
-fn mix_for(kv: &FasterKv, keys: u64, done: &AtomicBool) -> Result<f64, BoxError> {
+/// Runs the mix for `time`, then sets `done`; ops/s.
+fn mix_for(kv: &FasterKv, keys: u64, time: Duration, done: &AtomicBool) -> Result<f64, BoxError> {
     let mut s = kv.session(AddU64)?;
     let mut rng = XorShift64::seeded(keys);
     let mut out = Vec::new();
@@ -184,7 +196,7 @@ fn mix_for(kv: &FasterKv, keys: u64, done: &AtomicBool) -> Result<f64, BoxError>
     let mut ops = 0u64;
     // Each read is followed by an upsert of the same key with the value read: the mix changes
     // no key's value, so the keys can be checked after recovery.
-    while t0.elapsed() < Duration::from_secs(MIX_SECONDS) {
+    while t0.elapsed() < time {
         for _ in 0..512 {
             let k = (rng.below(keys as usize) as u64).to_le_bytes();
             let value = match s.read(&k, &mut out)? {

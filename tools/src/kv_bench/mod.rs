@@ -202,7 +202,7 @@ pub fn report(args: &KvBenchArgs) -> Result<Vec<String>, BoxError> {
     }
     for (i, &n) in checkpoint_keys.iter().enumerate() {
         let dir = bench_dir.join(format!("checkpoint-{n}"));
-        lines.extend(checkpoint::report(&dir, n, i == 0)?);
+        lines.extend(checkpoint::report(&dir, n, (i == 0).then_some(args.quick))?);
     }
     if let Some(peak) = peak_resident_bytes() {
         lines.push(format!(

@@ -489,11 +489,13 @@ impl HybridLog {
         let checkpoint = store.checkpoint.clone();
         self.write_store_node(&mut txn, &mut store, pages, checkpoint)?;
         txn.commit_with(CommitPolicy::Eventual)?;
-        drop(store);
+        // Listed before the store node's lock is given up: a checkpoint that rewrites the
+        // store node next must list this page too (KV1).
         self.pages.write().push(PageNode {
             id,
             verified: AtomicBool::new(false),
         });
+        drop(store);
         self.flushed.store((page + 1) << self.page_shift, SeqCst);
         Ok(())
     }
