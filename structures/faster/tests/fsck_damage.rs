@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use vellum::NodeId;
 use vellum::codec::crc32c;
-use vellum::inspect::{Finding, FsckOptions, Report, Severity, fsck_with};
+use vellum::inspect::{Finding, Report, Severity, fsck_with};
 use vellum::io::OsStorage;
 use vellum::runtime::{CommitPolicy, DurableRuntime};
 use vellum::{Corruption, CorruptionKind};
@@ -22,7 +22,7 @@ use vellum_faster::{FasterLog, FasterLogOptions};
 
 mod common;
 
-use common::{all_pages, payload, small_options};
+use common::{all_pages, fsck_options, payload, small_options};
 
 const ROOT: &str = "faster-log:events";
 /// 1000-byte payloads: four entries (1008 bytes each) and a filler to a 4 KiB page.
@@ -35,15 +35,6 @@ fn options() -> FasterLogOptions {
         memory_pages: 4,
         // Nodes go to their slots at commit, where fsck reads them.
         policy: Some(CommitPolicy::Strict),
-    }
-}
-
-fn fsck_options() -> FsckOptions {
-    let data = small_options().data;
-    FsckOptions {
-        file_bytes_max: data.alloc.file_bytes_max,
-        window_bytes: data.window_bytes,
-        ..FsckOptions::default()
     }
 }
 

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use vellum::CorruptionKind;
-use vellum::inspect::{Finding, FindingKind, FsckOptions, Severity, fsck, fsck_with, load};
+use vellum::inspect::{Finding, FindingKind, Severity, fsck, fsck_with, load};
 use vellum::io::OsStorage;
 use vellum::runtime::{CommitPolicy, DurableRuntime};
 use vellum_faster::chunk::Chunk;
@@ -18,7 +18,7 @@ use vellum_faster::{FasterLog, FasterLogOptions};
 
 mod common;
 
-use common::{payload, small_options};
+use common::{fsck_options, payload, small_options};
 
 fn options() -> FasterLogOptions {
     FasterLogOptions {
@@ -27,15 +27,6 @@ fn options() -> FasterLogOptions {
         // Page nodes go to their slots at commit, where fsck reads them (BALANCED would carry
         // small ones in the delta log until a checkpoint).
         policy: Some(CommitPolicy::Strict),
-    }
-}
-
-fn fsck_options() -> FsckOptions {
-    let data = small_options().data;
-    FsckOptions {
-        file_bytes_max: data.alloc.file_bytes_max,
-        window_bytes: data.window_bytes,
-        ..FsckOptions::default()
     }
 }
 

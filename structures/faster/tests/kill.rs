@@ -21,19 +21,17 @@
 
 #![cfg(unix)]
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use vellum::runtime::{CommitPolicy, DurableRuntime, RuntimeOptions};
+use vellum::runtime::{CommitPolicy, RuntimeOptions};
 use vellum_faster::{FasterLog, FasterLogOptions};
 
 mod common;
 
-use common::{Rng, env_u64, payload};
+use common::{Rng, env_u64, journal, journal_lines, open_runtime_retrying, payload};
 
 const ENV_DIR: &str = "VELLUM_FLOG_KILL_DIR";
 const ENV_SEED: &str = "VELLUM_FLOG_KILL_SEED";
@@ -58,17 +56,7 @@ fn open(dir: &Path, policy: CommitPolicy) -> FasterLog {
     o.data.window_bytes = 1 << 20;
     o.data.mapped_bytes_max = 64 << 20;
     o.log.preallocate_bytes = 256 << 10;
-    // Another round's child, forked while this process held the lock and not yet exec'd, may
-    // hold the lock file's description for a moment: retry `Locked` briefly.
-    let start = Instant::now();
-    let rt = loop {
-        match DurableRuntime::open(dir.join("store"), o.clone()) {
-            Err(vellum::Error::Locked { .. }) if start.elapsed() < Duration::from_secs(10) => {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            r => break r.expect("open runtime"),
-        }
-    };
+    let rt = open_runtime_retrying(&dir.join("store"), o);
     let options = FasterLogOptions {
         page_bytes: 16 << 10,
         memory_pages: 8,
@@ -104,16 +92,6 @@ impl Workload {
             .collect();
         (batch, self.rng.below(4) == 0)
     }
-}
-
-fn journal(dir: &Path, line: &str) {
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("acks"))
-        .expect("journal");
-    f.write_all(format!("{line}\n").as_bytes())
-        .expect("journal write");
 }
 
 /// The child: recovers, then runs the workload from the recovered entry on until killed.
@@ -168,17 +146,9 @@ fn child_workload() {
 
 /// Every complete journal line's (word, number).
 fn read_journal(dir: &Path) -> Vec<(String, u64)> {
-    let text = fs::read_to_string(dir.join("acks")).unwrap_or_default();
-    let complete = match text.rfind('\n') {
-        Some(i) => &text[..=i],
-        None => "",
-    };
-    complete
-        .lines()
-        .filter_map(|l| {
-            let (w, n) = l.split_once(' ')?;
-            Some((w.to_owned(), n.parse().ok()?))
-        })
+    journal_lines(dir)
+        .into_iter()
+        .filter_map(|l| Some((l.first()?.clone(), l.get(1)?.parse().ok()?)))
         .collect()
 }
 

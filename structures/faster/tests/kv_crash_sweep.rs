@@ -16,10 +16,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
-use common::{Rng, assert_kv_accounted, env_u64, kv_options, small_options};
+use common::{Rng, assert_kv_accounted, assert_kv_values, env_u64, kv_options, small_options};
 use vellum::io::{CrashMode, FaultConfig, FaultStorage, Storage};
 use vellum::runtime::{CommitPolicy, DurableRuntime};
-use vellum_faster::kv::{AddU64, CheckpointInfo, CommitPoint, FasterKv, Status};
+use vellum_faster::kv::{AddU64, CheckpointInfo, CommitPoint, FasterKv};
 
 const DIR: &str = "/kv";
 const COUNTERS: u64 = 20;
@@ -166,24 +166,9 @@ fn recover_and_check(
         until.push(c.until_serial);
     }
     let want = expected(logs, &until);
-    let mut s = kv.session(AddU64).unwrap();
-    let mut out = Vec::new();
     let keys =
         (0..COUNTERS).chain((1..=SESSIONS as u64).flat_map(|t| (0..50).map(move |k| 1000 * t + k)));
-    for k in keys {
-        let status = s
-            .read_blocking(&k.to_le_bytes(), &mut out)
-            .unwrap_or_else(|e| panic!("{ctx}: read {k}: {e}"));
-        match want.get(&k) {
-            Some(v) => assert_eq!(
-                (status, &out[..]),
-                (Status::Found, &v.to_le_bytes()[..]),
-                "{ctx}: key {k} (until {until:?})"
-            ),
-            None => assert_eq!(status, Status::NotFound, "{ctx}: key {k} (until {until:?})"),
-        }
-    }
-    drop(s);
+    assert_kv_values(&kv, keys, &want, &format!("{ctx} (until {until:?})"));
     for (log, &n) in logs.iter_mut().zip(&until) {
         log.truncate(n as usize);
     }

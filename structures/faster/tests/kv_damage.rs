@@ -11,8 +11,8 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
-use common::{kv_options, small_options};
-use vellum::inspect::{FsckOptions, Report, fsck_with, load_with};
+use common::{fsck_options, kv_options, small_options};
+use vellum::inspect::{Report, fsck_with, load_with};
 use vellum::io::OsStorage;
 use vellum::runtime::{CommitPolicy, DurableRuntime};
 use vellum::{CorruptionKind, NodeId};
@@ -55,15 +55,6 @@ fn rewrite(dir: &Path, id: NodeId, damage: impl FnOnce(&mut Vec<u8>)) {
     tx.write(id, &bytes).unwrap();
     tx.commit_with(CommitPolicy::Strict).unwrap();
     rt.close().unwrap();
-}
-
-fn fsck_options() -> FsckOptions {
-    let data = small_options().data;
-    FsckOptions {
-        file_bytes_max: data.alloc.file_bytes_max,
-        window_bytes: data.window_bytes,
-        ..FsckOptions::default()
-    }
 }
 
 fn fsck(dir: &Path) -> Report {

@@ -20,19 +20,19 @@
 #![cfg(unix)]
 
 use std::collections::HashMap;
-use std::fs::{self, OpenOptions};
-use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use vellum::runtime::{CommitPolicy, DurableRuntime, RuntimeOptions};
+use vellum::runtime::{CommitPolicy, RuntimeOptions};
 use vellum_faster::kv::{AddU64, FasterKv, KvOptions, Status};
 
 mod common;
 
-use common::{env_u64, kv_options};
+use common::{
+    assert_kv_values, env_u64, journal, journal_lines, kv_options, open_runtime_retrying,
+};
 
 const ENV_DIR: &str = "VELLUM_KV_KILL_DIR";
 const ENV_SEED: &str = "VELLUM_KV_KILL_SEED";
@@ -62,17 +62,7 @@ fn open(dir: &Path, policy: CommitPolicy) -> FasterKv {
         policy,
         ..RuntimeOptions::default()
     };
-    // Another round's child, forked while this process held the lock and not yet exec'd, may
-    // hold the lock file's description for a moment: retry `Locked` briefly.
-    let start = Instant::now();
-    let rt = loop {
-        match DurableRuntime::open(dir.join("store"), o.clone()) {
-            Err(vellum::Error::Locked { .. }) if start.elapsed() < Duration::from_secs(10) => {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            r => break r.expect("open runtime"),
-        }
-    };
+    let rt = open_runtime_retrying(&dir.join("store"), o);
     FasterKv::open(Arc::new(rt), "kill", options(policy)).expect("open store")
 }
 
@@ -86,16 +76,6 @@ fn op(seed: u64, t: u64, serial: u64) -> Option<u64> {
 
 fn own_key(t: u64, serial: u64) -> u64 {
     1000 * (t + 1) + serial % OWN_KEYS
-}
-
-fn journal(dir: &Path, line: &str) {
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("acks"))
-        .expect("journal");
-    f.write_all(format!("{line}\n").as_bytes())
-        .expect("journal write");
 }
 
 /// The child: recovers, resumes the sessions and runs them, checkpointing, until killed.
@@ -154,23 +134,10 @@ fn kv_child() {
     });
 }
 
-/// Every complete journal line's words.
-fn read_journal(dir: &Path) -> Vec<Vec<String>> {
-    let text = fs::read_to_string(dir.join("acks")).unwrap_or_default();
-    let complete = match text.rfind('\n') {
-        Some(i) => &text[..=i],
-        None => "",
-    };
-    complete
-        .lines()
-        .map(|l| l.split(' ').map(str::to_owned).collect())
-        .collect()
-}
-
 /// Recovers and checks every session's prefix; returns the commit points.
 fn check(dir: &Path, seed: u64, policy: CommitPolicy, ctx: &str) -> Vec<u64> {
     let mut acked = vec![0u64; SESSIONS as usize];
-    for line in read_journal(dir) {
+    for line in journal_lines(dir) {
         if line.len() == 1 + SESSIONS as usize && line[0] == "ack" {
             for (a, n) in acked.iter_mut().zip(&line[1..]) {
                 *a = (*a).max(n.parse().expect("journal number"));
@@ -204,21 +171,9 @@ fn check(dir: &Path, seed: u64, policy: CommitPolicy, ctx: &str) -> Vec<u64> {
         }
         until.push(c.until_serial);
     }
-    let mut s = kv.session(AddU64).unwrap();
-    let mut out = Vec::new();
     let keys = (0..COUNTERS)
         .chain((0..SESSIONS).flat_map(|t| (0..OWN_KEYS).map(move |k| 1000 * (t + 1) + k)));
-    for k in keys {
-        let status = s.read_blocking(&k.to_le_bytes(), &mut out).unwrap();
-        match want.get(&k) {
-            Some(v) => assert_eq!(
-                (status, &out[..]),
-                (Status::Found, &v.to_le_bytes()[..]),
-                "{ctx}: key {k} (until {until:?})"
-            ),
-            None => assert_eq!(status, Status::NotFound, "{ctx}: key {k} (until {until:?})"),
-        }
-    }
+    assert_kv_values(&kv, keys, &want, &format!("{ctx} (until {until:?})"));
     until
 }
 
@@ -230,7 +185,7 @@ fn round(policy: &str, seed: u64) {
     let mut until = Vec::new();
     for kill in 0..3 {
         let ctx = format!("{policy} seed {seed} kill {kill}");
-        let opens_before = read_journal(dir).iter().filter(|l| l[0] == "open").count();
+        let opens_before = journal_lines(dir).iter().filter(|l| l[0] == "open").count();
         let mut child = Command::new(&exe)
             .args(["kv_child", "--exact", "--ignored", "--nocapture"])
             .env(ENV_DIR, dir)
@@ -241,7 +196,7 @@ fn round(policy: &str, seed: u64) {
             .spawn()
             .unwrap();
         let wait_open = Instant::now();
-        while read_journal(dir).iter().filter(|l| l[0] == "open").count() == opens_before {
+        while journal_lines(dir).iter().filter(|l| l[0] == "open").count() == opens_before {
             assert!(
                 wait_open.elapsed() < Duration::from_secs(30),
                 "{ctx}: the child never opened"

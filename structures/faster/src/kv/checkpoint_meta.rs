@@ -198,6 +198,33 @@ fn decode_session(d: &mut Decoder<'_>) -> Result<SessionPoint, StoreError> {
     })
 }
 
+/// The first 8 bytes of a chunk or delta node: `magic`, version 1, flags 0 (KC3, KC5).
+fn node_head(
+    d: &mut Decoder<'_>,
+    magic: [u8; 4],
+    flags_field: &'static str,
+) -> Result<(), StoreError> {
+    let found = d.array::<4>()?;
+    if found != magic {
+        let found = u32::from_le_bytes(found).into();
+        return Err(d.error_at(0, CorruptionKind::BadMagic { found }));
+    }
+    let version = d.u16()?;
+    if version != 1 {
+        let found = version.into();
+        return Err(d.error_at(4, CorruptionKind::UnsupportedVersion { found }));
+    }
+    let flags = d.u16()?;
+    if flags != 0 {
+        let kind = CorruptionKind::InvalidField {
+            field: flags_field,
+            value: flags.into(),
+        };
+        return Err(d.error_at(6, kind));
+    }
+    Ok(())
+}
+
 /// A delta node's bytes (KC5): `(bucket, chain image)` entries, buckets ascending.
 pub fn encode_delta(entries: &[(usize, Vec<u64>)]) -> Vec<u8> {
     let words: usize = entries.iter().map(|(_, w)| 2 + w.len()).sum();
@@ -226,20 +253,7 @@ pub fn decode_delta(
     let field = |d: &Decoder<'_>, at: usize, field: &'static str, value: u64| {
         d.error_at(at, CorruptionKind::InvalidField { field, value })
     };
-    let magic = d.array::<4>()?;
-    if magic != DELTA_MAGIC {
-        let found = u32::from_le_bytes(magic).into();
-        return Err(d.error_at(0, CorruptionKind::BadMagic { found }));
-    }
-    let version = d.u16()?;
-    if version != 1 {
-        let found = version.into();
-        return Err(d.error_at(4, CorruptionKind::UnsupportedVersion { found }));
-    }
-    let flags = d.u16()?;
-    if flags != 0 {
-        return Err(field(&d, 6, "delta_flags", flags.into()));
-    }
+    node_head(&mut d, DELTA_MAGIC, "delta_flags")?;
     let count = d.u32()?;
     let reserved = d.u32()?;
     if reserved != 0 {
@@ -290,23 +304,7 @@ pub fn encode_chunk(chunk: usize, words: &[u64]) -> Vec<u8> {
 /// Decodes chunk node `chunk`'s words (KC3, KC4); `file` names it in errors.
 pub fn decode_chunk(bytes: &[u8], chunk: usize, file: &Path) -> Result<Vec<u64>, StoreError> {
     let mut d = Decoder::new(bytes, file, 0);
-    let magic = d.array::<4>()?;
-    if magic != CHUNK_MAGIC {
-        let found = u32::from_le_bytes(magic).into();
-        return Err(d.error_at(0, CorruptionKind::BadMagic { found }));
-    }
-    let version = d.u16()?;
-    if version != 1 {
-        let found = version.into();
-        return Err(d.error_at(4, CorruptionKind::UnsupportedVersion { found }));
-    }
-    let flags = d.u16()?;
-    let field = |d: &Decoder<'_>, at: usize, field: &'static str, value: u64| {
-        d.error_at(at, CorruptionKind::InvalidField { field, value })
-    };
-    if flags != 0 {
-        return Err(field(&d, 6, "chunk_flags", flags.into()));
-    }
+    node_head(&mut d, CHUNK_MAGIC, "chunk_flags")?;
     let index = d.u32()?;
     if index as usize != chunk {
         return Err(d.error_at(

@@ -212,3 +212,82 @@ pub fn assert_kv_accounted(kv: &vellum_faster::kv::FasterKv, page_bytes: u64, ct
     let live: BTreeSet<NodeId> = rt.node_ids().into_iter().collect();
     assert_eq!(live, want, "{ctx}: live nodes");
 }
+
+/// fsck options matching [`small_options`]'s file and window sizes.
+pub fn fsck_options() -> vellum::inspect::FsckOptions {
+    let data = small_options().data;
+    vellum::inspect::FsckOptions {
+        file_bytes_max: data.alloc.file_bytes_max,
+        window_bytes: data.window_bytes,
+        ..vellum::inspect::FsckOptions::default()
+    }
+}
+
+/// Appends `line` to the kill tests' journal `<dir>/acks` (O_APPEND, one `write`, never synced:
+/// a SIGKILL keeps the page cache).
+pub fn journal(dir: &std::path::Path, line: &str) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("acks"))
+        .expect("journal");
+    f.write_all(format!("{line}\n").as_bytes())
+        .expect("journal write");
+}
+
+/// Every complete line of the journal, as its words (a line cut short by a kill is left out).
+pub fn journal_lines(dir: &std::path::Path) -> Vec<Vec<String>> {
+    let text = std::fs::read_to_string(dir.join("acks")).unwrap_or_default();
+    let complete = match text.rfind('\n') {
+        Some(i) => &text[..=i],
+        None => "",
+    };
+    complete
+        .lines()
+        .map(|l| l.split(' ').map(str::to_owned).collect())
+        .collect()
+}
+
+/// Opens the runtime in `dir`, retrying `Locked` for up to 10 s: another round's child, forked
+/// while this process held the lock and not yet exec'd, may hold the lock file's description
+/// for a moment.
+pub fn open_runtime_retrying(dir: &std::path::Path, options: RuntimeOptions) -> DurableRuntime {
+    let start = std::time::Instant::now();
+    loop {
+        match DurableRuntime::open(dir, options.clone()) {
+            Err(vellum::Error::Locked { .. })
+                if start.elapsed() < std::time::Duration::from_secs(10) =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            r => break r.expect("open runtime"),
+        }
+    }
+}
+
+/// Every key of `keys` reads back from `kv` as `want` says (8-byte little-endian values; a
+/// key `want` lacks is not found).
+pub fn assert_kv_values(
+    kv: &vellum_faster::kv::FasterKv,
+    keys: impl Iterator<Item = u64>,
+    want: &std::collections::HashMap<u64, u64>,
+    ctx: &str,
+) {
+    use vellum_faster::kv::Status;
+    let mut s = kv.session(vellum_faster::kv::AddU64).unwrap();
+    let mut out = Vec::new();
+    for k in keys {
+        let status = s
+            .read_blocking(&k.to_le_bytes(), &mut out)
+            .unwrap_or_else(|e| panic!("{ctx}: read {k}: {e}"));
+        match want.get(&k) {
+            Some(v) => assert_eq!(
+                (status, &out[..]),
+                (Status::Found, &v.to_le_bytes()[..]),
+                "{ctx}: key {k}"
+            ),
+            None => assert_eq!(status, Status::NotFound, "{ctx}: key {k}"),
+        }
+    }
+}
