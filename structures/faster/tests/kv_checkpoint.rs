@@ -215,7 +215,9 @@ fn sessions_recover_their_commit_points(shared: bool) {
         let logs: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
         (logs, info)
     });
-    assert_eq!(info.sessions.len(), threads as usize, "{info:?}");
+    // A session that finished before the last checkpoint was crossed, and its slot freed, by
+    // an earlier one: the last checkpoint lists only the others.
+    assert!(info.sessions.len() <= threads as usize, "{info:?}");
     let shifts: u64 = logs.iter().map(|(_, s)| s).sum();
     eprintln!("checkpoint {info:?}; CPR shifts {shifts}");
     drop(kv);
@@ -229,13 +231,15 @@ fn sessions_recover_their_commit_points(shared: bool) {
             .sessions
             .iter()
             .find(|c| c.name == Some(format!("t{t}")));
-        assert_eq!(Some(&commit), taken.map(|c| &c.commit), "t{t}");
+        match taken {
+            Some(c) => assert_eq!(commit, c.commit, "t{t}"),
+            None => assert_eq!(commit.until_serial, per_thread, "t{t} finished before it"),
+        }
         assert!(commit.excluded.is_empty());
         let until = commit.until_serial;
-        assert!(
-            until >= per_thread / 10 && until < per_thread,
-            "t{t}: {until}"
-        );
+        // (A thread may finish before the last checkpoint: then its commit point is its end.)
+        let least = per_thread * checkpoints / 10;
+        assert!(until >= least && until <= per_thread, "t{t}: {until}");
         assert_eq!(s.last_serial(), until);
         for &c in &logs[t as usize].0[..until as usize] {
             *want.entry(space(t) + c).or_default() += 1;
