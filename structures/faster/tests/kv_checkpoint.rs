@@ -422,13 +422,15 @@ fn a_checkpoint_in_the_background_returns_at_once_and_commits() {
     let pending = kv.checkpoint_in_background().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(50));
     assert!(!pending.is_done(), "it waits for the protected session");
-    // This operation acknowledges the Prepare and runs in the checkpoint's version; idle, the
-    // session is then crossed by the checkpoint after it.
+    // This operation acknowledges the Prepare and runs in the checkpoint's version (unless the
+    // checkpoint moved on to In progress between its start and its attempt: then it crosses
+    // first and is the next version's); idle, the session is then crossed by the checkpoint.
     s.upsert(&key(9999), &1u64.to_le_bytes()).unwrap();
-    let until = s.last_serial();
+    let last = s.last_serial();
     s.idle();
     let info = pending.wait().unwrap();
-    assert_eq!(info.sessions[0].commit.until_serial, until);
+    let until = info.sessions[0].commit.until_serial;
+    assert!(until == last || until == last - 1, "{until} {last}");
     assert_eq!((kv.stats().checkpoints_taken, kv.stats().version), (1, 1));
     // After the commit point: not in the checkpoint.
     s.upsert(&key(7777), &1u64.to_le_bytes()).unwrap();
@@ -436,7 +438,9 @@ fn a_checkpoint_in_the_background_returns_at_once_and_commits() {
     drop(kv);
     let kv = open(dir.path(), &options);
     let mut model: HashMap<u64, u64> = (0..500).map(|k| (k, k)).collect();
-    model.insert(9999, 1);
+    if until == last {
+        model.insert(9999, 1);
+    }
     check_model(&kv, &model, 10_000);
 }
 
