@@ -6,8 +6,11 @@
 //! recovery, for every session, the store holds exactly its operations with serials up to its
 //! recovered commit point (checked against a per-session log kept outside the store: counters
 //! exact), the commit point is the last acknowledged checkpoint's or the crashed one's, and
-//! the sessions continue from it. Two generations per crash point: recover, run and checkpoint
-//! again with a crash, recover and check again (the recover -> checkpoint -> crash sequence).
+//! the sessions continue from it. Per crash point: recover; a full compaction of the recovered
+//! store crashed part way, recover and check (recover -> compact -> crash); run and checkpoint
+//! again with a crash, recover and check (recover -> checkpoint -> crash). The sessions
+//! upsert, RMW and delete. One sweep runs the production options (background flush,
+//! checkpoints and compaction, and FasterKV checkpoints every 5 ms).
 
 mod common;
 
@@ -18,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
 use common::{Rng, assert_kv_accounted, assert_kv_values, env_u64, kv_options, small_options};
 use vellum::io::{CrashMode, FaultConfig, FaultStorage, Storage};
-use vellum::runtime::{CommitPolicy, DurableRuntime};
+use vellum::runtime::{CommitPolicy, CompactionOptions, DurableRuntime, RuntimeOptions};
 use vellum_faster::kv::{AddU64, CheckpointInfo, CommitPoint, FasterKv};
 
 const DIR: &str = "/kv";
@@ -29,6 +32,16 @@ const SESSIONS: usize = 2;
 enum Op {
     Add(u64),
     Put(u64, u64),
+    Del(u64),
+}
+
+/// How a sweep runs the store: the commit policy, and whether with the production options
+/// (the runtime's background flush, checkpoints and compaction, and FasterKV's background
+/// checkpoints every 5 ms) or the deterministic small ones.
+#[derive(Debug, Clone, Copy)]
+struct Setup {
+    policy: CommitPolicy,
+    production: bool,
 }
 
 fn storage(seed: u64) -> FaultStorage {
@@ -41,12 +54,25 @@ fn storage(seed: u64) -> FaultStorage {
     fs
 }
 
-fn open(fs: &FaultStorage, policy: CommitPolicy) -> vellum_faster::Result<FasterKv> {
-    let mut o = small_options();
-    o.policy = policy;
+fn open(fs: &FaultStorage, setup: Setup) -> vellum_faster::Result<FasterKv> {
+    let mut o = if setup.production {
+        let mut o = RuntimeOptions {
+            create_if_missing: true,
+            ..RuntimeOptions::default()
+        };
+        // The fault storage's file limit.
+        o.data.alloc.file_bytes_max = 64 << 20;
+        o
+    } else {
+        small_options()
+    };
+    o.policy = setup.policy;
     let rt = DurableRuntime::open_with(Arc::new(fs.clone()), Path::new(DIR), o)?;
     let mut options = kv_options(4096, 8, 64);
-    options.checkpoint_policy = policy;
+    options.checkpoint_policy = setup.policy;
+    if setup.production {
+        options.checkpoint_interval = Some(std::time::Duration::from_millis(5));
+    }
     FasterKv::open(Arc::new(rt), "sweep", options)
 }
 
@@ -58,10 +84,11 @@ fn name(t: usize) -> String {
 fn plan(rng: &mut Rng, t: usize, n: usize) -> Vec<Op> {
     (0..n)
         .map(|i| {
-            if rng.below(2) == 0 {
-                Op::Add(rng.below(COUNTERS))
-            } else {
-                Op::Put(1000 * (t as u64 + 1) + rng.below(50), rng.next() ^ i as u64)
+            let own = 1000 * (t as u64 + 1) + rng.below(50);
+            match rng.below(5) {
+                0 | 1 => Op::Add(rng.below(COUNTERS)),
+                2 | 3 => Op::Put(own, rng.next() ^ i as u64),
+                _ => Op::Del(own),
             }
         })
         .collect()
@@ -76,6 +103,9 @@ fn expected(logs: &[Vec<Op>], until: &[u64]) -> HashMap<u64, u64> {
                 Op::Add(c) => *m.entry(c).or_insert(0) += 1,
                 Op::Put(k, v) => {
                     m.insert(k, v);
+                }
+                Op::Del(k) => {
+                    m.remove(&k);
                 }
             }
         }
@@ -92,6 +122,7 @@ fn generation(
     fs: &FaultStorage,
     plans: &[Vec<Op>],
     crash: Option<u64>,
+    eventual: bool,
 ) -> (vellum_faster::Result<CheckpointInfo>, u64) {
     let progress: Vec<AtomicU64> = (0..SESSIONS).map(|_| AtomicU64::new(0)).collect();
     std::thread::scope(|scope| {
@@ -103,6 +134,7 @@ fn generation(
                     let done = match *op {
                         Op::Add(c) => s.rmw_blocking(&c.to_le_bytes(), &1).map(|_| ()),
                         Op::Put(k, v) => s.upsert(&k.to_le_bytes(), &v.to_le_bytes()),
+                        Op::Del(k) => s.delete_blocking(&k.to_le_bytes()).map(|_| ()),
                     };
                     // After the crash the flusher fails, and an operation waiting for room
                     // with it: the session stops there (its later operations never ran).
@@ -124,10 +156,17 @@ fn generation(
         // Under EVENTUAL a checkpoint is durable after the runtime's next sync: acknowledged
         // only then.
         let info = kv.checkpoint().and_then(|info| {
-            kv.runtime().sync()?;
+            if eventual {
+                kv.runtime().sync()?;
+            }
             Ok(info)
         });
-        (info, fs.op_count() - armed)
+        let ops = fs.op_count() - armed;
+        // Acknowledged: the power goes at once (nothing written after it may help it survive).
+        if crash.is_some() && info.is_ok() {
+            fs.crash_after(0);
+        }
+        (info, ops)
     })
 }
 
@@ -135,12 +174,12 @@ fn generation(
 /// `acked` (those the last acknowledged checkpoint returned), and truncates the logs to them.
 fn recover_and_check(
     fs: &FaultStorage,
-    policy: CommitPolicy,
+    setup: Setup,
     logs: &mut [Vec<Op>],
     acked: &[u64],
     ctx: &str,
 ) -> (FasterKv, Vec<u64>) {
-    let kv = open(fs, policy).unwrap_or_else(|e| panic!("{ctx}: recovery: {e}"));
+    let kv = open(fs, setup).unwrap_or_else(|e| panic!("{ctx}: recovery: {e}"));
     assert_kv_accounted(&kv, 4096, ctx);
     let mut until = Vec::new();
     for t in 0..SESSIONS {
@@ -183,10 +222,10 @@ fn crash_mode(k: u64, seed: u64) -> CrashMode {
     }
 }
 
-fn one_run(policy: CommitPolicy, seed: u64, k: u64, ops: usize) {
-    let ctx = format!("{policy:?} seed {seed} k {k}");
+fn one_run(setup: Setup, seed: u64, k: u64, ops: usize) {
+    let ctx = format!("{setup:?} seed {seed} k {k}");
     let mut run = Run {
-        policy,
+        setup,
         seed,
         ops,
         rng: Rng::new(seed),
@@ -195,15 +234,19 @@ fn one_run(policy: CommitPolicy, seed: u64, k: u64, ops: usize) {
     };
     // Generation 0, uncrashed: a first checkpoint.
     let fs = storage(seed);
-    let kv = open(&fs, policy).unwrap();
+    let kv = open(&fs, setup).unwrap();
     let plans = run.plans();
-    let first = generation(&kv, &fs, &plans, None).0.unwrap();
+    let first = generation(&kv, &fs, &plans, None, eventual(setup))
+        .0
+        .unwrap();
     run.acked = (0..SESSIONS)
         .map(|t| commit_of(&first, t).until_serial)
         .collect();
-    // Generation 1: a checkpoint crashed after k operations; generation 2, on the recovered
-    // store: another, crashed elsewhere.
+    // Generation 1: a checkpoint crashed after k operations; then, on the recovered store, a
+    // compaction crashed; generation 2: another checkpoint, crashed elsewhere.
     let (kv, fs) = run.crashed_generation(kv, fs, k, &format!("{ctx} gen 1"));
+    let kc = (k * 5 + 1) % (k + 30);
+    let (kv, fs) = run.crashed_compaction(kv, fs, kc, &format!("{ctx} compaction (k {kc})"));
     let k2 = (k * 7 + 3) % (k + 40);
     let (kv, _fs) = run.crashed_generation(kv, fs, k2, &format!("{ctx} gen 2 (k {k2})"));
     drop(kv);
@@ -212,7 +255,7 @@ fn one_run(policy: CommitPolicy, seed: u64, k: u64, ops: usize) {
 /// One crash-sweep run's state: the per-session operation logs and the commit points an
 /// acknowledged checkpoint returned.
 struct Run {
-    policy: CommitPolicy,
+    setup: Setup,
     seed: u64,
     ops: usize,
     rng: Rng,
@@ -242,7 +285,7 @@ impl Run {
         ctx: &str,
     ) -> (FasterKv, FaultStorage) {
         let plans = self.plans();
-        let (attempt, _) = generation(&kv, &fs, &plans, Some(k));
+        let (attempt, _) = generation(&kv, &fs, &plans, Some(k), eventual(self.setup));
         let returned: Option<Vec<u64>> = attempt.ok().map(|info| {
             (0..SESSIONS)
                 .map(|t| commit_of(&info, t).until_serial)
@@ -252,11 +295,49 @@ impl Run {
             self.acked = points.clone();
         }
         drop(kv);
-        let crashed = fs.crash_with(crash_mode(k, self.seed));
-        let (kv, until) =
-            recover_and_check(&crashed, self.policy, &mut self.logs, &self.acked, ctx);
+        self.recover(&fs, crash_mode(k, self.seed), returned, ctx)
+    }
+
+    /// A full compaction of the recovered store, crashed after `k` operations (no operation
+    /// runs: the store must recover to the same checkpoint).
+    fn crashed_compaction(
+        &mut self,
+        kv: FasterKv,
+        fs: FaultStorage,
+        k: u64,
+        ctx: &str,
+    ) -> (FasterKv, FaultStorage) {
+        let rt = kv.runtime().clone();
+        fs.crash_after(k);
+        let outcome = rt.compact_with(&CompactionOptions::full(), &mut |_| {});
+        drop(rt);
+        drop(kv);
+        // Unless the crash came first, the compaction moved nodes.
+        if let Ok(report) = &outcome {
+            assert!(
+                report.nodes_moved > 0 || report.segments_returned == 0,
+                "{ctx}"
+            );
+        }
+        let same = Some(self.acked.clone()).filter(|_| !self.setup.production);
+        self.recover(&fs, crash_mode(k + 1, self.seed), same, ctx)
+    }
+
+    /// Crashes `fs`, recovers and checks; `returned` are the commit points the recovered
+    /// checkpoint must have (an acknowledged one's).
+    fn recover(
+        &mut self,
+        fs: &FaultStorage,
+        mode: CrashMode,
+        returned: Option<Vec<u64>>,
+        ctx: &str,
+    ) -> (FasterKv, FaultStorage) {
+        let crashed = fs.crash_with(mode);
+        let (kv, until) = recover_and_check(&crashed, self.setup, &mut self.logs, &self.acked, ctx);
+        // (Under the production options a background checkpoint may have been taken after it.)
         if let Some(points) = returned
-            && self.policy != CommitPolicy::Eventual
+            && self.setup.policy != CommitPolicy::Eventual
+            && !self.setup.production
         {
             assert_eq!(
                 until, points,
@@ -276,39 +357,73 @@ fn commit_of(info: &CheckpointInfo, t: usize) -> CommitPoint {
         .unwrap_or_default()
 }
 
-fn sweep(policy: CommitPolicy, seed: u64) {
+fn sweep(setup: Setup, seed: u64) {
     let seed = seed ^ env_u64("VELLUM_KV_CRASH_SEED", 0);
-    let stride = env_u64("VELLUM_KV_CRASH_STRIDE", 1).max(1);
+    // The production sweep's checkpoints take more operations (background ones join them):
+    // every third crash point by default.
+    let stride = env_u64(
+        "VELLUM_KV_CRASH_STRIDE",
+        if setup.production { 3 } else { 1 },
+    )
+    .max(1);
     let ops = env_u64("VELLUM_KV_CRASH_OPS", 1500) as usize;
     // How many storage operations a checkpoint takes here, uncrashed.
     let fs = storage(seed);
-    let kv = open(&fs, policy).unwrap();
+    let kv = open(&fs, setup).unwrap();
     let mut rng = Rng::new(seed);
     let plans: Vec<_> = (0..SESSIONS).map(|t| plan(&mut rng, t, ops)).collect();
-    generation(&kv, &fs, &plans, None).0.unwrap();
+    generation(&kv, &fs, &plans, None, eventual(setup))
+        .0
+        .unwrap();
     let plans: Vec<_> = (0..SESSIONS).map(|t| plan(&mut rng, t, ops)).collect();
-    let (second, total) = generation(&kv, &fs, &plans, None);
+    let (second, total) = generation(&kv, &fs, &plans, None, eventual(setup));
     second.unwrap();
     drop(kv);
     assert!(total >= 2, "a checkpoint does storage operations ({total})");
     let mut k = 0;
     while k <= total + 4 {
-        one_run(policy, seed, k, ops);
+        one_run(setup, seed, k, ops);
         k += stride;
+    }
+    eprintln!(
+        "{setup:?}: {} crash points of {total} + 4",
+        (total + 4) / stride + 1
+    );
+}
+
+fn eventual(setup: Setup) -> bool {
+    setup.policy == CommitPolicy::Eventual
+}
+
+fn small(policy: CommitPolicy) -> Setup {
+    Setup {
+        policy,
+        production: false,
     }
 }
 
 #[test]
 fn checkpoint_crash_sweep_balanced() {
-    sweep(CommitPolicy::Balanced, 21);
+    sweep(small(CommitPolicy::Balanced), 21);
 }
 
 #[test]
 fn checkpoint_crash_sweep_strict() {
-    sweep(CommitPolicy::Strict, 22);
+    sweep(small(CommitPolicy::Strict), 22);
 }
 
 #[test]
 fn checkpoint_crash_sweep_eventual() {
-    sweep(CommitPolicy::Eventual, 23);
+    sweep(small(CommitPolicy::Eventual), 23);
+}
+
+/// The production options: the runtime's background flush, checkpoints and compaction, and a
+/// FasterKV checkpoint every 5 ms besides the ones the sweep takes.
+#[test]
+fn checkpoint_crash_sweep_production_options() {
+    let setup = Setup {
+        policy: CommitPolicy::Balanced,
+        production: true,
+    };
+    sweep(setup, 24);
 }
