@@ -215,3 +215,30 @@ fn a_damaged_page_node_is_refused_by_the_read_that_needs_it() {
     );
     let _ = kind;
 }
+
+#[test]
+fn a_delta_node_with_a_bucket_past_the_index_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path());
+    // A second checkpoint after one update writes a delta node (one chain: under a quarter
+    // of the 4 KiB index).
+    let rt = runtime(dir.path());
+    let kv = FasterKv::open(rt.clone(), "kv", options()).unwrap();
+    let mut s = kv.session(AddU64).unwrap();
+    s.upsert(&0u64.to_le_bytes(), &[9; 8]).unwrap();
+    drop(s);
+    kv.close().unwrap();
+    let id = rt.root(ROOT).unwrap();
+    let node = StoreNode::decode(&rt.read(id).unwrap(), ROOT).unwrap();
+    let delta = node.checkpoint.unwrap().deltas[0];
+    Arc::into_inner(rt).unwrap().close().unwrap();
+    // Its first entry's bucket: 64, past the index's 64 buckets.
+    rewrite(dir.path(), delta, |b| {
+        b[16..24].copy_from_slice(&64u64.to_le_bytes())
+    });
+    let kind = CorruptionKind::InvalidField {
+        field: "delta_bucket",
+        value: 64,
+    };
+    assert_refused(dir.path(), "faster-kv:kv/delta/0", 16, kind);
+}
