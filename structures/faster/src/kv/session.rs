@@ -124,9 +124,11 @@ struct Pending<I> {
 ///
 /// Operations take `&mut self`, so a session is used by one thread at a time; it may move to
 /// another thread between operations. Between operations the session stays protected: a page
-/// leaves memory only once every session has refreshed past its eviction, so a session left
-/// idle holds back the log's memory. Call [`Session::idle`] before leaving one unused (the
-/// next operation protects it again), or drop it.
+/// leaves memory only once every session has refreshed past its eviction, and a checkpoint
+/// completes only once every protected session has crossed to its version at an operation's
+/// start, so a session left unused but protected holds back both. Call [`Session::idle`]
+/// before leaving one unused (the next operation protects it again; a checkpoint crosses an
+/// idle session itself), or drop it.
 ///
 /// An operation that goes pending takes effect when [`Session::complete_pending`] completes it:
 /// a later operation of the same session on the same key, issued before that, may take effect
@@ -198,8 +200,9 @@ impl<'kv, F: Functions> Session<'kv, F> {
         self.pending.len()
     }
 
-    /// Leaves the epoch protection until the next operation, so an unused session does not
-    /// hold back the log's memory.
+    /// Leaves the epoch protection until the next operation, so an unused session holds back
+    /// neither the log's memory nor a checkpoint (which crosses it with the serial and pending
+    /// operations it has now).
     pub fn idle(&mut self) {
         self.guard = None;
         self.publish(false);
