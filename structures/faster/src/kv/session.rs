@@ -185,6 +185,14 @@ impl<'kv, F: Functions> Session<'kv, F> {
         }
     }
 
+    /// The session's id while it is open (what a checkpoint's [`SessionCommit`] names it by;
+    /// a later session may get it once this one is dropped).
+    ///
+    /// [`SessionCommit`]: super::SessionCommit
+    pub fn id(&self) -> usize {
+        self.slot
+    }
+
     /// The serial number of the session's last operation (the first is 1).
     pub fn last_serial(&self) -> u64 {
         self.serial
@@ -257,7 +265,7 @@ impl<'kv, F: Functions> Session<'kv, F> {
         let serial = self.next_serial();
         out.clear();
         let current = Current::Fresh;
-        match self.run(current, |cx, _, _, _| ops::read(cx, hash, key, out))? {
+        match self.run((current, true), |cx, _, _, _| ops::read(cx, hash, key, out))? {
             Ok(status) => Ok(status),
             Err(start) => Ok(self.queue(serial, PendingOp::Read, key, hash, start)),
         }
@@ -267,7 +275,9 @@ impl<'kv, F: Functions> Session<'kv, F> {
     pub(super) fn upsert_hashed(&mut self, key: &[u8], hash: KeyHash, value: &[u8]) -> Result<()> {
         self.next_serial();
         let current = Current::Fresh;
-        match self.run(current, |cx, g, _, _| ops::upsert(cx, g, hash, key, value))? {
+        match self.run((current, true), |cx, g, _, _| {
+            ops::upsert(cx, g, hash, key, value)
+        })? {
             Ok(()) => Ok(()),
             Err(_) => unreachable_pending(),
         }
@@ -282,7 +292,7 @@ impl<'kv, F: Functions> Session<'kv, F> {
     ) -> Result<Status> {
         let serial = self.next_serial();
         let current = Current::Fresh;
-        match self.run(current, |cx, g, f, s| {
+        match self.run((current, true), |cx, g, f, s| {
             ops::rmw(cx, g, f, (hash, key, input), s)
         })? {
             Ok(status) => Ok(status),
@@ -297,7 +307,7 @@ impl<'kv, F: Functions> Session<'kv, F> {
     pub(super) fn delete_hashed(&mut self, key: &[u8], hash: KeyHash) -> Result<Status> {
         let serial = self.next_serial();
         let current = Current::Fresh;
-        match self.run(current, |cx, g, _, _| ops::delete(cx, g, hash, key))? {
+        match self.run((current, true), |cx, g, _, _| ops::delete(cx, g, hash, key))? {
             Ok(status) => Ok(status),
             Err(start) => Ok(self.queue(serial, PendingOp::Delete, key, hash, start)),
         }
@@ -309,7 +319,7 @@ impl<'kv, F: Functions> Session<'kv, F> {
         self.next_serial();
         out.clear();
         let current = Current::Fresh;
-        match self.run(current, |cx, _, _, _| ops::read(cx, hash, key, out))? {
+        match self.run((current, true), |cx, _, _, _| ops::read(cx, hash, key, out))? {
             Ok(status) => Ok(status),
             Err(start) => self.read_disk(key, start.address, out),
         }
@@ -320,7 +330,7 @@ impl<'kv, F: Functions> Session<'kv, F> {
         let hash = self.check_key(key)?;
         self.next_serial();
         let current = Current::Fresh;
-        match self.run(current, |cx, g, f, s| {
+        match self.run((current, true), |cx, g, f, s| {
             ops::rmw(cx, g, f, (hash, key, input), s)
         })? {
             Ok(status) => Ok(status),
@@ -333,7 +343,7 @@ impl<'kv, F: Functions> Session<'kv, F> {
         let hash = self.check_key(key)?;
         self.next_serial();
         let current = Current::Fresh;
-        match self.run(current, |cx, g, _, _| ops::delete(cx, g, hash, key))? {
+        match self.run((current, true), |cx, g, _, _| ops::delete(cx, g, hash, key))? {
             Ok(status) => Ok(status),
             Err(start) => self.finish_delete(key, hash, start, current),
         }
@@ -419,10 +429,12 @@ impl<'kv, F: Functions> Session<'kv, F> {
         self.kv
     }
 
-    /// Runs attempts until one is done (`Ok`) or must read the disk (`Err`).
+    /// Runs attempts until one is done (`Ok`) or must read the disk (`Err`). `synced`: the
+    /// operation followed the state machine just now (at its start), so the first attempt
+    /// need not look again.
     fn run<T>(
         &mut self,
-        current: Current,
+        (current, mut synced): (Current, bool),
         mut attempt: impl FnMut(
             (&'kv KvInner, OpVersion),
             &EpochGuard<'kv>,
@@ -436,11 +448,14 @@ impl<'kv, F: Functions> Session<'kv, F> {
             // A checkpoint moved on since the operation began (it may have waited on disk, or
             // on another writer): cross before this attempt, so that no operation of the old
             // version follows one of the new (`cpr.rs`).
-            let word = kv.cpr.state_word();
-            if CprState::unpack_word(word).version > self.ver.version {
-                self.stats.cpr_shifts += 1;
-                self.catch_up(word, current.shifted(self.serial));
+            if !synced {
+                let word = kv.cpr.state_word();
+                if word != self.seen && CprState::unpack_word(word).version > self.ver.version {
+                    self.stats.cpr_shifts += 1;
+                    self.catch_up(word, current.shifted(self.serial));
+                }
             }
+            synced = false;
             let cx = (kv, self.ver);
             let guard = self.guard.get_or_insert_with(|| kv.hlog.epoch.protect());
             match attempt(cx, guard, &self.functions, &mut self.scratch)? {
@@ -574,7 +589,7 @@ impl<'kv, F: Functions> Session<'kv, F> {
             self.note_disk_read();
             let found = ops::find_on_disk(kv, key, start.address)?;
             let args = (hash, key, input);
-            match self.run(current, |cx, g, f, s| {
+            match self.run((current, false), |cx, g, f, s| {
                 ops::finish_rmw(cx, g, f, args, (&start, &found), s)
             })? {
                 Ok(status) => return Ok(status),
@@ -595,7 +610,7 @@ impl<'kv, F: Functions> Session<'kv, F> {
         loop {
             self.note_disk_read();
             let found = ops::find_on_disk(kv, key, start.address)?;
-            match self.run(current, |cx, g, _, _| {
+            match self.run((current, false), |cx, g, _, _| {
                 ops::finish_delete(cx, g, (hash, key), (&start, &found))
             })? {
                 Ok(status) => return Ok(status),

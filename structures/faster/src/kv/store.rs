@@ -210,10 +210,13 @@ impl FasterKv {
     }
 
     /// A named session (1 to 255 bytes): its commit points are kept by checkpoints, so after
-    /// a recovery the session of the same name continues from its last serial number. Returns
-    /// the session and the commit point of the last checkpoint it is in (serial 0 if none):
-    /// its operations with serials after it (and its excluded ones) are not in the store, and
-    /// are for the client to replay. A name already open is [`Error::InvalidArgument`].
+    /// a recovery the session of the same name continues from its commit point. Returns the
+    /// session and the commit point of the last checkpoint it is in (serial 0 if none): its
+    /// operations with serials after it (and its excluded ones) are not in that checkpoint.
+    /// After a crash they are lost, the session continues at the commit point, and they are
+    /// the client's to replay; a session dropped and resumed in the same run continues after
+    /// its last operation instead (nothing was lost, only not yet checkpointed). A name
+    /// already open is [`Error::InvalidArgument`].
     pub fn resume_session<F: Functions>(
         &self,
         name: &str,
