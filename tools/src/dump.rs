@@ -40,12 +40,13 @@ pub struct DumpArgs {
     /// every committed entry.
     #[arg(long)]
     faster_log: bool,
-    /// FasterKV roots: the checkpoint (version, addresses, index chunks and deltas), the named
-    /// sessions' commit points, and a check of every index entry against the log.
-    #[arg(long)]
-    faster_kv: bool,
-    /// With `--faster-kv`: the record chain each FasterKV store's index has for this key (UTF-8;
-    /// `0x...` for hex bytes).
+    /// FasterKV roots (store NAME's only, when given): the checkpoint (version, addresses,
+    /// index chunks and deltas), the named sessions' commit points, and a check of every index
+    /// entry against the log.
+    #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "")]
+    faster_kv: Option<String>,
+    /// With `--faster-kv`: the record chain the store's index has for this key (UTF-8; `0x...`
+    /// for hex bytes).
     #[arg(long, value_name = "KEY")]
     key: Option<String>,
     /// Every root that names a structure (its name has a `prefix:`), as the structure's
@@ -153,7 +154,7 @@ fn collect(args: &DumpArgs, storage: &dyn Storage, insp: &Inspection) -> (Out, u
         || args.roots
         || args.space
         || args.faster_log
-        || args.faster_kv
+        || args.faster_kv.is_some()
         || args.structures
         || args.log
         || args.checkpoint
@@ -172,11 +173,18 @@ fn collect(args: &DumpArgs, storage: &dyn Storage, insp: &Inspection) -> (Out, u
     if none || args.faster_log {
         out.faster_logs = Some(faster_logs(insp));
     }
-    if none || args.faster_kv {
-        out.faster_kvs = Some(faster_kvs(insp));
+    // `--faster-kv NAME` keeps store NAME's root only; alone (or by default), every store.
+    let wanted = |root: &str| match args.faster_kv.as_deref() {
+        None | Some("") => true,
+        Some(name) => root.strip_prefix(vellum_faster::kv::KV_ROOT_PREFIX) == Some(name),
+    };
+    if none || args.faster_kv.is_some() {
+        let stores = faster_kvs(insp).into_iter().filter(|k| wanted(&k.root));
+        out.faster_kvs = Some(stores.collect());
     }
-    if let (true, Some(key)) = (args.faster_kv, &args.key) {
-        out.key_chains = Some(key_chains(insp, &key_bytes(key)));
+    if let (Some(_), Some(key)) = (&args.faster_kv, &args.key) {
+        let chains = key_chains(insp, &key_bytes(key)).into_iter();
+        out.key_chains = Some(chains.filter(|c| wanted(&c.root)).collect());
     }
     if args.structures {
         out.structures = Some(dump::structures(insp, crate::PLUGINS));

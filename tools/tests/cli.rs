@@ -468,3 +468,58 @@ fn fsck_reports_a_structure_root_without_a_plugin_as_info() {
     let line = format!("btree:sessions (node {id}): no inspector for this root\n");
     assert!(text.contains(&line), "{text}");
 }
+
+/// `dump --faster-kv NAME` shows that store's checkpoint, sessions and check, and `--key` a
+/// key's record chain; `fsck` finds nothing in it; another store's name shows nothing.
+#[test]
+fn dump_shows_a_faster_kv_store_and_a_key_chain() {
+    use vellum_faster::kv::{AddU64, FasterKv, KvOptions};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("store");
+    {
+        let rt = std::sync::Arc::new(DurableRuntime::open(&dir, runtime_options()).expect("open"));
+        let options = KvOptions {
+            page_bytes: 4096,
+            log_memory_bytes_max: 4 * 4096,
+            // Nodes go to their slots at commit, where dump reads them.
+            checkpoint_policy: CommitPolicy::Strict,
+            ..KvOptions::default()
+        };
+        let kv = FasterKv::open(rt.clone(), "counts", options).expect("store");
+        let (mut s, _) = kv.resume_session("loader", AddU64).expect("session");
+        for k in 0..500u64 {
+            s.upsert(&k.to_le_bytes(), &k.to_le_bytes())
+                .expect("upsert");
+        }
+        drop(s);
+        kv.close().expect("close");
+        std::sync::Arc::into_inner(rt)
+            .expect("last handle")
+            .close()
+            .expect("close");
+    }
+    let out = vellum(&["fsck", "--json"], &dir);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let key = format!("0x{}", hex(&7u64.to_le_bytes()));
+    let out = vellum(&["dump", "--faster-kv", "counts", "--key", &key], &dir);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("FasterKV faster-kv:counts: checkpoint version 0"),
+        "{text}"
+    );
+    assert!(text.contains("500 records"), "{text}");
+    assert!(text.contains(", 0 problems\n"), "{text}");
+    assert!(
+        text.contains("  session loader: commit point 500 (excluded [])"),
+        "{text}"
+    );
+    assert!(
+        text.contains("FasterKV faster-kv:counts key chain ("),
+        "{text}"
+    );
+    assert!(text.contains(", value 8 B, previous "), "{text}");
+    let out = vellum(&["dump", "--faster-kv", "other"], &dir);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("FasterKV"), "{text}");
+}
