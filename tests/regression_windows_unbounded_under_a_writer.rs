@@ -83,9 +83,13 @@ fn mapped_windows_stay_within_the_budget_beside_a_writer() {
         }
         stop.store(true, Relaxed);
     });
-    // The budget, plus a window being installed and one being evicted.
+    // The budget, plus windows evicted but not yet unmapped: their unmapping waits for every
+    // pinned thread to move on, and on a loaded machine (the workspace's tests run side by
+    // side) a reader preempted while pinned holds it back for a while. 6 windows (384 MiB)
+    // were seen so; the bound, four times the budget, still fails the regression (729
+    // windows, 45 GiB) ninety times over.
     assert!(
-        worst.1 <= BUDGET_BYTES + (128 << 20),
+        worst.1 <= 4 * BUDGET_BYTES,
         "worst {} mappings, {} MiB",
         worst.0,
         worst.1 >> 20
