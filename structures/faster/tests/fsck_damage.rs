@@ -22,7 +22,7 @@ use vellum_faster::{FasterLog, FasterLogOptions};
 
 mod common;
 
-use common::{all_pages, fsck_options, payload, small_options};
+use common::{all_pages, fsck_options, payload, rewrite_node, small_options};
 
 const ROOT: &str = "faster-log:events";
 /// 1000-byte payloads: four entries (1008 bytes each) and a filler to a 4 KiB page.
@@ -75,17 +75,6 @@ fn build(dir: &Path) -> (NodeId, Meta, Vec<(u64, Vec<Extent>)>) {
     (id, meta, pages)
 }
 
-/// Replaces node `id`'s bytes with `damage` of them, in a STRICT commit.
-fn rewrite(dir: &Path, id: NodeId, damage: impl FnOnce(&mut Vec<u8>)) {
-    let rt = DurableRuntime::open(dir, small_options()).unwrap();
-    let mut bytes = rt.read(id).unwrap();
-    damage(&mut bytes);
-    let mut tx = rt.begin();
-    tx.write(id, &bytes).unwrap();
-    tx.commit_with(CommitPolicy::Strict).unwrap();
-    rt.close().unwrap();
-}
-
 /// `b` with its trailing CRC32C recomputed.
 fn reseal(b: &mut [u8]) {
     let body = b.len() - 4;
@@ -129,7 +118,7 @@ fn assert_log_refuses(dir: &Path, want: &Finding) {
 fn a_metadata_field_is_reported_at_its_offset() {
     let tmp = tempfile::tempdir().unwrap();
     let (id, _, _) = build(tmp.path());
-    rewrite(tmp.path(), id, |b| {
+    rewrite_node(tmp.path(), id, |b| {
         b[8..12].copy_from_slice(&3u32.to_le_bytes());
         reseal(b);
     });
@@ -149,7 +138,7 @@ fn a_flipped_metadata_byte_is_its_checksum() {
     let (id, _, _) = build(tmp.path());
     let mut crcs = (0, 0);
     let mut len = 0;
-    rewrite(tmp.path(), id, |b| {
+    rewrite_node(tmp.path(), id, |b| {
         b[20] ^= 0x01;
         len = b.len() as u64;
         let body = b.len() - 4;
@@ -171,7 +160,7 @@ fn a_chunk_node_naming_other_pages_is_reported_at_the_field() {
     let tmp = tempfile::tempdir().unwrap();
     let (_, meta, _) = build(tmp.path());
     let r = meta.chunks[0];
-    rewrite(tmp.path(), r.node, |b| {
+    rewrite_node(tmp.path(), r.node, |b| {
         b[16..24].copy_from_slice(&(r.first_page + 1).to_le_bytes());
         reseal(b);
     });
@@ -199,7 +188,7 @@ fn a_damaged_entry_is_reported_at_its_address_and_the_walk_goes_on() {
     let e = extents[0];
     assert_eq!(e.start, 0);
     let mut crcs = (0, 0);
-    rewrite(tmp.path(), e.node, |b| {
+    rewrite_node(tmp.path(), e.node, |b| {
         b[8 + 5] ^= 0x40;
         let len = u32::from_le_bytes(b[0..4].try_into().unwrap()) as usize;
         let stored = u32::from_le_bytes(b[4..8].try_into().unwrap());
@@ -233,7 +222,7 @@ fn an_extent_node_cut_short_is_reported_at_its_first_address() {
     let (_, meta, _) = build(tmp.path());
     // The last extent of in-line page 70.
     let e = *meta.page_extents(70).unwrap().last().unwrap();
-    rewrite(tmp.path(), e.node, |b| b.truncate(b.len() - 8));
+    rewrite_node(tmp.path(), e.node, |b| b.truncate(b.len() - 8));
     let kind = CorruptionKind::Mismatch {
         what: "extent length",
         expected: e.len.into(),

@@ -22,7 +22,7 @@
 #![cfg(unix)]
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,20 +31,16 @@ use vellum_faster::{FasterLog, FasterLogOptions};
 
 mod common;
 
-use common::{Rng, env_u64, journal, journal_lines, open_runtime_retrying, payload};
+use common::{
+    KillVars, Rng, child_env, env_u64, journal, journal_lines, open_runtime_retrying, payload,
+    policy_from, spawn_opened_child,
+};
 
 const ENV_DIR: &str = "VELLUM_FLOG_KILL_DIR";
 const ENV_SEED: &str = "VELLUM_FLOG_KILL_SEED";
 const ENV_POLICY: &str = "VELLUM_FLOG_KILL_POLICY";
+const VARS: KillVars = [ENV_DIR, ENV_SEED, ENV_POLICY];
 const ITER: &str = "consumer";
-
-fn policy_from(s: &str) -> CommitPolicy {
-    match s {
-        "strict" => CommitPolicy::Strict,
-        "balanced" => CommitPolicy::Balanced,
-        _ => CommitPolicy::Eventual,
-    }
-}
 
 fn open(dir: &Path, policy: CommitPolicy) -> FasterLog {
     let mut o = RuntimeOptions {
@@ -98,16 +94,10 @@ impl Workload {
 #[test]
 #[ignore = "run by the kill test as a child process"]
 fn child_workload() {
-    let (Ok(dir), Ok(seed), Ok(policy)) = (
-        std::env::var(ENV_DIR),
-        std::env::var(ENV_SEED),
-        std::env::var(ENV_POLICY),
-    ) else {
+    let Some((dir, seed, policy)) = child_env(VARS) else {
         return;
     };
-    let dir = Path::new(&dir);
-    let seed: u64 = seed.parse().expect("seed");
-    let policy = policy_from(&policy);
+    let dir = dir.as_path();
     let log = open(dir, policy);
     let recovered = log.scan_all().count() as u64;
     let mut w = Workload::new(seed);
@@ -190,41 +180,11 @@ fn check(dir: &Path, seed: u64, policy: CommitPolicy, ctx: &str) -> u64 {
 fn round(policy: &str, seed: u64) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let exe = std::env::current_exe().unwrap();
     let mut rng = Rng::new(seed ^ 0x5eed);
     let mut recovered = 0;
     for kill in 0..3 {
         let ctx = format!("{policy} seed {seed} kill {kill}");
-        let opens_before = read_journal(dir)
-            .iter()
-            .filter(|(w, _)| w == "open")
-            .count();
-        let mut child = Command::new(&exe)
-            .args(["child_workload", "--exact", "--ignored", "--nocapture"])
-            .env(ENV_DIR, dir)
-            .env(ENV_SEED, seed.to_string())
-            .env(ENV_POLICY, policy)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let wait_open = Instant::now();
-        while read_journal(dir)
-            .iter()
-            .filter(|(w, _)| w == "open")
-            .count()
-            == opens_before
-        {
-            assert!(
-                wait_open.elapsed() < Duration::from_secs(30),
-                "{ctx}: the child never opened"
-            );
-            assert!(
-                child.try_wait().unwrap().is_none(),
-                "{ctx}: the child exited"
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        let mut child = spawn_opened_child("child_workload", VARS, (dir, seed, policy), &ctx);
         let delay = 50 + rng.below(350);
         std::thread::sleep(Duration::from_millis(delay));
         child.kill().unwrap();

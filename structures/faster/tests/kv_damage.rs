@@ -11,10 +11,10 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
-use common::{fsck_options, kv_options, small_options};
+use common::{fsck_options, kv_options, rewrite_node, small_options};
 use vellum::inspect::{Report, fsck_with, load_with};
 use vellum::io::OsStorage;
-use vellum::runtime::{CommitPolicy, DurableRuntime};
+use vellum::runtime::DurableRuntime;
 use vellum::{CorruptionKind, NodeId};
 use vellum_faster::kv::inspect::{FasterKvPlugin, faster_kvs, key_chain};
 use vellum_faster::kv::store_node::StoreNode;
@@ -44,17 +44,6 @@ fn build(dir: &Path) -> (NodeId, StoreNode) {
     let node = StoreNode::decode(&rt.read(id).unwrap(), ROOT).unwrap();
     Arc::into_inner(rt).unwrap().close().unwrap();
     (id, node)
-}
-
-/// Replaces node `id`'s bytes with `damage` of them, in a STRICT commit.
-fn rewrite(dir: &Path, id: NodeId, damage: impl FnOnce(&mut Vec<u8>)) {
-    let rt = DurableRuntime::open(dir, small_options()).unwrap();
-    let mut bytes = rt.read(id).unwrap();
-    damage(&mut bytes);
-    let mut tx = rt.begin();
-    tx.write(id, &bytes).unwrap();
-    tx.commit_with(CommitPolicy::Strict).unwrap();
-    rt.close().unwrap();
 }
 
 fn fsck(dir: &Path) -> Report {
@@ -130,7 +119,7 @@ fn a_damaged_checkpoint_section_is_refused_at_its_field() {
     let cp = node.checkpoint.unwrap();
     // The section follows the page list; its tail is at 24 within it.
     let at = 24 + 8 * node.pages.len() + 24;
-    rewrite(dir.path(), id, |b| {
+    rewrite_node(dir.path(), id, |b| {
         b[at..at + 8].copy_from_slice(&(cp.tail + 8).to_le_bytes())
     });
     let kind = CorruptionKind::InvalidField {
@@ -145,7 +134,7 @@ fn a_chunk_node_naming_another_chunk_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (_, node) = build(dir.path());
     let chunk = node.checkpoint.unwrap().chunks[0];
-    rewrite(dir.path(), chunk, |b| b[8] = 3);
+    rewrite_node(dir.path(), chunk, |b| b[8] = 3);
     let kind = CorruptionKind::Mismatch {
         what: "chunk index",
         expected: 0,
@@ -160,7 +149,7 @@ fn an_index_entry_with_its_reserved_bit_is_refused_at_its_word() {
     let (_, node) = build(dir.path());
     let chunk = node.checkpoint.unwrap().chunks[0];
     let mut word = 0u64;
-    rewrite(dir.path(), chunk, |b| {
+    rewrite_node(dir.path(), chunk, |b| {
         // Word 0 of the image: bucket 0's first slot (in use: 2000 keys over 64 buckets).
         word = u64::from_le_bytes(b[16..24].try_into().unwrap());
         assert_ne!(word, 0);
@@ -178,7 +167,7 @@ fn a_damaged_page_node_is_refused_by_the_read_that_needs_it() {
     let dir = tempfile::tempdir().unwrap();
     let (_, node) = build(dir.path());
     // Page 1's node: its header's page number.
-    rewrite(dir.path(), node.pages[1], |b| b[8] ^= 0x40);
+    rewrite_node(dir.path(), node.pages[1], |b| b[8] ^= 0x40);
     let kv = FasterKv::open(runtime(dir.path()), "kv", options()).unwrap();
     let mut s = kv.session(AddU64).unwrap();
     let mut out = Vec::new();
@@ -233,7 +222,7 @@ fn a_delta_node_with_a_bucket_past_the_index_is_refused() {
     let delta = node.checkpoint.unwrap().deltas[0];
     Arc::into_inner(rt).unwrap().close().unwrap();
     // Its first entry's bucket: 64, past the index's 64 buckets.
-    rewrite(dir.path(), delta, |b| {
+    rewrite_node(dir.path(), delta, |b| {
         b[16..24].copy_from_slice(&64u64.to_le_bytes())
     });
     let kind = CorruptionKind::InvalidField {

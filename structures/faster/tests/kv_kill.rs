@@ -21,9 +21,9 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
+
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use vellum::runtime::{CommitPolicy, RuntimeOptions};
 use vellum_faster::kv::{AddU64, FasterKv, KvOptions, Status};
@@ -31,23 +31,17 @@ use vellum_faster::kv::{AddU64, FasterKv, KvOptions, Status};
 mod common;
 
 use common::{
-    assert_kv_values, env_u64, journal, journal_lines, kv_options, open_runtime_retrying,
+    KillVars, assert_kv_values, child_env, env_u64, journal, journal_lines, kv_options,
+    open_runtime_retrying, policy_from, spawn_opened_child,
 };
 
 const ENV_DIR: &str = "VELLUM_KV_KILL_DIR";
 const ENV_SEED: &str = "VELLUM_KV_KILL_SEED";
 const ENV_POLICY: &str = "VELLUM_KV_KILL_POLICY";
+const VARS: KillVars = [ENV_DIR, ENV_SEED, ENV_POLICY];
 const SESSIONS: u64 = 2;
 const COUNTERS: u64 = 30;
 const OWN_KEYS: u64 = 200;
-
-fn policy_from(s: &str) -> CommitPolicy {
-    match s {
-        "strict" => CommitPolicy::Strict,
-        "balanced" => CommitPolicy::Balanced,
-        _ => CommitPolicy::Eventual,
-    }
-}
 
 fn options(policy: CommitPolicy) -> KvOptions {
     // 16 KiB pages, 8 in memory: the log runs through memory and onto page nodes.
@@ -82,16 +76,10 @@ fn own_key(t: u64, serial: u64) -> u64 {
 #[test]
 #[ignore = "run by the kill test as a child process"]
 fn kv_child() {
-    let (Ok(dir), Ok(seed), Ok(policy)) = (
-        std::env::var(ENV_DIR),
-        std::env::var(ENV_SEED),
-        std::env::var(ENV_POLICY),
-    ) else {
+    let Some((dir, seed, policy)) = child_env(VARS) else {
         return;
     };
-    let dir = Path::new(&dir);
-    let seed: u64 = seed.parse().expect("seed");
-    let policy = policy_from(&policy);
+    let dir = dir.as_path();
     let kv = open(dir, policy);
     journal(dir, "open 0");
     std::thread::scope(|scope| {
@@ -180,33 +168,11 @@ fn check(dir: &Path, seed: u64, policy: CommitPolicy, ctx: &str) -> Vec<u64> {
 fn round(policy: &str, seed: u64) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let exe = std::env::current_exe().unwrap();
     let mut delay_rng = common::Rng::new(seed ^ 0x5eed);
     let mut until = Vec::new();
     for kill in 0..3 {
         let ctx = format!("{policy} seed {seed} kill {kill}");
-        let opens_before = journal_lines(dir).iter().filter(|l| l[0] == "open").count();
-        let mut child = Command::new(&exe)
-            .args(["kv_child", "--exact", "--ignored", "--nocapture"])
-            .env(ENV_DIR, dir)
-            .env(ENV_SEED, seed.to_string())
-            .env(ENV_POLICY, policy)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let wait_open = Instant::now();
-        while journal_lines(dir).iter().filter(|l| l[0] == "open").count() == opens_before {
-            assert!(
-                wait_open.elapsed() < Duration::from_secs(30),
-                "{ctx}: the child never opened"
-            );
-            assert!(
-                child.try_wait().unwrap().is_none(),
-                "{ctx}: the child exited"
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        let mut child = spawn_opened_child("kv_child", VARS, (dir, seed, policy), &ctx);
         let delay = 100 + delay_rng.below(400);
         std::thread::sleep(Duration::from_millis(delay));
         assert!(

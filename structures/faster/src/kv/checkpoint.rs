@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::checkpoint_meta::{CheckpointMeta, SessionPoint, encode_delta};
 use super::cpr::{CommitPoint, CprState, Phase};
 use super::hlog::{IndexNodes, IndexWrites};
-use super::index::CHUNK_BUCKETS;
 use super::store::KvInner;
 use crate::Result;
 
@@ -82,8 +81,9 @@ pub(crate) fn take(kv: &KvInner) -> Result<CheckpointInfo> {
 /// What CK2 copies of the index, and how much.
 struct IndexCopy {
     writes: IndexWrites,
-    /// The buckets taken (set dirty again if the checkpoint fails).
+    /// The buckets taken (set dirty again if the checkpoint fails), and their chunks.
     taken: Vec<usize>,
+    taken_chunks: BTreeSet<usize>,
     /// Chunks written: whole, or with chains in the delta.
     chunks_written: usize,
     delta_bytes: u64,
@@ -97,9 +97,9 @@ fn copy_index(kv: &KvInner, state: &CheckpointState) -> IndexCopy {
     let taken: Vec<usize> = (0..chunk_count)
         .flat_map(|c| kv.index.take_dirty_buckets(c))
         .collect();
+    let taken_chunks: BTreeSet<usize> = taken.iter().map(|&b| kv.index.chunk_of(b)).collect();
     let first =
         state.nodes.chunks.len() != chunk_count || state.nodes.chunks.iter().any(Option::is_none);
-    let chunk_of = |b: usize| b / CHUNK_BUCKETS.min(kv.index.bucket_count() as usize);
     let delta: Vec<(usize, Vec<u64>)> = if first {
         Vec::new()
     } else {
@@ -112,7 +112,6 @@ fn copy_index(kv: &KvInner, state: &CheckpointState) -> IndexCopy {
     let delta_bytes = (16 + 8 * delta_words) as u64;
     let limit = kv.index.bucket_count() * 64 / 4;
     if !first && state.delta_bytes + delta_bytes <= limit {
-        let chunks: BTreeSet<usize> = taken.iter().map(|&b| chunk_of(b)).collect();
         let writes = IndexWrites {
             delta: (!delta.is_empty()).then(|| encode_delta(&delta)),
             ..IndexWrites::default()
@@ -120,12 +119,13 @@ fn copy_index(kv: &KvInner, state: &CheckpointState) -> IndexCopy {
         let delta_bytes = if delta.is_empty() { 0 } else { delta_bytes };
         return IndexCopy {
             writes,
+            chunks_written: taken_chunks.len(),
             taken,
-            chunks_written: chunks.len(),
+            taken_chunks,
             delta_bytes,
         };
     }
-    let mut chunks: BTreeSet<usize> = taken.iter().map(|&b| chunk_of(b)).collect();
+    let mut chunks = taken_chunks.clone();
     chunks.extend(&state.delta_chunks);
     if first {
         chunks.extend(0..chunk_count);
@@ -142,6 +142,7 @@ fn copy_index(kv: &KvInner, state: &CheckpointState) -> IndexCopy {
         chunks_written: writes.chunks.len(),
         writes,
         taken,
+        taken_chunks,
         delta_bytes: 0,
     }
 }
@@ -201,10 +202,7 @@ fn write(kv: &KvInner, v: u32, prepare_tail: u64) -> Result<CheckpointInfo> {
         state.delta_chunks.clear();
     } else {
         state.delta_bytes += copy.delta_bytes;
-        let size = CHUNK_BUCKETS.min(kv.index.bucket_count() as usize);
-        state
-            .delta_chunks
-            .extend(copy.taken.iter().map(|&b| b / size));
+        state.delta_chunks.extend(&copy.taken_chunks);
     }
     state.commit_points = points;
     let whole: usize = copy

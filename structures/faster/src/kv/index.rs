@@ -785,6 +785,11 @@ impl HashIndex {
         self.chunks.len()
     }
 
+    /// The chunk main bucket `bucket` is in.
+    pub fn chunk_of(&self, bucket: usize) -> usize {
+        bucket / self.chunk_buckets
+    }
+
     /// True when a bucket of the chunk (or of a chain it heads) changed since the flag was last
     /// cleared (I6). Panics if `chunk >= chunk_count()`.
     pub fn chunk_is_dirty(&self, chunk: usize) -> bool {
@@ -804,6 +809,11 @@ impl HashIndex {
         if !self.chunks[chunk].dirty.swap(false, AcqRel) {
             return Vec::new();
         }
+        self.take_bits(chunk)
+    }
+
+    /// Clears the bits of chunk `chunk`'s main buckets; returns the buckets whose bit was set.
+    fn take_bits(&self, chunk: usize) -> Vec<usize> {
         let first = chunk * self.chunk_buckets;
         let mut out = Vec::new();
         let words = first / 64..(first + self.chunk_buckets).div_ceil(64);
@@ -819,10 +829,15 @@ impl HashIndex {
         out
     }
 
-    /// Clears the chunk's dirty flag; returns whether it was set. Copy the chunk after this call
-    /// (I6). Panics if `chunk >= chunk_count()`.
+    /// Clears the chunk's dirty flag (and its buckets' bits, as [`HashIndex::take_dirty_buckets`]
+    /// does); returns whether it was set. Copy the chunk after this call (I6). Panics if
+    /// `chunk >= chunk_count()`.
     pub fn take_dirty(&self, chunk: usize) -> bool {
-        self.chunks[chunk].dirty.swap(false, AcqRel)
+        let was = self.chunks[chunk].dirty.swap(false, AcqRel);
+        if was {
+            self.take_bits(chunk);
+        }
+        was
     }
 
     /// Bytes of the main table and the overflow pages allocated:

@@ -229,7 +229,7 @@ impl Check<'_> {
         self.summarize(&cp);
         let records = self.walk_pages(&node, &cp);
         if let Some(index) = self.load_index(&cp) {
-            self.check_entries(&index, &records, &cp);
+            self.check_entries(&index, &records);
         }
     }
 
@@ -345,7 +345,7 @@ impl Check<'_> {
     /// Every entry names a record of its bucket and tag, and so does every link of its chain
     /// (records of the next version at or above `prepare_tail` included: recovery moves the
     /// entry past them, and they are records all the same).
-    fn check_entries(&mut self, index: &HashIndex, records: &Records, cp: &CheckpointMeta) {
+    fn check_entries(&mut self, index: &HashIndex, records: &Records) {
         let mask = index.bucket_count() - 1;
         let mut bad = Vec::new();
         let mut entries = 0;
@@ -371,7 +371,7 @@ impl Check<'_> {
         let name = self.root.strip_prefix(KV_ROOT_PREFIX).unwrap_or(self.root);
         for (bucket, a, first) in bad {
             let (file, offset, field) = if first {
-                let chunk = bucket / super::index::CHUNK_BUCKETS.min(cp.bucket_count as usize);
+                let chunk = index.chunk_of(bucket);
                 let file = PathBuf::from(format!("{}/chunk/{chunk}", self.root));
                 (file, 0, "index entry address")
             } else {

@@ -13,7 +13,6 @@ use std::collections::BTreeSet;
 
 use super::checkpoint_meta::{CheckpointMeta, decode_chunk, decode_delta};
 use super::hlog::{HybridLog, IndexNodes, LOG_BEGIN, RecoveredLog};
-use super::index::CHUNK_BUCKETS;
 use super::index::{ADDRESS_UNSET, ChunkDefect, HashIndex, IndexError};
 use super::options::KvOptions;
 use super::store_node::StoreNode;
@@ -104,7 +103,6 @@ fn apply_deltas(
     checkpoint: &CheckpointMeta,
 ) -> Result<(u64, BTreeSet<usize>)> {
     let (mut bytes_total, mut chunks) = (0, BTreeSet::new());
-    let chunk_buckets = CHUNK_BUCKETS.min(index.bucket_count() as usize);
     for (i, &id) in checkpoint.deltas.iter().enumerate() {
         let path = PathBuf::from(format!("{root}/delta/{i}"));
         let bytes = rt.read(id)?;
@@ -123,7 +121,7 @@ fn apply_deltas(
                         },
                     ))
                 })?;
-            chunks.insert(bucket / chunk_buckets);
+            chunks.insert(index.chunk_of(bucket));
             offset += 16 + 8 * words.len();
         }
     }

@@ -291,3 +291,74 @@ pub fn assert_kv_values(
         }
     }
 }
+
+/// A kill test's commit policy by name (`strict`, `balanced`, else EVENTUAL).
+pub fn policy_from(s: &str) -> vellum::runtime::CommitPolicy {
+    use vellum::runtime::CommitPolicy;
+    match s {
+        "strict" => CommitPolicy::Strict,
+        "balanced" => CommitPolicy::Balanced,
+        _ => CommitPolicy::Eventual,
+    }
+}
+
+/// The names of a kill test's environment variables: directory, seed, policy.
+pub type KillVars = [&'static str; 3];
+
+/// In a kill test's child: the directory, seed and policy its parent set, or `None` when run
+/// as an ordinary test (the child then returns at once).
+pub fn child_env(
+    vars: KillVars,
+) -> Option<(std::path::PathBuf, u64, vellum::runtime::CommitPolicy)> {
+    let [dir, seed, policy] = vars.map(|v| std::env::var(v).ok());
+    let seed = seed?.parse().expect("seed");
+    Some((dir?.into(), seed, policy_from(&policy?)))
+}
+
+/// Starts this test binary's ignored test `child` with the kill test's variables, and waits
+/// until it journals one more `open` line than before (it has recovered and begun).
+pub fn spawn_opened_child(
+    child: &str,
+    vars: KillVars,
+    (dir, seed, policy): (&std::path::Path, u64, &str),
+    ctx: &str,
+) -> std::process::Child {
+    use std::time::{Duration, Instant};
+    let opens = || journal_lines(dir).iter().filter(|l| l[0] == "open").count();
+    let before = opens();
+    let mut process = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([child, "--exact", "--ignored", "--nocapture"])
+        .env(vars[0], dir)
+        .env(vars[1], seed.to_string())
+        .env(vars[2], policy)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while opens() == before {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{ctx}: the child never opened"
+        );
+        assert!(
+            process.try_wait().unwrap().is_none(),
+            "{ctx}: the child exited"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    process
+}
+
+/// Replaces node `id`'s bytes in the store in `dir` with `damage` of them, in a STRICT commit
+/// (the runtime's checksum stays right: only the structure's checks can tell).
+pub fn rewrite_node(dir: &std::path::Path, id: NodeId, damage: impl FnOnce(&mut Vec<u8>)) {
+    let rt = DurableRuntime::open(dir, small_options()).unwrap();
+    let mut bytes = rt.read(id).unwrap();
+    damage(&mut bytes);
+    let mut tx = rt.begin();
+    tx.write(id, &bytes).unwrap();
+    tx.commit_with(vellum::runtime::CommitPolicy::Strict)
+        .unwrap();
+    rt.close().unwrap();
+}
