@@ -75,6 +75,18 @@ impl Encoder {
         self
     }
 
+    /// Appends `v` as an unsigned LEB128 varint: seven bits a byte, low bits first, the high bit
+    /// set on every byte but the last. Always the shortest form ([`varint_len`] bytes), which is
+    /// the only one [`Decoder::varint`] accepts.
+    pub fn varint(&mut self, mut v: u64) -> &mut Self {
+        while v >= 0x80 {
+            self.buf.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.buf.push(v as u8);
+        self
+    }
+
     /// Appends raw bytes.
     pub fn bytes(&mut self, v: &[u8]) -> &mut Self {
         self.buf.extend_from_slice(v);
@@ -192,6 +204,37 @@ impl<'a> Decoder<'a> {
         Ok(u64::from_le_bytes(self.array()?))
     }
 
+    /// Reads an unsigned LEB128 varint written by [`Encoder::varint`]. Only the shortest form of
+    /// a value that fits 64 bits is accepted (anything else would make two encodings of one
+    /// record): a last byte of zero after the first, or bits past the 64th, are
+    /// `InvalidField { field, value: that byte }` at that byte; running out of bytes is
+    /// `Truncated`.
+    pub fn varint(&mut self, field: &'static str) -> Result<u64> {
+        let mut v = 0u64;
+        for i in 0..VARINT_BYTES_MAX {
+            let at = self.pos;
+            let byte = self.u8()?;
+            let bits = u64::from(byte & 0x7f);
+            let overflows = i == VARINT_BYTES_MAX - 1 && byte > 1;
+            let overlong = i > 0 && byte == 0;
+            if overflows || overlong {
+                return Err(self.error_at(
+                    at,
+                    CorruptionKind::InvalidField {
+                        field,
+                        value: u64::from(byte),
+                    },
+                ));
+            }
+            v |= bits << (7 * i);
+            if byte & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        // The tenth byte either ended the varint or failed the overflow check above.
+        Err(self.error(CorruptionKind::InvalidField { field, value: v }))
+    }
+
     /// Reads `n` bytes that the format requires to be zero, reporting the first non-zero one.
     pub fn zeros(&mut self, n: usize, field: &'static str) -> Result<()> {
         let start = self.pos;
@@ -207,6 +250,26 @@ impl<'a> Decoder<'a> {
         }
         Ok(())
     }
+}
+
+/// The most bytes a varint of a u64 takes: ten (64 bits at seven a byte).
+pub const VARINT_BYTES_MAX: usize = 10;
+
+/// Bytes [`Encoder::varint`] writes for `v`: 1 to [`VARINT_BYTES_MAX`].
+pub const fn varint_len(v: u64) -> usize {
+    let bits = 64 - (v | 1).leading_zeros() as usize;
+    bits.div_ceil(7)
+}
+
+/// Maps a signed difference to an unsigned one whose varint is short when the difference is
+/// near zero either way (zigzag: 0, -1, 1, -2, ... become 0, 1, 2, 3, ...).
+pub const fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+/// The inverse of [`zigzag`].
+pub const fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
 /// Rounds `n` up to a multiple of `align`, which must be a power of two.
@@ -270,6 +333,56 @@ mod tests {
         assert_eq!(crc32c_append(crc32c(a), b), whole);
         // The published CRC32C check value.
         assert_eq!(crc32c(b"123456789"), 0xe306_9283);
+    }
+
+    #[test]
+    fn varints_are_shortest_leb128_and_nothing_else_decodes() {
+        let path = Path::new("/v");
+        let enc = |v: u64| {
+            let mut e = Encoder::default();
+            e.varint(v);
+            e.finish()
+        };
+        assert_eq!(enc(0), [0x00]);
+        assert_eq!(enc(127), [0x7f]);
+        assert_eq!(enc(300), [0xac, 0x02]);
+        assert_eq!(
+            enc(u64::MAX),
+            [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]
+        );
+        for v in [0, 1, 127, 128, 300, 1 << 35, u64::MAX - 1, u64::MAX] {
+            let b = enc(v);
+            assert_eq!(b.len(), varint_len(v), "{v}");
+            let mut d = Decoder::new(&b, path, 0);
+            assert_eq!(d.varint("f").unwrap(), v);
+            assert_eq!(d.remaining(), 0);
+        }
+        let reject = |bytes: &[u8]| match Decoder::new(bytes, path, 100).varint("f") {
+            Err(Error::Corruption(c)) => (c.offset, c.kind),
+            other => panic!("{bytes:?} decoded as {other:?}"),
+        };
+        let field = |value| CorruptionKind::InvalidField { field: "f", value };
+        // 0 padded to two bytes, and 1 to three.
+        assert_eq!(reject(&[0x80, 0x00]), (101, field(0)));
+        assert_eq!(reject(&[0x81, 0x80, 0x00]), (102, field(0)));
+        // Bits past the 64th.
+        let mut over = vec![0xff; 9];
+        over.push(0x02);
+        assert_eq!(reject(&over), (109, field(2)));
+        assert_eq!(
+            reject(&[0x80]),
+            (
+                101,
+                CorruptionKind::Truncated {
+                    needed: 1,
+                    available: 0
+                }
+            )
+        );
+        for v in [0i64, -1, 1, -64, 63, i64::MIN, i64::MAX] {
+            assert_eq!(unzigzag(zigzag(v)), v);
+        }
+        assert_eq!((zigzag(0), zigzag(-1), zigzag(1), zigzag(-2)), (0, 1, 2, 3));
     }
 
     #[test]

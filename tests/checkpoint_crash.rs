@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use vellum::Error;
-use vellum::alloc::Location;
+use vellum::alloc::{Location, SLOT_BYTES_MIN};
 use vellum::checkpoint::{
     CheckpointEntry, CheckpointInfo, CheckpointWriter, checkpoint_file_name, read_checkpoint,
 };
@@ -44,8 +44,9 @@ fn entries() -> Vec<CheckpointEntry> {
         .map(|i| CheckpointEntry {
             id: NodeId::new((i % 64) as usize, i, 1).unwrap(),
             version: Version {
+                // Class 0, so a length of up to its slot.
                 location: Location::unpack(i * 3).unwrap(),
-                len: (i % 65) as u32,
+                len: (i % (SLOT_BYTES_MIN + 1)) as u32,
                 crc32c: i as u32,
                 kind: 1,
                 birth: i % EPOCH,

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use proptest::prelude::*;
 use vellum::Error;
 use vellum::alloc::{
-    CLASS_COUNT, FILE_MAX, LARGE_CLASS, Location, SMALL_SLOT_BYTES_MAX, class_len_max,
+    CLASS_COUNT, FILE_MAX, LARGE_CLASS, Location, SLOT_BYTES_MIN, SMALL_SLOT_BYTES_MAX,
+    class_len_max,
 };
 use vellum::checkpoint::{
     CheckpointEntry, CheckpointExpect, CheckpointInfo, CheckpointItem, CheckpointWriter,
@@ -41,7 +42,8 @@ fn version(epoch: u64) -> impl Strategy<Value = Version> {
             let location = Location {
                 class,
                 file,
-                offset: unit << 6,
+                // Any offset the packing holds: 40 bits of 16-byte units.
+                offset: unit * SLOT_BYTES_MIN,
             };
             // The large class holds only nodes too large for every small class.
             let len_min = if class == LARGE_CLASS {

@@ -18,7 +18,7 @@ mod common;
 
 use common::{Rng, env_u64};
 
-/// 128-byte nodes fill class-1 slots exactly (8192 per 1 MiB segment), so live bytes and the
+/// 128-byte nodes fill class-3 slots exactly (8192 per 1 MiB segment), so live bytes and the
 /// slots they use are the same number.
 const NODE_BYTES: usize = 128;
 
@@ -95,7 +95,7 @@ fn a_full_compaction_moves_every_live_node_and_returns_the_space() {
         // 80 000 nodes fill ten segments (8192 slots each) and each keeps about a tenth of
         // them: the 8000 live nodes fit one segment, so the densest stays and the other nine
         // are victims whose every node moves into it.
-        let usage = rt.segment_usage(1);
+        let usage = rt.segment_usage(3);
         assert_eq!(usage.len(), 10);
         let densest = usage.iter().map(|u| u64::from(u.used_slots)).max().unwrap();
         let to_move = NODES / 10 - densest;
@@ -110,7 +110,7 @@ fn a_full_compaction_moves_every_live_node_and_returns_the_space() {
         assert_eq!(report.segments_returned, 9);
         let last = seen.last().copied().unwrap();
         assert_eq!((last.nodes_total, last.nodes_done), (to_move, to_move));
-        let usage = rt.segment_usage(1);
+        let usage = rt.segment_usage(3);
         let used: Vec<u32> = usage.iter().map(|u| u.used_slots).collect();
         assert_eq!(used.iter().filter(|&&u| u > 0).count(), 1, "{used:?}");
 

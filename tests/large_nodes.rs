@@ -1,5 +1,5 @@
 //! Large nodes (more than 256 KiB, up to 64 MiB) without waste: each takes its length rounded up
-//! to 4 KiB on disk, an extent in a 64 MiB region of the large class (class 13), not the next
+//! to 4 KiB on disk, an extent in a 64 MiB region of the large class (class 15), not the next
 //! power of two. Exact figures from the allocator and from the (page-accurate) fault storage;
 //! reuse of freed extents; exact bytes across crashes at every storage operation of a
 //! transaction; compaction moving large nodes out of a fragmented region; recovery refusing
@@ -147,7 +147,7 @@ fn large_lengths_round_up_to_4_kib_exactly() {
     let mut tx = rt.begin();
     let small = tx.alloc(1, &content(99, 256 * KIB)).unwrap();
     tx.commit_with(CommitPolicy::Strict).unwrap();
-    assert_eq!(rt.class_space(12).used_bytes, 256 * KIB);
+    assert_eq!(rt.class_space(14).used_bytes, 256 * KIB);
     assert_eq!(rt.class_space(LARGE_CLASS).used_slots, cases.len() as u64);
     assert!(rt.read(small).unwrap() == content(99, 256 * KIB));
     rt.close().unwrap();

@@ -86,7 +86,8 @@ fn resolves_exact_bytes_checksum_and_kind() {
     let mut nodes = Vec::new();
     for i in 0..200u32 {
         let bytes: Vec<u8> = (0..(i % 120 + 1)).map(|b| (b as u8) ^ (i as u8)).collect();
-        let location = f.allocate_slot(&alloc, 1).unwrap();
+        // Class 3: slots of 128 bytes hold every length here (1 to 120).
+        let location = f.allocate_slot(&alloc, 3).unwrap();
         let (id, _) = publish(&table, &f, location, &bytes, (i % 7) as u8);
         nodes.push((id, bytes, (i % 7) as u8));
     }
@@ -113,7 +114,7 @@ fn maps_evicted_windows_and_windows_past_the_first_array() {
     // 64 windows per file: file 4 onwards lies past the directory's fixed array of 256 slots.
     for (file, window) in [(0u32, 0u64), (0, 63), (3, 63), (4, 0), (5, 17), (9, 40)] {
         let location = Location {
-            class: 0,
+            class: 2,
             file,
             offset: window * WINDOW + 128,
         };

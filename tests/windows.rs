@@ -49,7 +49,7 @@ fn files(dir: &std::path::Path) -> DataFiles {
 /// A 64-byte slot in window `w`, with content that names it.
 fn slot(w: u64) -> (Location, Vec<u8>) {
     let loc = Location {
-        class: 0,
+        class: 2,
         file: 0,
         offset: w * WINDOW + 4096,
     };

@@ -2,7 +2,7 @@
 //!
 //! Invariants:
 //! 1. A node of `len` bytes lives in exactly one class, [`class_for_len`]: a small class (a
-//!    power-of-two slot, 64 B to 256 KiB) when `len <= SMALL_SLOT_BYTES_MAX`, the large class
+//!    power-of-two slot, 16 B to 256 KiB) when `len <= SMALL_SLOT_BYTES_MAX`, the large class
 //!    (an extent of whole 4 KiB units) up to `SLOT_BYTES_MAX`.
 //! 2. What a version owns in its file is a function of `(location, len)` alone
 //!    ([`slot_bytes`]): the class's slot, or for the large class `round_up(len, 4 KiB)`. Recovery,
@@ -13,11 +13,11 @@
 use std::fmt;
 
 /// Smallest slot size: size class 0.
-pub const SLOT_BYTES_MIN: u64 = 64;
+pub const SLOT_BYTES_MIN: u64 = 16;
 /// log2 of [`SLOT_BYTES_MIN`].
-pub const SLOT_SHIFT_MIN: u32 = 6;
-/// Number of small (power-of-two slot) classes: 64 B doubling to 256 KiB.
-pub const SMALL_CLASS_COUNT: usize = 13;
+pub const SLOT_SHIFT_MIN: u32 = 4;
+/// Number of small (power-of-two slot) classes: 16 B doubling to 256 KiB.
+pub const SMALL_CLASS_COUNT: usize = 15;
 /// The class of large nodes: extents of whole [`EXTENT_UNIT_BYTES`] units, allocated first fit
 /// by size (best fit) in [`REGION_BYTES`] regions (`extents.rs`).
 pub const LARGE_CLASS: u8 = SMALL_CLASS_COUNT as u8;
@@ -57,7 +57,7 @@ pub const fn is_small_class(class: u8) -> bool {
 
 /// The allocation unit of `class`: every location of the class is a multiple of it, and
 /// everything the class allocates a whole number of them. A small class's unit is its slot
-/// (`64 << class`); the large class's is [`EXTENT_UNIT_BYTES`].
+/// (`16 << class`); the large class's is [`EXTENT_UNIT_BYTES`].
 pub const fn class_unit_bytes(class: u8) -> u64 {
     if is_small_class(class) {
         SLOT_BYTES_MIN << class
@@ -112,12 +112,12 @@ pub fn class_for_len(len: u64) -> Option<u8> {
 
 /// Where a node version lives: size class, data file (per class), and byte offset in that file.
 ///
-/// Packed into a u64 as `class (5 bits) | file (19 bits) | offset / 64 (40 bits)`, so object-table
+/// Packed into a u64 as `class (5 bits) | file (19 bits) | offset / 16 (40 bits)`, so object-table
 /// entries hold it in one atomic word. Offsets are multiples of their class's unit
-/// ([`class_unit_bytes`]), hence of 64.
+/// ([`class_unit_bytes`]), hence of 16.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Location {
-    /// Size class: small classes `0..LARGE_CLASS` (slot `64 << class`), or [`LARGE_CLASS`].
+    /// Size class: small classes `0..LARGE_CLASS` (slot `16 << class`), or [`LARGE_CLASS`].
     pub class: u8,
     /// Data file number within the class.
     pub file: u32,
@@ -203,15 +203,17 @@ mod tests {
     #[test]
     fn classes() {
         assert_eq!(class_for_len(0), Some(0));
-        assert_eq!(class_for_len(64), Some(0));
-        assert_eq!(class_for_len(65), Some(1));
-        assert_eq!(class_for_len(256 << 10), Some(12));
-        assert_eq!(class_unit_bytes(12), SMALL_SLOT_BYTES_MAX);
+        assert_eq!(class_for_len(16), Some(0));
+        assert_eq!(class_for_len(17), Some(1));
+        assert_eq!(class_for_len(64), Some(2));
+        assert_eq!(class_for_len(256 << 10), Some(14));
+        assert_eq!(class_unit_bytes(0), 16);
+        assert_eq!(class_unit_bytes(14), SMALL_SLOT_BYTES_MAX);
         assert_eq!(class_for_len((256 << 10) + 1), Some(LARGE_CLASS));
         assert_eq!(class_for_len(64 << 20), Some(LARGE_CLASS));
         assert_eq!(class_for_len((64 << 20) + 1), None);
-        assert_eq!(LARGE_CLASS, 13);
-        assert_eq!(CLASS_COUNT, 14);
+        assert_eq!(LARGE_CLASS, 15);
+        assert_eq!(CLASS_COUNT, 16);
     }
 
     #[test]
@@ -233,10 +235,11 @@ mod tests {
             "a small node is never large"
         );
         assert!(!len_fits(LARGE_CLASS, (64 << 20) + 1));
-        assert!(len_fits(12, 256 << 10));
-        assert!(!len_fits(12, (256 << 10) + 1));
+        assert!(len_fits(14, 256 << 10));
+        assert!(!len_fits(14, (256 << 10) + 1));
         assert!(!len_fits(CLASS_COUNT as u8, 1));
-        assert_eq!(slot_bytes(3, 1), 512);
+        assert_eq!(slot_bytes(3, 1), 128);
+        assert_eq!(slot_bytes(0, 16), 16);
     }
 
     #[test]
@@ -257,8 +260,9 @@ mod tests {
             at(64 * mib + 64).misplaced(mib),
             Some("is not aligned to its class's unit")
         );
+        // Class 5's slots are 512 B: 256 is on the packing's 16-byte grid but not on its own.
         let small = Location {
-            class: 3,
+            class: 5,
             file: 0,
             offset: 256,
         };
@@ -274,12 +278,12 @@ mod tests {
         let l = Location {
             class: LARGE_CLASS,
             file: FILE_MAX,
-            offset: ((1u64 << 40) - 1) << 6,
+            offset: ((1u64 << 40) - 1) << SLOT_SHIFT_MIN,
         };
         assert_eq!(Location::unpack(l.pack()), Some(l));
         assert_eq!(Location::unpack(31 << 59), None);
         assert_eq!(
-            Location::unpack(14 << 59),
+            Location::unpack(16 << 59),
             None,
             "classes past the large one"
         );
@@ -292,21 +296,23 @@ mod tests {
     /// FORMAT.md §5, "Location": the words of a small slot and of a large extent.
     #[test]
     fn layout_is_pinned() {
+        // class 5 << 59 | file 2 << 40 | 2560 / 16 = 0xa0
         let small = Location {
-            class: 3,
+            class: 5,
             file: 2,
             offset: 512 * 5,
         };
-        assert_eq!(small.pack(), 0x1800_0200_0000_0028);
+        assert_eq!(small.pack(), 0x2800_0200_0000_00a0);
         let large = Location {
             class: LARGE_CLASS,
             file: 1,
             offset: (64 << 20) + (31 << 20),
         };
-        assert_eq!(large.pack(), 0x6800_0100_0017_c000);
+        // class 15 << 59 | file 1 << 40 | 95 MiB / 16 = 0x5f_0000
+        assert_eq!(large.pack(), 0x7800_0100_005f_0000);
         assert_eq!(
             large.pack().to_le_bytes(),
-            [0x00, 0xc0, 0x17, 0, 0, 0x01, 0, 0x68]
+            [0x00, 0x00, 0x5f, 0, 0, 0x01, 0, 0x78]
         );
         assert_eq!(large.range(33 << 20), (95 << 20)..(128 << 20));
     }

@@ -4,7 +4,7 @@ mod location;
 
 pub use location::{
     CLASS_COUNT, EXTENT_UNIT_BYTES, FILE_MAX, LARGE_CLASS, Location, REGION_BYTES, SLOT_BYTES_MAX,
-    SLOT_BYTES_MIN, SMALL_CLASS_COUNT, SMALL_SLOT_BYTES_MAX, class_for_len, class_len_max,
+    SLOT_BYTES_MIN, SLOT_SHIFT_MIN, SMALL_CLASS_COUNT, SMALL_SLOT_BYTES_MAX, class_for_len, class_len_max,
     class_unit_bytes, is_small_class, len_fits, slot_bytes,
 };
 

@@ -832,18 +832,18 @@ mod tests {
     #[test]
     fn slots_are_distinct_and_reused() {
         let a = small();
-        let x = a.allocate(0).unwrap();
+        let x = a.allocate(2).unwrap();
         assert_eq!(
             x.back,
             Some(EmptySegment {
-                class: 0,
+                class: 2,
                 file: 0,
                 offset: 0,
                 len: 1 << 20
             }),
             "the first slot of a new segment asks for its blocks"
         );
-        let y = a.allocate(0).unwrap();
+        let y = a.allocate(2).unwrap();
         assert_eq!(y.back, None);
         let (x, y) = (x.location, y.location);
         assert_ne!(x, y);
@@ -851,16 +851,16 @@ mod tests {
         assert!(a.free(x).is_err(), "double free is refused");
         assert!(!a.is_allocated(x));
         // The fill segment still has free slots, so no segment is added.
-        let z = a.allocate(0).unwrap().location;
-        assert_eq!(a.space(0).segments, 1);
+        let z = a.allocate(2).unwrap().location;
+        assert_eq!(a.space(2).segments, 1);
         assert!(a.is_allocated(z));
     }
 
     #[test]
     fn segments_roll_into_new_files() {
         let a = small();
-        // Class 12 (256 KiB slots): 4 slots per 1 MiB segment, 64 segments per 64 MiB file.
-        let locs: Vec<_> = (0..257).map(|_| a.allocate(12).unwrap().location).collect();
+        // Class 14 (256 KiB slots): 4 slots per 1 MiB segment, 64 segments per 64 MiB file.
+        let locs: Vec<_> = (0..257).map(|_| a.allocate(14).unwrap().location).collect();
         assert_eq!(
             (locs[255].file, locs[255].offset),
             (0, (64 << 20) - (256 << 10))
@@ -873,7 +873,7 @@ mod tests {
         assert_eq!((l1.file, l1.offset), (1, 0));
         assert!(
             matches!(a.allocate(LARGE_CLASS), Err(Error::InvalidArgument(m))
-                if m == "no size class 13 of fixed slots"),
+                if m == "no size class 15 of fixed slots"),
             "extents are allocated by length"
         );
         assert!(
@@ -920,9 +920,9 @@ mod tests {
     #[test]
     fn empty_segments_are_offered_once() {
         let a = small();
-        let locs: Vec<_> = (0..4).map(|_| a.allocate(12).unwrap().location).collect();
-        // Class 12 (256 KiB) has 4 slots per 1 MiB segment.
-        assert_eq!(a.space(12).segments, 1);
+        let locs: Vec<_> = (0..4).map(|_| a.allocate(14).unwrap().location).collect();
+        // Class 14 (256 KiB) has 4 slots per 1 MiB segment.
+        assert_eq!(a.space(14).segments, 1);
         for l in &locs {
             a.free(*l).unwrap();
         }
@@ -937,22 +937,22 @@ mod tests {
         assert_eq!(
             empty,
             vec![EmptySegment {
-                class: 12,
+                class: 14,
                 file: 0,
                 offset: 0,
                 len: 1 << 20
             }]
         );
         assert!(a.return_empty(10, 0, |_| Ok(())).unwrap().is_empty());
-        assert_eq!(a.space(12).returned_segments, 1);
-        let again = a.allocate(12).unwrap();
+        assert_eq!(a.space(14).returned_segments, 1);
+        let again = a.allocate(14).unwrap();
         assert!(
             again.back.is_some(),
             "a returned segment needs its blocks reserved again"
         );
-        assert_eq!(a.space(12).returned_segments, 0);
+        assert_eq!(a.space(14).returned_segments, 0);
         a.unback(again.location);
-        let next = a.allocate(12).unwrap();
+        let next = a.allocate(14).unwrap();
         assert!(
             next.back.is_some(),
             "unback makes the next allocation ask again"
@@ -962,35 +962,35 @@ mod tests {
     #[test]
     fn evacuating_segments_are_not_allocated_from() {
         let a = small();
-        // Class 0: 16384 slots of 64 B per 1 MiB segment. Fill one segment, start a second.
+        // Class 2: 16384 slots of 64 B per 1 MiB segment. Fill one segment, start a second.
         let first: Vec<_> = (0..16384)
-            .map(|_| a.allocate(0).unwrap().location)
+            .map(|_| a.allocate(2).unwrap().location)
             .collect();
-        let second = a.allocate(0).unwrap().location;
+        let second = a.allocate(2).unwrap().location;
         assert_eq!(a.segment_of(second), Some(1));
         for l in &first[..100] {
             a.free(*l).unwrap();
         }
-        a.begin_evacuation(0, &[0]);
+        a.begin_evacuation(2, &[0]);
         // Segment 0 has 100 free slots, but the next ones come from segment 1.
         for _ in 0..200 {
-            assert_eq!(a.segment_of(a.allocate(0).unwrap().location), Some(1));
+            assert_eq!(a.segment_of(a.allocate(2).unwrap().location), Some(1));
         }
         // Half of segment 0 free: a refill candidate, but not while it is evacuated.
         for l in &first[100..8192] {
             a.free(*l).unwrap();
         }
         for _ in 201..16384 {
-            assert_eq!(a.segment_of(a.allocate(0).unwrap().location), Some(1));
+            assert_eq!(a.segment_of(a.allocate(2).unwrap().location), Some(1));
         }
-        assert_eq!(a.segment_of(a.allocate(0).unwrap().location), Some(2));
-        a.end_evacuation(0, &[0]);
+        assert_eq!(a.segment_of(a.allocate(2).unwrap().location), Some(2));
+        a.end_evacuation(2, &[0]);
         // Segment 2 is the fill segment until it is full; then segment 0, back on the list.
         for _ in 1..16384 {
-            assert_eq!(a.segment_of(a.allocate(0).unwrap().location), Some(2));
+            assert_eq!(a.segment_of(a.allocate(2).unwrap().location), Some(2));
         }
-        assert_eq!(a.allocate(0).unwrap().location, first[0]);
-        let usage = a.segment_usage(0);
+        assert_eq!(a.allocate(2).unwrap().location, first[0]);
+        let usage = a.segment_usage(2);
         assert_eq!(usage.len(), 3);
         assert_eq!(usage[0].used_slots, 16384 - 8192 + 1);
         assert_eq!(usage[1].used_slots, 16384);
@@ -1000,15 +1000,16 @@ mod tests {
     #[test]
     fn slots_are_handed_out_side_by_side() {
         let a = small();
-        // Class 0: fill segment 0, then free every fourth slot (a quarter: not enough to refill).
+        // Class 2 (64 B): fill segment 0, then free every fourth slot (a quarter: not enough
+        // to refill).
         let first: Vec<_> = (0..16384)
-            .map(|_| a.allocate(0).unwrap().location)
+            .map(|_| a.allocate(2).unwrap().location)
             .collect();
         for l in first.iter().step_by(4) {
             a.free(*l).unwrap();
         }
         // The next slots are consecutive, in a new segment, not the scattered free ones.
-        let next: Vec<_> = (0..100).map(|_| a.allocate(0).unwrap().location).collect();
+        let next: Vec<_> = (0..100).map(|_| a.allocate(2).unwrap().location).collect();
         for (i, l) in next.iter().enumerate() {
             assert_eq!((l.file, l.offset), (0, (1 << 20) + 64 * i as u64));
         }
@@ -1018,76 +1019,76 @@ mod tests {
             a.free(*l).unwrap();
         }
         for _ in 100..16384 {
-            assert_eq!(a.segment_of(a.allocate(0).unwrap().location), Some(1));
+            assert_eq!(a.segment_of(a.allocate(2).unwrap().location), Some(1));
         }
-        let refill: Vec<_> = (0..6).map(|_| a.allocate(0).unwrap().location.offset).collect();
+        let refill: Vec<_> = (0..6).map(|_| a.allocate(2).unwrap().location.offset).collect();
         assert_eq!(refill, [0, 64, 128, 256, 320, 384]);
-        assert_eq!(a.space(0).segments, 2);
+        assert_eq!(a.space(2).segments, 2);
     }
 
     #[test]
     fn a_rebuild_resumes_filling_where_a_running_allocator_would() {
         let a = small();
         let first: Vec<_> = (0..16384 + 100)
-            .map(|_| a.allocate(0).unwrap().location)
+            .map(|_| a.allocate(2).unwrap().location)
             .collect();
         let options = a.options();
         let mut segments = [0u64; CLASS_COUNT];
-        segments[0] = 2;
+        segments[2] = 2;
         let rebuilt =
             SegmentAllocator::rebuild(options, &segments, first.iter().map(|&l| (l, 16))).unwrap();
         // Segment 1 holds 100 slots and is the fill segment at once (so compaction leaves it
         // alone), and allocation goes on right after its used slots.
-        assert_eq!(rebuilt.fill_segment(0), Some(1));
+        assert_eq!(rebuilt.fill_segment(2), Some(1));
         assert_eq!(
-            rebuilt.allocate(0).unwrap().location.offset,
+            rebuilt.allocate(2).unwrap().location.offset,
             (1 << 20) + 100 * 64
         );
         // A rebuild where no segment is free enough to refill has no fill segment.
-        segments[0] = 1;
+        segments[2] = 1;
         let full = SegmentAllocator::rebuild(
             options,
             &segments,
             first[..16384].iter().map(|&l| (l, 16)),
         )
         .unwrap();
-        assert_eq!(full.fill_segment(0), None);
+        assert_eq!(full.fill_segment(2), None);
     }
 
     #[test]
     fn the_lowest_refill_segment_is_taken_first() {
         let a = small();
         let segs: Vec<Vec<Location>> = (0..3)
-            .map(|_| (0..16384).map(|_| a.allocate(0).unwrap().location).collect())
+            .map(|_| (0..16384).map(|_| a.allocate(2).unwrap().location).collect())
             .collect();
         // Segment 1 gets 12000 free slots, then segment 0 9000; segment 2 stays full.
         for l in segs[1][..12000].iter().chain(&segs[0][..9000]) {
             a.free(*l).unwrap();
         }
         for _ in 0..9000 {
-            assert_eq!(a.segment_of(a.allocate(0).unwrap().location), Some(0));
+            assert_eq!(a.segment_of(a.allocate(2).unwrap().location), Some(0));
         }
-        assert_eq!(a.segment_of(a.allocate(0).unwrap().location), Some(1));
+        assert_eq!(a.segment_of(a.allocate(2).unwrap().location), Some(1));
         // Slots of a page or more are refilled from a single free slot.
-        assert_eq!(SegmentAllocator::refill_slots_min(6), 1);
-        assert_eq!(SegmentAllocator::refill_slots_min(5), 256);
-        assert_eq!(SegmentAllocator::refill_slots_min(0), 8192);
-        let big: Vec<_> = (0..256).map(|_| a.allocate(6).unwrap().location).collect();
+        assert_eq!(SegmentAllocator::refill_slots_min(8), 1);
+        assert_eq!(SegmentAllocator::refill_slots_min(7), 256);
+        assert_eq!(SegmentAllocator::refill_slots_min(2), 8192);
+        let big: Vec<_> = (0..256).map(|_| a.allocate(8).unwrap().location).collect();
         a.free(big[1]).unwrap();
-        assert_eq!(a.allocate(6).unwrap().location, big[1]);
-        assert_eq!(a.space(6).segments, 1);
+        assert_eq!(a.allocate(8).unwrap().location, big[1]);
+        assert_eq!(a.space(8).segments, 1);
     }
 
     #[test]
     fn a_failed_punch_leaves_the_segment_as_it_was() {
         let a = small();
-        let l = a.allocate(12).unwrap().location;
+        let l = a.allocate(14).unwrap().location;
         a.free(l).unwrap();
         let err = a.return_empty(10, 0, |_| Err(Error::InvalidArgument("no".into())));
         assert!(err.is_err());
-        assert_eq!(a.space(12).returned_segments, 0);
+        assert_eq!(a.space(14).returned_segments, 0);
         assert_eq!(a.return_empty(10, 0, |_| Ok(())).unwrap().len(), 1);
-        assert_eq!(a.space(12).returned_segments, 1);
+        assert_eq!(a.space(14).returned_segments, 1);
     }
 
     #[test]
@@ -1103,7 +1104,7 @@ mod tests {
                 s.spawn(|| {
                     for _ in 0..3000 {
                         let loc = a
-                            .allocate_backed(0, |seg| {
+                            .allocate_backed(2, |seg| {
                                 calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                                 std::thread::sleep(std::time::Duration::from_millis(2));
                                 backed.lock().unwrap().insert(seg.offset);
@@ -1121,18 +1122,18 @@ mod tests {
         });
         // 12 000 slots of 64 B fill one 1 MiB segment (16 384 slots): backed exactly once.
         assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
-        assert_eq!(a.space(0).used_slots, 12_000);
+        assert_eq!(a.space(2).used_slots, 12_000);
     }
 
     #[test]
     fn a_failed_backing_gives_the_slot_back_and_asks_again() {
         let a = small();
-        let err = a.allocate_backed(12, |_| Err(Error::InvalidArgument("full".into())));
+        let err = a.allocate_backed(14, |_| Err(Error::InvalidArgument("full".into())));
         assert!(err.is_err());
-        assert_eq!(a.space(12).used_slots, 0);
+        assert_eq!(a.space(14).used_slots, 0);
         let mut asked = 0;
         let loc = a
-            .allocate_backed(12, |_| {
+            .allocate_backed(14, |_| {
                 asked += 1;
                 Ok(())
             })
@@ -1143,7 +1144,7 @@ mod tests {
         );
         assert!(a.is_allocated(loc));
         // The next slot of the same segment needs no reservation.
-        let next = a.allocate_backed(12, |_| panic!("already backed")).unwrap();
+        let next = a.allocate_backed(14, |_| panic!("already backed")).unwrap();
         assert_ne!(next, loc);
     }
 }

@@ -6,7 +6,7 @@
 
 use super::tests::*;
 use super::*;
-use crate::alloc::Location;
+use crate::alloc::{CLASS_COUNT, Location, SLOT_BYTES_MIN};
 use crate::codec::crc32c;
 use crate::error::CorruptionKind::{self, *};
 
@@ -174,16 +174,18 @@ fn entry_rejections() {
         field(node, id0),
     );
     rejects(resealed(|b| put_u64(b, 80, 5)), 80, field(node, 5));
-    let class21 = 21u64 << 59;
+    // The first class past the last (the class is the word's top 5 bits).
+    let past_last = (CLASS_COUNT as u64) << 59;
     rejects(
-        resealed(|b| put_u64(b, 128, 21 << 59)),
+        resealed(|b| put_u64(b, 128, (CLASS_COUNT as u64) << 59)),
         128,
-        field("checkpoint_entry.location", class21),
+        field("checkpoint_entry.location", past_last),
     );
+    // One byte more than entry 1's slot.
     rejects(
-        resealed(|b| put_u32(b, 136, 513)),
+        resealed(|b| put_u32(b, 136, GOLDEN_SLOT + 1)),
         136,
-        field("checkpoint_entry.len", 513),
+        field("checkpoint_entry.len", u64::from(GOLDEN_SLOT) + 1),
     );
     rejects(
         resealed(|b| put_u64(b, 144, 10)),
@@ -209,10 +211,11 @@ fn entry_rejections() {
     // birth 144, kind 152, flags 153.
     let flags = "checkpoint_entry.flags";
     rejects(resealed(|b| b[153] = 2), 153, field(flags, 2));
+    // Entry 1's location word, c5/f2@4096: 5 << 59 | 2 << 40 | 4096 / 16.
     rejects(
         resealed(|b| b[153] = 1),
         128,
-        field("checkpoint_entry.location", 0x1800_0200_0000_0040),
+        field("checkpoint_entry.location", 0x2800_0200_0000_0100),
     );
     rejects(
         resealed(|b| {
@@ -363,11 +366,13 @@ fn truncation_at_every_offset_is_reported() {
     }
 }
 
-/// Two blocks of 4096 and 3 entries, in a checkpoint of epoch 9.
+/// Two blocks of 4096 and 3 entries, in a checkpoint of epoch 9 (class 0 nodes filling their
+/// slot).
 fn two_blocks() -> (Vec<u8>, CheckpointInfo) {
     let fs = fresh();
+    let len = SLOT_BYTES_MIN as u32;
     let entries: Vec<_> = (0..4099u64)
-        .map(|i| entry((1 << 48) + 2 * i, Location::unpack(i).unwrap(), 64, i % 10))
+        .map(|i| entry((1 << 48) + 2 * i, Location::unpack(i).unwrap(), len, i % 10))
         .collect();
     let info = write(&fs, 2, 9, &entries);
     (file_bytes(&fs, &path_of(2)), info)

@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use super::*;
-use crate::alloc::{FILE_MAX, LARGE_CLASS, Location};
+use crate::alloc::{
+    CLASS_COUNT, FILE_MAX, LARGE_CLASS, Location, SLOT_BYTES_MIN, class_unit_bytes,
+};
 use crate::error::{Corruption, CorruptionKind, Error, IoOp, Result};
 use crate::io::{FaultConfig, FaultStorage, Storage};
 use crate::object_table::{HANDLE_MAX, NodeId, Version};
@@ -39,6 +41,12 @@ pub(super) fn entry(raw_id: u64, location: Location, len: u32, birth: u64) -> Ch
     }
 }
 
+/// The length of the golden checkpoint's ordinary entry: exactly the slot of its class.
+pub(super) const GOLDEN_SLOT: u32 = 512;
+/// The small class whose slot is [`GOLDEN_SLOT`] (`16 << 5`: class 5).
+pub(super) const GOLDEN_CLASS: u8 = (GOLDEN_SLOT / SLOT_BYTES_MIN as u32).trailing_zeros() as u8;
+const _: () = assert!(class_unit_bytes(GOLDEN_CLASS) == GOLDEN_SLOT as u64);
+
 /// The golden checkpoint's three entries: the smallest id and location, an ordinary one with a
 /// length equal to its slot, and the largest id and location (a large-class node of the largest
 /// length; the decoder checks the length against the class, recovery the extent's placement).
@@ -61,14 +69,14 @@ pub(super) fn golden_entries() -> Vec<CheckpointEntry> {
         },
         CheckpointEntry {
             id: NodeId::new(3, 1042, 7).unwrap(),
-            version: v(3, 2, 4096, 512, 0xdead_beef, 7, 9),
+            version: v(GOLDEN_CLASS, 2, 4096, GOLDEN_SLOT, 0xdead_beef, 7, 9),
         },
         CheckpointEntry {
             id: NodeId::new(63, HANDLE_MAX, u16::MAX).unwrap(),
             version: v(
                 LARGE_CLASS,
                 FILE_MAX,
-                ((1 << 40) - 1) << 6,
+                ((1 << 40) - 1) * SLOT_BYTES_MIN,
                 64 << 20,
                 0x0102_0304,
                 255,
@@ -134,25 +142,31 @@ pub(super) fn corruption_of<T: std::fmt::Debug>(r: Result<T>) -> Corruption {
 const GOLDEN_HEADER_CRC: u32 = 0x36c9_67e8;
 /// The golden header's CRC32C in format version 2 (the same bytes but `format_version`).
 const GOLDEN_V2_HEADER_CRC: u32 = 0x92a7_9342;
-const GOLDEN_BLOCK_CRC: u32 = 0x6bb3_f982;
+const GOLDEN_BLOCK_CRC: u32 = 0xb6b2_cfa5;
 const GOLDEN_FOOTER_CRC: u32 = 0x5439_65b4;
-pub(super) const GOLDEN_FILE_CRC: u32 = 0x1d23_7ea7;
+pub(super) const GOLDEN_FILE_CRC: u32 = 0x6c23_58fa;
 
 /// The golden checkpoint (seq 2, epoch 9, the three golden entries), byte by byte.
+///
+/// A location word is `class << 59 | file << 40 | offset / 16` (`alloc::Location::pack`), little
+/// endian. Entry 1's, c5/f2@4096: `5 << 59 | 2 << 40 | 4096 / 16` = 0x2800_0200_0000_0100 (a
+/// 512-byte slot is class 5 since the smallest slot is 16 B). Entry 2's, the large class 15,
+/// file 2^19-1, the largest offset (2^40-1) * 16: `15 << 59 | (2^19-1) << 40 | (2^40-1)` =
+/// 0x7fff_ffff_ffff_ffff, every bit but the top one.
 pub(super) const GOLDEN: &str = "
     56454c43484b5054 03000000 40000000   magic, format_version 3, header_bytes 64
     0200000000000000 0900000000000000    checkpoint_seq 2, epoch 9
     0300000000000000 00100000            entry_count 3, block_entries_max 4096
     00000000000000000000000000000000     reserved
     e867c936                             crc32c 0x36c967e8
-    03000000 82f9b36b 0000000000000000   block: count 3, crc32c 0x6bb3f982, first_entry_index 0
+    03000000 a5cfb2b6 0000000000000000   block: count 3, crc32c 0xb6b2cfa5, first_entry_index 0
     0100000000000100 0000000000000000    entry 0: node_id 0:1:1, location c0/f0@0
     00000000 00000000 0000000000000000   len 0, crc32c 0, birth 0
     00 00 000000000000                   kind 0, flags 0, reserved
-    12040000000c0700 4000000000020018    entry 1: node_id 3:1042:7, location c3/f2@4096
+    12040000000c0700 0001000000020028    entry 1: node_id 3:1042:7, location c5/f2@4096
     00020000 efbeadde 0900000000000000   len 512, crc32c 0xdeadbeef, birth 9
     07 00 000000000000                   kind 7, flags 0, reserved
-    ffffffffffffffff ffffffffffffff6f    entry 2: node_id 63:2^42-1:65535, location c13/f2^19-1@max
+    ffffffffffffffff ffffffffffffff7f    entry 2: node_id 63:2^42-1:65535, location c15/f2^19-1@max
     00000004 04030201 0500000000000000   len 64 MiB, crc32c 0x01020304, birth 5
     ff 00 000000000000                   kind 255, flags 0, reserved
     56454c434b454e44 0300000000000000    footer: magic, entry_count 3
@@ -241,6 +255,11 @@ fn the_writer_refuses_an_exhausted_entry_without_the_last_tag() {
 
 #[test]
 fn version_2_is_still_read() {
+    // Version 2 differs from 3 only in having no exhausted entries: a location word means the
+    // same in both, and the reader unpacks it with the current packing (16-byte offset units,
+    // large class 15). A store laid out with 64-byte units is refused at its superblock before
+    // any checkpoint is read, so the fixture is the golden file, whose words are valid under
+    // the current packing, with only `format_version` (and the header's CRC) changed.
     let mut v2 = hex(GOLDEN);
     v2[8] = 2;
     v2[60..64].copy_from_slice(&GOLDEN_V2_HEADER_CRC.to_le_bytes());
@@ -434,21 +453,35 @@ fn writer_refuses_bad_entries_and_stays_usable() {
         offset,
     };
     let base = 1 << 48;
-    w.push(entry(base + 10, loc(0, 0), 64, 9)).unwrap();
+    // Class 0's slot, the smallest.
+    let slot = SLOT_BYTES_MIN as u32;
+    w.push(entry(base + 10, loc(0, 0), slot, 9)).unwrap();
     let refusals = [
         (
             entry(base + 10, loc(0, 0), 1, 1),
             "checkpoint_entry.node_id",
         ),
         (entry(base + 9, loc(0, 0), 1, 1), "checkpoint_entry.node_id"),
-        (entry(base + 11, loc(0, 0), 65, 1), "checkpoint_entry.len"),
-        (entry(base + 11, loc(0, 0), 1, 10), "checkpoint_entry.birth"),
-        (entry(base + 11, loc(0, 32), 1, 1), "cannot be packed"),
         (
-            entry(base + 11, loc(21, 0), 1, 1),
+            entry(base + 11, loc(0, 0), slot + 1, 1),
+            "checkpoint_entry.len",
+        ),
+        (entry(base + 11, loc(0, 0), 1, 10), "checkpoint_entry.birth"),
+        // An offset that is not a whole number of the packing's 16-byte units.
+        (
+            entry(base + 11, loc(0, SLOT_BYTES_MIN / 2), 1, 1),
+            "cannot be packed",
+        ),
+        // The first class past the last.
+        (
+            entry(base + 11, loc(CLASS_COUNT as u8, 0), 1, 1),
             "checkpoint_entry.location",
         ),
-        (entry(base + 11, loc(0, 1 << 46), 1, 1), "cannot be packed"),
+        // The first offset past the 40 bits of units.
+        (
+            entry(base + 11, loc(0, (1 << 40) * SLOT_BYTES_MIN), 1, 1),
+            "cannot be packed",
+        ),
     ];
     for (e, why) in refusals {
         let m = invalid_argument(w.push(e));
@@ -457,7 +490,8 @@ fn writer_refuses_bad_entries_and_stays_usable() {
     let mut file_too_big = entry(base + 11, loc(0, 0), 1, 1);
     file_too_big.version.location.file = FILE_MAX + 1;
     assert!(invalid_argument(w.push(file_too_big)).contains("cannot be packed"));
-    w.push(entry(base + 11, loc(0, 64), 1, 1)).unwrap();
+    w.push(entry(base + 11, loc(0, SLOT_BYTES_MIN), 1, 1))
+        .unwrap();
     let info = w.finish().unwrap();
     let mut seen = Vec::new();
     read_checkpoint(&fs, &path_of(1), Some(&info.expect()), |e| {

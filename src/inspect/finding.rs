@@ -37,7 +37,7 @@ pub enum Severity {
 /// A slot (or large extent) location as reports show it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct SlotView {
-    /// Size class (slot size `64 << class`; the large class 13 holds extents).
+    /// Size class (slot size `16 << class`; the large class 15 holds extents).
     pub class: u8,
     /// Data file number within the class.
     pub file: u32,

@@ -27,8 +27,10 @@ pub const SUPERBLOCK_FILE: &str = "superblock";
 pub const MAGIC: [u8; 8] = *b"VELSUPER";
 /// The store format version this build writes and reads: the slot layout, and the data layout
 /// of `design/FORMAT.md` §5. Version 2 made class 13 the large class of 4 KiB-unit extents;
-/// a version-1 store (power-of-two classes up to 64 MiB) is refused as `UnsupportedVersion`.
-pub const FORMAT_VERSION: u32 = 2;
+/// version 3 made the smallest slot 16 B (classes 0..=14, the large class 15), so a 16-byte
+/// node owns 16 bytes of its file, not 64. A version-1 or version-2 store is refused as
+/// `UnsupportedVersion`.
+pub const FORMAT_VERSION: u32 = 3;
 /// Bytes per slot.
 pub const SLOT_BYTES: usize = 4096;
 /// Slots per superblock file.

@@ -22,7 +22,7 @@ fn golden() -> Superblock {
 
 /// CRC32C of the golden slot's first 4092 bytes, computed independently of this crate (a bitwise
 /// Castagnoli CRC over the bytes this test spells out).
-const GOLDEN_CRC: u32 = 0x0768_5b8d;
+const GOLDEN_CRC: u32 = 0x88a1_bf2e;
 
 #[test]
 fn golden_bytes() {
@@ -30,7 +30,7 @@ fn golden_bytes() {
     assert_eq!(b.len(), 4096);
     let header: [u8; 56] = [
         b'V', b'E', b'L', b'S', b'U', b'P', b'E', b'R', // magic
-        2, 0, 0, 0, // format_version
+        3, 0, 0, 0, // format_version
         0x00, 0x10, 0, 0, // slot_bytes = 4096
         3, 0, 0, 0, 0, 0, 0, 0, // generation
         99, 0, 0, 0, 0, 0, 0, 0, // commit_epoch
@@ -99,18 +99,23 @@ fn decoder_rejection_matrix() {
             found: u64::from_le_bytes(*b"XELSUPER"),
         },
     );
-    // Version 1: a store of the power-of-two large classes this build no longer reads.
+    // Version 1: a store of the power-of-two large classes this build no longer reads;
+    // version 2: a store whose smallest slot was 64 B.
+    for old in [1, 2] {
+        rejects(
+            |b| b[8] = old,
+            true,
+            base + 8,
+            CorruptionKind::UnsupportedVersion {
+                found: u32::from(old),
+            },
+        );
+    }
     rejects(
-        |b| b[8] = 1,
+        |b| b[8] = 4,
         true,
         base + 8,
-        CorruptionKind::UnsupportedVersion { found: 1 },
-    );
-    rejects(
-        |b| b[8] = 3,
-        true,
-        base + 8,
-        CorruptionKind::UnsupportedVersion { found: 3 },
+        CorruptionKind::UnsupportedVersion { found: 4 },
     );
     rejects(|b| b[13] = 0x20, true, base + 12, field("slot_bytes", 8192));
     rejects(|b| b[16] = 0, true, base + 16, field("generation", 0));

@@ -8,7 +8,7 @@ use super::*;
 use crate::io::{FaultStorage, Storage};
 use crate::runtime::{DurableRuntime, RuntimeOptions};
 
-/// 20 000 nodes of 128 bytes (class 1: segments of 8 192 slots, so three segments holding
+/// 20 000 nodes of 128 bytes (class 3: segments of 8 192 slots, so three segments holding
 /// 8 192, 8 192 and 3 616 nodes), all written before any is retired so that none reuses a
 /// freed slot; then every tenth is kept live: 820, 819 and 361 in the three segments.
 fn sparse(rt: &DurableRuntime) -> Vec<(NodeId, Vec<u8>)> {
@@ -54,7 +54,7 @@ fn compaction_waits_for_a_reclamation_in_progress() {
     let live = sparse(&rt);
     // The retired slots are free before the pass looks at the segments.
     rt.inner.engine().reclaim_ready_now();
-    let used: Vec<u32> = (rt.inner.alloc.segment_usage(1).iter())
+    let used: Vec<u32> = (rt.inner.alloc.segment_usage(3).iter())
         .map(|u| u.used_slots)
         .collect();
     assert_eq!(used, [820, 819, 361]);

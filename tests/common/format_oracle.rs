@@ -39,7 +39,7 @@ pub fn slot_oracle(orig: &[u8], damaged: &[u8], slot: usize) -> Option<(u64, Cor
         let found = u64_at(d, 0);
         return Some((at(0), CorruptionKind::BadMagic { found }));
     }
-    if u32_at(d, 8) != 2 {
+    if u32_at(d, 8) != 3 {
         let found = u32_at(d, 8);
         return Some((at(8), CorruptionKind::UnsupportedVersion { found }));
     }

@@ -71,7 +71,7 @@ fn compacts_a_closed_store_and_keeps_every_node() {
         assert_eq!(&rt.read(*id).unwrap(), bytes, "node {id}");
     }
     assert_eq!(rt.verify().unwrap().0, live.len() as u64);
-    let used: Vec<u32> = rt.segment_usage(1).iter().map(|u| u.used_slots).collect();
+    let used: Vec<u32> = rt.segment_usage(3).iter().map(|u| u.used_slots).collect();
     assert_eq!(used.iter().filter(|&&u| u > 0).count(), 1, "{used:?}");
 }
 
