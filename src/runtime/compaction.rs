@@ -439,7 +439,7 @@ fn move_batch(inner: &Inner, batch: &[(NodeId, Version)]) -> Result<(u64, u64, u
                 version: Version { location, ..*old },
                 is_new: false,
                 base_birth: Some(old.birth),
-                small_bytes: None,
+                small_copy: None,
                 keep_birth: true,
             });
         }

@@ -204,8 +204,9 @@ pub(crate) struct StagedNode {
     pub(crate) is_new: bool,
     /// Birth of the version the transaction replaced (for conflict detection); `None` for new.
     pub(crate) base_birth: Option<u64>,
-    /// The node's bytes, kept only when small enough to travel in the record.
-    pub(crate) small_bytes: Option<Vec<u8>>,
+    /// Where the node's bytes are in [`Staged::copies`], kept only when small enough to travel
+    /// in the record.
+    pub(crate) small_copy: Option<std::ops::Range<usize>>,
     /// A compaction move: the new version keeps `base_birth` as its birth (same bytes, new
     /// slot), so transactions that read or wrote the node before the move do not conflict.
     pub(crate) keep_birth: bool,
@@ -222,6 +223,9 @@ pub(crate) enum RootChange {
 #[derive(Debug, Default)]
 pub(crate) struct Staged {
     pub(crate) nodes: Vec<StagedNode>,
+    /// The copies of small nodes' bytes that travel in the record, back to back: one buffer per
+    /// transaction rather than an allocation per node.
+    pub(crate) copies: Vec<u8>,
     pub(crate) retires: Vec<(NodeId, u64)>,
     /// Nodes only read: (id, birth of the version read), validated at commit.
     pub(crate) reads: Vec<(NodeId, u64)>,
@@ -286,7 +290,7 @@ impl Engine<'_> {
             staged
                 .nodes
                 .iter()
-                .filter(|n| n.version.len as usize > payload_max || n.small_bytes.is_none())
+                .filter(|n| n.version.len as usize > payload_max || n.small_copy.is_none())
                 .map(|n| (n.version.location.class, n.version.location.file))
                 .collect()
         };
@@ -329,7 +333,9 @@ impl Engine<'_> {
             .nodes
             .iter()
             .map(|n| {
-                let payload = n.small_bytes.as_deref().filter(|b| b.len() <= payload_max);
+                let payload = (n.small_copy.clone())
+                    .and_then(|r| staged.copies.get(r))
+                    .filter(|b| b.len() <= payload_max);
                 let v = NodeVersionRef {
                     id: n.id,
                     location: n.version.location,

@@ -10,6 +10,8 @@
 //!    wrote; the commit fails with `Conflict` if another commit changed any of them since, so a
 //!    read-modify-write never loses an update and committed transactions are serializable.
 
+use std::ops::Range;
+
 use super::durable::Inner;
 use super::engine::{RootChange, Staged, StagedNode};
 use super::options::CommitPolicy;
@@ -18,6 +20,9 @@ use crate::alloc::{Location, SLOT_BYTES_MAX, class_for_len};
 use crate::codec::crc32c;
 use crate::error::{Error, Result};
 use crate::object_table::{IdMap, NodeId, Version};
+
+/// A placed version, and where its bytes' copy for the record is in [`Staged::copies`].
+type Placed = (Version, Option<Range<usize>>);
 
 /// A write transaction. Dropping it without committing aborts it.
 ///
@@ -86,14 +91,15 @@ impl<'rt> WriteTxn<'rt> {
     }
 
     /// Places a new version of `len` bytes of `kind` in a fresh slot (for a large node, an
-    /// extent of `len` rounded up to 4 KiB), written by `write` (given the slot; it returns the
-    /// bytes' checksum and, when `keep_copy`, a copy of them for the record). The slot is given back if `write` fails or panics (invariant 1).
+    /// extent of `len` rounded up to 4 KiB), written by `write` (given the slot and, when a
+    /// copy travels in the record, the buffer to append the bytes to; it returns their
+    /// checksum). The slot is given back if `write` fails or panics (invariant 1).
     fn place(
         &mut self,
         len: usize,
         kind: u8,
-        write: impl FnOnce(Location, bool) -> Result<(u32, Option<Vec<u8>>)>,
-    ) -> Result<(Version, Option<Vec<u8>>)> {
+        write: impl FnOnce(Location, Option<&mut Vec<u8>>) -> Result<u32>,
+    ) -> Result<Placed> {
         let class = Self::class_of(len)?;
         let location = self.rt.files.allocate(&self.rt.alloc, class, len as u64)?;
         let slot = FreshSlot {
@@ -101,10 +107,16 @@ impl<'rt> WriteTxn<'rt> {
             location: Some(location),
         };
         let keep_copy = self.copy_fits(len);
-        let (crc32c, copy) = write(location, keep_copy)?;
+        let start = self.staged.copies.len();
+        let copies = &mut self.staged.copies;
+        let written = write(location, keep_copy.then_some(&mut *copies));
+        if written.is_err() {
+            copies.truncate(start);
+        }
+        let crc32c = written?;
         slot.keep();
         Counters::add(&self.rt.counters.node_bytes_written, len as u64);
-        let small_bytes = self.account_copy(len, copy);
+        let small_copy = self.account_copy(len, keep_copy.then_some(start..start + len));
         let version = Version {
             location,
             len: len as u32,
@@ -112,15 +124,18 @@ impl<'rt> WriteTxn<'rt> {
             kind,
             birth: 0,
         };
-        Ok((version, small_bytes))
+        Ok((version, small_copy))
     }
 
     /// Places a copy of `bytes` (`write_at` for a large one: no staging copy).
-    fn place_bytes(&mut self, bytes: &[u8], kind: u8) -> Result<(Version, Option<Vec<u8>>)> {
-        let files = &self.rt.files;
-        self.place(bytes.len(), kind, |location, keep_copy| {
-            files.write(location, bytes)?;
-            Ok((crc32c(bytes), keep_copy.then(|| bytes.to_vec())))
+    fn place_bytes(&mut self, bytes: &[u8], kind: u8) -> Result<Placed> {
+        let rt = self.rt;
+        self.place(bytes.len(), kind, |location, copy_to| {
+            rt.files.write(location, bytes)?;
+            if let Some(copies) = copy_to {
+                copies.extend_from_slice(bytes);
+            }
+            Ok(crc32c(bytes))
         })
     }
 
@@ -130,11 +145,14 @@ impl<'rt> WriteTxn<'rt> {
         len: usize,
         kind: u8,
         fill: impl FnOnce(&mut [u8]),
-    ) -> Result<(Version, Option<Vec<u8>>)> {
-        let files = &self.rt.files;
-        self.place(len, kind, |location, keep_copy| {
-            files.fill(location, len, fill, |written| {
-                (crc32c(written), keep_copy.then(|| written.to_vec()))
+    ) -> Result<Placed> {
+        let rt = self.rt;
+        self.place(len, kind, |location, copy_to| {
+            rt.files.fill(location, len, fill, |written| {
+                if let Some(copies) = copy_to {
+                    copies.extend_from_slice(written);
+                }
+                crc32c(written)
             })
         })
     }
@@ -151,15 +169,16 @@ impl<'rt> WriteTxn<'rt> {
     /// Counts a placed node's copy (`copy`, if [`Self::copy_fits`] said so) and returns what
     /// travels. A small node that does not fit drops every copy: the nodes' bytes are then
     /// synced in their data files at commit (DURABILITY §6 C1).
-    fn account_copy(&mut self, len: usize, copy: Option<Vec<u8>>) -> Option<Vec<u8>> {
+    fn account_copy(&mut self, len: usize, copy: Option<Range<usize>>) -> Option<Range<usize>> {
         if copy.is_some() {
             self.payload_bytes += len;
             return copy;
         }
         if !self.payloads_dropped && len <= self.rt.options.balanced_payload_bytes_max {
             self.payloads_dropped = true;
+            self.staged.copies = Vec::new();
             for n in &mut self.staged.nodes {
-                n.small_bytes = None;
+                n.small_copy = None;
             }
         }
         None
@@ -209,7 +228,7 @@ impl<'rt> WriteTxn<'rt> {
 
     /// Stages a placed version under a freshly reserved id (the slot is given back if no id can
     /// be reserved).
-    fn stage_new(&mut self, (version, small_bytes): (Version, Option<Vec<u8>>)) -> Result<NodeId> {
+    fn stage_new(&mut self, (version, small_copy): Placed) -> Result<NodeId> {
         let id = match self.rt.table.reserve() {
             Ok(id) => id,
             Err(e) => {
@@ -223,7 +242,7 @@ impl<'rt> WriteTxn<'rt> {
             version,
             is_new: true,
             base_birth: None,
-            small_bytes,
+            small_copy,
             keep_birth: false,
         });
         Ok(id)
@@ -288,16 +307,11 @@ impl<'rt> WriteTxn<'rt> {
 
     /// Stages a placed version of `id`: replacing the transaction's own earlier version (whose
     /// slot is freed), or as a new write based on `base_birth`.
-    fn stage_write(
-        &mut self,
-        id: NodeId,
-        base_birth: Option<u64>,
-        (version, small_bytes): (Version, Option<Vec<u8>>),
-    ) {
+    fn stage_write(&mut self, id: NodeId, base_birth: Option<u64>, (version, small_copy): Placed) {
         if let Some(&i) = self.index.get(&id) {
             let node = &mut self.staged.nodes[i];
             let old = std::mem::replace(&mut node.version, version);
-            node.small_bytes = small_bytes;
+            node.small_copy = small_copy;
             self.rt.alloc.release(old.location);
             return;
         }
@@ -307,7 +321,7 @@ impl<'rt> WriteTxn<'rt> {
             version,
             is_new: false,
             base_birth,
-            small_bytes,
+            small_copy,
             keep_birth: false,
         });
     }
