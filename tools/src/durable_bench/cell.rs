@@ -159,11 +159,22 @@ fn commit_one(
     keys: &OwnedKeys,
     picks: &[usize],
 ) -> Result<(), vellum::Error> {
+    // The keys' ids and generations first, then a prefetch of each node's table entry: the
+    // loads of these short loops overlap their cache misses, where a write's own lookups would
+    // take them one at a time.
+    let batch: Vec<(usize, NodeId, u64)> = picks
+        .iter()
+        .map(|&i| {
+            let key = keys.key(i);
+            (key, work.ids[key], keys.generations[i] + 1)
+        })
+        .collect();
     let mut tx = work.rt.begin();
-    for &i in picks {
-        let key = keys.key(i);
-        let generation = keys.generations[i] + 1;
-        tx.write_with(work.ids[key], work.node_bytes, |node| {
+    for &(_, id, _) in &batch {
+        tx.prefetch(id);
+    }
+    for &(key, id, generation) in &batch {
+        tx.write_with(id, work.node_bytes, |node| {
             content::fill(node, key, generation);
         })?;
     }
