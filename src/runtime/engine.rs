@@ -559,8 +559,10 @@ impl Engine<'_> {
         let pos = self.log.written_position();
         drop(order);
         self.log.sync_to(pos).map_err(|e| self.poison_with(e))?;
-        self.mark_durable(epoch);
+        // Counted before the epoch is published, so a waiter woken by it sees the flush in the
+        // stats (`tests/runtime_wait_durable.rs` read them in between once).
         Counters::add(&self.counters.flushes, 1);
+        self.mark_durable(epoch);
         Ok(epoch)
     }
 
