@@ -12,6 +12,15 @@
 //! until as many commits were buffered since the last flush finished as that flush released
 //! committers, or at most as long as the last flush took. Without it the first committer back
 //! would lead a flush of one record and the rest would wait for the next.
+//!
+//! When the last flush released no more committers than the machine has cores, a follower spins
+//! for the flush in flight and a gathering leader for the committers it waits for, instead of
+//! sleeping (`generation::spin_until`, at most one spinner fewer than the cores): each committer
+//! then has a core, and the futex wake-up a sleeper needs, tens of microseconds on the project's
+//! VM, was on the next flush's critical path. Measured with `vellum bench durable` (BALANCED,
+//! 5 s cells, alternating builds): 2 threads 4 970-5 259 -> 6 117-6 457 commits/s; 1, 4 and 16
+//! threads within noise. With more committers than cores everyone sleeps as before: spinning
+//! there measured 16 threads 12 100 -> 9 300.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::Thread;
@@ -19,7 +28,11 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, MutexGuard};
 
-use crate::generation::Generation;
+use crate::generation::{Generation, cores, spin_until};
+
+/// The longest a follower spins for the flush in flight before it sleeps (about two syncs of
+/// the project's virtual disk; a longer flush costs a spinning core at most this).
+const FOLLOWER_SPIN_MAX: Duration = Duration::from_micros(300);
 
 /// The leader role and the wake-up word of the runtime's flushes.
 #[derive(Debug, Default)]
@@ -103,9 +116,13 @@ impl GroupFlush {
             let covered = flight.covers.is_some_and(|c| epoch <= c);
             let likely = flight.covers.is_none_or(|c| epoch <= c);
             st.covered_waiters += usize::from(likely);
+            let spin = self.committers_fit_cores(&st);
             st.parked += 1;
             drop(st);
-            self.finished.wait_for(flight.gen_);
+            let done = || self.finished.has_finished(flight.gen_);
+            if !(spin && spin_until(FOLLOWER_SPIN_MAX, done) == Some(true)) {
+                self.finished.wait_for(flight.gen_);
+            }
             return if covered { Role::Covered } else { Role::Retry };
         }
         st.next_gen += 1;
@@ -138,6 +155,15 @@ impl GroupFlush {
         }
     }
 
+    /// Whether a waiting committer may spin rather than sleep: when the last flush released no
+    /// more committers than there are cores, each has a core of its own, so a spin takes none
+    /// from the others and saves the wake-up (tens of microseconds on the project's VM) that
+    /// would otherwise delay the next flush. With more committers than cores, a woken or
+    /// still-running one would wait for the spinner's core, so they sleep.
+    fn committers_fit_cores(&self, st: &FlushState) -> bool {
+        st.returning <= cores() as u64
+    }
+
     /// Lets the committers the last flush released buffer their next commits before the leader
     /// takes the buffer, waiting at most as long as the last flush took. A lone committer's own
     /// commit is the one expected, so it never waits.
@@ -155,6 +181,20 @@ impl GroupFlush {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                 break;
             };
+            if self.committers_fit_cores(st) {
+                let (returning, at_release) = (st.returning, st.buffered_at_release);
+                let arrived_all = || {
+                    self.buffered
+                        .load(Ordering::SeqCst)
+                        .saturating_sub(at_release)
+                        >= returning
+                };
+                // Spun to the end or to the deadline: the loop looks again either way. With no
+                // spinner's place free, it parks as below.
+                if MutexGuard::unlocked(st, || spin_until(left, arrived_all)).is_some() {
+                    continue;
+                }
+            }
             st.gatherer = Some(std::thread::current());
             MutexGuard::unlocked(st, || std::thread::park_timeout(left));
         }
