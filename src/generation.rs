@@ -40,8 +40,16 @@ fn spin_counted(
     max: Duration,
     mut done: impl FnMut() -> bool,
 ) -> Option<bool> {
+    /// Gives the place back however the spin ends (a panicking `done` included).
+    struct Place<'a>(&'a AtomicUsize);
+    impl Drop for Place<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
     let taken = spinners.fetch_add(1, Ordering::AcqRel);
-    let outcome = (taken < spinners_max).then(|| {
+    let _place = Place(spinners);
+    (taken < spinners_max).then(|| {
         let start = Instant::now();
         let mut finished = done();
         while !finished && start.elapsed() < max {
@@ -51,9 +59,7 @@ fn spin_counted(
             finished = done();
         }
         finished
-    });
-    spinners.fetch_sub(1, Ordering::AcqRel);
-    outcome
+    })
 }
 
 /// The generation of the last finished group operation, with its wake-up word.
@@ -126,6 +132,13 @@ mod tests {
         assert_eq!((none, calls), (None, 0));
         assert_eq!(spinners.load(Ordering::Acquire), 1);
         assert_eq!(spin_counted(&spinners, 0, long, || true), None);
+        // A `done` that panics gives its place back too.
+        spinners.store(0, Ordering::Release);
+        let panicked = std::panic::catch_unwind(|| {
+            spin_counted(&spinners, 1, long, || panic!("done failed"));
+        });
+        assert!(panicked.is_err());
+        assert_eq!(spinners.load(Ordering::Acquire), 0);
     }
 
     #[test]

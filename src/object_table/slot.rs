@@ -190,12 +190,11 @@ struct Raw<'g> {
 }
 
 impl Slot {
-    /// Asks the cache for the entry's words (48 bytes, so possibly two lines): a hint that
-    /// changes nothing, so that a batch of lookups overlaps its misses.
+    /// Asks the cache for the entry's words (one line: the entry is 48 bytes aligned to 64): a
+    /// hint that changes nothing, so that a batch of lookups overlaps its misses.
     #[inline]
     pub(super) fn prefetch(&self) {
         crate::words::prefetch(&self.meta);
-        crate::words::prefetch(&self.retire);
     }
 
     fn read<'g>(&self, guard: &'g Guard) -> Raw<'g> {

@@ -235,6 +235,17 @@ pub(crate) struct Staged {
     pub(crate) data_durable: bool,
 }
 
+impl Staged {
+    /// The bytes of `n` that travel in the record when at most `payload_max` may: the one rule
+    /// both the record's payloads and the data files the flush syncs (every node without one)
+    /// come from, so no node can have neither.
+    pub(crate) fn payload(&self, n: &StagedNode, payload_max: usize) -> Option<&[u8]> {
+        (n.small_copy.clone())
+            .and_then(|r| self.copies.get(r))
+            .filter(|b| b.len() <= payload_max)
+    }
+}
+
 /// The parts of the runtime the engine works on.
 pub(crate) struct Engine<'a> {
     pub(crate) table: &'a ObjectTable,
@@ -290,7 +301,7 @@ impl Engine<'_> {
             staged
                 .nodes
                 .iter()
-                .filter(|n| n.version.len as usize > payload_max || n.small_copy.is_none())
+                .filter(|n| staged.payload(n, payload_max).is_none())
                 .map(|n| (n.version.location.class, n.version.location.file))
                 .collect()
         };
@@ -333,9 +344,7 @@ impl Engine<'_> {
             .nodes
             .iter()
             .map(|n| {
-                let payload = (n.small_copy.clone())
-                    .and_then(|r| staged.copies.get(r))
-                    .filter(|b| b.len() <= payload_max);
+                let payload = staged.payload(n, payload_max);
                 let v = NodeVersionRef {
                     id: n.id,
                     location: n.version.location,

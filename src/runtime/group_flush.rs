@@ -30,9 +30,10 @@ use parking_lot::{Mutex, MutexGuard};
 
 use crate::generation::{Generation, cores, spin_until};
 
-/// The longest a follower spins for the flush in flight before it sleeps (about two syncs of
-/// the project's virtual disk; a longer flush costs a spinning core at most this).
-const FOLLOWER_SPIN_MAX: Duration = Duration::from_micros(300);
+/// The longest a follower spins for the flush in flight, or a gathering leader for the
+/// committers it waits for, before it sleeps (about two syncs of the project's virtual disk; a
+/// longer wait costs a spinning core at most this).
+const SPIN_MAX: Duration = Duration::from_micros(300);
 
 /// The leader role and the wake-up word of the runtime's flushes.
 #[derive(Debug, Default)]
@@ -120,7 +121,7 @@ impl GroupFlush {
             st.parked += 1;
             drop(st);
             let done = || self.finished.has_finished(flight.gen_);
-            if !(spin && spin_until(FOLLOWER_SPIN_MAX, done) == Some(true)) {
+            if !(spin && spin_until(SPIN_MAX, done) == Some(true)) {
                 self.finished.wait_for(flight.gen_);
             }
             return if covered { Role::Covered } else { Role::Retry };
@@ -170,6 +171,7 @@ impl GroupFlush {
     fn gather(&self, st: &mut MutexGuard<'_, FlushState>) {
         let deadline = Instant::now() + st.last_flush;
         self.gathering.store(true, Ordering::SeqCst);
+        let mut spun = false;
         loop {
             let arrived = self
                 .buffered
@@ -181,7 +183,11 @@ impl GroupFlush {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                 break;
             };
-            if self.committers_fit_cores(st) {
+            // One spin of at most `SPIN_MAX`, then the loop looks again under the lock: an
+            // arrival while it was released found no gatherer to unpark, so only a count read
+            // under the lock, with `gatherer` set in the same hold, may decide to park.
+            if !spun && self.committers_fit_cores(st) {
+                spun = true;
                 let (returning, at_release) = (st.returning, st.buffered_at_release);
                 let arrived_all = || {
                     self.buffered
@@ -189,11 +195,8 @@ impl GroupFlush {
                         .saturating_sub(at_release)
                         >= returning
                 };
-                // Spun to the end or to the deadline: the loop looks again either way. With no
-                // spinner's place free, it parks as below.
-                if MutexGuard::unlocked(st, || spin_until(left, arrived_all)).is_some() {
-                    continue;
-                }
+                MutexGuard::unlocked(st, || spin_until(left.min(SPIN_MAX), arrived_all));
+                continue;
             }
             st.gatherer = Some(std::thread::current());
             MutexGuard::unlocked(st, || std::thread::park_timeout(left));
