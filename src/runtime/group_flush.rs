@@ -68,6 +68,17 @@ struct FlushState {
     gatherer: Option<Thread>,
 }
 
+impl FlushState {
+    /// Whether a waiting committer may spin rather than sleep: when the last flush released no
+    /// more committers than there are cores, each has a core of its own, so a spin takes none
+    /// from the others and saves the wake-up (tens of microseconds on the project's VM) that
+    /// would otherwise delay the next flush. With more committers than cores, a woken or
+    /// still-running one would wait for the spinner's core, so they sleep.
+    fn committers_fit_cores(&self) -> bool {
+        self.returning <= cores() as u64
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Flight {
     gen_: u64,
@@ -117,7 +128,7 @@ impl GroupFlush {
             let covered = flight.covers.is_some_and(|c| epoch <= c);
             let likely = flight.covers.is_none_or(|c| epoch <= c);
             st.covered_waiters += usize::from(likely);
-            let spin = self.committers_fit_cores(&st);
+            let spin = st.committers_fit_cores();
             st.parked += 1;
             drop(st);
             let done = || self.finished.has_finished(flight.gen_);
@@ -156,15 +167,6 @@ impl GroupFlush {
         }
     }
 
-    /// Whether a waiting committer may spin rather than sleep: when the last flush released no
-    /// more committers than there are cores, each has a core of its own, so a spin takes none
-    /// from the others and saves the wake-up (tens of microseconds on the project's VM) that
-    /// would otherwise delay the next flush. With more committers than cores, a woken or
-    /// still-running one would wait for the spinner's core, so they sleep.
-    fn committers_fit_cores(&self, st: &FlushState) -> bool {
-        st.returning <= cores() as u64
-    }
-
     /// Lets the committers the last flush released buffer their next commits before the leader
     /// takes the buffer, waiting at most as long as the last flush took. A lone committer's own
     /// commit is the one expected, so it never waits.
@@ -186,7 +188,7 @@ impl GroupFlush {
             // One spin of at most `SPIN_MAX`, then the loop looks again under the lock: an
             // arrival while it was released found no gatherer to unpark, so only a count read
             // under the lock, with `gatherer` set in the same hold, may decide to park.
-            if !spun && self.committers_fit_cores(st) {
+            if !spun && st.committers_fit_cores() {
                 spun = true;
                 let (returning, at_release) = (st.returning, st.buffered_at_release);
                 let arrived_all = || {

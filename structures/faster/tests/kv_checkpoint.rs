@@ -37,19 +37,7 @@ fn key(k: u64) -> [u8; 8] {
 /// Every key of `model` reads back with its value, and keys `0..space` absent from it are
 /// not found.
 fn check_model(kv: &FasterKv, model: &HashMap<u64, u64>, space: u64) {
-    let mut s = kv.session(AddU64).unwrap();
-    let mut out = Vec::new();
-    for k in 0..space {
-        let status = s.read_blocking(&key(k), &mut out).unwrap();
-        match model.get(&k) {
-            Some(v) => assert_eq!(
-                (status, &out[..]),
-                (Status::Found, &v.to_le_bytes()[..]),
-                "key {k}"
-            ),
-            None => assert_eq!(status, Status::NotFound, "key {k}"),
-        }
-    }
+    common::assert_kv_values(kv, 0..space, model, "model");
 }
 
 #[test]

@@ -397,26 +397,25 @@ impl Check<'_> {
     }
 
     fn refused_kv(&mut self, e: &crate::Error, node: Option<NodeId>) {
-        match e.as_corruption() {
-            Some(c) => self.out.findings.push(Finding::problem(c.clone(), node)),
-            None => {
-                let kind = CorruptionKind::InvalidField {
-                    field: "index",
-                    value: 0,
-                };
-                self.problem(PathBuf::from(self.root), 0, node, kind);
-            }
-        }
+        self.refusal(e.as_corruption(), "index", node);
     }
 
     fn refused(&mut self, e: &vellum::Error, node: Option<NodeId>) {
-        match e.as_corruption() {
+        self.refusal(e.as_corruption(), "node", node);
+    }
+
+    /// A refusal's corruption as a finding, or, for an error that is not one, an invalid
+    /// `field` of the root.
+    fn refusal(
+        &mut self,
+        c: Option<&vellum::Corruption>,
+        field: &'static str,
+        node: Option<NodeId>,
+    ) {
+        match c {
             Some(c) => self.out.findings.push(Finding::problem(c.clone(), node)),
             None => {
-                let kind = CorruptionKind::InvalidField {
-                    field: "node",
-                    value: 0,
-                };
+                let kind = CorruptionKind::InvalidField { field, value: 0 };
                 self.problem(PathBuf::from(self.root), 0, node, kind);
             }
         }
