@@ -68,7 +68,7 @@ fn compaction_waits_for_a_reclamation_in_progress() {
             let tx = held_tx.clone();
             let reclaim = &rt.inner.reclaim;
             s.spawn(move || {
-                let queue = reclaim.lock();
+                let queue = reclaim.hold();
                 tx.send(()).unwrap();
                 std::thread::sleep(Duration::from_millis(300));
                 drop(queue);

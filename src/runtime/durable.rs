@@ -1,7 +1,6 @@
 //! `DurableRuntime`: the store a host data structure lives on.
 
 use std::borrow::Cow;
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,9 +13,10 @@ use parking_lot::{Condvar, Mutex};
 use super::claims::{RootClaim, RootClaims};
 use super::compaction::{CompactProgress, CompactReport};
 use super::durable_wait::DurableWaiters;
-use super::engine::{CommitState, DataSync, Engine, Retirement, Visible};
+use super::engine::{CommitState, DataSync, Engine, Visible};
 use super::group_flush::GroupFlush;
 use super::options::{CommitPolicy, CompactionOptions, RuntimeOptions};
+use super::reclaim::Reclamation;
 use super::recovery::RecoveryReport;
 use super::snapshot::{OwnedSnapshot, Snapshot};
 use super::snapshots::SnapshotRegistry;
@@ -62,7 +62,7 @@ pub(crate) struct Inner {
     /// Threads in `wait_durable`, woken when the durable epoch grows or the runtime poisons.
     pub(crate) durable_waiters: Arc<DurableWaiters>,
     pub(crate) snapshots: SnapshotRegistry,
-    pub(crate) reclaim: Mutex<VecDeque<Retirement>>,
+    pub(crate) reclaim: Reclamation,
     pub(crate) poison: Poison,
     pub(crate) counters: Counters,
     /// One checkpoint at a time.
@@ -246,6 +246,7 @@ impl DurableRuntime {
         for (name, work) in [
             ("vellum-flusher", flusher_loop as fn(&Inner)),
             ("vellum-maintenance", maintenance_loop),
+            ("vellum-reclaimer", reclaimer_loop),
         ] {
             let inner = runtime.inner.clone();
             let handle = std::thread::Builder::new()
@@ -531,7 +532,7 @@ impl DurableRuntime {
         // A version invisible at the pinned epoch (superseded before it) may still be freed by
         // reclamation, and compaction moves nodes: both are held off until the check is done.
         let _compaction = inner.compaction_lock.lock();
-        let _reclaim = inner.reclaim.lock();
+        let _reclaim = inner.reclaim.hold();
         let guard = crossbeam_epoch::pin();
         let mut versions = Vec::new();
         inner.table.for_each(&guard, |id, view| {
@@ -604,6 +605,7 @@ impl DurableRuntime {
     fn shutdown(&mut self) -> Result<()> {
         *self.inner.stop.lock() = true;
         self.inner.wake.notify_all();
+        self.inner.reclaim.stop();
         let mut first_error = None;
         for handle in self.background.drain(..) {
             let name = handle.thread().name().unwrap_or("background").to_owned();
@@ -692,6 +694,16 @@ fn flusher_loop(inner: &Inner) {
     }
 }
 
+/// The reclaimer: frees what a flush made reclaimable as soon as the flush raises it
+/// (`reclaim.rs`), on its own thread so committers do not wait for it.
+fn reclaimer_loop(inner: &Inner) {
+    while inner.reclaim.wait_raised() {
+        if !inner.poison.is_poisoned() {
+            inner.engine().reclaim_ready();
+        }
+    }
+}
+
 /// The maintenance thread: compaction on its interval, free segments back to the filesystem,
 /// and checkpoints when the log has grown past `checkpoint_log_bytes` or on
 /// `checkpoint_interval`.
@@ -733,6 +745,7 @@ fn maintenance_loop(inner: &Inner) {
 mod tests {
     use super::*;
     use crate::io::FaultStorage;
+    use crate::runtime::engine::Retirement;
 
     /// Regression (issue 11, defect 5): reclamation ignored an entry it could not free
     /// (`unwrap_or_default()`), so a table that disagreed with its queue went on silently. A
@@ -751,11 +764,12 @@ mod tests {
         let mut tx = rt.begin();
         let id = tx.alloc(1, b"live").unwrap();
         tx.commit_with(CommitPolicy::Strict).unwrap();
-        rt.inner.reclaim.lock().push_back(Retirement {
+        rt.inner.reclaim.queue(vec![Retirement {
             epoch: 1,
             id,
             whole_node: true,
-        });
+            bytes: 4,
+        }]);
         rt.inner.engine().reclaim_ready();
         assert!(rt.is_poisoned());
         let mut tx = rt.begin();

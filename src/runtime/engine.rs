@@ -30,6 +30,7 @@ use parking_lot::Mutex;
 use super::durable_wait::DurableWaiters;
 use super::group_flush::{GroupFlush, Role};
 use super::options::CommitPolicy;
+use super::reclaim::Reclamation;
 use super::record::{NodeVersionRef, OpRef, encode_record};
 use super::snapshots::SnapshotRegistry;
 use super::stats::Counters;
@@ -37,7 +38,7 @@ use crate::alloc::{DataFiles, SegmentAllocator};
 use crate::error::{Error, Result};
 use crate::log::{DeltaLog, frame_bytes};
 use crate::meta::RootCatalog;
-use crate::object_table::{IdSet, NodeId, ObjectTable, Version};
+use crate::object_table::{NodeId, ObjectTable, Version};
 use crate::poison::Poison;
 
 /// Most buffered records one log write carries (bounds the size of that write's buffer).
@@ -125,6 +126,9 @@ pub(crate) struct Retirement {
     pub(crate) epoch: u64,
     pub(crate) id: NodeId,
     pub(crate) whole_node: bool,
+    /// Bytes of the version superseded (of the current one, for a retired node): what the
+    /// reclamation queue holds of the data files ([`Reclamation`]'s bounds).
+    pub(crate) bytes: u32,
 }
 
 /// State changed only under the commit lock.
@@ -262,7 +266,7 @@ pub(crate) struct Engine<'a> {
     pub(crate) durable_epoch: &'a AtomicU64,
     pub(crate) durable_waiters: &'a DurableWaiters,
     pub(crate) snapshots: &'a SnapshotRegistry,
-    pub(crate) reclaim: &'a Mutex<VecDeque<Retirement>>,
+    pub(crate) reclaim: &'a Reclamation,
     pub(crate) poison: &'a Poison,
     pub(crate) counters: &'a Counters,
     pub(crate) payload_bytes_max: usize,
@@ -396,7 +400,7 @@ impl Engine<'_> {
 
         // Step C3: apply in memory. The checks above make these infallible; if one failed
         // anyway, memory and log disagree, so the runtime stops accepting writes.
-        let mut retired = Vec::new();
+        let mut retired = Vec::with_capacity(staged.nodes.len() + staged.retires.len());
         for n in &staged.nodes {
             let birth = match (n.keep_birth, n.base_birth) {
                 (true, Some(base)) => base,
@@ -408,17 +412,23 @@ impl Engine<'_> {
                     .publish(n.id, v)
                     .map_err(|e| self.poison_with(e))?;
             } else {
-                self.table
+                let superseded = self
+                    .table
                     .update(n.id, v, &guard)
                     .map_err(|e| self.poison_with(e))?;
                 retired.push(Retirement {
                     epoch,
                     id: n.id,
                     whole_node: false,
+                    bytes: superseded.map_or(0, |p| p.len),
                 });
             }
         }
         for (id, _) in &staged.retires {
+            let current = self
+                .table
+                .get(*id, &guard)
+                .map_err(|e| self.poison_with(e))?;
             self.table
                 .retire(*id, epoch)
                 .map_err(|e| self.poison_with(e))?;
@@ -426,6 +436,7 @@ impl Engine<'_> {
                 epoch,
                 id: *id,
                 whole_node: true,
+                bytes: current.len,
             });
         }
         st.roots = roots.clone();
@@ -450,9 +461,7 @@ impl Engine<'_> {
         // (`tests/regression_windows_unbounded_under_a_writer.rs`).
         drop(guard);
         self.group.note_buffered();
-        if !retired.is_empty() {
-            self.reclaim.lock().extend(retired);
-        }
+        let behind = !retired.is_empty() && self.reclaim.queue(retired);
 
         // STRICT/BALANCED: wait for a flush that covers this commit, leading one if none is in
         // flight (F0–F5). One flush makes the node bytes of every buffered record durable (if
@@ -464,7 +473,11 @@ impl Engine<'_> {
             self.flush_through(Some(epoch))?;
         }
         Counters::add(&self.counters.commits, 1);
-        self.reclaim_ready();
+        // The flush that made the retirements durable raised the reclaimer; a committer frees
+        // them itself only when the reclaimer fell behind (`reclaim.rs`).
+        if behind {
+            self.reclaim_ready();
+        }
         Ok(epoch)
     }
 
@@ -506,8 +519,9 @@ impl Engine<'_> {
     /// Makes every commit so far durable; returns the durable epoch.
     pub(crate) fn sync(&self) -> Result<u64> {
         let durable = self.flush_through(None)?;
-        // What waited only for durability (a snapshot dropped since) can go now.
-        self.reclaim_ready();
+        // What waited only for durability (a snapshot dropped since) is freed before this
+        // returns, so its caller sees the space back.
+        self.reclaim_ready_now();
         Ok(durable)
     }
 
@@ -546,7 +560,8 @@ impl Engine<'_> {
                     let flushed = self.lead_flush(gen_);
                     self.group.finish(gen_, started);
                     flushed?;
-                    self.reclaim_ready();
+                    // What the flush made durable can be freed: the reclaimer does it.
+                    self.reclaim.raise_if_due();
                 }
             }
         }
@@ -607,80 +622,9 @@ impl Engine<'_> {
     }
 
     /// True when `id`'s handle has moved on (its tag changed, or it is free).
-    fn is_stale(&self, id: NodeId, guard: &crossbeam_epoch::Guard) -> bool {
+    pub(super) fn is_stale(&self, id: NodeId, guard: &crossbeam_epoch::Guard) -> bool {
         self.table
             .view(id, guard)
             .is_ok_and(|v| v.tag != id.tag() || v.state == crate::object_table::EntryState::Free)
-    }
-
-    /// Frees what no snapshot can read any more and whose retirement is durable, unless another
-    /// thread is doing so (it frees the same entries).
-    pub(crate) fn reclaim_ready(&self) {
-        if let Some(queue) = self.reclaim.try_lock() {
-            self.reclaim_queued(queue);
-        }
-    }
-
-    /// As [`Engine::reclaim_ready`], but waits for a reclamation in progress, so every slot that
-    /// can be freed now is free when it returns (compaction counts on it before returning
-    /// segments).
-    pub(crate) fn reclaim_ready_now(&self) {
-        self.reclaim_queued(self.reclaim.lock());
-    }
-
-    /// Frees the ready entries of `queue`. The lock is held until their slots are back in the
-    /// allocator: a thread that waits for it finds no slot taken from the table but not freed.
-    fn reclaim_queued(&self, mut queue: parking_lot::MutexGuard<'_, VecDeque<Retirement>>) {
-        if queue.is_empty() {
-            return;
-        }
-        // The visible epoch is read before the registry is scanned (`snapshots.rs`, invariant
-        // 3): a pin the scan misses then registers at least this epoch.
-        let visible = self.visible.epoch();
-        let durable = self.durable_epoch.load(Ordering::Acquire);
-        let limit = self
-            .snapshots
-            .oldest()
-            .unwrap_or(u64::MAX)
-            .min(visible)
-            .min(durable);
-        let guard = crossbeam_epoch::pin();
-        // A node rewritten by many commits has as many entries here; one trim at `limit` frees
-        // every version any of them could, and each trim walks the versions newer than `limit`,
-        // so each node is trimmed once per pass (else a pass after a flush of thousands of
-        // rewrites of one node walks its chain thousands of times).
-        let mut trimmed = IdSet::default();
-        let mut slots = Vec::new();
-        while queue.front().is_some_and(|r| r.epoch <= limit) {
-            let Some(r) = queue.pop_front() else { break };
-            let freed = if r.whole_node {
-                self.table.reclaim(r.id, &guard)
-            } else if trimmed.insert(r.id) {
-                self.table.trim(r.id, limit, &guard)
-            } else {
-                continue;
-            };
-            match freed {
-                Ok(freed) => slots.extend(freed.into_iter().map(|v| v.location)),
-                // Entries may queue slightly out of epoch order (C3), so a node's trim can come
-                // after its retirement freed everything: its id is stale by then.
-                Err(_) if self.is_stale(r.id, &guard) => continue,
-                Err(e) => {
-                    // The table refused a transition reclamation relies on: memory and the
-                    // durable state may disagree, so the runtime stops accepting writes.
-                    tracing::error!(id = %r.id, %e, "reclamation found an entry it cannot free");
-                    self.poison.poison(&e);
-                    break;
-                }
-            }
-        }
-        // The slots the table gave up, freed with one lock per run of a class.
-        let (freed, result) = self.alloc.free_many(&slots);
-        drop(queue);
-        Counters::add(&self.counters.slots_reclaimed, freed as u64);
-        if let Err(e) = result {
-            tracing::error!(loc = ?slots.get(freed), %e, "reclamation freed a slot twice");
-            self.poison.poison(&e);
-        }
     }
 }

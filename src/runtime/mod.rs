@@ -6,11 +6,13 @@
 //!   pinned in the striped registry of `snapshots.rs`;
 //! - `durable_wait.rs`: waiting for an epoch to be durable without flushing;
 //! - [`WriteTxn`] (`txn.rs`): copy-on-write node versions, retirements and root changes,
-//!   committed as a unit under a [`CommitPolicy`];
+//!   committed as a unit under a [`CommitPolicy`], reusing its thread's last buffers
+//!   (`spare.rs`);
 //! - [`RootClaim`] (`claims.rs`): one owner of a root name per runtime, for structures that
 //!   keep in-memory state about their root;
 //! - `engine.rs`: commit ordering, group durability, visibility and reclamation;
 //! - `group_flush.rs`: one leader flushes a commit group while the others wait;
+//! - `reclaim.rs`: freeing what no snapshot can read, on the reclaimer thread;
 //! - `recovery/`, `checkpointing.rs` and `compaction.rs`: the protocols of
 //!   `design/DURABILITY.md` §6;
 //! - `record.rs`: [`CommitRecord`], the body of the delta-log frame one commit writes
@@ -24,10 +26,12 @@ mod durable_wait;
 mod engine;
 mod group_flush;
 mod options;
+mod reclaim;
 mod record;
 mod recovery;
 mod snapshot;
 mod snapshots;
+mod spare;
 mod stats;
 mod txn;
 

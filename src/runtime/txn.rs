@@ -15,6 +15,7 @@ use std::ops::Range;
 use super::durable::Inner;
 use super::engine::{RootChange, Staged, StagedNode};
 use super::options::CommitPolicy;
+use super::spare::Spare;
 use super::stats::Counters;
 use crate::alloc::{Location, SLOT_BYTES_MAX, class_for_len};
 use crate::codec::crc32c;
@@ -68,11 +69,12 @@ pub struct WriteTxn<'rt> {
 
 impl<'rt> WriteTxn<'rt> {
     pub(crate) fn new(rt: &'rt Inner) -> Self {
+        let spare = Spare::take();
         WriteTxn {
             rt,
-            staged: Staged::default(),
-            index: IdMap::default(),
-            reads: IdMap::default(),
+            staged: spare.staged,
+            index: spare.index,
+            reads: spare.reads,
             payload_bytes: 0,
             payloads_dropped: false,
             done: false,
@@ -506,6 +508,12 @@ impl<'rt> WriteTxn<'rt> {
 impl Drop for WriteTxn<'_> {
     fn drop(&mut self) {
         self.release();
+        Spare {
+            staged: std::mem::take(&mut self.staged),
+            index: std::mem::take(&mut self.index),
+            reads: std::mem::take(&mut self.reads),
+        }
+        .keep();
     }
 }
 

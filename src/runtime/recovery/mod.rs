@@ -29,6 +29,7 @@ use super::durable_wait::DurableWaiters;
 use super::engine::{CommitState, DataSync, Visible};
 use super::group_flush::GroupFlush;
 use super::options::RuntimeOptions;
+use super::reclaim::Reclamation;
 use super::snapshots::SnapshotRegistry;
 use super::stats::Counters;
 use crate::alloc::{DataFiles, SegmentAllocator};
@@ -363,7 +364,7 @@ fn publish(
         durable_epoch: AtomicU64::new(epoch),
         durable_waiters: durable_waiters.clone(),
         snapshots: SnapshotRegistry::default(),
-        reclaim: Mutex::new(VecDeque::new()),
+        reclaim: Reclamation::default(),
         // `durable_wait.rs`, invariant 2: poisoning wakes the durability waiters.
         poison: Poison::with_wake(move || durable_waiters.notify()),
         counters,
