@@ -351,7 +351,8 @@ fn snapshot_checks_under_a_running_writer_find_no_problems() {
 /// freed and written again within a few commits, so a snapshot check that reads a node after the
 /// writer superseded it finds bytes that fail the CRC32C. Every such finding must be labelled
 /// `maybe_concurrent` (a `Warning`), never a `Problem`; and the test insists on seeing some, or it
-/// would check nothing.
+/// would check nothing. A check can also find the open log's tail changing under it while the
+/// writer appends (a torn tail, or zeros with frames appended past them): also labelled.
 #[test]
 fn snapshot_checks_label_slots_a_writer_reused() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -388,6 +389,20 @@ fn snapshot_checks_label_slots_a_writer_reused() {
             let problems: Vec<_> = report.problems().collect();
             assert!(problems.is_empty(), "run {runs}: {problems:#?}");
             for f in report.findings.iter().filter(|f| f.maybe_concurrent) {
+                // The writer's append in flight: the log ends mid-frame, as after a crash, or
+                // the walk saw zeros where a frame was being written and, scanning on, frames
+                // appended after it (labelled, so a warning instead of a problem).
+                match f.kind {
+                    FindingKind::TornTail { .. } => {
+                        assert_eq!(f.severity, Severity::Info, "{f:#?}");
+                        continue;
+                    }
+                    FindingKind::DamagedDurableFrame { .. } => {
+                        assert_eq!(f.severity, Severity::Warning, "{f:#?}");
+                        continue;
+                    }
+                    _ => {}
+                }
                 assert_eq!(f.severity, Severity::Warning, "{f:#?}");
                 assert!(
                     matches!(f.kind, FindingKind::Corruption { .. }) && f.node.is_some(),

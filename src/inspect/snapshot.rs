@@ -72,6 +72,10 @@ struct Later {
     complete: bool,
     /// Entries (shard, handle) those records name.
     nodes: BTreeSet<u64>,
+    /// A frame now starts where the check's walk of the open log stopped: whatever the check
+    /// found there (zeros with valid frames past them, say, from reading the log in pieces
+    /// while the writer appended) was an append in flight.
+    open_stop_rewritten: bool,
     /// The files the newest manifest names.
     named: BTreeSet<String>,
 }
@@ -111,7 +115,10 @@ fn follow(storage: &dyn Storage, dir: &Path, insp: &Inspection) -> Later {
             open.frames,
             &mut later.nodes,
         ) {
-            Ok((frames, len)) => later.changed |= frames > 0 || len != open.bytes,
+            Ok((frames, len)) => {
+                later.changed |= frames > 0 || len != open.bytes;
+                later.open_stop_rewritten = frames > 0;
+            }
             Err(_) => later.complete = false,
         }
     }
@@ -206,17 +213,22 @@ fn label(insp: &mut Inspection, later: &Later) {
     if !later.changed {
         return;
     }
-    let open_log = insp.logs.last().filter(|l| l.open).map(|l| l.file.clone());
+    let open_log = insp.logs.last().filter(|l| l.open);
+    let stop = open_log.map(|l| l.valid_end);
+    let open_log = open_log.map(|l| l.file.clone());
     for f in &mut insp.findings.items {
         let name = f.file_name().to_owned();
         let node_data = matches!(role(&name), Role::Data(..))
             && f.node
                 .is_some_and(|id| !later.complete || later.nodes.contains(&entry_key(id)));
-        let tail = open_log.as_deref() == Some(name.as_str())
-            && matches!(
+        let in_open_log = open_log.as_deref() == Some(name.as_str());
+        let tail = in_open_log
+            && (matches!(
                 f.kind,
                 FindingKind::TornTail { .. } | FindingKind::FramesPastCut { .. }
-            );
+            ) || (later.open_stop_rewritten
+                && Some(f.offset) == stop
+                && matches!(f.kind, FindingKind::DamagedDurableFrame { .. })));
         let gone = is_missing_or_unreadable(f) && !later.named.contains(&name);
         let superblock = name == SUPERBLOCK_FILE && later.meta_changed;
         if node_data || tail || gone || superblock {
