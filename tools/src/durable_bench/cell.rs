@@ -6,7 +6,7 @@
 //! cell and fails the bench. A key's generation goes up only when the commit that wrote it
 //! returns, so after the cell `generations` holds every key's last acknowledged content.
 
-use std::collections::HashSet;
+use rustc_hash::FxHashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -129,7 +129,7 @@ fn commit_loop(
     stop: &AtomicBool,
 ) -> Result<(OwnedKeys, Vec<u64>), vellum::Error> {
     let mut rng = XorShift64::seeded(seed);
-    let (mut seen, mut picks) = (HashSet::new(), Vec::with_capacity(work.batch));
+    let (mut seen, mut picks) = (FxHashSet::default(), Vec::with_capacity(work.batch));
     let mut latencies_ns = Vec::new();
     while !stop.load(Ordering::Relaxed) && start.elapsed() < work.cell_time {
         sample_distinct(

@@ -1,7 +1,7 @@
 //! The bench's random numbers: xorshift64* seeded per thread and run, and Floyd's sampling of
 //! distinct keys. Deterministic from the seed, so a run's key choices can be replayed.
 
-use std::collections::HashSet;
+use rustc_hash::FxHashSet;
 
 /// xorshift64* (Vigna): a 64-bit state that is never zero.
 #[derive(Debug, Clone)]
@@ -42,12 +42,13 @@ impl XorShift64 {
 }
 
 /// Floyd's algorithm: `k` distinct numbers of `0..n`, each `k`-subset equally likely, in `k`
-/// draws whatever `k` is against `n`. `seen` is scratch space, reused between calls.
+/// draws whatever `k` is against `n`. `seen` is scratch space, reused between calls (hashed with
+/// FxHash: the picking runs between a thread's commits, so its cost lowers the rate measured).
 pub fn sample_distinct(
     rng: &mut XorShift64,
     n: usize,
     k: usize,
-    seen: &mut HashSet<usize>,
+    seen: &mut FxHashSet<usize>,
     out: &mut Vec<usize>,
 ) {
     assert!(k <= n, "cannot pick {k} distinct numbers below {n}");
@@ -79,12 +80,12 @@ mod tests {
     #[test]
     fn samples_are_distinct_in_range_and_cover_everything() {
         let mut rng = XorShift64::seeded(42);
-        let (mut seen, mut out) = (HashSet::new(), Vec::new());
+        let (mut seen, mut out) = (FxHashSet::default(), Vec::new());
         let mut hits = [0u32; 10];
         for _ in 0..2000 {
             sample_distinct(&mut rng, 10, 3, &mut seen, &mut out);
             assert_eq!(out.len(), 3);
-            let distinct: HashSet<_> = out.iter().collect();
+            let distinct: std::collections::HashSet<_> = out.iter().collect();
             assert_eq!(distinct.len(), 3, "{out:?}");
             for &x in &out {
                 hits[x] += 1;
