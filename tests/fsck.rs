@@ -380,6 +380,9 @@ fn snapshot_checks_label_slots_a_writer_reused() {
                 let id = ids[(n % ids.len() as u64) as usize];
                 tx.write(id, &vec![n as u8; 200_000]).expect("write");
                 tx.commit_with(CommitPolicy::Strict).expect("commit");
+                // Frees the superseded version at once (the reclaimer would batch it), so the
+                // next writes reuse its slot while checks run.
+                rt.sync().expect("sync");
                 n += 1;
             }
         });

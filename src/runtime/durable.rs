@@ -363,6 +363,9 @@ impl DurableRuntime {
     }
 
     /// Makes every commit so far durable (EVENTUAL ones included); returns the durable epoch.
+    /// Before it returns, every version superseded or retired by a commit durable by then that no
+    /// snapshot can read any more is freed (otherwise the reclaimer frees them in batches, after
+    /// the flush that made them durable).
     pub fn sync(&self) -> Result<u64> {
         self.inner.engine().sync()
     }
@@ -445,7 +448,9 @@ impl DurableRuntime {
         self.inner.files.allocated_bytes()
     }
 
-    /// Writes a checkpoint now and drops the logs it makes unnecessary.
+    /// Writes a checkpoint now and drops the logs it makes unnecessary. Like [`Self::sync`], it
+    /// frees before it returns what commits durable by then superseded or retired and no
+    /// snapshot can read any more.
     pub fn checkpoint(&self) -> Result<()> {
         super::checkpointing::checkpoint(&self.inner)
     }
@@ -688,7 +693,10 @@ fn flusher_loop(inner: &Inner) {
         }
         let buffered = !inner.commit.lock().buffer.is_empty();
         if buffered {
-            poison_on_failure(inner, "flush", inner.engine().sync().map(|_| ()));
+            // Not `sync`, which waits for a reclamation pass in progress: nothing delays the
+            // flusher, and the pass below gives way to one in progress instead.
+            let flushed = inner.engine().flush_through(None);
+            poison_on_failure(inner, "flush", flushed.map(|_| ()));
         }
         inner.engine().reclaim_ready();
     }
@@ -699,7 +707,9 @@ fn flusher_loop(inner: &Inner) {
 fn reclaimer_loop(inner: &Inner) {
     while inner.reclaim.wait_raised() {
         if !inner.poison.is_poisoned() {
-            inner.engine().reclaim_ready();
+            // Waits for a pass in progress (or `verify`) rather than giving way: that pass may
+            // have taken its limit before the flush that raised this one (invariant 3).
+            inner.engine().reclaim_ready_now();
         }
     }
 }

@@ -3,15 +3,17 @@
 //!
 //! A commit queues the versions it superseded and the nodes it retired. A flush that makes them
 //! durable raises the reclaimer thread once [`RAISE_QUEUED_MIN`] retirements or
-//! [`RAISE_QUEUED_BYTES_MIN`] of their bytes wait (fewer wait for the flusher's pass every
+//! [`RAISE_QUEUED_BYTES_MIN`] of their bytes were queued since the last pass (fewer wait for the flusher's pass every
 //! `eventual_flush_interval`, or a sync or checkpoint, which free everything reclaimable before
 //! they return), and it frees them while committers go on: freeing a
 //! batch of scattered updates touches every node's table entry and old version again, cache
 //! misses that cost a lone committer about a fifth of its commit when the flush's leader did
 //! it before returning (`design/ARCHITECTURE.md`, "Commit CPU and group flush"). A committer
 //! frees inline only when more than [`QUEUED_INLINE_MAX`] retirements or
-//! [`QUEUED_INLINE_BYTES_MAX`] of their bytes wait, so the queue, and the data-file space its
-//! versions hold, stay bounded when the reclaimer falls behind.
+//! [`QUEUED_INLINE_BYTES_MAX`] of their bytes were queued since the last pass, so the queue, and
+//! the data-file space its versions hold, stay bounded when the reclaimer falls behind (what a
+//! pinned snapshot can read stays, as it must). Counting since the last pass, not all that
+//! waits, keeps entries a snapshot pins from raising the reclaimer at every flush.
 //!
 //! Invariants:
 //! 1. A slot is freed only when its superseding epoch is durable and no registered snapshot is
@@ -53,7 +55,7 @@ const PREFETCH_AHEAD: usize = 8;
 pub(crate) struct Reclamation {
     /// Retirements in about epoch order (C3 may queue them slightly out of it).
     queue: Mutex<Queue>,
-    /// The queue's length and bytes as of its last change, read without its lock.
+    /// [`Queue::since_pass`] and its bytes as of the queue's last change, read without its lock.
     queued: AtomicUsize,
     queued_bytes: AtomicU64,
     /// Held through a pass (invariant 2).
@@ -69,13 +71,18 @@ struct Queue {
     entries: VecDeque<Retirement>,
     /// The sum of the entries' `bytes`.
     bytes: u64,
+    /// Entries and their bytes queued since the last pass took its entries: what the raise and
+    /// the inline bound count, so entries a pinned snapshot keeps (no pass can free them) do not
+    /// wake the reclaimer at every flush or send every committer into a pass.
+    since_pass: usize,
+    since_pass_bytes: u64,
 }
 
 impl Queue {
-    /// Mirrors the length and bytes where they are read without the lock.
+    /// Mirrors what was queued since the last pass where it is read without the lock.
     fn publish(&self, queued: &AtomicUsize, queued_bytes: &AtomicU64) {
-        queued.store(self.entries.len(), Ordering::Relaxed);
-        queued_bytes.store(self.bytes, Ordering::Relaxed);
+        queued.store(self.since_pass, Ordering::Relaxed);
+        queued_bytes.store(self.since_pass_bytes, Ordering::Relaxed);
     }
 }
 
@@ -86,13 +93,17 @@ struct Wake {
 }
 
 impl Reclamation {
-    /// Queues `retired`; true when the queue is past the bounds a committer frees it at.
+    /// Queues `retired`; true when what was queued since the last pass is past the bounds a
+    /// committer frees it at.
     pub(crate) fn queue(&self, retired: Vec<Retirement>) -> bool {
         let mut queue = self.queue.lock();
-        queue.bytes += retired.iter().map(|r| u64::from(r.bytes)).sum::<u64>();
+        let bytes = retired.iter().map(|r| u64::from(r.bytes)).sum::<u64>();
+        queue.bytes += bytes;
+        queue.since_pass_bytes += bytes;
+        queue.since_pass += retired.len();
         queue.entries.extend(retired);
         queue.publish(&self.queued, &self.queued_bytes);
-        queue.entries.len() > QUEUED_INLINE_MAX || queue.bytes > QUEUED_INLINE_BYTES_MAX
+        queue.since_pass > QUEUED_INLINE_MAX || queue.since_pass_bytes > QUEUED_INLINE_BYTES_MAX
     }
 
     /// Holds reclamation off until the guard drops (a pass in progress finishes first).
@@ -101,7 +112,7 @@ impl Reclamation {
     }
 
     /// Asks the reclaimer for a pass once [`RAISE_QUEUED_MIN`] retirements or
-    /// [`RAISE_QUEUED_BYTES_MIN`] of their bytes wait.
+    /// [`RAISE_QUEUED_BYTES_MIN`] of their bytes were queued since the last pass.
     pub(crate) fn raise_if_due(&self) {
         if self.queued.load(Ordering::Relaxed) >= RAISE_QUEUED_MIN
             || self.queued_bytes.load(Ordering::Relaxed) >= RAISE_QUEUED_BYTES_MIN
@@ -152,6 +163,8 @@ impl Reclamation {
             .count();
         let taken: Vec<Retirement> = queue.entries.drain(..ready).collect();
         queue.bytes -= taken.iter().map(|r| u64::from(r.bytes)).sum::<u64>();
+        queue.since_pass = 0;
+        queue.since_pass_bytes = 0;
         queue.publish(&self.queued, &self.queued_bytes);
         taken
     }
@@ -216,6 +229,8 @@ impl Engine<'_> {
                 Err(e) => {
                     // The table refused a transition reclamation relies on: memory and the
                     // durable state may disagree, so the runtime stops accepting writes.
+                    // The rest of the entries taken are dropped: a poisoned runtime frees nothing
+                    // more, and the table still names their versions, so nothing leaks on disk.
                     tracing::error!(id = %r.id, %e, "reclamation found an entry it cannot free");
                     self.poison.poison(&e);
                     break;

@@ -312,11 +312,14 @@ impl Run {
         let outcome = rt.compact_with(&CompactionOptions::full(), &mut |_| {});
         drop(rt);
         drop(kv);
-        // Unless the crash came first, the compaction moved nodes.
+        // Unless the crash came first, the compaction moved or skipped the victims' nodes, or
+        // its victims were wholly free and it returned them (reclamation runs in batches, so
+        // the pass itself may have freed their last versions).
         if let Ok(report) = &outcome {
             assert!(
-                report.nodes_moved > 0 || report.segments_returned == 0,
-                "{ctx}"
+                report.nodes_moved + report.nodes_skipped > 0
+                    || report.segments_returned >= report.victims,
+                "{ctx}: {report:?}"
             );
         }
         let same = Some(self.acked.clone()).filter(|_| !self.setup.production);
