@@ -319,11 +319,20 @@ impl Engine<'_> {
                 return Err(conflict(n.id));
             }
         }
-        for (id, base) in staged.retires.iter().chain(&staged.reads) {
+        let unchanged = |(id, base): &(NodeId, u64)| {
             let current = self.table.get(*id, &guard).map_err(|_| conflict(*id))?;
-            if current.birth != *base {
-                return Err(conflict(*id));
+            if current.birth == *base {
+                Ok(current)
+            } else {
+                Err(conflict(*id))
             }
+        };
+        // The retired versions' lengths, for the reclamation queue's byte count (C3).
+        let retired_bytes: Vec<u32> = (staged.retires.iter())
+            .map(|r| unchanged(r).map(|v| v.len))
+            .collect::<Result<_>>()?;
+        for r in &staged.reads {
+            unchanged(r)?;
         }
         // Everything that can refuse the commit is checked before its record exists: a record
         // in the log is a commit (recovery replays it), so no error may follow the append
@@ -424,11 +433,7 @@ impl Engine<'_> {
                 });
             }
         }
-        for (id, _) in &staged.retires {
-            let current = self
-                .table
-                .get(*id, &guard)
-                .map_err(|e| self.poison_with(e))?;
+        for ((id, _), bytes) in staged.retires.iter().zip(retired_bytes) {
             self.table
                 .retire(*id, epoch)
                 .map_err(|e| self.poison_with(e))?;
@@ -436,7 +441,7 @@ impl Engine<'_> {
                 epoch,
                 id: *id,
                 whole_node: true,
-                bytes: current.len,
+                bytes,
             });
         }
         st.roots = roots.clone();
