@@ -17,23 +17,31 @@ use crate::object_table::{NodeId, TAG_MAX, Version};
 pub const MAGIC: [u8; 8] = *b"VELCHKPT";
 /// The first eight bytes of the footer.
 pub const FOOTER_MAGIC: [u8; 8] = *b"VELCKEND";
-/// The format version this build writes.
-pub const FORMAT_VERSION: u32 = 3;
+/// The format version this build writes: version 4 codes each entry against the one before it
+/// in its block ([`super::compact`]).
+pub const FORMAT_VERSION: u32 = 4;
+/// The last format version of fixed 40-byte entries, still read.
+pub const FORMAT_VERSION_FIXED: u32 = 3;
 /// The oldest format version this build reads: version 2 is version 3 without exhausted entries
 /// (version 1 had no free entries at all).
 pub const FORMAT_VERSION_MIN: u32 = 2;
 /// Bytes of the file header.
 pub const HEADER_BYTES: usize = 64;
-/// Bytes of a block header.
+/// Bytes of a block header in versions 2 and 3.
 pub const BLOCK_HEADER_BYTES: usize = 16;
-/// Bytes of one entry.
+/// Bytes of one entry in versions 2 and 3.
 pub const ENTRY_BYTES: usize = 40;
 /// Bytes of the footer.
 pub const FOOTER_BYTES: usize = 32;
 /// Most entries one block holds (the header records it; this build accepts only this value).
 pub const BLOCK_ENTRIES_MAX: u32 = 4096;
-/// Bytes of the largest block: the most a reader or writer ever buffers.
-pub const BLOCK_BYTES_MAX: usize = BLOCK_HEADER_BYTES + BLOCK_ENTRIES_MAX as usize * ENTRY_BYTES;
+/// Bytes of the largest block of any version: the most a reader or writer ever buffers.
+pub const BLOCK_BYTES_MAX: usize = {
+    let fixed = BLOCK_HEADER_BYTES + BLOCK_ENTRIES_MAX as usize * ENTRY_BYTES;
+    let compact = super::compact::BLOCK_HEADER_BYTES
+        + BLOCK_ENTRIES_MAX as usize * super::compact::ENTRY_BYTES_MAX;
+    if fixed > compact { fixed } else { compact }
+};
 
 // Header fields.
 const H_VERSION: usize = MAGIC.len();

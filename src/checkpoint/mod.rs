@@ -25,10 +25,13 @@
 //! Layout: [`format`] (byte layout, shared decoders), `writer` ([`CheckpointWriter`]), `reader`
 //! ([`read_checkpoint`], [`scan_checkpoint`]). The format is in `design/FORMAT.md` §7.
 
+pub mod compact;
 pub mod format;
 mod reader;
 mod writer;
 
+#[cfg(test)]
+mod compact_tests;
 #[cfg(test)]
 mod reject_tests;
 #[cfg(test)]

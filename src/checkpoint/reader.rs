@@ -5,10 +5,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use super::compact::{self, Base, ENTRY_BYTES_MAX, ENTRY_BYTES_MIN};
 use super::format::{
     B_CRC, B_FIRST, BLOCK_ENTRIES_MAX, BLOCK_HEADER_BYTES, BlockHeader, ENTRY_BYTES, F_BLOCK_COUNT,
-    F_ENTRY_COUNT, FOOTER_BYTES, Footer, H_ENTRY_COUNT, H_EPOCH, H_SEQ, HEADER_BYTES, Header,
-    decode_entry, entry_raw_id,
+    F_ENTRY_COUNT, FOOTER_BYTES, FORMAT_VERSION_FIXED, Footer, H_ENTRY_COUNT, H_EPOCH, H_SEQ,
+    HEADER_BYTES, Header, decode_entry, entry_raw_id,
 };
 use super::{CheckpointEntry, CheckpointExpect, CheckpointItem, parse_checkpoint_file_name};
 use crate::codec::{crc32c, crc32c_append};
@@ -284,8 +285,7 @@ impl<'p, V: FnMut(CheckpointItem) -> Result<()>> Walk<'p, V> {
         let mut prev: Option<u64> = None;
         while index < header.entry_count {
             let at = self.pos;
-            self.take(BLOCK_HEADER_BYTES)?;
-            let block = BlockHeader::decode(&self.buf, self.path, at)?;
+            let block = self.block_header(header.version, at)?;
             self.blocks += 1;
             let count = u64::from(block.count);
             // The count is checked before anything is read for it (invariant 5). A bad count
@@ -301,7 +301,7 @@ impl<'p, V: FnMut(CheckpointItem) -> Result<()>> Walk<'p, V> {
                 // Scanning: go on counting from the blocks before. The index is the one field
                 // of the block that neither its CRC nor its length vouches for, so it is the
                 // likelier one to be wrong, and one bad index stays one problem.
-                self.mismatch(at + B_FIRST as u64, what, index, actual)?;
+                self.mismatch(at + block.first_at, what, index, actual)?;
             }
             if header
                 .entry_count
@@ -310,22 +310,140 @@ impl<'p, V: FnMut(CheckpointItem) -> Result<()>> Walk<'p, V> {
             {
                 return Err(invalid(self.path, at, "checkpoint_block.count", count));
             }
+            self.check_compact_block(&block, at)?;
             let entries_at = self.pos;
-            // At most BLOCK_ENTRIES_MAX * ENTRY_BYTES, checked above.
-            self.take(block.count as usize * ENTRY_BYTES)?;
+            // At most BLOCK_ENTRIES_MAX * ENTRY_BYTES (or ENTRY_BYTES_MAX), checked above.
+            self.take(block.entry_bytes)?;
             let actual = crc32c(&self.buf);
             if actual == block.crc32c {
-                self.entries(header, entries_at, &mut prev)?;
+                if block.compact {
+                    self.compact_entries(header, entries_at, at, block.count, &mut prev)?;
+                } else {
+                    self.entries(header, entries_at, &mut prev)?;
+                }
             } else {
                 // Scanning: none of the block's entries can be trusted, so all are skipped.
                 let kind = CorruptionKind::ChecksumMismatch {
                     expected: block.crc32c,
                     actual,
                 };
-                let e = Error::corruption(self.path, at + B_CRC as u64, kind);
+                let e = Error::corruption(self.path, at + block.crc_at, kind);
                 self.policy.report(e)?;
             }
             index += count;
+        }
+        Ok(())
+    }
+
+    /// Reads the block header at `at` in the layout of format `version`.
+    fn block_header(&mut self, version: u32, at: u64) -> Result<Block> {
+        if version <= FORMAT_VERSION_FIXED {
+            self.take(BLOCK_HEADER_BYTES)?;
+            let b = BlockHeader::decode(&self.buf, self.path, at)?;
+            return Ok(Block {
+                compact: false,
+                count: b.count,
+                // At most BLOCK_ENTRIES_MAX * ENTRY_BYTES once the count is checked.
+                entry_bytes: (b.count as usize).saturating_mul(ENTRY_BYTES),
+                crc32c: b.crc32c,
+                reserved: 0,
+                first_entry_index: b.first_entry_index,
+                crc_at: B_CRC as u64,
+                first_at: B_FIRST as u64,
+            });
+        }
+        self.take(compact::BLOCK_HEADER_BYTES)?;
+        let b = compact::BlockHeader::decode(&self.buf, self.path, at)?;
+        Ok(Block {
+            compact: true,
+            count: b.count,
+            entry_bytes: b.entry_bytes as usize,
+            crc32c: b.crc32c,
+            reserved: b.reserved,
+            first_entry_index: b.first_entry_index,
+            crc_at: compact::B_CRC as u64,
+            first_at: compact::B_FIRST as u64,
+        })
+    }
+
+    /// A version 4 block's `entry_bytes` must lie within what `count` entries can take: outside
+    /// it the next block cannot be located, so it stops every policy. Its `reserved` must be
+    /// zero (the walk goes on past that: the layout is intact).
+    fn check_compact_block(&mut self, block: &Block, at: u64) -> Result<()> {
+        if !block.compact {
+            return Ok(());
+        }
+        let count = block.count as usize;
+        if !(count * ENTRY_BYTES_MIN..=count * ENTRY_BYTES_MAX).contains(&block.entry_bytes) {
+            let value = block.entry_bytes as u64;
+            let at = at + compact::B_ENTRY_BYTES as u64;
+            return Err(invalid(self.path, at, "checkpoint_block.entry_bytes", value));
+        }
+        if block.reserved != 0 {
+            let value = u64::from(block.reserved);
+            let at = at + compact::B_RESERVED as u64;
+            let e = invalid(self.path, at, "checkpoint_block.reserved", value);
+            self.policy.report(e)?;
+        }
+        Ok(())
+    }
+
+    /// Checks and visits the `count` version 4 entries in `buf`, read from `base` (the block
+    /// header is at `block_at`). An entry that fails its checks ends the block, since the next
+    /// one's start is then unknown; bytes left after the last entry are a bad `entry_bytes`.
+    fn compact_entries(
+        &mut self,
+        header: &Header,
+        base: u64,
+        block_at: u64,
+        count: u32,
+        prev: &mut Option<u64>,
+    ) -> Result<()> {
+        let buf = std::mem::take(&mut self.buf);
+        let ended = self.walk_compact(&buf, header, base, block_at, count, prev);
+        self.buf = buf;
+        ended
+    }
+
+    fn walk_compact(
+        &mut self,
+        buf: &[u8],
+        header: &Header,
+        base: u64,
+        block_at: u64,
+        count: u32,
+        prev: &mut Option<u64>,
+    ) -> Result<()> {
+        let mut pos = 0usize;
+        let mut coded = Base::default();
+        for _ in 0..count {
+            let bytes = &buf[pos..];
+            let at = base + pos as u64;
+            match compact::decode_entry(bytes, self.path, at, coded, header.epoch, *prev) {
+                Ok(d) => {
+                    (self.visit)(d.item)?;
+                    self.visited += 1;
+                    *prev = Some(d.next.raw_id);
+                    coded = d.next;
+                    pos += d.bytes;
+                }
+                Err(e) => {
+                    // Scanning: as in version 3, an in-order id still raises the bar, so a
+                    // duplicate of it is caught in the blocks after.
+                    if let Some(raw) = compact::raw_id_of(bytes, self.path, coded)
+                        && prev.is_none_or(|p| raw > p)
+                    {
+                        *prev = Some(raw);
+                    }
+                    return self.policy.report(e);
+                }
+            }
+        }
+        if pos != buf.len() {
+            let value = buf.len() as u64;
+            let at = block_at + compact::B_ENTRY_BYTES as u64;
+            let e = invalid(self.path, at, "checkpoint_block.entry_bytes", value);
+            self.policy.report(e)?;
         }
         Ok(())
     }
@@ -405,4 +523,19 @@ impl<'p, V: FnMut(CheckpointItem) -> Result<()>> Walk<'p, V> {
 
 fn invalid(path: &Path, at: u64, field: &'static str, value: u64) -> Error {
     Error::corruption(path, at, CorruptionKind::InvalidField { field, value })
+}
+
+/// A block header of either layout, with the offsets of its fields.
+struct Block {
+    /// Version 4 (variable-length entries).
+    compact: bool,
+    count: u32,
+    /// Bytes of the entries after the header.
+    entry_bytes: usize,
+    crc32c: u32,
+    reserved: u32,
+    first_entry_index: u64,
+    /// Offsets, in the block header, of `crc32c` and `first_entry_index`.
+    crc_at: u64,
+    first_at: u64,
 }

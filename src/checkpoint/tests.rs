@@ -100,6 +100,69 @@ pub(super) fn write(
     w.finish().unwrap()
 }
 
+/// A version 3 file of `items` (fixed 40-byte entries, full blocks but the last), as the writer
+/// of format 3 wrote it, which the reader must still read; and what its manifest records.
+pub(super) fn fixed_file(
+    seq: u64,
+    epoch: u64,
+    items: &[CheckpointItem],
+) -> (Vec<u8>, CheckpointInfo) {
+    let entry_count = items.len() as u64;
+    let mut out = format::Header {
+        version: format::FORMAT_VERSION_FIXED,
+        seq,
+        epoch,
+        entry_count,
+    }
+    .encode();
+    let mut blocks = 0;
+    for (b, chunk) in items.chunks(BLOCK_ENTRIES_MAX as usize).enumerate() {
+        let mut entries = Vec::new();
+        for item in chunk {
+            entries.extend_from_slice(&match item {
+                CheckpointItem::Live(e) => format::encode_entry(e),
+                CheckpointItem::Free(id) => format::encode_free_entry(*id),
+                CheckpointItem::Exhausted(id) => format::encode_exhausted_entry(*id),
+            });
+        }
+        let header = format::BlockHeader {
+            count: chunk.len() as u32,
+            crc32c: crate::codec::crc32c(&entries),
+            first_entry_index: (b * BLOCK_ENTRIES_MAX as usize) as u64,
+        };
+        out.extend_from_slice(&header.encode());
+        out.extend_from_slice(&entries);
+        blocks += 1;
+    }
+    let footer = format::Footer {
+        entry_count,
+        block_count: blocks,
+    };
+    out.extend_from_slice(&footer.encode());
+    let info = CheckpointInfo {
+        file: checkpoint_file_name(seq),
+        seq,
+        epoch,
+        entries: entry_count,
+        bytes: out.len() as u64,
+        crc32c: crate::codec::crc32c(&out),
+    };
+    (out, info)
+}
+
+/// Stores the version 3 file of `entries` as checkpoint `seq` in `fs`.
+pub(super) fn write_fixed(
+    fs: &FaultStorage,
+    seq: u64,
+    epoch: u64,
+    entries: &[CheckpointEntry],
+) -> CheckpointInfo {
+    let items: Vec<_> = entries.iter().map(|e| CheckpointItem::Live(*e)).collect();
+    let (bytes, info) = fixed_file(seq, epoch, &items);
+    fs.create(&path_of(seq)).unwrap().write_at(&bytes, 0).unwrap();
+    info
+}
+
 pub(super) fn path_of(seq: u64) -> PathBuf {
     dir().join(checkpoint_file_name(seq))
 }
@@ -173,6 +236,66 @@ pub(super) const GOLDEN: &str = "
     0100000000000000 00000000 b4653954   block_count 1, reserved, crc32c 0x543965b4
 ";
 
+/// CRC32C values of the version 4 golden file, computed like the version 3 ones.
+const GOLDEN_V4_HEADER_CRC: u32 = 0x45f5_33ad;
+const GOLDEN_V4_BLOCK_CRC: u32 = 0x4a52_099a;
+pub(super) const GOLDEN_V4_FILE_CRC: u32 = 0x6bbe_d6f8;
+
+/// The golden checkpoint in format version 4 (what the writer writes): the same header but
+/// `format_version` 4, a 24-byte block header, and entries coded against the entry before.
+///
+/// An id is a varint of its difference from the previous raw id in the block (the first entry's
+/// from 0); a location a varint of the zigzag of the wrapping difference from the previous live
+/// entry's packed word; `age` a varint of `epoch - birth`. Entry 0: id 2^48 + 1 (7 bytes),
+/// location 0, len 0, age 9. Entry 1: id difference 3:1042:7 - 0:1:1, location difference
+/// 0x2800_0200_0000_0100 (positive: zigzag doubles it), len 512, age 0. Entry 2: location
+/// difference 0x57ff_fdff_ffff_feff, len 64 MiB, age 4.
+pub(super) const GOLDEN_V4: &str = "
+    56454c43484b5054 04000000 40000000   magic, format_version 4, header_bytes 64
+    0200000000000000 0900000000000000    checkpoint_seq 2, epoch 9
+    0300000000000000 00100000            entry_count 3, block_entries_max 4096
+    00000000000000000000000000000000     reserved
+    ad33f545                             crc32c 0x45f533ad
+    03000000 49000000 9a09524a           block: count 3, entry_bytes 73, crc32c 0x4a52099a
+    00000000 0000000000000000            reserved, first_entry_index 0
+    81808080808040 00                    entry 0: id 0:1:1 (7 bytes), flags 0
+    00 00 00000000 09 00                 location, len, crc32c, age 9, kind 0
+    9188808080808303 00                  entry 1: id difference (8 bytes), flags 0
+    808480808080818050 8004              location difference (9 bytes), len 512 (2 bytes)
+    efbeadde 00 07                       crc32c 0xdeadbeef, age 0, kind 7
+    edf7ffffffffbcfcff01 00              entry 2: id difference (10 bytes), flags 0
+    fefbfffffffffeffaf01                 location difference (10 bytes)
+    80808020 04030201 04 ff              len 64 MiB, crc32c 0x01020304, age 4, kind 255
+    56454c434b454e44 0300000000000000    footer: magic, entry_count 3
+    0100000000000000 00000000 b4653954   block_count 1, reserved, crc32c 0x543965b4
+";
+
+/// [`write_with_exhausted`]'s file in version 4: the exhausted handle takes 11 bytes (its id
+/// difference and flags 3), and entry 2's location is still coded against entry 1's.
+const GOLDEN_V4_EXHAUSTED: &str = "
+    56454c43484b5054 04000000 40000000 0400000000000000 0900000000000000
+    0400000000000000 00100000 00000000000000000000000000000000 41b7a361
+    04000000 51000000 366c3557 00000000 0000000000000000
+    81808080808040000000000000000900
+    9188808080808303008084808080808180508004efbeadde0007
+    bbf8ffffffff81fcff01 03
+    b2ffffffffff3a00fefbfffffffffeffaf01808080200403020104ff
+    56454c434b454e44 0400000000000000 0100000000000000 00000000 87a3f2d0
+";
+
+/// The free-entry test's file in version 4: the free handle 5:77:3 is its id difference and
+/// flags 1.
+const GOLDEN_V4_FREE: &str = "
+    56454c43484b5054 04000000 40000000 0400000000000000 0900000000000000
+    0400000000000000 00100000 00000000000000000000000000000000 41b7a361
+    04000000 52000000 d191ea39 00000000 0000000000000000
+    81808080808040000000000000000900
+    cc80808080808501 01
+    c58780808080fe01008084808080808180508004efbeadde0007
+    edf7ffffffffbcfcff0100fefbfffffffffeffaf01808080200403020104ff
+    56454c434b454e44 0400000000000000 0100000000000000 00000000 87a3f2d0
+";
+
 /// A free handle's entry: node id 5:77:3, zeros, flags 1 (FLAG_FREE), reserved.
 const GOLDEN_FREE_ENTRY: &str = "
     4d00000000140300 0000000000000000    node_id 5:77:3, location 0
@@ -187,6 +310,20 @@ pub(super) const GOLDEN_EXHAUSTED_ENTRY: &str = "
     00000000 00000000 0000000000000000   len 0, crc32c 0, birth 0
     00 03 000000000000                   kind 0, flags 3 (free, exhausted), reserved
 ";
+
+/// The golden entries with exhausted handle 5:77:65535 between the second and the third, as
+/// version 3 bytes of checkpoint 4 at epoch 9.
+pub(super) fn fixed_with_exhausted() -> (Vec<u8>, Vec<CheckpointItem>) {
+    let live = golden_entries();
+    let exhausted = NodeId::new(5, 77, u16::MAX).unwrap();
+    let items = vec![
+        CheckpointItem::Live(live[0]),
+        CheckpointItem::Live(live[1]),
+        CheckpointItem::Exhausted(exhausted),
+        CheckpointItem::Live(live[2]),
+    ];
+    (fixed_file(4, 9, &items).0, items)
+}
 
 /// The golden entries with exhausted handle 5:77:65535 between the second and the third (raw
 /// ids: 0:1:1 < 3:1042:7 < 5:77:65535 < 63:(2^42-1):65535), written as checkpoint 4 at epoch 9.
@@ -233,9 +370,18 @@ fn exhausted_entries_round_trip_in_id_order_with_the_live_ones() {
     })
     .unwrap();
     assert_eq!(seen, golden_entries());
-    let bytes = file_bytes(&fs, &path);
-    // Header 64 bytes, block header 16, then entry 2 at 160.
-    assert_eq!(&bytes[160..200], &hex(GOLDEN_EXHAUSTED_ENTRY)[..]);
+    assert_eq!(file_bytes(&fs, &path), hex(GOLDEN_V4_EXHAUSTED));
+    // Version 3: header 64 bytes, block header 16, then entry 2 at 160.
+    let (fixed, _) = fixed_with_exhausted();
+    assert_eq!(&fixed[160..200], &hex(GOLDEN_EXHAUSTED_ENTRY)[..]);
+    let (fs, path) = stored(&fixed, 4);
+    let mut items = Vec::new();
+    read_checkpoint_items(&fs, &path, None, |i| {
+        items.push(i);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(items, want);
 }
 
 #[test]
@@ -323,9 +469,10 @@ fn free_entries_round_trip_in_id_order_with_the_live_ones() {
     })
     .unwrap();
     assert_eq!(seen, live);
-    let bytes = file_bytes(&fs, &path);
-    // Header 64 bytes, block header 16, then entry 1 at 120.
-    assert_eq!(&bytes[120..160], &hex(GOLDEN_FREE_ENTRY)[..]);
+    assert_eq!(file_bytes(&fs, &path), hex(GOLDEN_V4_FREE));
+    // Version 3: header 64 bytes, block header 16, then entry 1 at 120.
+    let (fixed, _) = fixed_file(4, 9, &items);
+    assert_eq!(&fixed[120..160], &hex(GOLDEN_FREE_ENTRY)[..]);
 }
 
 /// Parses a hex listing: the first run of hex words on each line, up to a word that is not hex.
@@ -346,11 +493,11 @@ pub(super) fn hex(listing: &str) -> Vec<u8> {
 
 #[test]
 fn golden_bytes() {
-    let golden = hex(GOLDEN);
-    assert_eq!(golden.len(), 64 + 16 + 3 * 40 + 32);
-    assert_eq!(&golden[60..64], &GOLDEN_HEADER_CRC.to_le_bytes());
-    assert_eq!(&golden[68..72], &GOLDEN_BLOCK_CRC.to_le_bytes());
-    assert_eq!(&golden[228..232], &GOLDEN_FOOTER_CRC.to_le_bytes());
+    let golden = hex(GOLDEN_V4);
+    assert_eq!(golden.len(), 64 + 24 + 16 + 26 + 31 + 32);
+    assert_eq!(&golden[60..64], &GOLDEN_V4_HEADER_CRC.to_le_bytes());
+    assert_eq!(&golden[72..76], &GOLDEN_V4_BLOCK_CRC.to_le_bytes());
+    assert_eq!(&golden[189..193], &GOLDEN_FOOTER_CRC.to_le_bytes());
 
     let fs = fresh();
     let info = write(&fs, 2, 9, &golden_entries());
@@ -363,8 +510,8 @@ fn golden_bytes() {
             seq: 2,
             epoch: 9,
             entries: 3,
-            bytes: 232,
-            crc32c: GOLDEN_FILE_CRC,
+            bytes: 193,
+            crc32c: GOLDEN_V4_FILE_CRC,
         }
     );
     let (summary, seen) = read_bytes(&golden, Some(&info.expect())).unwrap();
@@ -376,14 +523,34 @@ fn golden_bytes() {
             epoch: 9,
             entries: 3,
             blocks: 1,
-            bytes: 232,
-            crc32c: GOLDEN_FILE_CRC,
+            bytes: 193,
+            crc32c: GOLDEN_V4_FILE_CRC,
         }
     );
     assert!(
         !fs.exists(&dir().join("ot-0000000000000002.ckpt.tmp"))
             .unwrap()
     );
+}
+
+#[test]
+fn version_3_golden_bytes_are_still_read() {
+    let golden = hex(GOLDEN);
+    assert_eq!(golden.len(), 64 + 16 + 3 * 40 + 32);
+    assert_eq!(&golden[60..64], &GOLDEN_HEADER_CRC.to_le_bytes());
+    assert_eq!(&golden[68..72], &GOLDEN_BLOCK_CRC.to_le_bytes());
+    assert_eq!(&golden[228..232], &GOLDEN_FOOTER_CRC.to_le_bytes());
+    let items: Vec<_> = golden_entries()
+        .into_iter()
+        .map(CheckpointItem::Live)
+        .collect();
+    // The fixture builder writes exactly the listing, so tests built on it test version 3.
+    let (built, info) = fixed_file(2, 9, &items);
+    assert_eq!(built, golden);
+    assert_eq!((info.bytes, info.crc32c), (232, GOLDEN_FILE_CRC));
+    let (summary, seen) = read_bytes(&golden, Some(&info.expect())).unwrap();
+    assert_eq!(seen, golden_entries());
+    assert_eq!((summary.entries, summary.blocks), (3, 1));
 }
 
 #[test]
@@ -466,7 +633,7 @@ fn writer_refuses_bad_entries_and_stays_usable() {
             entry(base + 11, loc(0, 0), slot + 1, 1),
             "checkpoint_entry.len",
         ),
-        (entry(base + 11, loc(0, 0), 1, 10), "checkpoint_entry.birth"),
+        (entry(base + 11, loc(0, 0), 1, 10), "checkpoint_entry.age"),
         // An offset that is not a whole number of the packing's 16-byte units.
         (
             entry(base + 11, loc(0, SLOT_BYTES_MIN / 2), 1, 1),
@@ -561,15 +728,28 @@ fn blocks_are_full_except_the_last() {
         .map(|i| entry((1 << 48) + i, Location::unpack(i).unwrap(), 1, i % 10))
         .collect();
     let info = write(&fs, 3, 9, &entries);
-    let block = format::BLOCK_BYTES_MAX as u64;
-    assert_eq!(info.bytes, 64 + 2 * block + 16 + 40 + 32);
     let bytes = file_bytes(&fs, &path_of(3));
-    for (b, count, first) in [(0, 4096u32, 0u64), (1, 4096, 4096), (2, 1, 8192)] {
-        let at = 64 + b * block as usize;
+    assert_eq!(info.bytes, bytes.len() as u64);
+    // Each entry after a block's first: id difference 1, flags, location difference 1 (zigzag
+    // 2), len 1, CRC, age, kind: 10 bytes. A block's first is coded against zero: its id takes
+    // 7 bytes and its location (zigzag 2, 8194, 16386) 1, 2 and 3.
+    let mut at = 64;
+    for (count, first, first_bytes) in [(4096u32, 0u64, 16), (4096, 4096, 17), (1, 8192, 18)] {
+        let entry_bytes = first_bytes + (count - 1) * 10;
         assert_eq!(&bytes[at..at + 4], &count.to_le_bytes());
-        assert_eq!(&bytes[at + 8..at + 16], &first.to_le_bytes());
+        assert_eq!(&bytes[at + 4..at + 8], &entry_bytes.to_le_bytes());
+        assert_eq!(&bytes[at + 16..at + 24], &first.to_le_bytes());
+        at += compact::BLOCK_HEADER_BYTES + entry_bytes as usize;
     }
+    assert_eq!(at + 32, bytes.len());
     assert_eq!(crate::codec::crc32c(&bytes), info.crc32c);
+    let mut seen = Vec::new();
+    read_checkpoint(&fs, &path_of(3), Some(&info.expect()), |e| {
+        seen.push(e);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(seen, entries);
     let kind = CorruptionKind::MissingFile;
     let missing = corruption_of(read_checkpoint(&fs, &path_of(9), None, |_| Ok(())));
     assert_eq!((missing.offset, missing.kind), (0, kind));

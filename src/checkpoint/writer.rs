@@ -5,11 +5,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::format::{
-    BLOCK_BYTES_MAX, BLOCK_ENTRIES_MAX, BLOCK_HEADER_BYTES, BlockHeader, ENTRY_BYTES,
-    FORMAT_VERSION, Footer, HEADER_BYTES, Header, decode_entry, encode_entry,
-    encode_exhausted_entry, encode_free_entry,
-};
+use super::compact::{BLOCK_HEADER_BYTES, Base, BlockHeader, decode_entry, encode_entry};
+use super::format::{BLOCK_BYTES_MAX, BLOCK_ENTRIES_MAX, FORMAT_VERSION, Footer, HEADER_BYTES, Header};
 use super::{CheckpointEntry, CheckpointInfo, CheckpointItem, checkpoint_file_name};
 use crate::codec::{crc32c, crc32c_append, crc32c_combine};
 use crate::error::{Error, IoOp, Result};
@@ -34,6 +31,8 @@ pub struct CheckpointWriter<'s> {
     /// The block being filled: room for its header, then its encoded entries.
     block: Vec<u8>,
     block_entries: u32,
+    /// What the block's next entry is coded against (zero at a block's start).
+    base: Base,
     entries: u64,
     blocks: u64,
     last: Option<NodeId>,
@@ -90,6 +89,7 @@ impl<'s> CheckpointWriter<'s> {
             epoch,
             block,
             block_entries: 0,
+            base: Base::default(),
             entries: 0,
             blocks: 0,
             last: None,
@@ -103,81 +103,50 @@ impl<'s> CheckpointWriter<'s> {
     /// or it could not be read back (a location that does not pack, a length above the slot size,
     /// a birth after the checkpoint's epoch); the writer stays usable after such a refusal.
     pub fn push(&mut self, entry: CheckpointEntry) -> Result<()> {
-        self.check_usable()?;
-        let bytes = encode_entry(&entry);
-        // The reader's decoder is the single definition of a valid entry (invariant 3). Comparing
-        // the round trip also catches a location that `pack` would silently truncate.
-        let prev = self.last.map(NodeId::raw);
-        match decode_entry(&bytes, &self.tmp, 0, self.epoch, FORMAT_VERSION, prev) {
-            Ok(decoded) if decoded == CheckpointItem::Live(entry) => {}
-            Ok(_) => {
-                return Err(Error::InvalidArgument(format!(
-                    "checkpoint entry {}: location {:?} cannot be packed",
-                    entry.id, entry.version.location
-                )));
-            }
-            Err(e) => {
-                let why = e.as_corruption().map(|c| c.kind.to_string());
-                return Err(Error::InvalidArgument(format!(
-                    "checkpoint entry {} (epoch {}, previous id {:?}): {}",
-                    entry.id,
-                    self.epoch,
-                    self.last,
-                    why.unwrap_or_else(|| e.to_string())
-                )));
-            }
-        }
-        self.append(&bytes, entry.id)
+        self.push_item(CheckpointItem::Live(entry))
     }
 
     /// Adds a free handle (step W2): `id` carries the tag its handle's next node gets. Ordered
     /// with the live entries by id, like [`CheckpointWriter::push`].
     pub fn push_free(&mut self, id: NodeId) -> Result<()> {
-        self.push_handle(encode_free_entry(id), CheckpointItem::Free(id), id)
+        self.push_item(CheckpointItem::Free(id))
     }
 
     /// Adds an exhausted handle (step W2): one that issued every tag and must never be handed out
     /// again; `id` carries [`crate::object_table::TAG_MAX`]. Ordered like the others.
     pub fn push_exhausted(&mut self, id: NodeId) -> Result<()> {
-        self.push_handle(
-            encode_exhausted_entry(id),
-            CheckpointItem::Exhausted(id),
-            id,
-        )
+        self.push_item(CheckpointItem::Exhausted(id))
     }
 
-    /// Adds a free or exhausted handle's `bytes` once the reader's decoder reads them back as
-    /// `item` (invariant 3).
-    fn push_handle(
-        &mut self,
-        bytes: [u8; ENTRY_BYTES],
-        item: CheckpointItem,
-        id: NodeId,
-    ) -> Result<()> {
+    /// Encodes `item` into the block, then keeps it only if the reader's decoder reads exactly
+    /// `item` back from those bytes (invariant 3): that also catches a location `pack` would
+    /// truncate, an id out of order and a birth after the epoch.
+    fn push_item(&mut self, item: CheckpointItem) -> Result<()> {
         self.check_usable()?;
+        let at = self.block.len();
+        let next = encode_entry(&mut self.block, self.base, self.epoch, &item);
         let prev = self.last.map(NodeId::raw);
-        let why = match decode_entry(&bytes, &self.tmp, 0, self.epoch, FORMAT_VERSION, prev) {
-            Ok(decoded) if decoded == item => None,
-            Ok(decoded) => Some(format!("reads back as {decoded:?}")),
+        let bytes = &self.block[at..];
+        let why = match decode_entry(bytes, &self.tmp, 0, self.base, self.epoch, prev) {
+            Ok(d) if d.item == item && d.bytes == bytes.len() && d.next == next => None,
+            // Only a location that `pack` truncates reads back as another valid entry.
+            Ok(_) => Some("its location cannot be packed".to_string()),
             Err(e) => Some(
                 e.as_corruption()
                     .map_or_else(|| e.to_string(), |c| c.kind.to_string()),
             ),
         };
         if let Some(why) = why {
+            self.block.truncate(at);
             return Err(Error::InvalidArgument(format!(
-                "checkpoint entry {item:?} (previous id {:?}): {why}",
-                self.last,
+                "checkpoint entry {item:?} (epoch {}, previous id {:?}): {why}",
+                self.epoch, self.last,
             )));
         }
-        self.append(&bytes, id)
-    }
-
-    fn append(&mut self, bytes: &[u8], id: NodeId) -> Result<()> {
-        self.block.extend_from_slice(bytes);
+        self.base = next;
         self.block_entries += 1;
         self.entries += 1;
-        self.last = Some(id);
+        self.last = Some(item_id(&item));
         if self.block_entries == BLOCK_ENTRIES_MAX {
             self.write_block()?;
         }
@@ -247,9 +216,14 @@ impl<'s> CheckpointWriter<'s> {
     /// Writes the buffered block behind its header and empties the buffer.
     fn write_block(&mut self) -> Result<()> {
         let (header, entries) = self.block.split_at_mut(BLOCK_HEADER_BYTES);
+        let entry_bytes = u32::try_from(entries.len()).map_err(|_| {
+            Error::InvalidArgument(format!("checkpoint block of {} bytes", entries.len()))
+        })?;
         let block_header = BlockHeader {
             count: self.block_entries,
+            entry_bytes,
             crc32c: crc32c(entries),
+            reserved: 0,
             first_entry_index: self.entries - u64::from(self.block_entries),
         };
         header.copy_from_slice(&block_header.encode());
@@ -263,6 +237,15 @@ impl<'s> CheckpointWriter<'s> {
         self.blocks += 1;
         self.block.truncate(BLOCK_HEADER_BYTES);
         self.block_entries = 0;
+        self.base = Base::default();
         Ok(())
+    }
+}
+
+/// The id an item names.
+fn item_id(item: &CheckpointItem) -> NodeId {
+    match item {
+        CheckpointItem::Live(entry) => entry.id,
+        CheckpointItem::Free(id) | CheckpointItem::Exhausted(id) => *id,
     }
 }

@@ -332,7 +332,7 @@ pub fn checkpoint_oracle(d: &[u8], bytes: u64, crc: u32, entries: u64) -> (u64, 
             },
         );
     }
-    if !(2..=3).contains(&u32_at(d, 8)) {
+    if !(2..=4).contains(&u32_at(d, 8)) {
         let found = u32_at(d, 8);
         return (8, CorruptionKind::UnsupportedVersion { found });
     }
@@ -351,6 +351,10 @@ pub fn checkpoint_oracle(d: &[u8], bytes: u64, crc: u32, entries: u64) -> (u64, 
         };
         return (60, kind);
     }
+    // Stores write version 4; an older version behind a good header CRC is not damage.
+    assert_eq!(u32_at(d, 8), 4, "a version 4 checkpoint");
+    // Version 4 block header: count 64, entry_bytes 68, crc32c 72, reserved 76,
+    // first_entry_index 80; entries from 88.
     let count = u64::from(u32_at(d, 64));
     let count_bad = CorruptionKind::InvalidField {
         field: "checkpoint_block.count",
@@ -359,35 +363,57 @@ pub fn checkpoint_oracle(d: &[u8], bytes: u64, crc: u32, entries: u64) -> (u64, 
     if count == 0 || count > 4096 {
         return (64, count_bad);
     }
-    let first = u64_at(d, 72);
+    let first = u64_at(d, 80);
     if first != 0 {
         let kind = CorruptionKind::Mismatch {
             what: "checkpoint_block.first_entry_index",
             expected: 0,
             actual: first,
         };
-        return (72, kind);
+        return (80, kind);
     }
     if count > entries {
         return (64, count_bad);
     }
-    let need = count * 40;
-    if need > len - 80 {
+    let need = u64::from(u32_at(d, 68));
+    if !(count * 2..=count * 40).contains(&need) {
+        let kind = CorruptionKind::InvalidField {
+            field: "checkpoint_block.entry_bytes",
+            value: need,
+        };
+        return (68, kind);
+    }
+    if u32_at(d, 76) != 0 {
+        let kind = CorruptionKind::InvalidField {
+            field: "checkpoint_block.reserved",
+            value: u64::from(u32_at(d, 76)),
+        };
+        return (76, kind);
+    }
+    if need > len - 88 {
         let kind = CorruptionKind::Truncated {
             needed: need,
-            available: len - 80,
+            available: len - 88,
         };
-        return (80, kind);
+        return (88, kind);
     }
-    let (stored, computed) = (u32_at(d, 68), crc32c(&d[80..(80 + need) as usize]));
+    let (stored, computed) = (u32_at(d, 72), crc32c(&d[88..(88 + need) as usize]));
     if stored != computed {
         let kind = CorruptionKind::ChecksumMismatch {
             expected: stored,
             actual: computed,
         };
-        return (68, kind);
+        return (72, kind);
     }
-    let f = (80 + need) as usize;
+    // Entries that pass their block's CRC are the writer's, and the writer's entries decode.
+    let f = (88 + need) as usize;
+    if f + 32 > d.len() {
+        let kind = CorruptionKind::Truncated {
+            needed: 32,
+            available: (d.len() - f) as u64,
+        };
+        return (f as u64, kind);
+    }
     if &d[f..f + 8] != b"VELCKEND" {
         return (
             f as u64,
