@@ -121,11 +121,12 @@ fn read_both(
     read.map(|_| seen)
 }
 
-/// A checkpoint header (seq 1) with the given epoch and entry count, for inputs that get past it.
-fn header(epoch: u64, entry_count: u64) -> Vec<u8> {
+/// A checkpoint header (seq 1) of format `version` with the given epoch and entry count, for
+/// inputs that get past it.
+fn header(version: u32, epoch: u64, entry_count: u64) -> Vec<u8> {
     let mut h = Vec::with_capacity(64);
     h.extend_from_slice(b"VELCHKPT");
-    h.extend_from_slice(&1u32.to_le_bytes());
+    h.extend_from_slice(&version.to_le_bytes());
     h.extend_from_slice(&64u32.to_le_bytes());
     h.extend_from_slice(&1u64.to_le_bytes());
     h.extend_from_slice(&epoch.to_le_bytes());
@@ -147,12 +148,34 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_behind_a_valid_header_never_panic(
+        version in 2u32..=4,
         epoch in any::<u64>(),
         entry_count in prop_oneof![0u64..10, any::<u64>()],
         tail in prop::collection::vec(any::<u8>(), 0..600),
     ) {
-        let mut bytes = header(epoch, entry_count);
+        let mut bytes = header(version, epoch, entry_count);
         bytes.extend_from_slice(&tail);
+        let _ = read_both(&bytes, None);
+    }
+
+    /// Arbitrary entry bytes behind a version 4 block header whose `entry_bytes` and CRC are
+    /// right, so the entry decoder itself reads them: it must refuse or accept, never panic, and
+    /// what both policies accept is the same.
+    #[test]
+    fn arbitrary_version_4_entries_never_panic(
+        epoch in prop_oneof![0u64..20, any::<u64>()],
+        count in 1u32..8,
+        entries in prop::collection::vec(any::<u8>(), 2..120),
+    ) {
+        let mut bytes = header(4, epoch, u64::from(count));
+        let entry_bytes = (entries.len() as u32).clamp(2 * count, 40 * count);
+        let mut body = entries.clone();
+        body.resize(entry_bytes as usize, 0);
+        bytes.extend_from_slice(&count.to_le_bytes());
+        bytes.extend_from_slice(&entry_bytes.to_le_bytes());
+        bytes.extend_from_slice(&vellum::codec::crc32c(&body).to_le_bytes());
+        bytes.extend_from_slice(&[0; 12]);
+        bytes.extend_from_slice(&body);
         let _ = read_both(&bytes, None);
     }
 
