@@ -80,6 +80,18 @@ fn raw(h: u64) -> u64 {
     NodeId::new(0, h, 1).unwrap().raw()
 }
 
+/// Every item of `bytes`, read as checkpoint 2 with the strict reader.
+fn items_of(bytes: &[u8]) -> Vec<CheckpointItem> {
+    let (fs, path) = stored(bytes, 2);
+    let mut items = Vec::new();
+    read_checkpoint_items(&fs, &path, None, |i| {
+        items.push(i);
+        Ok(())
+    })
+    .unwrap();
+    items
+}
+
 /// Reads `bytes` and checks the exact error, and that a scan reports it first.
 #[track_caller]
 fn rejects(bytes: &[u8], offset: u64, kind: CorruptionKind) {
@@ -109,14 +121,7 @@ fn the_builder_makes_the_golden_file() {
     assert_eq!((summary.entries, summary.bytes), (3, 193));
     assert_eq!(seen, golden_entries());
     // An entry of the shape these tests build reads back as what it says.
-    let b = file_of(&[vec![live(raw(1), 5, 16, 2), handle(1, 1)]]);
-    let (fs, path) = stored(&b, 2);
-    let mut items = Vec::new();
-    read_checkpoint_items(&fs, &path, None, |i| {
-        items.push(i);
-        Ok(())
-    })
-    .unwrap();
+    let items = items_of(&file_of(&[vec![live(raw(1), 5, 16, 2), handle(1, 1)]]));
     let CheckpointItem::Live(e) = items[0] else {
         panic!("{items:?}")
     };
@@ -227,14 +232,7 @@ fn id_rejections() {
         field("checkpoint_entry.node_id", tag_2),
     );
     let last = NodeId::new(0, 1, TAG_MAX).unwrap();
-    let b = file_of(&[vec![handle(last.raw(), 3)]]);
-    let (fs, path) = stored(&b, 2);
-    let mut items = Vec::new();
-    read_checkpoint_items(&fs, &path, None, |i| {
-        items.push(i);
-        Ok(())
-    })
-    .unwrap();
+    let items = items_of(&file_of(&[vec![handle(last.raw(), 3)]]));
     assert_eq!(items, vec![CheckpointItem::Exhausted(last)]);
 }
 

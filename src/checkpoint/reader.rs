@@ -317,7 +317,11 @@ impl<'p, V: FnMut(CheckpointItem) -> Result<()>> Walk<'p, V> {
             let actual = crc32c(&self.buf);
             if actual == block.crc32c {
                 if block.compact {
-                    self.compact_entries(header, entries_at, at, block.count, &mut prev)?;
+                    // The walk reads the buffer while it visits, so it borrows it out.
+                    let buf = std::mem::take(&mut self.buf);
+                    let walked = self.compact_entries(&buf, header, entries_at, at, block.count, &mut prev);
+                    self.buf = buf;
+                    walked?;
                 } else {
                     self.entries(header, entries_at, &mut prev)?;
                 }
@@ -392,20 +396,6 @@ impl<'p, V: FnMut(CheckpointItem) -> Result<()>> Walk<'p, V> {
     /// header is at `block_at`). An entry that fails its checks ends the block, since the next
     /// one's start is then unknown; bytes left after the last entry are a bad `entry_bytes`.
     fn compact_entries(
-        &mut self,
-        header: &Header,
-        base: u64,
-        block_at: u64,
-        count: u32,
-        prev: &mut Option<u64>,
-    ) -> Result<()> {
-        let buf = std::mem::take(&mut self.buf);
-        let ended = self.walk_compact(&buf, header, base, block_at, count, prev);
-        self.buf = buf;
-        ended
-    }
-
-    fn walk_compact(
         &mut self,
         buf: &[u8],
         header: &Header,
