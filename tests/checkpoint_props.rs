@@ -159,23 +159,41 @@ proptest! {
     }
 
     /// Arbitrary entry bytes behind a version 4 block header whose `entry_bytes` and CRC are
-    /// right, so the entry decoder itself reads them: it must refuse or accept, never panic, and
-    /// what both policies accept is the same.
+    /// right, then a valid footer, so the entry decoder itself reads them: it must refuse or
+    /// accept, never panic, and both policies must agree. The first entry starts with a valid
+    /// id (a random one has tag 0 most of the time), so the fields after it are reached too.
     #[test]
     fn arbitrary_version_4_entries_never_panic(
         epoch in prop_oneof![0u64..20, any::<u64>()],
         count in 1u32..8,
-        entries in prop::collection::vec(any::<u8>(), 2..120),
+        first in 1u64..1000,
+        tail in prop::collection::vec(any::<u8>(), 1..120),
     ) {
-        let mut bytes = header(4, epoch, u64::from(count));
-        let entry_bytes = (entries.len() as u32).clamp(2 * count, 40 * count);
-        let mut body = entries.clone();
+        let mut body = Vec::new();
+        let mut id = NodeId::new(0, first, 1).unwrap().raw();
+        while id >= 0x80 {
+            body.push(id as u8 | 0x80);
+            id >>= 7;
+        }
+        body.push(id as u8);
+        body.extend_from_slice(&tail);
+        let entry_bytes = (body.len() as u32).clamp(2 * count, 40 * count);
         body.resize(entry_bytes as usize, 0);
+        let mut bytes = header(4, epoch, u64::from(count));
+        let crc = vellum::checkpoint::compact::block_crc(count, entry_bytes, &body);
         bytes.extend_from_slice(&count.to_le_bytes());
         bytes.extend_from_slice(&entry_bytes.to_le_bytes());
-        bytes.extend_from_slice(&vellum::codec::crc32c(&body).to_le_bytes());
+        bytes.extend_from_slice(&crc.to_le_bytes());
         bytes.extend_from_slice(&[0; 12]);
         bytes.extend_from_slice(&body);
+        let mut footer = Vec::with_capacity(32);
+        footer.extend_from_slice(b"VELCKEND");
+        footer.extend_from_slice(&u64::from(count).to_le_bytes());
+        footer.extend_from_slice(&1u64.to_le_bytes());
+        footer.extend_from_slice(&[0; 4]);
+        let footer_crc = vellum::codec::crc32c(&footer);
+        footer.extend_from_slice(&footer_crc.to_le_bytes());
+        bytes.extend_from_slice(&footer);
         let _ = read_both(&bytes, None);
     }
 

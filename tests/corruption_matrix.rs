@@ -452,6 +452,11 @@ fn closed_delta_log() {
             let ctx = format!("{} {d:?} (case {case})", log.file);
             let out = run_case(&s.image, &log.file, d, &ctx);
             let on = findings_on(&out.report, &log.file);
+            if out.damaged == orig {
+                // Zeros written over zeros (the header's reserved bytes): nothing to find.
+                assert!(on.is_empty(), "{ctx}: {on:#?}");
+                continue;
+            }
             assert!(
                 on.iter().all(|f| f.severity == Severity::Problem),
                 "{ctx}: {on:#?}"

@@ -6,11 +6,11 @@
 //! reserved 76, first_entry_index 80), entries at 88 (16 bytes), 104 (26) and 130 (31), footer
 //! 161..193.
 
-use super::compact::{BLOCK_HEADER_BYTES, BlockHeader};
+use super::compact::{BLOCK_HEADER_BYTES, BlockHeader, block_crc};
 use super::format::{FORMAT_VERSION, Footer, Header};
 use super::tests::*;
 use super::*;
-use crate::codec::{Encoder, crc32c, zigzag};
+use crate::codec::{Encoder, zigzag};
 use crate::error::CorruptionKind::{self, *};
 use crate::object_table::{NodeId, TAG_MAX};
 
@@ -38,7 +38,7 @@ fn file_of(blocks: &[Vec<Vec<u8>>]) -> Vec<u8> {
         let header = BlockHeader {
             count: block.len() as u32,
             entry_bytes: entries.len() as u32,
-            crc32c: crc32c(&entries),
+            crc32c: block_crc(block.len() as u32, entries.len() as u32, &entries),
             reserved: 0,
             first_entry_index: index,
         };
@@ -108,7 +108,8 @@ fn golden_with(edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
     let mut b = hex(GOLDEN_V4);
     edit(&mut b);
     let len = u32::from_le_bytes(b[68..72].try_into().unwrap()) as usize;
-    let crc = crc32c(&b[FIRST as usize..FIRST as usize + len]);
+    let count = u32::from_le_bytes(b[64..68].try_into().unwrap());
+    let crc = block_crc(count, len as u32, &b[FIRST as usize..FIRST as usize + len]);
     b[72..76].copy_from_slice(&crc.to_le_bytes());
     b
 }
@@ -161,9 +162,22 @@ fn block_header_rejections() {
         field("checkpoint_block.entry_bytes", 121),
     );
     let stored_crc = u32::from_le_bytes(golden[72..76].try_into().unwrap());
+    // The CRC covers the count: one entry fewer, within what 73 bytes can hold, is caught there
+    // rather than blamed on `entry_bytes` or found only when the entries run out.
+    let mut fewer = golden.clone();
+    fewer[64] = 2;
+    let actual = block_crc(2, 73, &golden[88..161]);
+    rejects(
+        &fewer,
+        72,
+        ChecksumMismatch {
+            expected: stored_crc,
+            actual,
+        },
+    );
     let mut flipped = golden.clone();
     flipped[100] ^= 1;
-    let actual = crc32c(&flipped[88..161]);
+    let actual = block_crc(3, 73, &flipped[88..161]);
     rejects(
         &flipped,
         72,
@@ -289,6 +303,104 @@ fn field_rejections() {
             available: 0,
         },
     );
+}
+
+#[test]
+fn varints_must_be_shortest() {
+    // raw(1) takes 7 bytes, the flags 1: the location's varint starts at FIRST + 8.
+    let padded = |field: usize| {
+        let mut e = handle(raw(1), 0);
+        let fields: [&[u8]; 5] = [&[0], &[16], &[0, 0, 0, 0], &[0], &[3]];
+        for (i, f) in fields.iter().enumerate() {
+            if i == field {
+                // The same value with a needless continuation: its last byte is zero.
+                e.extend_from_slice(&[f[0] | 0x80, 0x00]);
+            } else {
+                e.extend_from_slice(f);
+            }
+        }
+        file_of(&[vec![e]])
+    };
+    let loc_at = FIRST + 8;
+    rejects(&padded(0), loc_at + 1, field("checkpoint_entry.location", 0));
+    rejects(&padded(1), loc_at + 2, field("checkpoint_entry.len", 0));
+    rejects(&padded(3), loc_at + 7, field("checkpoint_entry.age", 0));
+    // A tenth byte above 1 passes 64 bits.
+    let tenth = [[0xffu8; 9].as_slice(), &[0x02, 1]].concat();
+    rejects(
+        &file_of(&[vec![tenth]]),
+        FIRST + 9,
+        field("checkpoint_entry.node_id_delta", 2),
+    );
+}
+
+#[test]
+fn a_scan_keeps_the_id_order_past_a_bad_entry() {
+    // Block 0's second entry (id raw(5), flags 9) is bad, but its id is in order, so it still
+    // raises the bar: block 1's first entry, raw(5) again, is a duplicate and is caught.
+    let first = live(raw(1), 0, 16, 0);
+    let bad = handle(4, 9);
+    let b = file_of(&[vec![first.clone(), bad], vec![live(raw(5), 0, 16, 0), handle(1, 1)]]);
+    let (fs, path) = stored(&b, 2);
+    let mut seen = Vec::new();
+    let report = scan_checkpoint_items(&fs, &path, None, |i| {
+        seen.push(i);
+        Ok(())
+    })
+    .unwrap();
+    let problems: Vec<_> = report
+        .problems
+        .iter()
+        .map(|c| (c.offset, c.kind.clone()))
+        .collect();
+    let bad_at = FIRST + first.len() as u64;
+    let b1 = bad_at + 2 + BLOCK_HEADER_BYTES as u64;
+    assert_eq!(
+        problems,
+        vec![
+            (bad_at + 1, field("checkpoint_entry.flags", 9)),
+            (b1, field("checkpoint_entry.node_id", raw(5))),
+        ]
+    );
+    // Block 1's second entry is past the bad first one: the rest of the block is skipped.
+    assert_eq!(seen.len(), 1);
+}
+
+#[test]
+fn a_scan_goes_on_past_a_reserved_word_and_extra_entry_bytes() {
+    let a = |h| live(raw(h), 0, 16, 0);
+    let mut b = file_of(&[vec![a(1)], vec![a(10)], vec![a(20)]]);
+    let len = a(1).len();
+    // Block 0: a non-zero reserved word (no CRC covers it; the layout is intact).
+    b[64 + compact::B_RESERVED] = 5;
+    let b1 = 64 + BLOCK_HEADER_BYTES + len;
+    // Block 1: one byte past its entry, counted in its entry_bytes, with the CRC made right.
+    b.insert(b1 + BLOCK_HEADER_BYTES + len, 0);
+    let eb = (len + 1) as u32;
+    b[b1 + 4..b1 + 8].copy_from_slice(&eb.to_le_bytes());
+    let crc = block_crc(1, eb, &b[b1 + BLOCK_HEADER_BYTES..b1 + BLOCK_HEADER_BYTES + len + 1]);
+    b[b1 + 8..b1 + 12].copy_from_slice(&crc.to_le_bytes());
+    let (fs, path) = stored(&b, 2);
+    let mut seen = Vec::new();
+    let report = scan_checkpoint(&fs, &path, None, |e| {
+        seen.push(e.id.raw());
+        Ok(())
+    })
+    .unwrap();
+    let problems: Vec<_> = report
+        .problems
+        .iter()
+        .map(|c| (c.offset as usize, c.kind.clone()))
+        .collect();
+    assert_eq!(
+        problems,
+        vec![
+            (64 + compact::B_RESERVED, field("checkpoint_block.reserved", 5)),
+            (b1 + compact::B_ENTRY_BYTES, field("checkpoint_block.entry_bytes", u64::from(eb))),
+        ]
+    );
+    assert_eq!(seen, vec![raw(1), raw(10), raw(20)]);
+    assert_eq!(report.blocks, 3);
 }
 
 #[test]

@@ -104,7 +104,8 @@ pub fn read_checkpoint_items(
 /// Checks the checkpoint at `path` like [`read_checkpoint`], but records every problem instead of
 /// stopping at the first (for `fsck`). It goes past a block whose CRC fails (skipping its
 /// entries), a wrong `first_entry_index` (counting on from the blocks before), a bad entry
-/// (skipping it), and footer and expectation mismatches. It stops where the layout is lost: a bad
+/// (skipping it; in version 4 the rest of its block too, whose start is then unknown), and
+/// footer and expectation mismatches. It stops where the layout is lost: a bad
 /// header, a block count out of range, or a truncation. Only entries that pass every check are
 /// visited.
 ///
@@ -314,7 +315,11 @@ impl<'p, V: FnMut(CheckpointItem) -> Result<()>> Walk<'p, V> {
             let entries_at = self.pos;
             // At most BLOCK_ENTRIES_MAX * ENTRY_BYTES (or ENTRY_BYTES_MAX), checked above.
             self.take(block.entry_bytes)?;
-            let actual = crc32c(&self.buf);
+            let actual = if block.compact {
+                compact::block_crc(block.count, block.entry_bytes as u32, &self.buf)
+            } else {
+                crc32c(&self.buf)
+            };
             if actual == block.crc32c {
                 if block.compact {
                     // The walk reads the buffer while it visits, so it borrows it out.

@@ -236,10 +236,11 @@ pub(super) const GOLDEN: &str = "
     0100000000000000 00000000 b4653954   block_count 1, reserved, crc32c 0x543965b4
 ";
 
-/// CRC32C values of the version 4 golden file, computed like the version 3 ones.
+/// CRC32C values of the version 4 golden file, computed like the version 3 ones (the block's
+/// over its count, its `entry_bytes` and its entries).
 const GOLDEN_V4_HEADER_CRC: u32 = 0x45f5_33ad;
-const GOLDEN_V4_BLOCK_CRC: u32 = 0x4a52_099a;
-pub(super) const GOLDEN_V4_FILE_CRC: u32 = 0x6bbe_d6f8;
+const GOLDEN_V4_BLOCK_CRC: u32 = 0xdbc1_3a81;
+pub(super) const GOLDEN_V4_FILE_CRC: u32 = 0xd65d_d34c;
 
 /// The golden checkpoint in format version 4 (what the writer writes): the same header but
 /// `format_version` 4, a 24-byte block header, and entries coded against the entry before.
@@ -256,7 +257,7 @@ pub(super) const GOLDEN_V4: &str = "
     0300000000000000 00100000            entry_count 3, block_entries_max 4096
     00000000000000000000000000000000     reserved
     ad33f545                             crc32c 0x45f533ad
-    03000000 49000000 9a09524a           block: count 3, entry_bytes 73, crc32c 0x4a52099a
+    03000000 49000000 813ac1db           block: count 3, entry_bytes 73, crc32c 0xdbc13a81
     00000000 0000000000000000            reserved, first_entry_index 0
     81808080808040 00                    entry 0: id 0:1:1 (7 bytes), flags 0
     00 00 00000000 09 00                 location, len, crc32c, age 9, kind 0
@@ -275,7 +276,7 @@ pub(super) const GOLDEN_V4: &str = "
 const GOLDEN_V4_EXHAUSTED: &str = "
     56454c43484b5054 04000000 40000000 0400000000000000 0900000000000000
     0400000000000000 00100000 00000000000000000000000000000000 41b7a361
-    04000000 51000000 366c3557 00000000 0000000000000000
+    04000000 51000000 6a50e003 00000000 0000000000000000
     81808080808040000000000000000900
     9188808080808303008084808080808180508004efbeadde0007
     bbf8ffffffff81fcff01 03
@@ -288,7 +289,7 @@ const GOLDEN_V4_EXHAUSTED: &str = "
 const GOLDEN_V4_FREE: &str = "
     56454c43484b5054 04000000 40000000 0400000000000000 0900000000000000
     0400000000000000 00100000 00000000000000000000000000000000 41b7a361
-    04000000 52000000 d191ea39 00000000 0000000000000000
+    04000000 52000000 3a9c9ab1 00000000 0000000000000000
     81808080808040000000000000000900
     cc80808080808501 01
     c58780808080fe01008084808080808180508004efbeadde0007

@@ -5,7 +5,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::compact::{BLOCK_HEADER_BYTES, Base, BlockHeader, decode_entry, encode_entry};
+use super::compact::{
+    BLOCK_HEADER_BYTES, Base, BlockHeader, block_crc, decode_entry, encode_entry,
+};
 use super::format::{BLOCK_BYTES_MAX, BLOCK_ENTRIES_MAX, FORMAT_VERSION, Footer, HEADER_BYTES, Header};
 use super::{CheckpointEntry, CheckpointInfo, CheckpointItem, checkpoint_file_name};
 use crate::codec::{crc32c, crc32c_append, crc32c_combine};
@@ -222,7 +224,7 @@ impl<'s> CheckpointWriter<'s> {
         let block_header = BlockHeader {
             count: self.block_entries,
             entry_bytes,
-            crc32c: crc32c(entries),
+            crc32c: block_crc(self.block_entries, entry_bytes, entries),
             reserved: 0,
             first_entry_index: self.entries - u64::from(self.block_entries),
         };

@@ -397,7 +397,9 @@ pub fn checkpoint_oracle(d: &[u8], bytes: u64, crc: u32, entries: u64) -> (u64, 
         };
         return (88, kind);
     }
-    let (stored, computed) = (u32_at(d, 72), crc32c(&d[88..(88 + need) as usize]));
+    // The block CRC covers the header's count and entry_bytes, then the entries.
+    let covered = [&d[64..72], &d[88..(88 + need) as usize]].concat();
+    let (stored, computed) = (u32_at(d, 72), crc32c(&covered));
     if stored != computed {
         let kind = CorruptionKind::ChecksumMismatch {
             expected: stored,
