@@ -11,7 +11,8 @@
 //! 3. The writer never produces a file the reader rejects: it checks each entry with the reader's
 //!    own entry decoder (ids strictly increasing, location, length, birth) before buffering it.
 //! 4. Every byte of a checkpoint is checked when it is read: the header and footer by their
-//!    CRC32C, each block's entries by the block's CRC32C, each block header by its count's range
+//!    CRC32C, each block's entries by the block's CRC32C (in format 4 also its count and
+//!    `entry_bytes`, and its reserved word must be zero), each block header by its count's range
 //!    and its `first_entry_index` following the previous block, the footer's counts against the
 //!    header and the blocks read, and (given the manifest's expectations) the file's length and
 //!    CRC32C. Every failure is a [`crate::Corruption`] naming the file and absolute offset.
