@@ -380,18 +380,7 @@ fn a_scan_goes_on_past_a_reserved_word_and_extra_entry_bytes() {
     b[b1 + 4..b1 + 8].copy_from_slice(&eb.to_le_bytes());
     let crc = block_crc(1, eb, &b[b1 + BLOCK_HEADER_BYTES..b1 + BLOCK_HEADER_BYTES + len + 1]);
     b[b1 + 8..b1 + 12].copy_from_slice(&crc.to_le_bytes());
-    let (fs, path) = stored(&b, 2);
-    let mut seen = Vec::new();
-    let report = scan_checkpoint(&fs, &path, None, |e| {
-        seen.push(e.id.raw());
-        Ok(())
-    })
-    .unwrap();
-    let problems: Vec<_> = report
-        .problems
-        .iter()
-        .map(|c| (c.offset as usize, c.kind.clone()))
-        .collect();
+    let (report, seen, problems) = scan_found(&b, None);
     assert_eq!(
         problems,
         vec![
@@ -431,20 +420,9 @@ fn a_scan_goes_on_past_a_bad_block_and_a_bad_entry() {
     // Block 0's CRC fails: a flipped bit in its second entry's CRC field.
     let b0_entries = FIRST as usize;
     b[b0_entries + block0[0].len() + 5] ^= 1;
-    let (fs, path) = stored(&b, 2);
-    let mut seen = Vec::new();
-    let report = scan_checkpoint(&fs, &path, None, |e| {
-        seen.push(e.id.raw());
-        Ok(())
-    })
-    .unwrap();
+    let (report, seen, problems) = scan_found(&b, None);
     let b1 = 64 + BLOCK_HEADER_BYTES + block0.concat().len();
     let bad_entry = b1 + BLOCK_HEADER_BYTES + block1[0].len();
-    let problems: Vec<_> = report
-        .problems
-        .iter()
-        .map(|c| (c.offset as usize, c.kind.clone()))
-        .collect();
     assert_eq!(problems.len(), 2, "{problems:?}");
     assert_eq!(problems[0].0, 64 + compact::B_CRC);
     assert!(matches!(problems[0].1, ChecksumMismatch { .. }));

@@ -414,18 +414,8 @@ fn scan_reports_every_problem_in_file_order() {
     put_u64(&mut b, FOOTER + 16, 3);
     reseal_footer(&mut b, FOOTER);
 
+    let (report, seen, problems) = scan_found(&b, Some(&info.expect()));
     let (fs, path) = stored(&b, 2);
-    let mut seen = Vec::new();
-    let report = scan_checkpoint(&fs, &path, Some(&info.expect()), |e| {
-        seen.push(e.id.raw());
-        Ok(())
-    })
-    .unwrap();
-    let problems: Vec<_> = report
-        .problems
-        .iter()
-        .map(|c| (c.offset as usize, c.kind.clone()))
-        .collect();
     let block0 = &b[80..64 + BLOCK_FIXED];
     let expected = vec![
         (

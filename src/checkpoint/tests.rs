@@ -193,6 +193,27 @@ pub(super) fn read_bytes(
     Ok((summary, seen))
 }
 
+/// What a scan of `bytes`, stored as checkpoint 2, found: its report, the raw ids of the live
+/// entries it visited, and each problem's offset and kind.
+pub(super) fn scan_found(
+    bytes: &[u8],
+    expect: Option<&CheckpointExpect>,
+) -> (ScanReport, Vec<u64>, Vec<(usize, CorruptionKind)>) {
+    let (fs, path) = stored(bytes, 2);
+    let mut seen = Vec::new();
+    let report = scan_checkpoint(&fs, &path, expect, |e| {
+        seen.push(e.id.raw());
+        Ok(())
+    })
+    .unwrap();
+    let problems = report
+        .problems
+        .iter()
+        .map(|c| (c.offset as usize, c.kind.clone()))
+        .collect();
+    (report, seen, problems)
+}
+
 pub(super) fn corruption_of<T: std::fmt::Debug>(r: Result<T>) -> Corruption {
     match r {
         Err(Error::Corruption(c)) => *c,
