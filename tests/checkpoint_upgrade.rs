@@ -3,14 +3,14 @@
 //! checkpoint is written in format 4, and the store reopens from that one with the same content.
 //!
 //! The format 3 file is made from the store's own format 4 checkpoint: its items, re-encoded with
-//! the fixed layout's encoders (`checkpoint::format`), written under the same name and published
-//! with a manifest recording its new length and CRC, as a checkpoint is published.
+//! the fixed layout's encoder (`checkpoint::format::encode_fixed_file`), written under the same
+//! name and published with a manifest recording its new length and CRC, as a checkpoint is.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use vellum::checkpoint::{BLOCK_ENTRIES_MAX, CheckpointItem, format, read_checkpoint_items};
+use vellum::checkpoint::{CheckpointItem, format, read_checkpoint_items};
 use vellum::codec::crc32c;
 use vellum::io::{FaultStorage, Storage};
 use vellum::meta::{MetaStore, MetaUpdate};
@@ -27,42 +27,6 @@ fn options() -> RuntimeOptions {
 
 fn open(fs: &FaultStorage) -> DurableRuntime {
     DurableRuntime::open_with(Arc::new(fs.clone()), Path::new(DIR), options()).unwrap()
-}
-
-/// The format 3 bytes of checkpoint `seq` at `epoch` holding `items`.
-fn fixed_file(seq: u64, epoch: u64, items: &[CheckpointItem]) -> Vec<u8> {
-    let header = format::Header {
-        version: format::FORMAT_VERSION_FIXED,
-        seq,
-        epoch,
-        entry_count: items.len() as u64,
-    };
-    let mut out = header.encode();
-    let mut blocks = 0;
-    for (b, chunk) in items.chunks(BLOCK_ENTRIES_MAX as usize).enumerate() {
-        let entries: Vec<u8> = chunk
-            .iter()
-            .flat_map(|item| match item {
-                CheckpointItem::Live(e) => format::encode_entry(e),
-                CheckpointItem::Free(id) => format::encode_free_entry(*id),
-                CheckpointItem::Exhausted(id) => format::encode_exhausted_entry(*id),
-            })
-            .collect();
-        let block = format::BlockHeader {
-            count: chunk.len() as u32,
-            crc32c: crc32c(&entries),
-            first_entry_index: (b * BLOCK_ENTRIES_MAX as usize) as u64,
-        };
-        out.extend_from_slice(&block.encode());
-        out.extend_from_slice(&entries);
-        blocks += 1;
-    }
-    let footer = format::Footer {
-        entry_count: items.len() as u64,
-        block_count: blocks,
-    };
-    out.extend_from_slice(&footer.encode());
-    out
 }
 
 /// Replaces the store's checkpoint with its format 3 equivalent and publishes a manifest naming
@@ -82,7 +46,7 @@ fn downgrade_checkpoint(fs: &FaultStorage) -> (Vec<CheckpointItem>, u32) {
         Ok(())
     })
     .unwrap();
-    let fixed = fixed_file(seq, ck.epoch, &items);
+    let fixed = format::encode_fixed_file(seq, ck.epoch, &items);
     assert_eq!(
         fixed.len(),
         64 + 16 * items.len().div_ceil(4096) + 40 * items.len() + 32

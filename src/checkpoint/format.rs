@@ -336,6 +336,45 @@ pub fn decode_entry(
     }))
 }
 
+/// The bytes of a whole format 3 checkpoint `seq` at `epoch` holding `items` (fixed 40-byte
+/// entries, every block full but the last), as builds before format 4 wrote it. This build
+/// writes format 4; this is for tests that check a store written by an older build still opens.
+pub fn encode_fixed_file(seq: u64, epoch: u64, items: &[CheckpointItem]) -> Vec<u8> {
+    let entry_count = items.len() as u64;
+    let mut out = Header {
+        version: FORMAT_VERSION_FIXED,
+        seq,
+        epoch,
+        entry_count,
+    }
+    .encode();
+    let mut blocks = 0;
+    for (b, chunk) in items.chunks(BLOCK_ENTRIES_MAX as usize).enumerate() {
+        let mut entries = Vec::with_capacity(chunk.len() * ENTRY_BYTES);
+        for item in chunk {
+            entries.extend_from_slice(&match item {
+                CheckpointItem::Live(e) => encode_entry(e),
+                CheckpointItem::Free(id) => encode_free_entry(*id),
+                CheckpointItem::Exhausted(id) => encode_exhausted_entry(*id),
+            });
+        }
+        let header = BlockHeader {
+            count: chunk.len() as u32,
+            crc32c: crc32c(&entries),
+            first_entry_index: (b * BLOCK_ENTRIES_MAX as usize) as u64,
+        };
+        out.extend_from_slice(&header.encode());
+        out.extend_from_slice(&entries);
+        blocks += 1;
+    }
+    let footer = Footer {
+        entry_count,
+        block_count: blocks,
+    };
+    out.extend_from_slice(&footer.encode());
+    out
+}
+
 /// The footer's variable fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Footer {

@@ -302,7 +302,7 @@ impl<'p, V: FnMut(CheckpointItem) -> Result<()>> Walk<'p, V> {
                 // Scanning: go on counting from the blocks before. The index is the one field
                 // of the block that neither its CRC nor its length vouches for, so it is the
                 // likelier one to be wrong, and one bad index stays one problem.
-                self.mismatch(at + block.first_at, what, index, actual)?;
+                self.mismatch(at + block.first_at(), what, index, actual)?;
             }
             if header
                 .entry_count
@@ -322,11 +322,7 @@ impl<'p, V: FnMut(CheckpointItem) -> Result<()>> Walk<'p, V> {
             };
             if actual == block.crc32c {
                 if block.compact {
-                    // The walk reads the buffer while it visits, so it borrows it out.
-                    let buf = std::mem::take(&mut self.buf);
-                    let walked = self.compact_entries(&buf, header, entries_at, at, block.count, &mut prev);
-                    self.buf = buf;
-                    walked?;
+                    self.compact_entries(header, entries_at, at, block.count, &mut prev)?;
                 } else {
                     self.entries(header, entries_at, &mut prev)?;
                 }
@@ -336,7 +332,7 @@ impl<'p, V: FnMut(CheckpointItem) -> Result<()>> Walk<'p, V> {
                     expected: block.crc32c,
                     actual,
                 };
-                let e = Error::corruption(self.path, at + block.crc_at, kind);
+                let e = Error::corruption(self.path, at + block.crc_at(), kind);
                 self.policy.report(e)?;
             }
             index += count;
@@ -357,8 +353,6 @@ impl<'p, V: FnMut(CheckpointItem) -> Result<()>> Walk<'p, V> {
                 crc32c: b.crc32c,
                 reserved: 0,
                 first_entry_index: b.first_entry_index,
-                crc_at: B_CRC as u64,
-                first_at: B_FIRST as u64,
             });
         }
         self.take(compact::BLOCK_HEADER_BYTES)?;
@@ -370,8 +364,6 @@ impl<'p, V: FnMut(CheckpointItem) -> Result<()>> Walk<'p, V> {
             crc32c: b.crc32c,
             reserved: b.reserved,
             first_entry_index: b.first_entry_index,
-            crc_at: compact::B_CRC as u64,
-            first_at: compact::B_FIRST as u64,
         })
     }
 
@@ -402,13 +394,13 @@ impl<'p, V: FnMut(CheckpointItem) -> Result<()>> Walk<'p, V> {
     /// one's start is then unknown; bytes left after the last entry are a bad `entry_bytes`.
     fn compact_entries(
         &mut self,
-        buf: &[u8],
         header: &Header,
         base: u64,
         block_at: u64,
         count: u32,
         prev: &mut Option<u64>,
     ) -> Result<()> {
+        let buf = &self.buf;
         let mut pos = 0usize;
         let mut coded = Base::default();
         for _ in 0..count {
@@ -520,7 +512,7 @@ fn invalid(path: &Path, at: u64, field: &'static str, value: u64) -> Error {
     Error::corruption(path, at, CorruptionKind::InvalidField { field, value })
 }
 
-/// A block header of either layout, with the offsets of its fields.
+/// A block header of either layout.
 struct Block {
     /// Version 4 (variable-length entries).
     compact: bool,
@@ -530,7 +522,16 @@ struct Block {
     crc32c: u32,
     reserved: u32,
     first_entry_index: u64,
-    /// Offsets, in the block header, of `crc32c` and `first_entry_index`.
-    crc_at: u64,
-    first_at: u64,
+}
+
+impl Block {
+    /// Offset of `crc32c` in the block header.
+    fn crc_at(&self) -> u64 {
+        (if self.compact { compact::B_CRC } else { B_CRC }) as u64
+    }
+
+    /// Offset of `first_entry_index` in the block header.
+    fn first_at(&self) -> u64 {
+        (if self.compact { compact::B_FIRST } else { B_FIRST }) as u64
+    }
 }

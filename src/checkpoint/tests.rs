@@ -107,38 +107,8 @@ pub(super) fn fixed_file(
     epoch: u64,
     items: &[CheckpointItem],
 ) -> (Vec<u8>, CheckpointInfo) {
+    let out = format::encode_fixed_file(seq, epoch, items);
     let entry_count = items.len() as u64;
-    let mut out = format::Header {
-        version: format::FORMAT_VERSION_FIXED,
-        seq,
-        epoch,
-        entry_count,
-    }
-    .encode();
-    let mut blocks = 0;
-    for (b, chunk) in items.chunks(BLOCK_ENTRIES_MAX as usize).enumerate() {
-        let mut entries = Vec::new();
-        for item in chunk {
-            entries.extend_from_slice(&match item {
-                CheckpointItem::Live(e) => format::encode_entry(e),
-                CheckpointItem::Free(id) => format::encode_free_entry(*id),
-                CheckpointItem::Exhausted(id) => format::encode_exhausted_entry(*id),
-            });
-        }
-        let header = format::BlockHeader {
-            count: chunk.len() as u32,
-            crc32c: crate::codec::crc32c(&entries),
-            first_entry_index: (b * BLOCK_ENTRIES_MAX as usize) as u64,
-        };
-        out.extend_from_slice(&header.encode());
-        out.extend_from_slice(&entries);
-        blocks += 1;
-    }
-    let footer = format::Footer {
-        entry_count,
-        block_count: blocks,
-    };
-    out.extend_from_slice(&footer.encode());
     let info = CheckpointInfo {
         file: checkpoint_file_name(seq),
         seq,

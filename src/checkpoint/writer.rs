@@ -8,7 +8,9 @@ use std::sync::Arc;
 use super::compact::{
     BLOCK_HEADER_BYTES, Base, BlockHeader, block_crc, decode_entry, encode_entry,
 };
-use super::format::{BLOCK_BYTES_MAX, BLOCK_ENTRIES_MAX, FORMAT_VERSION, Footer, HEADER_BYTES, Header};
+use super::format::{
+    BLOCK_BYTES_MAX, BLOCK_ENTRIES_MAX, FORMAT_VERSION, Footer, HEADER_BYTES, Header,
+};
 use super::{CheckpointEntry, CheckpointInfo, CheckpointItem, checkpoint_file_name};
 use crate::codec::{crc32c, crc32c_append, crc32c_combine};
 use crate::error::{Error, IoOp, Result};
