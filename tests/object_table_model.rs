@@ -1,5 +1,8 @@
 //! The object table against a model: random reserve/publish/abort/update/retire/trim/reclaim
 //! sequences; every read must give exactly the model's answer, and every stale id must be refused.
+//! Updates mostly keep the node's kind (the entry keeps the previous version inline) and sometimes
+//! change it (both versions go to the heap chain), so both of the entry's places for older
+//! versions, and the moves between them, meet every other operation.
 
 use std::collections::HashMap;
 
@@ -70,7 +73,8 @@ enum Op {
     Reserve,
     Publish(usize),
     Abort(usize),
-    Update(usize),
+    /// An update; `true` keeps the node's kind.
+    Update(usize, bool),
     Retire(usize),
     Reclaim(usize),
     Trim(usize, u64),
@@ -82,7 +86,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => Just(Op::Reserve),
         3 => any::<usize>().prop_map(Op::Publish),
         1 => any::<usize>().prop_map(Op::Abort),
-        4 => any::<usize>().prop_map(Op::Update),
+        4 => (any::<usize>(), prop::bool::weighted(0.8)).prop_map(|(i, k)| Op::Update(i, k)),
         2 => any::<usize>().prop_map(Op::Retire),
         2 => any::<usize>().prop_map(Op::Reclaim),
         2 => (any::<usize>(), 0u64..64).prop_map(|(i, e)| Op::Trim(i, e)),
@@ -91,6 +95,18 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn check_reads(t: &ObjectTable, m: &Model, id: NodeId, guard: &crossbeam_epoch::Guard) {
+    if let Some(entry) = m.entries.get(&id) {
+        // Every retained version but the current one, newest first.
+        let want: Vec<Version> = match entry.versions.split_last() {
+            Some((_, older)) => older.iter().rev().copied().collect(),
+            None => Vec::new(),
+        };
+        assert_eq!(
+            t.older_versions(id, guard).unwrap(),
+            want,
+            "older versions of {id}"
+        );
+    }
     let got = t.get(id, guard);
     match m.entries.get(&id) {
         Some(Entry {
@@ -162,9 +178,14 @@ fn run(ops: Vec<Op>) {
                     _ => assert!(is_not_found(&r)),
                 }
             }
-            Op::Update(i) => {
+            Op::Update(i, same_kind) => {
                 let Some(id) = pick(i) else { continue };
-                let v = m.version(4);
+                let kind = match m.entries.get(&id).and_then(|e| e.versions.last()) {
+                    Some(last) if same_kind => last.kind,
+                    Some(last) => last.kind.wrapping_add(1),
+                    None => 4,
+                };
+                let v = m.version(kind);
                 let r = t.update(id, v, &guard);
                 match m.entries.get_mut(&id) {
                     Some(e) if e.state == State::Live => {

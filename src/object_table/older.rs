@@ -1,4 +1,5 @@
-//! The chain of a node's older versions, kept while pinned snapshots may still read them.
+//! The chain of a node's older versions beyond the one its entry keeps inline (`slot.rs`,
+//! invariant 6), kept while pinned snapshots may still read them.
 //!
 //! Invariants:
 //! 1. The chain is ordered newest first; each version's `birth` is below that of the one before
@@ -100,17 +101,18 @@ impl OlderChain {
         out
     }
 
-    /// Versions newest first (for tests and checkpoints).
-    pub(super) fn versions(&self, guard: &Guard) -> Vec<Version> {
-        let mut out = Vec::new();
-        let mut cur = self.head.load(Ordering::Acquire, guard);
-        // SAFETY: loaded under `guard` (invariant 3).
-        while let Some(node) = unsafe { cur.as_ref() } {
-            out.push(node.version);
-            cur = node.next.load(Ordering::Acquire, guard);
-        }
-        out
+}
+
+/// The versions of the chain starting at `head`, newest first (for tests and checks).
+pub(super) fn versions_from(head: Shared<'_, OldVersion>, guard: &Guard) -> Vec<Version> {
+    let mut out = Vec::new();
+    let mut cur = head;
+    // SAFETY: loaded under `guard` (invariant 3), as in `find_visible`.
+    while let Some(node) = unsafe { cur.as_ref() } {
+        out.push(node.version);
+        cur = node.next.load(Ordering::Acquire, guard);
     }
+    out
 }
 
 impl Drop for OlderChain {

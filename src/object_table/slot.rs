@@ -6,7 +6,7 @@
 //!                        |                  |  ^                                   ^
 //!                        +------abort-------|--|-----------------------------------+
 //!                                           +--+ update (new current version; the old one
-//!                                                joins the older chain)
+//!                                                becomes the inline previous version)
 //! ```
 //! An abort or reclaim of an entry carrying the last tag leaves it FREE and *exhausted*, a state
 //! with no transition out (invariant 5).
@@ -27,13 +27,21 @@
 //!    recovery may bring it back, with a committed node carrying `TAG_MAX` (a checkpoint records
 //!    a handle whose tag-`TAG_MAX` id may have been handed out as exhausted, and the log may then
 //!    hold that node).
+//! 6. A LIVE entry keeps its newest older version *inline* (the `PREV` bit in `meta`, the version
+//!    in `prev_location`, `prev_len_crc` and `epoch_word`, its kind the entry's), and every older
+//!    one in the heap chain: the inline version is newer than the whole chain. An update moves the
+//!    current version inline, pushing the inline one (if any) onto the chain first, so an update
+//!    allocates only when the previous update's superseded version is still needed; an update that
+//!    changes the kind pushes both. Retiring pushes the inline version onto the chain (the retire
+//!    epoch takes its word), so no RETIRED entry has one. Every transition that is not an update
+//!    or a trim builds its fields without `PREV`.
 
 use std::sync::atomic::{AtomicU64, Ordering, fence};
 
 use crossbeam_epoch::Guard;
 
 use super::node_id::{TAG_MAX, next_tag};
-use super::older::{OlderChain, find_visible};
+use super::older::{OlderChain, find_visible, versions_from};
 use super::version::Version;
 use crate::alloc::Location;
 
@@ -72,14 +80,16 @@ impl EntryState {
 }
 
 // meta word: tag in bits 0..16, kind in 16..24, state in 24..26, the exhausted mark in bit 26
-// (set only with state FREE, invariant 5), sequence in 32..64.
+// (set only with state FREE, invariant 5), the inline-previous mark in bit 27 (set only with
+// state LIVE, invariant 6), sequence in 32..64.
 const KIND_SHIFT: u32 = 16;
 const STATE_SHIFT: u32 = 24;
 const EXHAUSTED: u64 = 1 << 26;
+const PREV: u64 = 1 << 27;
 const SEQ_SHIFT: u32 = 32;
 const SEQ_ONE: u64 = 1 << SEQ_SHIFT;
 const FIELDS_MASK: u64 = SEQ_ONE - 1;
-const _: () = assert!(EXHAUSTED > 3 << STATE_SHIFT && EXHAUSTED < SEQ_ONE);
+const _: () = assert!(EXHAUSTED > 3 << STATE_SHIFT && PREV > EXHAUSTED && PREV < SEQ_ONE);
 
 fn fields(tag: u16, kind: u8, state: EntryState) -> u64 {
     u64::from(tag) | (u64::from(kind) << KIND_SHIFT) | (state.bits() << STATE_SHIFT)
@@ -95,6 +105,11 @@ fn freed(tag: u16) -> (u64, Reuse) {
             Reuse::Exhausted,
         ),
     }
+}
+
+/// A version's length and CRC32C as one word: the length in the high half.
+fn len_crc(v: &Version) -> u64 {
+    (u64::from(v.len) << 32) | u64::from(v.crc32c)
 }
 
 /// Whether a freed handle may be handed out again.
@@ -175,9 +190,17 @@ pub(super) struct Slot {
     location: AtomicU64,
     len_crc: AtomicU64,
     birth: AtomicU64,
-    retire: AtomicU64,
+    /// RETIRED: the retire epoch. LIVE with `PREV`: the inline previous version's birth
+    /// (invariant 6).
+    epoch_word: AtomicU64,
+    /// The inline previous version's packed location and its length and CRC32C (as `location`
+    /// and `len_crc`), while `PREV` is set.
+    prev_location: AtomicU64,
+    prev_len_crc: AtomicU64,
     older: OlderChain,
 }
+
+const _: () = assert!(std::mem::size_of::<Slot>() == 64);
 
 /// Raw fields as read inside one seqlock section.
 struct Raw<'g> {
@@ -185,12 +208,30 @@ struct Raw<'g> {
     location: u64,
     len_crc: u64,
     birth: u64,
-    retire: u64,
+    epoch_word: u64,
+    prev_location: u64,
+    prev_len_crc: u64,
     older: crossbeam_epoch::Shared<'g, super::older::OldVersion>,
 }
 
+impl Raw<'_> {
+    /// The inline previous version, if `PREV` is set (invariant 6).
+    fn inline_prev(&self) -> Option<Version> {
+        if self.meta & PREV == 0 {
+            return None;
+        }
+        Location::unpack(self.prev_location).map(|location| Version {
+            location,
+            len: (self.prev_len_crc >> 32) as u32,
+            crc32c: self.prev_len_crc as u32,
+            kind: (self.meta >> KIND_SHIFT) as u8,
+            birth: self.epoch_word,
+        })
+    }
+}
+
 impl Slot {
-    /// Asks the cache for the entry's words (one line: the entry is 48 bytes aligned to 64): a
+    /// Asks the cache for the entry's words (one line: the entry is 64 bytes aligned to 64): a
     /// hint that changes nothing, so that a batch of lookups overlaps its misses.
     #[inline]
     pub(super) fn prefetch(&self) {
@@ -209,7 +250,9 @@ impl Slot {
                 location: self.location.load(Ordering::Relaxed),
                 len_crc: self.len_crc.load(Ordering::Relaxed),
                 birth: self.birth.load(Ordering::Relaxed),
-                retire: self.retire.load(Ordering::Relaxed),
+                epoch_word: self.epoch_word.load(Ordering::Relaxed),
+                prev_location: self.prev_location.load(Ordering::Relaxed),
+                prev_len_crc: self.prev_len_crc.load(Ordering::Relaxed),
                 older: self.older.head_relaxed(guard),
             };
             fence(Ordering::Acquire);
@@ -238,7 +281,7 @@ impl Slot {
             tag: raw.meta as u16,
             exhausted: state == EntryState::Free && raw.meta & EXHAUSTED != 0,
             current,
-            retire_epoch: (state == EntryState::Retired).then_some(raw.retire),
+            retire_epoch: (state == EntryState::Retired).then_some(raw.epoch_word),
         }
     }
 
@@ -303,6 +346,11 @@ impl Slot {
         if current.birth <= epoch {
             return Ok(Some(current));
         }
+        if let Some(prev) = raw.inline_prev()
+            && prev.birth <= epoch
+        {
+            return Ok(Some(prev));
+        }
         Ok(find_visible(raw.older, epoch, guard))
     }
 
@@ -332,11 +380,15 @@ impl Slot {
 
     fn store_version(&self, v: &Version) {
         self.location.store(v.location.pack(), Ordering::Relaxed);
-        self.len_crc.store(
-            (u64::from(v.len) << 32) | u64::from(v.crc32c),
-            Ordering::Relaxed,
-        );
+        self.len_crc.store(len_crc(v), Ordering::Relaxed);
         self.birth.store(v.birth, Ordering::Relaxed);
+    }
+
+    /// Makes `v` the inline previous version (writer only; the caller sets `PREV`).
+    fn store_inline_prev(&self, v: &Version) {
+        self.prev_location.store(v.location.pack(), Ordering::Relaxed);
+        self.prev_len_crc.store(len_crc(v), Ordering::Relaxed);
+        self.epoch_word.store(v.birth, Ordering::Relaxed);
     }
 
     /// Runs `f` as the entry's writer if its tag is `tag` and its state is `from` (never FREE:
@@ -392,7 +444,8 @@ impl Slot {
         self.transition(tag, &[EntryState::Reserved], |_| freed(tag))
     }
 
-    /// LIVE → LIVE with a new current version; the previous one joins the older chain.
+    /// LIVE → LIVE with a new current version; the previous one becomes the inline previous
+    /// version, the one inline before it joining the older chain (invariant 6).
     pub(super) fn update(
         &self,
         tag: u16,
@@ -400,13 +453,23 @@ impl Slot {
         guard: &Guard,
     ) -> Result<Option<Version>, EntryView> {
         self.transition(tag, &[EntryState::Live], |_| {
+            let raw = self.read_locked(guard);
+            if let Some(inline) = raw.inline_prev() {
+                self.older.push(inline, guard);
+            }
             // A LIVE entry always holds a version this table wrote, so `current` is `Some`.
-            let prev = Self::decode(&self.read_locked(guard)).current;
-            if let Some(prev) = prev {
-                self.older.push(prev, guard);
+            let prev = Self::decode(&raw).current;
+            let mut new_fields = fields(tag, v.kind, EntryState::Live);
+            match prev {
+                Some(p) if p.kind == v.kind => {
+                    self.store_inline_prev(&p);
+                    new_fields |= PREV;
+                }
+                Some(p) => self.older.push(p, guard),
+                None => {}
             }
             self.store_version(&v);
-            (fields(tag, v.kind, EntryState::Live), prev)
+            (new_fields, prev)
         })
     }
 
@@ -417,15 +480,22 @@ impl Slot {
             location: self.location.load(Ordering::Relaxed),
             len_crc: self.len_crc.load(Ordering::Relaxed),
             birth: self.birth.load(Ordering::Relaxed),
-            retire: self.retire.load(Ordering::Relaxed),
+            epoch_word: self.epoch_word.load(Ordering::Relaxed),
+            prev_location: self.prev_location.load(Ordering::Relaxed),
+            prev_len_crc: self.prev_len_crc.load(Ordering::Relaxed),
             older: self.older.head_relaxed(guard),
         }
     }
 
-    /// LIVE → RETIRED at `epoch`.
+    /// LIVE → RETIRED at `epoch`; the inline previous version joins the older chain, since the
+    /// retire epoch takes its word (invariant 6).
     pub(super) fn retire(&self, tag: u16, epoch: u64) -> Result<(), EntryView> {
         self.transition(tag, &[EntryState::Live], |kind| {
-            self.retire.store(epoch, Ordering::Relaxed);
+            let guard = crossbeam_epoch::pin();
+            if let Some(inline) = self.read_locked(&guard).inline_prev() {
+                self.older.push(inline, &guard);
+            }
+            self.epoch_word.store(epoch, Ordering::Relaxed);
             (fields(tag, kind, EntryState::Retired), ())
         })
     }
@@ -438,9 +508,10 @@ impl Slot {
         guard: &Guard,
     ) -> Result<(Vec<Version>, Reuse), EntryView> {
         self.transition(tag, &[EntryState::Retired], |_| {
-            let mut out: Vec<Version> = Self::decode(&self.read_locked(guard))
-                .current
-                .into_iter()
+            let raw = self.read_locked(guard);
+            // A RETIRED entry has no inline version (invariant 6); taken anyway, so none leaks.
+            let mut out: Vec<Version> = (Self::decode(&raw).current.into_iter())
+                .chain(raw.inline_prev())
                 .collect();
             out.extend(self.older.take_all(guard));
             let (new_fields, reuse) = freed(tag);
@@ -455,20 +526,36 @@ impl Slot {
         min_epoch: u64,
         guard: &Guard,
     ) -> Result<Vec<Version>, EntryView> {
-        if self.older.is_empty(guard) {
+        if self.older.is_empty(guard) && self.meta.load(Ordering::Acquire) & PREV == 0 {
             return Ok(Vec::new());
         }
         self.transition(tag, &[EntryState::Live, EntryState::Retired], |kind| {
-            let state = EntryState::from_bits(self.read_locked(guard).meta >> STATE_SHIFT);
-            let birth = self.birth.load(Ordering::Relaxed);
-            let trimmed = self.older.trim(birth, min_epoch, guard);
-            (fields(tag, kind, state), trimmed)
+            let raw = self.read_locked(guard);
+            let state = EntryState::from_bits(raw.meta >> STATE_SHIFT);
+            let mut new_fields = fields(tag, kind, state);
+            let trimmed = match raw.inline_prev() {
+                None => self.older.trim(raw.birth, min_epoch, guard),
+                // The current version is visible from `min_epoch` on: nothing older is.
+                Some(inline) if raw.birth <= min_epoch => {
+                    let mut out = vec![inline];
+                    out.extend(self.older.take_all(guard));
+                    out
+                }
+                Some(inline) => {
+                    new_fields |= PREV;
+                    self.older.trim(inline.birth, min_epoch, guard)
+                }
+            };
+            (new_fields, trimmed)
         })
     }
 
     /// Older versions, newest first.
     pub(super) fn older_versions(&self, guard: &Guard) -> Vec<Version> {
-        self.older.versions(guard)
+        let raw = self.read(guard);
+        let mut out: Vec<Version> = raw.inline_prev().into_iter().collect();
+        out.extend(versions_from(raw.older, guard));
+        out
     }
 
     /// Recovery: sets a FREE entry to `state` (LIVE or RETIRED) with `tag` and `v`. An exhausted
@@ -490,7 +577,7 @@ impl Slot {
         self.store_version(&v);
         let state = match retire_epoch {
             Some(r) => {
-                self.retire.store(r, Ordering::Relaxed);
+                self.epoch_word.store(r, Ordering::Relaxed);
                 EntryState::Retired
             }
             None => EntryState::Live,
