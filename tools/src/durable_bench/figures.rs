@@ -11,7 +11,8 @@ use crate::durable_bench::cell::CellOutcome;
 pub struct RunFigures {
     pub commits: usize,
     pub commits_per_sec: f64,
-    /// The raw 4 KiB write+fdatasync rate measured just before the cell.
+    /// The raw 4 KiB write+fdatasync rate around the cell ([`crate::durable_bench::raw::around`]
+    /// of the measurements just before and just after it).
     pub raw_syncs_per_sec: f64,
     pub latency_us_p50: f64,
     pub latency_us_p99: f64,

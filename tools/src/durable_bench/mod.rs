@@ -101,7 +101,8 @@ fn bench(settings: &Settings) -> Result<DurableSummary, BoxError> {
 }
 
 /// Step 2: every cell of every run; returns a row per (policy, thread count) and the raw sync
-/// rates measured before the cells.
+/// rates measured: one before the first cell, then one after each (which is also the next
+/// cell's before).
 fn cells(
     settings: &Settings,
     work: &Workload<'_>,
@@ -121,7 +122,8 @@ fn cells(
             })
         })
         .collect();
-    let mut raw_rates = Vec::new();
+    let mut before = raw::syncs_per_sec(&mut raw)?;
+    let mut raw_rates = vec![before];
     for run in 0..settings.runs {
         for (i, row) in rows.iter_mut().enumerate() {
             let cell = Cell {
@@ -129,7 +131,7 @@ fn cells(
                 threads: row.threads,
                 seed: ((run as u64) << 32) | i as u64,
             };
-            let figures = measure(work, &cell, &mut raw, device, generations)?;
+            let (figures, after) = measure(work, &cell, (&mut raw, before), device, generations)?;
             eprintln!(
                 "  run {}/{}: {}, {} thread(s): {:.0} commits/s ({:.2}x raw), p50 {:.0} us",
                 run + 1,
@@ -140,7 +142,8 @@ fn cells(
                 figures.x_raw(),
                 figures.latency_us_p50
             );
-            raw_rates.push(figures.raw_syncs_per_sec);
+            raw_rates.push(after);
+            before = after;
             row.runs.push(figures);
         }
     }
@@ -148,26 +151,28 @@ fn cells(
     Ok((rows, raw_rates))
 }
 
-/// One cell with what is measured around it: the raw sync rate just before, the runtime's
-/// counters and the kernel's write counts around it.
+/// One cell with what is measured around it: the runtime's counters and the kernel's write
+/// counts around it, and the raw sync rate just after it (returned too), which with the rate
+/// `raw_before` measured just before it gives the cell's baseline ([`raw::around`]).
 fn measure(
     work: &Workload<'_>,
     cell: &Cell,
-    raw: &mut RawSyncFile,
+    (raw, raw_before): (&mut RawSyncFile, f64),
     device: Option<DeviceId>,
     generations: &mut [u64],
-) -> Result<RunFigures, BoxError> {
-    let raw_syncs_per_sec = raw::syncs_per_sec(raw)?;
+) -> Result<(RunFigures, f64), BoxError> {
     let stats_before = work.rt.stats();
     let io_before = IoSample::take(device);
     let outcome = run_cell(work, cell, generations)?;
     let written = IoSample::take(device).since(&io_before);
     let stats_after = work.rt.stats();
-    Ok(RunFigures::of(
+    let raw_after = raw::syncs_per_sec(raw)?;
+    let figures = RunFigures::of(
         &outcome,
-        raw_syncs_per_sec,
+        raw::around(raw_before, raw_after),
         &stats_before,
         &stats_after,
         &written,
-    ))
+    );
+    Ok((figures, raw_after))
 }

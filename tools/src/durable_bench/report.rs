@@ -41,7 +41,7 @@ pub struct DurableSummary {
     pub load_time: Duration,
     /// Every (policy, thread count), in the order of `settings`.
     pub rows: Vec<Row>,
-    /// The raw 4 KiB write+fdatasync rates measured, one before each cell.
+    /// The raw 4 KiB write+fdatasync rates measured: before the first cell and after each.
     pub raw_syncs_per_sec: Vec<f64>,
     /// Keys whose last acknowledged content read back exact after reopening.
     pub verified: usize,
@@ -93,7 +93,7 @@ impl DurableSummary {
         v.sort_by(f64::total_cmp);
         let (min, max) = (v.first().copied(), v.last().copied());
         format!(
-            "raw 4 KiB write+fdatasync/s before the cells: min {:.0}, median {:.0}, max {:.0} ({} measurements)",
+            "raw 4 KiB write+fdatasync/s around the cells: min {:.0}, median {:.0}, max {:.0} ({} measurements)",
             min.unwrap_or(0.0),
             median(v.clone()),
             max.unwrap_or(0.0),
@@ -105,7 +105,8 @@ impl DurableSummary {
 const LEGEND: &str = "\
 Each row is one policy and thread count, the median of its runs (each run a cell of its own);
 THREADS threads each commit transactions rewriting BATCH of their own keys. x raw: commits/s over
-the raw 4 KiB write+fdatasync rate measured just before the cell. KiB/c io: /proc/self/io
+the raw 4 KiB write+fdatasync rate around the cell (measured just before and just after it, the
+two averaged as sync times). KiB/c io: /proc/self/io
 write_bytes per commit (this process); KiB/c dev: sectors the store's disk wrote per commit (every
 writer of the disk, with the filesystem's own writes; n/a when /proc/diskstats has no line for it).
 groups/s: commit groups (flushes) per second; lsync/c and dsync/c: log syncs and data sync rounds
