@@ -23,6 +23,9 @@ struct Entry {
     state: State,
     /// Retained versions, oldest first.
     versions: Vec<Version>,
+    /// The epoch that superseded each retained version but the last (its successor's birth, or
+    /// a move's epoch: a move keeps the birth).
+    superseded: Vec<u64>,
 }
 
 struct Model {
@@ -75,6 +78,8 @@ enum Op {
     Abort(usize),
     /// An update; `true` keeps the node's kind.
     Update(usize, bool),
+    /// A move: the current version's bytes at a new location, same birth, at a new epoch.
+    Relocate(usize),
     Retire(usize),
     Reclaim(usize),
     Trim(usize, u64),
@@ -87,6 +92,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => any::<usize>().prop_map(Op::Publish),
         1 => any::<usize>().prop_map(Op::Abort),
         4 => (any::<usize>(), prop::bool::weighted(0.8)).prop_map(|(i, k)| Op::Update(i, k)),
+        2 => any::<usize>().prop_map(Op::Relocate),
         2 => any::<usize>().prop_map(Op::Retire),
         2 => any::<usize>().prop_map(Op::Reclaim),
         2 => (any::<usize>(), 0u64..64).prop_map(|(i, e)| Op::Trim(i, e)),
@@ -112,6 +118,7 @@ fn check_reads(t: &ObjectTable, m: &Model, id: NodeId, guard: &crossbeam_epoch::
         Some(Entry {
             state: State::Live,
             versions,
+            ..
         }) => assert_eq!(got.unwrap(), *versions.last().unwrap()),
         _ => assert!(is_not_found(&got), "{id}: {got:?}"),
     }
@@ -150,6 +157,7 @@ fn run(ops: Vec<Op>) {
                     Entry {
                         state: State::Reserved,
                         versions: vec![],
+                        superseded: vec![],
                     },
                 );
                 m.issued.push(id);
@@ -191,9 +199,31 @@ fn run(ops: Vec<Op>) {
                     Some(e) if e.state == State::Live => {
                         assert_eq!(r.unwrap(), e.versions.last().copied());
                         e.versions.push(v);
+                        e.superseded.push(v.birth);
                     }
                     _ => assert!(is_not_found(&r)),
                 }
+            }
+            Op::Relocate(i) => {
+                let Some(id) = pick(i) else { continue };
+                let Some(Entry {
+                    state: State::Live,
+                    versions,
+                    ..
+                }) = m.entries.get(&id)
+                else {
+                    continue;
+                };
+                let current = *versions.last().unwrap();
+                let moved = Version {
+                    birth: current.birth,
+                    ..m.version(current.kind)
+                };
+                let r = t.relocate(id, moved, m.epoch, &guard);
+                let e = m.entries.get_mut(&id).unwrap();
+                assert_eq!(r.unwrap(), Some(current));
+                e.versions.push(moved);
+                e.superseded.push(m.epoch);
             }
             Op::Retire(i) => {
                 let Some(id) = pick(i) else { continue };
@@ -214,8 +244,8 @@ fn run(ops: Vec<Op>) {
                     Some(e) if matches!(e.state, State::Retired(_)) => {
                         let mut got = r.unwrap();
                         let mut want = e.versions.clone();
-                        got.sort_by_key(|v| v.birth);
-                        want.sort_by_key(|v| v.birth);
+                        got.sort_by_key(|v| (v.birth, v.location.offset));
+                        want.sort_by_key(|v| (v.birth, v.location.offset));
                         assert_eq!(got, want, "reclaim returns every retained version");
                         m.entries.remove(&id);
                     }
@@ -227,16 +257,17 @@ fn run(ops: Vec<Op>) {
                 let r = t.trim(id, min, &guard);
                 match m.entries.get_mut(&id) {
                     Some(e) if matches!(e.state, State::Live | State::Retired(_)) => {
-                        // Version j is invisible from `min` on when the next newer one was born
-                        // at or before `min`.
+                        // Version j goes once the commit that superseded it is at or before
+                        // `min`: no snapshot from `min` on can read it.
                         let n = e.versions.len();
                         let keep_from = (0..n)
-                            .find(|&j| j + 1 == n || e.versions[j + 1].birth > min)
+                            .find(|&j| j + 1 == n || e.superseded[j] > min)
                             .unwrap_or(0);
+                        e.superseded.drain(..keep_from);
                         let mut want: Vec<Version> = e.versions.drain(..keep_from).collect();
                         let mut got = r.unwrap();
-                        got.sort_by_key(|v| v.birth);
-                        want.sort_by_key(|v| v.birth);
+                        got.sort_by_key(|v| (v.birth, v.location.offset));
+                        want.sort_by_key(|v| (v.birth, v.location.offset));
                         assert_eq!(got, want, "trim({min}) of {id}");
                     }
                     Some(_) => {

@@ -8,6 +8,7 @@
 //! node `e % NODES` (node `n` is first published at epoch `n`), and a version's location, length,
 //! CRC and kind are functions of its node and birth.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -114,15 +115,15 @@ impl Shared {
     }
 
     /// Trims every node at `candidate` or the oldest held epoch, whichever is lower; checks
-    /// that each trimmed version is one no epoch from there on sees. Returns how many it
-    /// trimmed.
-    fn trim(&self, candidate: u64) -> u64 {
+    /// that each trimmed version is one no epoch from there on sees. Returns the node and birth
+    /// of each version it trimmed.
+    fn trim(&self, candidate: u64) -> Vec<(u64, u64)> {
         self.floor.fetch_max(candidate, Ordering::SeqCst);
         let min_epoch = (self.held.iter())
             .map(|h| h.load(Ordering::SeqCst))
             .fold(candidate, u64::min);
         let guard = crossbeam_epoch::pin();
-        let mut trimmed = 0;
+        let mut trimmed = Vec::new();
         for (n, &id) in (0u64..).zip(&self.ids) {
             for v in self.table.trim(id, min_epoch, &guard).unwrap() {
                 assert_eq!(
@@ -135,7 +136,7 @@ impl Shared {
                     "node {n}: version {} trimmed while epoch {min_epoch} may see it",
                     v.birth
                 );
-                trimmed += 1;
+                trimmed.push((n, v.birth));
             }
         }
         trimmed
@@ -194,38 +195,44 @@ fn readers_at_older_epochs_see_exact_versions_while_updates_and_trims_run() {
     let trimmer = {
         let s = shared.clone();
         std::thread::spawn(move || {
-            let mut trimmed = 0u64;
+            let mut trimmed = Vec::new();
             let mut state = 0x2545_f491_4f6c_dd1d;
             let mut step = 0;
             while s.next_step(&mut step) {
                 let lag = next_lag(&mut state);
-                trimmed += s.trim(s.latest.load(Ordering::SeqCst).saturating_sub(lag));
+                trimmed.extend(s.trim(s.latest.load(Ordering::SeqCst).saturating_sub(lag)));
                 s.rounds[READERS].store(step, Ordering::SeqCst);
             }
             trimmed
         })
     };
 
-    let guard = crossbeam_epoch::pin();
-    for epoch in NODES..=last {
+    // A thread that stopped before `done` panicked: the writer stops too, and the joins below
+    // report the panic.
+    let stopped = || readers.iter().any(|h| h.is_finished()) || trimmer.is_finished();
+    'epochs: for epoch in NODES..=last {
         let n = epoch % NODES;
+        // Pinned per update, so the epoch advances and trimmed chain records are freed while
+        // the readers walk chains.
+        let guard = crossbeam_epoch::pin();
         let prev = shared
             .table
             .update(shared.ids[n as usize], version(n, epoch), &guard)
             .unwrap();
+        drop(guard);
         assert_eq!(prev, Some(version(n, epoch - NODES)), "update {epoch}");
         shared.latest.store(epoch, Ordering::SeqCst);
         if epoch % STEP_EPOCHS == 0 {
             let step = shared.step.load(Ordering::SeqCst);
-            // A thread that stopped before `done` panicked: the joins below report it.
-            let stopped = || readers.iter().any(|h| h.is_finished()) || trimmer.is_finished();
-            while (shared.rounds.iter()).any(|c| c.load(Ordering::SeqCst) < step) && !stopped() {
+            while (shared.rounds.iter()).any(|c| c.load(Ordering::SeqCst) < step) {
+                if stopped() {
+                    break 'epochs;
+                }
                 std::thread::yield_now();
             }
             shared.step.store(step + 1, Ordering::SeqCst);
         }
     }
-    drop(guard);
     shared.done.store(true, Ordering::SeqCst);
     let reads: Vec<u64> = readers.into_iter().map(|h| h.join().unwrap()).collect();
     let mut trimmed = trimmer.join().unwrap();
@@ -240,12 +247,11 @@ fn readers_at_older_epochs_see_exact_versions_while_updates_and_trims_run() {
 
     // With no reader left, a last trim at the latest epoch leaves every node its current
     // version alone: every version ever superseded was trimmed exactly once.
-    trimmed += shared.trim(last);
-    assert_eq!(
-        trimmed,
-        last + 1 - NODES,
-        "each superseded version trimmed once"
-    );
+    trimmed.extend(shared.trim(last));
+    let distinct: HashSet<(u64, u64)> = trimmed.iter().copied().collect();
+    assert_eq!(distinct.len(), trimmed.len(), "no version trimmed twice");
+    let superseded: HashSet<(u64, u64)> = (0..=last - NODES).map(|b| (b % NODES, b)).collect();
+    assert_eq!(distinct, superseded, "every superseded version trimmed");
     let guard = crossbeam_epoch::pin();
     for (n, &id) in (0u64..).zip(&shared.ids) {
         assert_eq!(shared.table.older_versions(id, &guard).unwrap(), Vec::new());

@@ -2,8 +2,13 @@
 //! invariant 6), kept while pinned snapshots may still read them.
 //!
 //! Invariants:
-//! 1. The chain is ordered newest first; each version's `birth` is below that of the one before
-//!    it (and below the entry's current version).
+//! 1. The chain is ordered newest first; each version's `birth` is at most that of the one
+//!    before it (and of the entry's current version; equal only after a move, which keeps the
+//!    birth), and so is the epoch that superseded it (`superseded`).
+//! 4. A version's slot may be reused once no snapshot older than the commit that superseded it
+//!    remains: a reader may have resolved it before that commit. That is its `superseded` epoch,
+//!    the next version's birth for an update but the move's commit for a move (whose new version
+//!    keeps the old birth), so `trim` cuts by `superseded`, not by the next version's birth.
 //! 2. Only the entry's writer (holding the entry's seqlock write bit) changes the chain; readers
 //!    walk it without locks under a `crossbeam-epoch` guard.
 //! 3. A link is cut only when no registered snapshot can need what lies behind it, and the cut
@@ -27,6 +32,8 @@ use super::version::Version;
 #[derive(Debug)]
 pub(super) struct OldVersion {
     version: Version,
+    /// The epoch of the commit that superseded it (invariant 4).
+    superseded: u64,
     next: Atomic<OldVersion>,
 }
 
@@ -47,34 +54,33 @@ impl OlderChain {
         self.head.load(Ordering::Acquire, guard).is_null()
     }
 
-    /// Puts `version` in front (writer only).
-    pub(super) fn push(&self, version: Version, guard: &Guard) {
+    /// Puts `version`, superseded by the commit at epoch `superseded`, in front (writer only).
+    pub(super) fn push(&self, version: Version, superseded: u64, guard: &Guard) {
         let old_head = self.head.load(Ordering::Relaxed, guard);
         let node = Owned::new(OldVersion {
             version,
+            superseded,
             next: Atomic::null(),
         });
         node.next.store(old_head, Ordering::Relaxed);
         self.head.store(node, Ordering::Release);
     }
 
-    /// Unlinks every version no snapshot at `min_epoch` or later can see, given the birth of the
-    /// entry's current version, and returns them (writer only).
-    pub(super) fn trim(&self, current_birth: u64, min_epoch: u64, guard: &Guard) -> Vec<Version> {
-        // A version is visible to snapshots in [its birth, the birth of the next newer version).
-        let mut newer_birth = current_birth;
+    /// Unlinks every version superseded at or before `min_epoch`, which no snapshot at
+    /// `min_epoch` or later can read (invariant 4), and returns them (writer only). Those are a
+    /// suffix of the chain: `superseded` does not grow towards its tail (invariant 1).
+    pub(super) fn trim(&self, min_epoch: u64, guard: &Guard) -> Vec<Version> {
         let mut link = &self.head;
         loop {
-            if newer_birth <= min_epoch {
-                return Self::detach(link, guard);
-            }
             let node = link.load(Ordering::Acquire, guard);
             // SAFETY: loaded under `guard`; nodes are destroyed only after being unlinked and the
             // guard epoch passing (invariant 3).
             let Some(node) = (unsafe { node.as_ref() }) else {
                 return Vec::new();
             };
-            newer_birth = node.version.birth;
+            if node.superseded <= min_epoch {
+                return Self::detach(link, guard);
+            }
             link = &node.next;
         }
     }

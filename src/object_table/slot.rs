@@ -34,7 +34,10 @@
 //!    allocates only when the previous update's superseded version is still needed; an update that
 //!    changes the kind pushes both. Retiring pushes the inline version onto the chain (the retire
 //!    epoch takes its word), so no RETIRED entry has one. Every transition that is not an update
-//!    or a trim builds its fields without `PREV`.
+//!    or a trim builds its fields without `PREV`. The inline version was superseded at the
+//!    current version's birth, or, with the `MOVED` bit, by a move (which keeps the birth, so the
+//!    inline version's birth is the current one's) at the epoch its birth's word then holds: the
+//!    epoch `trim` frees it by (`older.rs`, invariant 4).
 
 use std::sync::atomic::{AtomicU64, Ordering, fence};
 
@@ -86,10 +89,12 @@ const KIND_SHIFT: u32 = 16;
 const STATE_SHIFT: u32 = 24;
 const EXHAUSTED: u64 = 1 << 26;
 const PREV: u64 = 1 << 27;
+const MOVED: u64 = 1 << 28;
 const SEQ_SHIFT: u32 = 32;
 const SEQ_ONE: u64 = 1 << SEQ_SHIFT;
 const FIELDS_MASK: u64 = SEQ_ONE - 1;
-const _: () = assert!(EXHAUSTED > 3 << STATE_SHIFT && PREV > EXHAUSTED && PREV < SEQ_ONE);
+const _: () = assert!(EXHAUSTED > 3 << STATE_SHIFT && PREV > EXHAUSTED && MOVED > PREV);
+const _: () = assert!(MOVED < SEQ_ONE);
 
 fn fields(tag: u16, kind: u8, state: EntryState) -> u64 {
     u64::from(tag) | (u64::from(kind) << KIND_SHIFT) | (state.bits() << STATE_SHIFT)
@@ -190,8 +195,8 @@ pub(super) struct Slot {
     location: AtomicU64,
     len_crc: AtomicU64,
     birth: AtomicU64,
-    /// RETIRED: the retire epoch. LIVE with `PREV`: the inline previous version's birth
-    /// (invariant 6).
+    /// RETIRED: the retire epoch. LIVE with `PREV`: the inline previous version's birth, or
+    /// with `MOVED` too the epoch of the move that superseded it (invariant 6).
     epoch_word: AtomicU64,
     /// The inline previous version's packed location and its length and CRC32C (as `location`
     /// and `len_crc`), while `PREV` is set.
@@ -215,18 +220,24 @@ struct Raw<'g> {
 }
 
 impl Raw<'_> {
-    /// The inline previous version, if `PREV` is set (invariant 6).
-    fn inline_prev(&self) -> Option<Version> {
+    /// The inline previous version and the epoch that superseded it, if `PREV` is set
+    /// (invariant 6).
+    fn inline_prev(&self) -> Option<(Version, u64)> {
         if self.meta & PREV == 0 {
             return None;
         }
-        Location::unpack(self.prev_location).map(|location| Version {
+        let (birth, superseded) = match self.meta & MOVED {
+            0 => (self.epoch_word, self.birth),
+            _ => (self.birth, self.epoch_word),
+        };
+        let version = Location::unpack(self.prev_location).map(|location| Version {
             location,
             len: (self.prev_len_crc >> 32) as u32,
             crc32c: self.prev_len_crc as u32,
             kind: (self.meta >> KIND_SHIFT) as u8,
-            birth: self.epoch_word,
-        })
+            birth,
+        })?;
+        Some((version, superseded))
     }
 }
 
@@ -346,7 +357,7 @@ impl Slot {
         if current.birth <= epoch {
             return Ok(Some(current));
         }
-        if let Some(prev) = raw.inline_prev()
+        if let Some((prev, _)) = raw.inline_prev()
             && prev.birth <= epoch
         {
             return Ok(Some(prev));
@@ -384,11 +395,12 @@ impl Slot {
         self.birth.store(v.birth, Ordering::Relaxed);
     }
 
-    /// Makes `v` the inline previous version (writer only; the caller sets `PREV`).
-    fn store_inline_prev(&self, v: &Version) {
+    /// Makes `v` the inline previous version, `epoch_word` its birth or the epoch of the move
+    /// that superseded it (writer only; the caller sets `PREV`, and `MOVED` for a move).
+    fn store_inline_prev(&self, v: &Version, epoch_word: u64) {
         self.prev_location.store(v.location.pack(), Ordering::Relaxed);
         self.prev_len_crc.store(len_crc(v), Ordering::Relaxed);
-        self.epoch_word.store(v.birth, Ordering::Relaxed);
+        self.epoch_word.store(epoch_word, Ordering::Relaxed);
     }
 
     /// Runs `f` as the entry's writer if its tag is `tag` and its state is `from` (never FREE:
@@ -444,28 +456,34 @@ impl Slot {
         self.transition(tag, &[EntryState::Reserved], |_| freed(tag))
     }
 
-    /// LIVE → LIVE with a new current version; the previous one becomes the inline previous
+    /// LIVE → LIVE with a new current version, by the commit at epoch `superseded` (its birth,
+    /// or a move's epoch: a move keeps the birth); the previous one becomes the inline previous
     /// version, the one inline before it joining the older chain (invariant 6).
     pub(super) fn update(
         &self,
         tag: u16,
         v: Version,
+        superseded: u64,
         guard: &Guard,
     ) -> Result<Option<Version>, EntryView> {
         self.transition(tag, &[EntryState::Live], |_| {
             let raw = self.read_locked(guard);
-            if let Some(inline) = raw.inline_prev() {
-                self.older.push(inline, guard);
+            if let Some((inline, at)) = raw.inline_prev() {
+                self.older.push(inline, at, guard);
             }
             // A LIVE entry always holds a version this table wrote, so `current` is `Some`.
             let prev = Self::decode(&raw).current;
             let mut new_fields = fields(tag, v.kind, EntryState::Live);
             match prev {
-                Some(p) if p.kind == v.kind => {
-                    self.store_inline_prev(&p);
+                Some(p) if p.kind == v.kind && superseded == v.birth => {
+                    self.store_inline_prev(&p, p.birth);
                     new_fields |= PREV;
                 }
-                Some(p) => self.older.push(p, guard),
+                Some(p) if p.kind == v.kind && p.birth == v.birth => {
+                    self.store_inline_prev(&p, superseded);
+                    new_fields |= PREV | MOVED;
+                }
+                Some(p) => self.older.push(p, superseded, guard),
                 None => {}
             }
             self.store_version(&v);
@@ -492,8 +510,8 @@ impl Slot {
     pub(super) fn retire(&self, tag: u16, epoch: u64) -> Result<(), EntryView> {
         self.transition(tag, &[EntryState::Live], |kind| {
             let guard = crossbeam_epoch::pin();
-            if let Some(inline) = self.read_locked(&guard).inline_prev() {
-                self.older.push(inline, &guard);
+            if let Some((inline, at)) = self.read_locked(&guard).inline_prev() {
+                self.older.push(inline, at, &guard);
             }
             self.epoch_word.store(epoch, Ordering::Relaxed);
             (fields(tag, kind, EntryState::Retired), ())
@@ -511,7 +529,7 @@ impl Slot {
             let raw = self.read_locked(guard);
             // A RETIRED entry has no inline version (invariant 6); taken anyway, so none leaks.
             let mut out: Vec<Version> = (Self::decode(&raw).current.into_iter())
-                .chain(raw.inline_prev())
+                .chain(raw.inline_prev().map(|(v, _)| v))
                 .collect();
             out.extend(self.older.take_all(guard));
             let (new_fields, reuse) = freed(tag);
@@ -519,7 +537,8 @@ impl Slot {
         })
     }
 
-    /// Unlinks older versions no snapshot at `min_epoch` or later can see; returns them.
+    /// Unlinks older versions superseded at or before `min_epoch` (`older.rs`, invariant 4);
+    /// returns them.
     pub(super) fn trim(
         &self,
         tag: u16,
@@ -534,16 +553,17 @@ impl Slot {
             let state = EntryState::from_bits(raw.meta >> STATE_SHIFT);
             let mut new_fields = fields(tag, kind, state);
             let trimmed = match raw.inline_prev() {
-                None => self.older.trim(raw.birth, min_epoch, guard),
-                // The current version is visible from `min_epoch` on: nothing older is.
-                Some(inline) if raw.birth <= min_epoch => {
+                None => self.older.trim(min_epoch, guard),
+                // Superseded at or before `min_epoch`, and the chain before it (`older.rs`,
+                // invariants 1 and 4).
+                Some((inline, at)) if at <= min_epoch => {
                     let mut out = vec![inline];
                     out.extend(self.older.take_all(guard));
                     out
                 }
-                Some(inline) => {
-                    new_fields |= PREV;
-                    self.older.trim(inline.birth, min_epoch, guard)
+                Some(_) => {
+                    new_fields |= raw.meta & (PREV | MOVED);
+                    self.older.trim(min_epoch, guard)
                 }
             };
             (new_fields, trimmed)
@@ -553,7 +573,7 @@ impl Slot {
     /// Older versions, newest first.
     pub(super) fn older_versions(&self, guard: &Guard) -> Vec<Version> {
         let raw = self.read(guard);
-        let mut out: Vec<Version> = raw.inline_prev().into_iter().collect();
+        let mut out: Vec<Version> = raw.inline_prev().map(|(v, _)| v).into_iter().collect();
         out.extend(versions_from(raw.older, guard));
         out
     }

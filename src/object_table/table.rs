@@ -238,11 +238,27 @@ impl ObjectTable {
         }
     }
 
-    /// Makes `version` the live node's current version; returns the one it replaced, which
-    /// stays readable by older snapshots until trimmed.
+    /// Makes `version` the live node's current version, by the commit at its birth; returns the
+    /// one it replaced, which stays readable by older snapshots until trimmed.
     pub fn update(&self, id: NodeId, version: Version, guard: &Guard) -> Result<Option<Version>> {
         self.slot(id)?
-            .update(id.tag(), version, guard)
+            .update(id.tag(), version, version.birth, guard)
+            .map_err(|v| refusal(id, &v))
+    }
+
+    /// Makes `version`, the current version's bytes moved to a new slot (same birth), the live
+    /// node's current version, by the move's commit at `epoch`; returns the version moved from.
+    /// Its slot stays until a trim at `epoch` or later: a snapshot older than the move may have
+    /// resolved it before the move (`older.rs`, invariant 4).
+    pub fn relocate(
+        &self,
+        id: NodeId,
+        version: Version,
+        epoch: u64,
+        guard: &Guard,
+    ) -> Result<Option<Version>> {
+        self.slot(id)?
+            .update(id.tag(), version, epoch, guard)
             .map_err(|v| refusal(id, &v))
     }
 
@@ -265,7 +281,8 @@ impl ObjectTable {
         Ok(versions)
     }
 
-    /// Unlinks the older versions no snapshot at `min_epoch` or later can see; returns them.
+    /// Unlinks the older versions superseded at or before `min_epoch`, which no snapshot at
+    /// `min_epoch` or later can read; returns them.
     pub fn trim(&self, id: NodeId, min_epoch: u64, guard: &Guard) -> Result<Vec<Version>> {
         self.slot(id)?
             .trim(id.tag(), min_epoch, guard)

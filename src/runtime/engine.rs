@@ -421,10 +421,12 @@ impl Engine<'_> {
                     .publish(n.id, v)
                     .map_err(|e| self.poison_with(e))?;
             } else {
-                let superseded = self
-                    .table
-                    .update(n.id, v, &guard)
-                    .map_err(|e| self.poison_with(e))?;
+                let applied = if n.keep_birth {
+                    self.table.relocate(n.id, v, epoch, &guard)
+                } else {
+                    self.table.update(n.id, v, &guard)
+                };
+                let superseded = applied.map_err(|e| self.poison_with(e))?;
                 retired.push(Retirement {
                     epoch,
                     id: n.id,
