@@ -31,8 +31,8 @@
 //!    in `prev_location`, `prev_len_crc` and `epoch_word`, its kind the entry's), and every older
 //!    one in the heap chain: the inline version is newer than the whole chain. An update moves the
 //!    current version inline, pushing the inline one (if any) onto the chain first, so an update
-//!    allocates only when the previous update's superseded version is still needed; an update that
-//!    changes the kind pushes both. Retiring pushes the inline version onto the chain (the retire
+//!    allocates only when the previous update's superseded version is not trimmed yet; an update
+//!    that changes the kind pushes both. Retiring pushes the inline version onto the chain (the retire
 //!    epoch takes its word), so no RETIRED entry has one. Every transition that is not an update
 //!    or a trim builds its fields without `PREV`. The inline version was superseded at the
 //!    current version's birth, or, with the `MOVED` bit, by a move (which keeps the birth, so the
