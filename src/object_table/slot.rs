@@ -32,9 +32,9 @@
 //!    one in the heap chain: the inline version is newer than the whole chain. An update moves the
 //!    current version inline, pushing the inline one (if any) onto the chain first, so an update
 //!    allocates only when the previous update's superseded version is not trimmed yet; an update
-//!    that changes the kind pushes both. Retiring pushes the inline version onto the chain (the retire
-//!    epoch takes its word), so no RETIRED entry has one. Every transition that is not an update
-//!    or a trim builds its fields without `PREV`. The inline version was superseded at the
+//!    that changes the kind pushes both. Retiring pushes the inline version onto the chain (the
+//!    retire epoch takes its word), so no RETIRED entry has one. Every transition that is not an
+//!    update or a trim builds its fields without `PREV`. The inline version was superseded at the
 //!    current version's birth, or, with the `MOVED` bit, by a move (which keeps the birth, so the
 //!    inline version's birth is the current one's) at the epoch its birth's word then holds: the
 //!    epoch `trim` frees it by (`older.rs`, invariant 4).
