@@ -5,15 +5,15 @@
 //! 1. The chain is ordered newest first; each version's `birth` is at most that of the one
 //!    before it (and of the entry's current version; equal only after a move, which keeps the
 //!    birth), and so is the epoch that superseded it (`superseded`).
-//! 4. A version's slot may be reused once no snapshot older than the commit that superseded it
-//!    remains: a reader may have resolved it before that commit. That is its `superseded` epoch,
-//!    the next version's birth for an update but the move's commit for a move (whose new version
-//!    keeps the old birth), so `trim` cuts by `superseded`, not by the next version's birth.
 //! 2. Only the entry's writer (holding the entry's seqlock write bit) changes the chain; readers
 //!    walk it without locks under a `crossbeam-epoch` guard.
 //! 3. A link is cut only when no registered snapshot can need what lies behind it, and the cut
 //!    versions are destroyed through `defer_destroy`, so a reader that already loaded a pointer to
 //!    one keeps valid memory until its guard drops.
+//! 4. A version's slot may be reused once no snapshot older than the commit that superseded it
+//!    remains: a reader may have resolved it before that commit. That is its `superseded` epoch,
+//!    the next version's birth for an update but the move's commit for a move (whose new version
+//!    keeps the old birth), so `trim` cuts by `superseded`, not by the next version's birth.
 //!
 //! This module is allowed `unsafe` only to dereference pointers loaded under a guard.
 
@@ -109,16 +109,19 @@ impl OlderChain {
 
 }
 
-/// The versions of the chain starting at `head`, newest first (for tests and checks).
-pub(super) fn versions_from(head: Shared<'_, OldVersion>, guard: &Guard) -> Vec<Version> {
-    let mut out = Vec::new();
+/// The versions of the chain starting at `head`, newest first.
+pub(super) fn versions_from<'g>(
+    head: Shared<'g, OldVersion>,
+    guard: &'g Guard,
+) -> impl Iterator<Item = Version> + 'g {
     let mut cur = head;
-    // SAFETY: loaded under `guard` (invariant 3), as in `find_visible`.
-    while let Some(node) = unsafe { cur.as_ref() } {
-        out.push(node.version);
+    std::iter::from_fn(move || {
+        // SAFETY: loaded under `guard` (invariant 3); the pointer was published with Release
+        // and the seqlock read ended with an Acquire fence, so the node's fields are initialised.
+        let node = unsafe { cur.as_ref() }?;
         cur = node.next.load(Ordering::Acquire, guard);
-    }
-    out
+        Some(node.version)
+    })
 }
 
 impl Drop for OlderChain {
@@ -141,14 +144,5 @@ pub(super) fn find_visible(
     epoch: u64,
     guard: &Guard,
 ) -> Option<Version> {
-    let mut cur = head;
-    // SAFETY: loaded under `guard` (invariant 3); the pointer was published with Release and
-    // the seqlock read ended with an Acquire fence, so the node's fields are initialised.
-    while let Some(node) = unsafe { cur.as_ref() } {
-        if node.version.birth <= epoch {
-            return Some(node.version);
-        }
-        cur = node.next.load(Ordering::Acquire, guard);
-    }
-    None
+    versions_from(head, guard).find(|v| v.birth <= epoch)
 }

@@ -509,9 +509,12 @@ impl Slot {
     /// retire epoch takes its word (invariant 6).
     pub(super) fn retire(&self, tag: u16, epoch: u64) -> Result<(), EntryView> {
         self.transition(tag, &[EntryState::Live], |kind| {
-            let guard = crossbeam_epoch::pin();
-            if let Some((inline, at)) = self.read_locked(&guard).inline_prev() {
-                self.older.push(inline, at, &guard);
+            // The meta word is this writer's while it holds the write bit: pinned only to push.
+            if self.meta.load(Ordering::Relaxed) & PREV != 0 {
+                let guard = crossbeam_epoch::pin();
+                if let Some((inline, at)) = self.read_locked(&guard).inline_prev() {
+                    self.older.push(inline, at, &guard);
+                }
             }
             self.epoch_word.store(epoch, Ordering::Relaxed);
             (fields(tag, kind, EntryState::Retired), ())
